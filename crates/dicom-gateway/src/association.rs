@@ -1,0 +1,358 @@
+//! One association, from A-ASSOCIATE-RQ to release or abort.
+
+use std::collections::HashSet;
+
+use dicom_ul::association::server::AccessControl;
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
+use dicom_ul::{Pdu, ServerAssociationOptions};
+use storage::ingest::Announced;
+use storage::{IngestError, InstanceWriter, Site, Storage};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::dimse::{self, Command, Status};
+use crate::{syntaxes, Config, GatewayEvent};
+
+/// Access control: the calling AE title must be registered to a site (or enrollment is open).
+#[derive(Debug, Clone)]
+pub struct AeAccess {
+    pub known: HashSet<String>,
+    pub open_enrollment: bool,
+}
+
+impl AccessControl for AeAccess {
+    fn check_access(
+        &self,
+        _this_ae_title: &str,
+        calling_ae_title: &str,
+        _called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if self.open_enrollment || self.known.contains(calling_ae_title.trim()) {
+            Ok(())
+        } else {
+            tracing::warn!(
+                dimse.calling_ae = calling_ae_title.trim(),
+                "association rejected: calling AE title is not registered to any site \
+                 (register it with `readhub site add NAME --ae {}`)",
+                calling_ae_title.trim()
+            );
+            Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+        }
+    }
+}
+
+/// What the receive loop is doing.
+enum Rx {
+    /// waiting for (the rest of) a command set
+    Idle { command: Vec<u8> },
+    /// receiving the data set of a C-STORE
+    Data {
+        cmd: Command,
+        pc_id: u8,
+        writer: Option<InstanceWriter>,
+        error: Option<IngestError>,
+    },
+}
+
+pub(crate) async fn serve(
+    id: u64,
+    socket: TcpStream,
+    storage: Storage,
+    config: &Config,
+    events: mpsc::Sender<GatewayEvent>,
+) {
+    let known = match storage::sites::list_sites(&storage.db).await {
+        Ok(sites) => sites.into_iter().flat_map(|s| s.ae_titles).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read registered AE titles; refusing association");
+            return;
+        }
+    };
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(AeAccess {
+            known,
+            open_enrollment: config.open_enrollment,
+        })
+        .ae_title(config.ae_title.clone())
+        .max_pdu_length(config.max_pdu_length)
+        .read_timeout(config.peer_timeout)
+        .write_timeout(config.peer_timeout);
+    for a in syntaxes::ABSTRACT_SYNTAXES {
+        options = options.with_abstract_syntax(*a);
+    }
+    for t in syntaxes::TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(*t);
+    }
+    let mut assoc = match options.establish_async(socket).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "association not established");
+            return;
+        }
+    };
+    let calling = {
+        use dicom_ul::association::Association;
+        assoc.peer_ae_title().trim().to_string()
+    };
+    tracing::Span::current().record("dimse.calling_ae", calling.as_str());
+    let site = match site_for(&storage, config, &calling).await {
+        Some(s) => s,
+        None => {
+            tracing::warn!("calling AE title has no site; aborting");
+            let _ = assoc.abort().await;
+            return;
+        }
+    };
+    let contexts: Vec<(u8, String, String)> = assoc
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
+        .map(|pc| (pc.id, pc.abstract_syntax.clone(), pc.transfer_syntax.clone()))
+        .collect();
+    tracing::info!(site = %site.name, contexts = contexts.len(), "association accepted");
+
+    let mut studies: Vec<i64> = Vec::new();
+    let mut rx = Rx::Idle { command: Vec::new() };
+    let source = format!("dimse:{calling}");
+    let (mut stored, mut failed) = (0u32, 0u32);
+    loop {
+        let pdu = match assoc.receive().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "peer stalled or connection lost; aborting association");
+                if let Rx::Data { writer: Some(w), .. } = rx {
+                    w.abort().await;
+                }
+                let _ = assoc.abort().await;
+                break;
+            }
+        };
+        match pdu {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    let reply = match handle_pdv(&mut rx, pdv, &contexts, &storage, &site, &source, &calling).await {
+                        Ok(r) => r,
+                        Err(reason) => {
+                            tracing::warn!(%reason, "protocol error; aborting association");
+                            if let Rx::Data { writer: Some(w), .. } = std::mem::replace(&mut rx, Rx::Idle { command: Vec::new() }) {
+                                w.abort().await;
+                            }
+                            let _ = assoc.abort().await;
+                            emit_end(&events, id, site.id, studies).await;
+                            return;
+                        }
+                    };
+                    let Some((pc_id, bytes, outcome)) = reply else { continue };
+                    match outcome {
+                        Some(Ok(inst)) => {
+                            stored += 1;
+                            let first = !studies.contains(&inst.study_pk);
+                            if first {
+                                studies.push(inst.study_pk);
+                            }
+                            let _ = events
+                                .send(GatewayEvent::InstanceStored {
+                                    association: id,
+                                    instance: Box::new(inst),
+                                    first_in_association: first,
+                                })
+                                .await;
+                        }
+                        Some(Err(())) => failed += 1,
+                        None => {}
+                    }
+                    let msg = Pdu::PData {
+                        data: vec![PDataValue {
+                            presentation_context_id: pc_id,
+                            value_type: PDataValueType::Command,
+                            is_last: true,
+                            data: bytes,
+                        }],
+                    };
+                    if let Err(e) = assoc.send(&msg).await {
+                        tracing::warn!(error = %e, "could not send response; aborting association");
+                        let _ = assoc.abort().await;
+                        emit_end(&events, id, site.id, studies).await;
+                        return;
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                if let Rx::Data { writer: Some(w), .. } = rx {
+                    w.abort().await;
+                }
+                let _ = assoc.send(&Pdu::ReleaseRP).await;
+                tracing::info!(stored, failed, "association released");
+                break;
+            }
+            Pdu::AbortRQ { source } => {
+                tracing::warn!(?source, stored, failed, "association aborted by peer");
+                if let Rx::Data { writer: Some(w), .. } = rx {
+                    w.abort().await;
+                }
+                break;
+            }
+            other => {
+                tracing::warn!(pdu = ?other, "unexpected PDU; aborting association");
+                if let Rx::Data { writer: Some(w), .. } = rx {
+                    w.abort().await;
+                }
+                let _ = assoc.abort().await;
+                break;
+            }
+        }
+    }
+    emit_end(&events, id, site.id, studies).await;
+}
+
+async fn emit_end(events: &mpsc::Sender<GatewayEvent>, id: u64, site_id: i64, study_pks: Vec<i64>) {
+    let _ = events
+        .send(GatewayEvent::AssociationEnded {
+            association: id,
+            site_id,
+            study_pks,
+        })
+        .await;
+}
+
+async fn site_for(storage: &Storage, config: &Config, calling: &str) -> Option<Site> {
+    match storage::sites::site_for_ae(&storage.db, calling).await {
+        Ok(Some(s)) => Some(s),
+        Ok(None) if config.open_enrollment => {
+            match storage::sites::enroll_ae(&storage.db, calling, config.enrollment_consortium_id).await {
+                Ok(s) => {
+                    tracing::warn!(site = %s.name, "open enrollment: registered a new site for this AE title");
+                    Some(s)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "open enrollment failed");
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "site lookup failed");
+            None
+        }
+    }
+}
+
+type Reply = Option<(u8, Vec<u8>, Option<Result<storage::StoredInstance, ()>>)>;
+
+/// Handle one PDV. Returns a response to send (with the ingest outcome, for C-STORE), or
+/// Err for a protocol violation that ends the association.
+async fn handle_pdv(
+    rx: &mut Rx,
+    pdv: PDataValue,
+    contexts: &[(u8, String, String)],
+    storage: &Storage,
+    site: &Site,
+    source: &str,
+    calling: &str,
+) -> Result<Reply, String> {
+    match rx {
+        Rx::Idle { command } => {
+            if pdv.value_type != PDataValueType::Command {
+                return Err("data PDV received where a command was expected".into());
+            }
+            command.extend_from_slice(&pdv.data);
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let bytes = std::mem::take(command);
+            let cmd = dimse::parse_command(&bytes)?;
+            let (_, abstract_syntax, ts) = contexts
+                .iter()
+                .find(|(id, _, _)| *id == pdv.presentation_context_id)
+                .ok_or_else(|| format!("presentation context {} was not accepted", pdv.presentation_context_id))?;
+            match cmd.field {
+                dimse::C_ECHO_RQ => {
+                    tracing::debug!("C-ECHO");
+                    let rsp = dimse::response(dimse::C_ECHO_RSP, &cmd, Status::Success, None);
+                    Ok(Some((pdv.presentation_context_id, rsp, None)))
+                }
+                dimse::C_STORE_RQ if cmd.has_data_set => {
+                    let announced = Announced {
+                        sop_class_uid: if cmd.sop_class_uid.is_empty() { abstract_syntax.clone() } else { cmd.sop_class_uid.clone() },
+                        sop_instance_uid: cmd.sop_instance_uid.clone(),
+                    };
+                    let (writer, error) = match storage
+                        .begin_instance(site, source, ts, announced, Some(calling))
+                        .await
+                    {
+                        Ok(w) => (Some(w), None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    *rx = Rx::Data {
+                        cmd,
+                        pc_id: pdv.presentation_context_id,
+                        writer,
+                        error,
+                    };
+                    Ok(None)
+                }
+                other => {
+                    tracing::warn!(command_field = other, "unsupported DIMSE command");
+                    let rsp = dimse::response(other | 0x8000, &cmd, Status::UnrecognizedOperation, Some("unsupported operation"));
+                    Ok(Some((pdv.presentation_context_id, rsp, None)))
+                }
+            }
+        }
+        Rx::Data { writer, error, .. } => {
+            if pdv.value_type != PDataValueType::Data {
+                return Err("command PDV received in the middle of a data set".into());
+            }
+            if let (Some(w), None) = (writer.as_mut(), error.as_ref()) {
+                if let Err(e) = w.write(&pdv.data).await {
+                    // keep reading (and discarding) the rest so the association stays in step
+                    *error = Some(e);
+                }
+            }
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let Rx::Data { cmd, pc_id, writer, error } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
+                unreachable!()
+            };
+            let result = match (writer, error) {
+                (Some(w), None) => w.finish().await,
+                (Some(w), Some(e)) => {
+                    w.abort().await;
+                    Err(e)
+                }
+                (None, Some(e)) => Err(e),
+                (None, None) => unreachable!("a data set has a writer or an error"),
+            };
+            let (status, comment, outcome) = match result {
+                Ok(inst) => {
+                    tracing::info!(
+                        sop_instance_uid = %inst.attrs.sop_instance_uid,
+                        study_uid = %inst.attrs.study_uid,
+                        bytes = inst.size_bytes,
+                        outcome = ?inst.outcome,
+                        "C-STORE stored"
+                    );
+                    (Status::Success, None, Some(Ok(inst)))
+                }
+                Err(e) => {
+                    let status = status_for(&e);
+                    tracing::warn!(sop_instance_uid = %cmd.sop_instance_uid, status = format!("{:#06X}", status as u16), error = %e, "C-STORE refused");
+                    (status, Some(e.to_string()), Some(Err(())))
+                }
+            };
+            let rsp = dimse::response(dimse::C_STORE_RSP, &cmd, status, comment.as_deref());
+            Ok(Some((pc_id, rsp, outcome)))
+        }
+    }
+}
+
+/// The DIMSE status for a refused instance.
+pub fn status_for(e: &IngestError) -> Status {
+    match e {
+        IngestError::Mismatch { .. } => Status::DataSetMismatch,
+        IngestError::TooLarge { .. } | IngestError::Storage(_) => Status::OutOfResources,
+        _ => Status::CannotUnderstand,
+    }
+}

@@ -1,0 +1,119 @@
+//! readhub's DICOM gateway: a C-ECHO / C-STORE SCP for community modalities.
+//!
+//! Per association: **negotiate** (calling AE title must belong to a registered site; SOP
+//! classes and transfer syntaxes from [`syntaxes`]) → **receive** (P-DATA streamed straight
+//! into a [`storage::InstanceWriter`], never buffered whole) → **persist** (`finish`: durable
+//! blob + committed index) → **respond** (C-STORE-RSP with the real status: success only
+//! when durable; 0xA700/0xA900/0xC000 with an Error Comment otherwise, and the association
+//! stays open). It depends on `storage` only and reports what arrived as [`GatewayEvent`]s.
+
+mod association;
+mod dimse;
+pub mod syntaxes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storage::Storage;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
+
+pub use association::AeAccess;
+
+/// Gateway settings (a section of readhub's config).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our AE title.
+    pub ae_title: String,
+    /// Register unknown calling AE titles as new sites on first contact (first install only).
+    pub open_enrollment: bool,
+    /// The consortium sites enrolled that way join.
+    pub enrollment_consortium_id: i64,
+    /// A peer silent for this long (mid-transfer or idle) is aborted.
+    pub peer_timeout: Duration,
+    /// Largest P-DATA PDU we accept.
+    pub max_pdu_length: u32,
+    /// Associations served at once; more wait for a free slot.
+    pub max_associations: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ae_title: "READHUB".into(),
+            open_enrollment: false,
+            enrollment_consortium_id: 1,
+            peer_timeout: Duration::from_secs(60),
+            max_pdu_length: 256 * 1024,
+            max_associations: 64,
+        }
+    }
+}
+
+/// What the gateway tells the rest of readhub.
+#[derive(Debug, Clone)]
+pub enum GatewayEvent {
+    /// An instance is durable and indexed. `first_in_association` is true for the first
+    /// instance of its study within this association.
+    InstanceStored {
+        association: u64,
+        instance: Box<storage::StoredInstance>,
+        first_in_association: bool,
+    },
+    /// An association ended (released, aborted or timed out) after touching these studies.
+    AssociationEnded {
+        association: u64,
+        site_id: i64,
+        study_pks: Vec<i64>,
+    },
+}
+
+/// Accept associations on `listener` until `shutdown` resolves; then wait for the open
+/// associations to finish their current work.
+pub async fn run(
+    listener: TcpListener,
+    storage: Storage,
+    config: Config,
+    events: mpsc::Sender<GatewayEvent>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let config = Arc::new(config);
+    let slots = Arc::new(Semaphore::new(config.max_associations));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next_id: u64 = 0;
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        next_id += 1;
+        let id = next_id;
+        let _ = socket.set_nodelay(true);
+        let storage = storage.clone();
+        let config = config.clone();
+        let events = events.clone();
+        let slots = slots.clone();
+        let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.calling_ae = tracing::field::Empty);
+        tasks.spawn(
+            async move {
+                let Ok(_permit) = slots.acquire_owned().await else { return };
+                association::serve(id, socket, storage, &config, events).await;
+            }
+            .instrument(span),
+        );
+        // reap finished tasks so the set does not grow without bound
+        while tasks.try_join_next().is_some() {}
+    }
+    tracing::info!("DICOM listener closed; waiting for {} open associations", tasks.len());
+    while tasks.join_next().await.is_some() {}
+}

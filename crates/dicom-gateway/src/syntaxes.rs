@@ -1,0 +1,67 @@
+//! The storage SOP classes and transfer syntaxes readhub accepts.
+
+use dicom_dictionary_std::uids;
+
+/// Storage SOP classes accepted from modalities (plus Verification).
+pub const ABSTRACT_SYNTAXES: &[&str] = &[
+    uids::VERIFICATION,
+    uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+    uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    uids::DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids::BREAST_TOMOSYNTHESIS_IMAGE_STORAGE,
+    uids::CT_IMAGE_STORAGE,
+    uids::ENHANCED_CT_IMAGE_STORAGE,
+    uids::MR_IMAGE_STORAGE,
+    uids::ENHANCED_MR_IMAGE_STORAGE,
+    uids::ULTRASOUND_IMAGE_STORAGE,
+    uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE,
+    uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::MULTI_FRAME_SINGLE_BIT_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::MULTI_FRAME_GRAYSCALE_BYTE_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::MULTI_FRAME_GRAYSCALE_WORD_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::MULTI_FRAME_TRUE_COLOR_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    uids::X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE,
+    uids::X_RAY_RADIOFLUOROSCOPIC_IMAGE_STORAGE,
+    uids::NUCLEAR_MEDICINE_IMAGE_STORAGE,
+    uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE,
+    uids::GENERAL_ECG_WAVEFORM_STORAGE,
+    uids::AMBULATORY_ECG_WAVEFORM_STORAGE,
+    uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE,
+    uids::ENCAPSULATED_PDF_STORAGE,
+    uids::BASIC_TEXT_SR_STORAGE,
+    uids::ENHANCED_SR_STORAGE,
+    uids::COMPREHENSIVE_SR_STORAGE,
+    uids::GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+];
+
+/// Transfer syntaxes accepted and stored as received. dicom-ul picks the first of the
+/// SCU's proposal that is in this list.
+pub const TRANSFER_SYNTAXES: &[&str] = &[
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    "1.2.840.10008.1.2.2", // Explicit VR Big Endian: retired, but older modalities still send it
+    uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::JPEG_BASELINE8_BIT,
+    uids::JPEG_EXTENDED12_BIT,
+    uids::JPEG_LOSSLESS,
+    uids::JPEG_LOSSLESS_SV1,
+    uids::JPEGLS_LOSSLESS,
+    uids::JPEGLS_NEAR_LOSSLESS,
+    uids::JPEG2000_LOSSLESS,
+    uids::JPEG2000,
+    uids::RLE_LOSSLESS,
+];
+
+/// Is this an ECG waveform SOP class (routed to the ECG pool)?
+pub fn is_ecg(sop_class_uid: &str) -> bool {
+    matches!(
+        sop_class_uid,
+        uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE
+            | uids::GENERAL_ECG_WAVEFORM_STORAGE
+            | uids::AMBULATORY_ECG_WAVEFORM_STORAGE
+            | uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE
+    )
+}

@@ -1,0 +1,283 @@
+//! Pools, users, passwords (argon2id) and login sessions.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use storage::now_ms;
+
+use crate::{Error, PoolKind, Role, User, Worklist};
+
+/// A reading pool (e.g. county radiology, county ECG room).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Pool {
+    pub id: i64,
+    pub consortium_id: i64,
+    pub name: String,
+    pub kind: PoolKind,
+}
+
+/// The passwords we refuse outright: too short to be a password.
+const MIN_PASSWORD_LEN: usize = 8;
+
+impl Worklist {
+    /// First start: the default consortium with an `imaging` and an `ecg` pool.
+    pub async fn ensure_defaults(&self) -> Result<i64, Error> {
+        let consortium = storage::sites::ensure_consortium(&self.db, storage::sites::DEFAULT_CONSORTIUM).await?;
+        for (name, kind) in [("imaging", PoolKind::Imaging), ("ecg", PoolKind::Ecg)] {
+            let mut tx = self.db.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO pools (consortium_id, name, kind, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (consortium_id, name) DO NOTHING",
+            )
+            .bind(consortium)
+            .bind(name)
+            .bind(kind.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert pool"))?;
+            tx.commit().await?;
+        }
+        Ok(consortium)
+    }
+
+    pub async fn pools(&self) -> Result<Vec<Pool>, Error> {
+        let rows = sqlx::query("SELECT id, consortium_id, name, kind FROM pools ORDER BY consortium_id, name")
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("list pools"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pool {
+                    id: r.get("id"),
+                    consortium_id: r.get("consortium_id"),
+                    name: r.get("name"),
+                    kind: PoolKind::try_from(r.get::<String, _>("kind").as_str())?,
+                })
+            })
+            .collect()
+    }
+
+    /// A pool by name (`imaging`, or `CONSORTIUM/imaging` when there are several).
+    pub async fn pool_by_name(&self, name: &str) -> Result<Pool, Error> {
+        let (consortium, pool) = match name.split_once('/') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, name),
+        };
+        let pools = self.pools().await?;
+        let consortium_id = match consortium {
+            Some(c) => Some(
+                storage::sites::consortium_id(&self.db, c)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("consortium {c:?}")))?,
+            ),
+            None => None,
+        };
+        let matches: Vec<Pool> = pools
+            .into_iter()
+            .filter(|p| p.name == pool && consortium_id.is_none_or(|c| c == p.consortium_id))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::NotFound(format!("pool {name:?}"))),
+            1 => Ok(matches.into_iter().next().expect("one")),
+            _ => Err(Error::Invalid(format!("pool name {name:?} is ambiguous: use CONSORTIUM/{pool}"))),
+        }
+    }
+
+    /// The pool of `kind` that reads for a consortium (falling back to the default one).
+    pub async fn pool_for(&self, consortium_id: i64, kind: PoolKind) -> Result<Pool, Error> {
+        let pools = self.pools().await?;
+        if let Some(p) = pools.iter().find(|p| p.consortium_id == consortium_id && p.kind == kind) {
+            return Ok(p.clone());
+        }
+        tracing::warn!(consortium_id, kind = %kind, "consortium has no pool of this kind; using the default consortium's");
+        let default = storage::sites::consortium_id(&self.db, storage::sites::DEFAULT_CONSORTIUM).await?;
+        pools
+            .into_iter()
+            .find(|p| Some(p.consortium_id) == default && p.kind == kind)
+            .ok_or_else(|| Error::NotFound(format!("a {kind} pool")))
+    }
+
+    /// Create a user. Technicians and referrers belong to a site, readers to a pool,
+    /// admins to neither.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        display_name: &str,
+        role: Role,
+        site_id: Option<i64>,
+        pool_id: Option<i64>,
+        password: &str,
+    ) -> Result<User, Error> {
+        let username = username.trim();
+        if username.is_empty() || username.len() > 64 || username.contains(char::is_whitespace) || username.contains(':') {
+            return Err(Error::Invalid("a user name is 1-64 characters without spaces or ':'".into()));
+        }
+        match (role, site_id, pool_id) {
+            (Role::Technician | Role::Referrer, Some(_), None) => {}
+            (Role::Reader, None, Some(_)) => {}
+            (Role::Admin, None, None) => {}
+            (Role::Technician | Role::Referrer, _, _) => {
+                return Err(Error::Invalid(format!("a {role} belongs to a site: give --site SITE (and no --pool)")))
+            }
+            (Role::Reader, _, _) => return Err(Error::Invalid("a reader belongs to a pool: give --pool POOL (and no --site)".into())),
+            (Role::Admin, _, _) => return Err(Error::Invalid("an admin belongs to no site or pool".into())),
+        }
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(Error::Invalid(format!("the password must have at least {MIN_PASSWORD_LEN} characters")));
+        }
+        let hash = hash_password(password)?;
+        let mut tx = self.db.begin_write().await?;
+        if sqlx::query("SELECT id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Error::db("select user"))?
+            .is_some()
+        {
+            return Err(Error::Conflict(format!("user {username:?} already exists")));
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO users (username, display_name, role, site_id, pool_id, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(username)
+        .bind(if display_name.is_empty() { username } else { display_name })
+        .bind(role.as_str())
+        .bind(site_id)
+        .bind(pool_id)
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::db("insert user"))?
+        .get(0);
+        tx.commit().await?;
+        self.user(id).await
+    }
+
+    pub async fn user(&self, id: i64) -> Result<User, Error> {
+        let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select user"))?
+            .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+        user_from_row(&r)
+    }
+
+    pub async fn count_admins(&self) -> Result<i64, Error> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(Error::db("count admins"))?
+            .get(0))
+    }
+
+    /// Check a user name and password. The same error for an unknown user and a wrong
+    /// password, so names cannot be probed.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<User, Error> {
+        let row = sqlx::query(
+            "SELECT id, username, display_name, role, site_id, pool_id, password_hash FROM users \
+             WHERE username = $1 AND disabled = 0",
+        )
+        .bind(username.trim())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(Error::db("select user"))?;
+        let bad = || Error::Forbidden("wrong user name or password / 用户名或密码错误".into());
+        let Some(r) = row else {
+            // spend the same time as a real check
+            let _ = verify_password(password, DUMMY_HASH);
+            return Err(bad());
+        };
+        let hash: String = r.get("password_hash");
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(bad());
+        }
+        user_from_row(&r)
+    }
+
+    /// Open a login session; returns the bearer token (only its hash is stored).
+    pub async fn create_session(&self, user_id: i64) -> Result<String, Error> {
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = hex::encode(raw);
+        let now = now_ms();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash(&token))
+            .bind(user_id)
+            .bind(now)
+            .bind(now + self.config.session_ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert session"))?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// The user behind a session token, if the session is live.
+    pub async fn session_user(&self, token: &str) -> Result<Option<User>, Error> {
+        let r = sqlx::query(
+            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
+        )
+        .bind(token_hash(token))
+        .bind(now_ms())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(Error::db("select session"))?;
+        r.map(|r| user_from_row(&r)).transpose()
+    }
+
+    pub async fn end_session(&self, token: &str) -> Result<(), Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("delete session"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn user_from_row(r: &sqlx::any::AnyRow) -> Result<User, Error> {
+    Ok(User {
+        id: r.get("id"),
+        username: r.get("username"),
+        display_name: r.get("display_name"),
+        role: Role::try_from(r.get::<String, _>("role").as_str())?,
+        site_id: r.get("site_id"),
+        pool_id: r.get("pool_id"),
+    })
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn hash_password(password: &str) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Invalid(format!("cannot hash password: {e}")))
+}
+
+/// argon2id verification; false for any malformed hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$7KH8wE3l1Ey3Y9cQpQ1b9Wq1r3m4bqzG9T3m9y8d5Jk";

@@ -1,0 +1,111 @@
+//! Typed states and roles; strings only at the database edge.
+
+use serde::Serialize;
+
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+        }
+        impl TryFrom<&str> for $name {
+            type Error = crate::Error;
+            fn try_from(s: &str) -> Result<Self, crate::Error> {
+                match s {
+                    $($s => Ok($name::$variant),)+
+                    other => Err(crate::Error::Invalid(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"), other))),
+                }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(
+    /// Who a user is; decides what they may see and do.
+    Role { Admin => "admin", Technician => "technician", Reader => "reader", Referrer => "referrer" }
+);
+
+str_enum!(
+    /// Where a worklist item is in its life.
+    ItemState {
+        Receiving => "receiving",
+        Ready => "ready",
+        Claimed => "claimed",
+        Reported => "reported",
+    }
+);
+
+str_enum!(
+    /// A report version's status.
+    ReportStatus { Draft => "draft", Final => "final" }
+);
+
+str_enum!(
+    /// What kind of reading a pool does.
+    PoolKind { Imaging => "imaging", Ecg => "ecg" }
+);
+
+str_enum!(
+    /// Every transition an item goes through (the audit and turnaround trail).
+    EventKind {
+        Arrived => "arrived",
+        Routed => "routed",
+        Ready => "ready",
+        Claimed => "claimed",
+        Released => "released",
+        Drafted => "drafted",
+        Signed => "signed",
+        NewImages => "new_images",
+        NewImagesAfterReport => "new_images_after_report",
+    }
+);
+
+/// Reading priority: STAT first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Stat = 0,
+    Urgent = 1,
+    Routine = 2,
+}
+
+impl Priority {
+    pub fn from_i64(v: i64) -> Priority {
+        match v {
+            0 => Priority::Stat,
+            1 => Priority::Urgent,
+            _ => Priority::Routine,
+        }
+    }
+
+    /// From Requested Procedure Priority (0040,1003): STAT, HIGH, ROUTINE, MEDIUM, LOW.
+    pub fn from_dicom(s: Option<&str>) -> Priority {
+        match s.map(|s| s.trim().to_ascii_uppercase()).as_deref() {
+            Some("STAT") => Priority::Stat,
+            Some("HIGH") | Some("URGENT") => Priority::Urgent,
+            _ => Priority::Routine,
+        }
+    }
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub site_id: Option<i64>,
+    pub pool_id: Option<i64>,
+}

@@ -1,0 +1,130 @@
+//! The attributes readhub indexes, read from a data set's header.
+
+use dicom_core::{PrimitiveValue, Tag};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+
+use crate::charset::{self, DecodePolicy};
+use crate::header::SniffedHeader;
+
+/// What the index keeps of one instance (text already decoded to UTF-8).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceAttrs {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub patient_id: String,
+    pub issuer_of_patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_id: Option<String>,
+    pub study_description: Option<String>,
+    pub referring_physician: Option<String>,
+    pub requested_priority: Option<String>,
+    pub modality: Option<String>,
+    pub series_number: Option<String>,
+    pub series_description: Option<String>,
+    pub body_part: Option<String>,
+    pub instance_number: Option<String>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub number_of_frames: Option<i64>,
+    /// the Specific Character Set as sent, for the record
+    pub specific_character_set: Vec<String>,
+}
+
+/// Why the attributes could not be taken from a data set.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttrError {
+    #[error("the data set could not be parsed: {0}")]
+    Parse(String),
+    #[error("required attribute {name} {tag} is missing or empty")]
+    Missing { name: &'static str, tag: Tag },
+    #[error("{name} {value:?} is not a valid UID (digits and dots, at most 64 characters)")]
+    InvalidUid { name: &'static str, value: String },
+}
+
+/// Is `s` a syntactically valid UID (PS3.5 9.1)?
+pub fn is_valid_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+}
+
+/// Parse the header and pull out the indexed attributes, decoding text per the site policy.
+pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<InstanceAttrs, AttrError> {
+    let obj = InMemDicomObject::read_dataset_with_ts(&header.bytes[..], header.parse_ts)
+        .map_err(|e| AttrError::Parse(e.to_string()))?;
+    let terms = &header.charset_terms;
+    // Every text value was decoded by dicom-rs as ISO 8859-1 (the Specific Character Set
+    // element was cut out), so its chars are the original bytes: decode them properly here.
+    let text = |tag: Tag| -> Option<String> {
+        let e = obj.element_opt(tag).ok().flatten()?;
+        let raw = match e.value().primitive()? {
+            PrimitiveValue::Strs(parts) => {
+                let joined = parts.join("\\");
+                charset::latin1_bytes(&joined)
+            }
+            PrimitiveValue::Str(s) => charset::latin1_bytes(s),
+            other => return Some(other.to_str().trim().to_string()).filter(|s| !s.is_empty()),
+        };
+        let s = charset::decode(&raw, terms, policy);
+        (!s.is_empty()).then_some(s)
+    };
+    let uid = |tag: Tag, name: &'static str| -> Result<String, AttrError> {
+        let v = text(tag).map(|s| s.trim_end_matches('\0').trim().to_string());
+        match v {
+            None => Err(AttrError::Missing { name, tag }),
+            Some(v) if !is_valid_uid(&v) => Err(AttrError::InvalidUid { name, value: v }),
+            Some(v) => Ok(v),
+        }
+    };
+    let int = |tag: Tag| -> Option<i64> {
+        let e = obj.element_opt(tag).ok().flatten()?;
+        e.to_int::<i64>().ok()
+    };
+    let priority = text(tags::REQUESTED_PROCEDURE_PRIORITY).or_else(|| {
+        // modalities that copy the worklist put it inside Request Attributes Sequence
+        let seq = obj.element_opt(tags::REQUEST_ATTRIBUTES_SEQUENCE).ok().flatten()?;
+        let item = seq.items()?.first()?;
+        let e = item.element_opt(tags::REQUESTED_PROCEDURE_PRIORITY).ok().flatten()?;
+        let s = e.to_str().ok()?.trim().to_string();
+        (!s.is_empty()).then_some(s)
+    });
+    Ok(InstanceAttrs {
+        sop_class_uid: uid(tags::SOP_CLASS_UID, "SOP Class UID")?,
+        sop_instance_uid: uid(tags::SOP_INSTANCE_UID, "SOP Instance UID")?,
+        study_uid: uid(tags::STUDY_INSTANCE_UID, "Study Instance UID")?,
+        series_uid: uid(tags::SERIES_INSTANCE_UID, "Series Instance UID")?,
+        patient_id: text(tags::PATIENT_ID).unwrap_or_default(),
+        issuer_of_patient_id: text(tags::ISSUER_OF_PATIENT_ID),
+        patient_name: text(tags::PATIENT_NAME),
+        patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
+        patient_sex: text(tags::PATIENT_SEX),
+        study_date: text(tags::STUDY_DATE),
+        study_time: text(tags::STUDY_TIME),
+        accession_number: text(tags::ACCESSION_NUMBER),
+        study_id: text(tags::STUDY_ID),
+        study_description: text(tags::STUDY_DESCRIPTION),
+        referring_physician: text(tags::REFERRING_PHYSICIAN_NAME),
+        requested_priority: priority,
+        modality: text(tags::MODALITY),
+        series_number: text(tags::SERIES_NUMBER),
+        series_description: text(tags::SERIES_DESCRIPTION),
+        body_part: text(tags::BODY_PART_EXAMINED),
+        instance_number: text(tags::INSTANCE_NUMBER),
+        rows: int(tags::ROWS),
+        columns: int(tags::COLUMNS),
+        number_of_frames: int(tags::NUMBER_OF_FRAMES),
+        specific_character_set: terms.clone(),
+    })
+}

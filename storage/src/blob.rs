@@ -1,0 +1,182 @@
+//! The blob store: Part-10 files in an object_store (local disk by default, S3-compatible
+//! when scaled out). Keys come from [`BlobKey`], never from ad-hoc strings.
+
+use std::sync::Arc;
+
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::Error;
+
+/// Where a thing lives in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobKey {
+    /// One stored version of an instance. The token makes every received copy its own
+    /// object, so a re-send never overwrites what was acknowledged before.
+    Instance {
+        site_id: i64,
+        day: String,
+        token: String,
+    },
+}
+
+impl BlobKey {
+    pub fn new_instance(site_id: i64) -> Self {
+        BlobKey::Instance {
+            site_id,
+            day: chrono::Utc::now().format("%Y%m%d").to_string(),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    pub fn as_path(&self) -> String {
+        match self {
+            BlobKey::Instance {
+                site_id,
+                day,
+                token,
+            } => format!("instances/{site_id}/{day}/{token}.dcm"),
+        }
+    }
+}
+
+/// The object store behind a typed facade.
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+/// Parts of this size are uploaded as they fill (S3's minimum part size); smaller objects
+/// go up in one put. This bounds memory per transfer.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+
+impl BlobStore {
+    /// Open `url`: `file:///abs/path` (fsync on: an acknowledged instance must survive a
+    /// power cut) or any URL object_store understands (`s3://bucket/prefix`, with
+    /// credentials and endpoint from the usual `AWS_*` environment variables).
+    pub fn open(url: &str) -> Result<Self, Error> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| Error::Config(format!("invalid object store URL {url:?}: {e}")))?;
+        if parsed.scheme() == "file" {
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| Error::Config(format!("object store URL {url:?} is not an absolute file path")))?;
+            std::fs::create_dir_all(&path).map_err(|e| {
+                Error::Config(format!("cannot create object store directory {}: {e}", path.display()))
+            })?;
+            let store = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?
+                .with_fsync(true);
+            return Ok(BlobStore {
+                store: Arc::new(store),
+                description: format!("local:{}", path.display()),
+            });
+        }
+        let opts: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut base = parsed.clone();
+        base.set_query(None);
+        let mut env_opts: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        env_opts.extend(opts);
+        let (store, prefix) = object_store::parse_url_opts(&base, env_opts)
+            .map_err(|e| Error::Config(format!("cannot open object store {base}: {e}")))?;
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            Arc::from(store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+        };
+        Ok(BlobStore {
+            store,
+            description: base.to_string(),
+        })
+    }
+
+    /// An in-memory store, for tests.
+    pub fn in_memory() -> Self {
+        BlobStore {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            description: "memory".into(),
+        }
+    }
+
+    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Start a streamed upload to `key`; nothing is visible at the key until `finish`.
+    pub fn writer(&self, key: &BlobKey) -> BlobWriter {
+        BlobWriter {
+            inner: BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key.as_path()), PART_SIZE),
+            path: key.as_path(),
+        }
+    }
+
+    /// Stream an object back.
+    pub async fn get(&self, key: &str) -> Result<object_store::GetResult, Error> {
+        self.store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, Error> {
+        self.get(key)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.store
+            .delete(&ObjectPath::from(key))
+            .await
+            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+    }
+}
+
+/// A streamed upload in progress.
+pub struct BlobWriter {
+    inner: BufWriter,
+    path: String,
+}
+
+impl BlobWriter {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.inner.write_all(bytes).await.map_err(|e| Error::BlobIo {
+            key: self.path.clone(),
+            source: e,
+        })
+    }
+
+    /// Complete the upload; on return the object is durable (fsync'd on local disk).
+    pub async fn finish(mut self) -> Result<String, Error> {
+        self.inner.shutdown().await.map_err(|e| Error::BlobIo {
+            key: self.path.clone(),
+            source: e,
+        })?;
+        Ok(self.path)
+    }
+
+    /// Give up: nothing becomes visible; staged parts are removed.
+    pub async fn abort(mut self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::warn!(blob.key = %self.path, error = %e, "could not abort blob upload");
+        }
+    }
+}

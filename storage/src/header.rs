@@ -1,0 +1,414 @@
+//! An incremental walk over the element headers of an incoming data set.
+//!
+//! It is fed the data set bytes as they stream in (from P-DATA or an HTTP body) and:
+//! - keeps only the *header* part (everything before the first top-level bulk element such as
+//!   Pixel Data, Waveform Sequence or Encapsulated Document), so memory stays bounded whatever
+//!   the instance size;
+//! - checks every declared length against a limit *before* anything allocates it: dicom-object
+//!   pre-allocates declared lengths, and a 674-byte file can make it allocate 3.6 GB
+//!   (STACK-FACTS §2);
+//! - keeps walking (without retaining) to the end, so a truncated value or an unterminated
+//!   sequence is caught and the instance refused rather than stored half;
+//! - remembers where the top-level Specific Character Set (0008,0005) is, so the indexer can
+//!   decode text itself (see `charset`).
+//!
+//! The element headers themselves are decoded by dicom-encoding; this module only follows
+//! lengths and nesting. Deflated data sets are inflated with flate2 on the way in.
+
+use std::io::Write;
+
+use dicom_core::header::{HasLength, Header};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use dicom_encoding::decode::explicit_be::ExplicitVRBigEndianDecoder;
+use dicom_encoding::decode::explicit_le::ExplicitVRLittleEndianDecoder;
+use dicom_encoding::decode::implicit_le::ImplicitVRLittleEndianDecoder;
+use dicom_encoding::decode::Decode;
+use dicom_encoding::transfer_syntax::{Codec, Endianness, TransferSyntax};
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+/// The three element encodings a data set can use (the concrete decoders are `Send`, the
+/// boxed `DynDecoder` is not, and the walk lives inside async tasks).
+enum HdrDecoder {
+    ImplicitLe(ImplicitVRLittleEndianDecoder<StandardDataDictionary>),
+    ExplicitLe(ExplicitVRLittleEndianDecoder),
+    ExplicitBe(ExplicitVRBigEndianDecoder),
+}
+
+impl HdrDecoder {
+    fn for_ts(ts: &TransferSyntax) -> Self {
+        if ts.uid() == IMPLICIT_VR_LITTLE_ENDIAN {
+            HdrDecoder::ImplicitLe(Default::default())
+        } else if ts.endianness() == Endianness::Big {
+            HdrDecoder::ExplicitBe(Default::default())
+        } else {
+            HdrDecoder::ExplicitLe(Default::default())
+        }
+    }
+
+    fn decode_header(
+        &self,
+        src: &mut &[u8],
+    ) -> dicom_encoding::decode::Result<(dicom_core::DataElementHeader, usize)> {
+        match self {
+            HdrDecoder::ImplicitLe(d) => d.decode_header(src),
+            HdrDecoder::ExplicitLe(d) => d.decode_header(src),
+            HdrDecoder::ExplicitBe(d) => d.decode_header(src),
+        }
+    }
+}
+
+const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
+
+/// Why a data set was refused by the walk.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    #[error("unsupported transfer syntax {0}")]
+    UnsupportedTransferSyntax(String),
+    #[error("malformed data set at byte {offset}: {reason}")]
+    Malformed { offset: u64, reason: String },
+    #[error("the data set ends inside an element or sequence (byte {offset}): truncated")]
+    Truncated { offset: u64 },
+    #[error("the attributes before the pixel data exceed {limit} bytes (element {tag} at byte {offset} declares {len} bytes)")]
+    HeaderTooLarge {
+        limit: usize,
+        tag: String,
+        offset: u64,
+        len: u64,
+    },
+    #[error("deflated data set could not be inflated: {0}")]
+    Inflate(String),
+}
+
+/// Undefined-length containers we are inside of.
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    /// a sequence: contains items, ends with a sequence delimiter
+    Seq { implicit: bool },
+    /// an item of a sequence: contains elements, ends with an item delimiter
+    Item { implicit: bool },
+    /// encapsulated pixel data or another undefined-length non-SQ value: fragments
+    Fragments,
+}
+
+/// The outcome of a complete walk.
+#[derive(Clone)]
+pub struct SniffedHeader {
+    /// The header part of the data set (inflated if deflated), with the top-level Specific
+    /// Character Set element cut out, ready for `InMemDicomObject::read_dataset_with_ts`.
+    pub bytes: Vec<u8>,
+    /// The transfer syntax `bytes` is encoded in.
+    pub parse_ts: &'static TransferSyntax,
+    /// The declared Specific Character Set terms (0008,0005), as sent.
+    pub charset_terms: Vec<String>,
+    /// Whether the data set has a bulk element (pixel data, waveform, document).
+    pub has_bulk: bool,
+}
+
+struct Walker {
+    decoder: HdrDecoder,
+    implicit_decoder: HdrDecoder,
+    ts_implicit: bool,
+    /// bytes not yet consumed; `win[0]` is at absolute offset `win_start`
+    win: Vec<u8>,
+    win_start: u64,
+    /// the next header starts at this absolute offset
+    pos: u64,
+    stack: Vec<Frame>,
+    /// absolute offset of the first top-level bulk element (the end of the header)
+    cut: Option<u64>,
+    header: Vec<u8>,
+    charset: Option<(u64, u64, Vec<u8>)>,
+    max_header: usize,
+    error: Option<HeaderError>,
+}
+
+const ITEM: Tag = Tag(0xFFFE, 0xE000);
+const ITEM_DELIM: Tag = Tag(0xFFFE, 0xE00D);
+const SEQ_DELIM: Tag = Tag(0xFFFE, 0xE0DD);
+const CHARSET: Tag = Tag(0x0008, 0x0005);
+
+/// Top-level elements that start the bulk part of a data set; the index needs nothing after.
+fn is_bulk(tag: Tag) -> bool {
+    tag.0 >= 0x7FE0
+        || tag == Tag(0x5400, 0x0100) // Waveform Sequence
+        || tag == Tag(0x0042, 0x0011) // Encapsulated Document
+        || tag == Tag(0x5600, 0x0020) // Spectroscopy Data
+}
+
+impl Walker {
+    fn advance(&mut self, at_end: bool) {
+        while self.error.is_none() {
+            let avail_end = self.win_start + self.win.len() as u64;
+            if self.pos > avail_end {
+                return; // still skipping a value
+            }
+            let off = (self.pos - self.win_start) as usize;
+            let rest = &self.win[off..];
+            if rest.is_empty() || (rest.len() < 12 && !at_end) {
+                return;
+            }
+            let frame = self.stack.last().copied();
+            let implicit = match frame {
+                Some(Frame::Seq { implicit }) | Some(Frame::Item { implicit }) => implicit,
+                Some(Frame::Fragments) => true,
+                None => false,
+            };
+            let mut cursor: &[u8] = rest;
+            let decoded = if implicit && !self.ts_implicit {
+                self.implicit_decoder.decode_header(&mut cursor)
+            } else {
+                self.decoder.decode_header(&mut cursor)
+            };
+            let (hdr, n) = match decoded {
+                Ok(x) => x,
+                Err(e) => {
+                    self.error = Some(if at_end && rest.len() < 12 {
+                        HeaderError::Truncated { offset: self.pos }
+                    } else {
+                        HeaderError::Malformed {
+                            offset: self.pos,
+                            reason: e.to_string(),
+                        }
+                    });
+                    return;
+                }
+            };
+            let start = self.pos;
+            self.pos += n as u64;
+            let tag = hdr.tag();
+            let len = hdr.length();
+
+            // delimiters and items first: they are structure, not attributes
+            match tag {
+                ITEM => {
+                    match frame {
+                        Some(Frame::Seq { implicit }) if len.is_undefined() => {
+                            self.stack.push(Frame::Item { implicit })
+                        }
+                        Some(Frame::Seq { .. }) | Some(Frame::Fragments) => {
+                            self.pos += u64::from(len.0)
+                        }
+                        _ => {
+                            self.fail(start, "item outside of a sequence");
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                ITEM_DELIM => {
+                    if !matches!(frame, Some(Frame::Item { .. })) {
+                        self.fail(start, "item delimiter outside of an item");
+                        return;
+                    }
+                    self.stack.pop();
+                    continue;
+                }
+                SEQ_DELIM => {
+                    if !matches!(frame, Some(Frame::Seq { .. }) | Some(Frame::Fragments)) {
+                        self.fail(start, "sequence delimiter outside of a sequence");
+                        return;
+                    }
+                    self.stack.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            if matches!(frame, Some(Frame::Seq { .. }) | Some(Frame::Fragments)) {
+                self.fail(start, &format!("element {tag} where an item was expected"));
+                return;
+            }
+            let top_level = self.stack.is_empty();
+            if top_level && self.cut.is_none() && is_bulk(tag) {
+                self.cut = Some(start);
+                let cut_off = (start - self.win_start) as usize;
+                self.header = self.win[..cut_off].to_vec();
+            }
+            if len.is_undefined() {
+                let vr = hdr.vr();
+                if vr == VR::SQ || vr == VR::UN || (implicit || self.ts_implicit) && !matches!(vr, VR::OB | VR::OW) {
+                    // an undefined-length UN is a sequence in implicit VR LE (PS3.5 6.2.2)
+                    self.stack.push(Frame::Seq {
+                        implicit: implicit || vr == VR::UN,
+                    });
+                } else {
+                    self.stack.push(Frame::Fragments);
+                }
+                continue;
+            }
+            let vlen = u64::from(len.0);
+            if self.cut.is_none() && (self.pos + vlen) as usize > self.max_header {
+                self.error = Some(HeaderError::HeaderTooLarge {
+                    limit: self.max_header,
+                    tag: tag.to_string(),
+                    offset: start,
+                    len: vlen,
+                });
+                return;
+            }
+            if top_level && tag == CHARSET && self.cut.is_none() {
+                let value_start = self.pos;
+                let end = self.pos + vlen;
+                // the value is before the cut, so it is retained in `win`; fill it in at the end
+                self.charset = Some((start, end, Vec::new()));
+                let _ = value_start;
+            }
+            self.pos += vlen;
+        }
+    }
+
+    fn fail(&mut self, offset: u64, reason: &str) {
+        self.error = Some(HeaderError::Malformed {
+            offset,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.win.extend_from_slice(bytes);
+        self.advance(false);
+        if self.cut.is_some() {
+            // tail mode: drop what has been walked over
+            let consumed = (self.pos.min(self.win_start + self.win.len() as u64) - self.win_start) as usize;
+            self.win.drain(..consumed);
+            self.win_start += consumed as u64;
+        } else if self.win.len() > self.max_header {
+            self.error = Some(HeaderError::HeaderTooLarge {
+                limit: self.max_header,
+                tag: "(header)".into(),
+                offset: self.pos,
+                len: self.win.len() as u64,
+            });
+        }
+    }
+
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, bool), HeaderError> {
+        self.advance(true);
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let end = self.win_start + self.win.len() as u64;
+        if self.pos != end || !self.stack.is_empty() {
+            return Err(HeaderError::Truncated { offset: end });
+        }
+        let has_bulk = self.cut.is_some();
+        let mut header = if has_bulk { self.header } else { self.win };
+        let mut charset_value = Vec::new();
+        if let Some((start, stop, _)) = self.charset {
+            let (start, stop) = (start as usize, stop as usize);
+            // value = bytes after the element header; the header is 8 bytes in every
+            // little/big-endian form of a CS element (explicit: tag+VR+2-byte length)
+            charset_value = header[start + 8..stop].to_vec();
+            header.drain(start..stop);
+        }
+        Ok((header, charset_value, has_bulk))
+    }
+}
+
+/// Feeds a [`Walker`], inflating first where the transfer syntax is deflated.
+pub struct HeaderSniffer {
+    inner: Sink,
+    parse_ts: &'static TransferSyntax,
+}
+
+enum Sink {
+    Plain(Walker),
+    Deflated(Box<flate2::write::DeflateDecoder<WalkerWriter>>),
+}
+
+struct WalkerWriter(Walker);
+impl Write for WalkerWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.feed(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl HeaderSniffer {
+    /// Start a walk for a data set in transfer syntax `ts_uid`, keeping at most `max_header`
+    /// bytes of attributes before the bulk data.
+    pub fn new(ts_uid: &str, max_header: usize) -> Result<Self, HeaderError> {
+        let ts_uid = ts_uid.trim_end_matches(['\0', ' ']);
+        let ts = TransferSyntaxRegistry
+            .get(ts_uid)
+            .ok_or_else(|| HeaderError::UnsupportedTransferSyntax(ts_uid.to_string()))?;
+        let explicit_le = TransferSyntaxRegistry
+            .get(EXPLICIT_VR_LITTLE_ENDIAN)
+            .expect("explicit VR LE is always registered");
+        let deflated = matches!(ts.codec(), Codec::Dataset(_));
+        let parse_ts = if deflated { explicit_le } else { ts };
+        let walker = Walker {
+            decoder: HdrDecoder::for_ts(parse_ts),
+            implicit_decoder: HdrDecoder::ImplicitLe(Default::default()),
+            ts_implicit: parse_ts.uid() == IMPLICIT_VR_LITTLE_ENDIAN,
+            win: Vec::new(),
+            win_start: 0,
+            pos: 0,
+            stack: Vec::new(),
+            cut: None,
+            header: Vec::new(),
+            charset: None,
+            max_header,
+            error: None,
+        };
+        let inner = if deflated {
+            Sink::Deflated(Box::new(flate2::write::DeflateDecoder::new(WalkerWriter(walker))))
+        } else {
+            Sink::Plain(walker)
+        };
+        Ok(HeaderSniffer { inner, parse_ts })
+    }
+
+    /// Feed the next bytes of the data set. Returns the error as soon as the walk fails, so
+    /// the sender can be answered without reading the rest.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), HeaderError> {
+        match &mut self.inner {
+            Sink::Plain(w) => {
+                w.feed(bytes);
+                w.error.clone().map_or(Ok(()), Err)
+            }
+            Sink::Deflated(d) => {
+                d.write_all(bytes)
+                    .map_err(|e| HeaderError::Inflate(e.to_string()))?;
+                d.get_ref().0.error.clone().map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// The data set has ended: check it was complete and return its header.
+    pub fn finish(self) -> Result<SniffedHeader, HeaderError> {
+        let walker = match self.inner {
+            Sink::Plain(w) => w,
+            Sink::Deflated(d) => {
+                d.finish()
+                    .map_err(|e| HeaderError::Inflate(e.to_string()))?
+                    .0
+            }
+        };
+        let (bytes, charset_value, has_bulk) = walker.finish()?;
+        let charset_terms = String::from_utf8_lossy(&charset_value)
+            .split('\\')
+            .map(|s| s.trim_matches([' ', '\0']).to_string())
+            .collect::<Vec<_>>();
+        let charset_terms = if charset_terms.iter().all(|s| s.is_empty()) {
+            Vec::new()
+        } else {
+            charset_terms
+        };
+        Ok(SniffedHeader {
+            bytes,
+            parse_ts: self.parse_ts,
+            charset_terms,
+            has_bulk,
+        })
+    }
+}

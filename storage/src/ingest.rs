@@ -1,0 +1,520 @@
+//! Ingest: stream one instance into the blob store, index it, and decide duplicates.
+//!
+//! Invariant (ARCHITECTURE.md #1): `finish` returns Ok only after the bytes are durable and
+//! the index rows are committed; on any error nothing is visible (the blob is aborted or
+//! deleted, the transaction rolled back).
+
+use dicom_object::meta::FileMetaTableBuilder;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::attrs::{self, AttrError, InstanceAttrs};
+use crate::blob::{BlobKey, BlobWriter};
+use crate::charset::{self, Charset, DecodePolicy};
+use crate::db::now_ms;
+use crate::header::{HeaderError, HeaderSniffer};
+use crate::sites::Site;
+use crate::{Error, Storage};
+
+/// readhub's implementation class UID (a UUID-derived UID under 2.25, PS3.5 B.2).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.137064508153409563713937712392860843541";
+pub const IMPLEMENTATION_VERSION_NAME: &str = "READHUB_0.1";
+
+/// Why an instance was refused. Transient ones ask the sender to retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    #[error("not a valid DICOM data set: {0}")]
+    NotDicom(#[from] HeaderError),
+    #[error("{0}")]
+    Attributes(#[from] AttrError),
+    #[error("the data set's {what} {found} does not match the {expected} announced for it")]
+    Mismatch {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("the instance exceeds the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("storage failed: {0}")]
+    Storage(#[from] Error),
+}
+
+impl IngestError {
+    /// True when the instance itself is fine and a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, IngestError::Storage(_))
+    }
+}
+
+/// What happened to an instance that was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestOutcome {
+    /// first copy of this SOP Instance UID at this site
+    Stored,
+    /// byte-identical to the current version: nothing new was kept
+    Duplicate,
+    /// same SOP Instance UID, different bytes: kept as a new version, the old one retained
+    NewVersion,
+}
+
+/// An instance that is now durable and indexed.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub site_id: i64,
+    pub study_pk: i64,
+    pub attrs: InstanceAttrs,
+    pub outcome: IngestOutcome,
+    pub version: i64,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub blob_key: String,
+}
+
+/// What the sender announced for the data set (from the C-STORE command).
+#[derive(Debug, Clone)]
+pub struct Announced {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+}
+
+/// Streams one data set to the blob store while walking its header.
+pub struct InstanceWriter {
+    storage: Storage,
+    site: Site,
+    source: String,
+    announced: Option<Announced>,
+    ts_uid: String,
+    sniffer: HeaderSniffer,
+    blob: BlobWriter,
+    key: BlobKey,
+    hasher: Sha256,
+    size: u64,
+    failed: Option<IngestError>,
+}
+
+impl Storage {
+    /// Begin receiving a bare data set (as C-STORE delivers it) in transfer syntax `ts_uid`.
+    /// A Part-10 file meta group is written in front of it, built from what was announced.
+    pub async fn begin_instance(
+        &self,
+        site: &Site,
+        source: &str,
+        ts_uid: &str,
+        announced: Announced,
+        source_ae: Option<&str>,
+    ) -> Result<InstanceWriter, IngestError> {
+        let ts_uid = ts_uid.trim_end_matches(['\0', ' ']).to_string();
+        let sniffer = HeaderSniffer::new(&ts_uid, self.limits.max_header_bytes)?;
+        let key = BlobKey::new_instance(site.id);
+        let mut blob = self.blobs.writer(&key);
+        let mut builder = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(announced.sop_class_uid.as_str())
+            .media_storage_sop_instance_uid(announced.sop_instance_uid.as_str())
+            .transfer_syntax(ts_uid.as_str())
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
+        if let Some(ae) = source_ae {
+            builder = builder.source_application_entity_title(ae.trim());
+        }
+        let meta = builder.build().map_err(|e| {
+            IngestError::Mismatch {
+                what: "file meta",
+                expected: "a valid SOP class, instance and transfer syntax".into(),
+                found: e.to_string(),
+            }
+        })?;
+        let mut head = vec![0u8; 128];
+        head.extend_from_slice(b"DICM");
+        meta.write(&mut head).map_err(|e| IngestError::Mismatch {
+            what: "file meta",
+            expected: "encodable".into(),
+            found: e.to_string(),
+        })?;
+        if let Err(e) = blob.write(&head).await {
+            blob.abort().await;
+            return Err(e.into());
+        }
+        Ok(InstanceWriter {
+            storage: self.clone(),
+            site: site.clone(),
+            source: source.to_string(),
+            announced: Some(announced),
+            ts_uid,
+            sniffer,
+            blob,
+            key,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: None,
+        })
+    }
+}
+
+impl InstanceWriter {
+    /// The next bytes of the data set. After an error the rest is read and discarded by the
+    /// caller (so the association stays in step); `finish` reports the error.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
+        if let Some(e) = &self.failed {
+            return Err(clone_err(e));
+        }
+        self.size += bytes.len() as u64;
+        if self.size > self.storage.limits.max_instance_bytes {
+            self.failed = Some(IngestError::TooLarge {
+                limit: self.storage.limits.max_instance_bytes,
+            });
+            return Err(clone_err(self.failed.as_ref().expect("just set")));
+        }
+        if let Err(e) = self.sniffer.feed(bytes) {
+            self.failed = Some(IngestError::NotDicom(e.clone()));
+            return Err(IngestError::NotDicom(e));
+        }
+        self.hasher.update(bytes);
+        if let Err(e) = self.blob.write(bytes).await {
+            let msg = e.to_string();
+            self.failed = Some(IngestError::Storage(e));
+            return Err(IngestError::Storage(Error::Invalid(msg)));
+        }
+        Ok(())
+    }
+
+    /// Give up on this instance (connection lost, association aborted): nothing is kept.
+    pub async fn abort(self) {
+        self.blob.abort().await;
+    }
+
+    /// The data set is complete: validate, make durable, index.
+    pub async fn finish(self) -> Result<StoredInstance, IngestError> {
+        let InstanceWriter {
+            storage,
+            site,
+            source,
+            announced,
+            ts_uid,
+            sniffer,
+            blob,
+            key,
+            hasher,
+            size,
+            failed,
+        } = self;
+        if let Some(e) = failed {
+            blob.abort().await;
+            return Err(e);
+        }
+        let attrs = match sniffer
+            .finish()
+            .map_err(IngestError::from)
+            .and_then(|h| {
+                let policy = DecodePolicy {
+                    fallback: site.charset_fallback.as_deref().and_then(Charset::from_term),
+                };
+                Ok(attrs::extract(&h, &policy)?)
+            })
+            .and_then(|a| check_announced(a, announced.as_ref()))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                blob.abort().await;
+                return Err(e);
+            }
+        };
+        let sha256 = hex::encode(hasher.finalize());
+        let path = blob.finish().await?;
+        debug_assert_eq!(path, key.as_path());
+        match record(&storage, &site, &source, &attrs, &ts_uid, &path, size, &sha256).await {
+            Ok((study_pk, outcome, version)) => {
+                if outcome == IngestOutcome::Duplicate {
+                    if let Err(e) = storage.blobs.delete(&path).await {
+                        tracing::warn!(blob.key = %path, error = %e, "could not delete duplicate copy");
+                    }
+                }
+                Ok(StoredInstance {
+                    site_id: site.id,
+                    study_pk,
+                    attrs,
+                    outcome,
+                    version,
+                    size_bytes: size,
+                    sha256,
+                    blob_key: path,
+                })
+            }
+            Err(e) => {
+                // not indexed, so not visible: remove the bytes too
+                let _ = storage.blobs.delete(&path).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn clone_err(e: &IngestError) -> IngestError {
+    match e {
+        IngestError::NotDicom(h) => IngestError::NotDicom(h.clone()),
+        IngestError::TooLarge { limit } => IngestError::TooLarge { limit: *limit },
+        other => IngestError::Storage(Error::Invalid(other.to_string())),
+    }
+}
+
+fn check_announced(a: InstanceAttrs, announced: Option<&Announced>) -> Result<InstanceAttrs, IngestError> {
+    if let Some(ann) = announced {
+        let ann_inst = ann.sop_instance_uid.trim_end_matches(['\0', ' ']);
+        let ann_class = ann.sop_class_uid.trim_end_matches(['\0', ' ']);
+        if a.sop_instance_uid != ann_inst {
+            return Err(IngestError::Mismatch {
+                what: "SOP Instance UID",
+                expected: ann_inst.to_string(),
+                found: a.sop_instance_uid,
+            });
+        }
+        if a.sop_class_uid != ann_class {
+            return Err(IngestError::Mismatch {
+                what: "SOP Class UID",
+                expected: ann_class.to_string(),
+                found: a.sop_class_uid,
+            });
+        }
+    }
+    Ok(a)
+}
+
+/// Index one durable instance in one transaction. Returns (study pk, outcome, version).
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    storage: &Storage,
+    site: &Site,
+    source: &str,
+    a: &InstanceAttrs,
+    ts_uid: &str,
+    blob_key: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<(i64, IngestOutcome, i64), Error> {
+    let now = now_ms();
+    let issuer = a.issuer_of_patient_id.clone().unwrap_or_else(|| site.issuer.clone());
+    let mut tx = storage.db.begin_write().await?;
+
+    // the current version of this SOP instance at this site, if any
+    let current = sqlx::query(
+        "SELECT id, sha256, version, study_id FROM instances \
+         WHERE site_id = $1 AND sop_instance_uid = $2 AND is_current = 1",
+    )
+    .bind(site.id)
+    .bind(&a.sop_instance_uid)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(Error::db("select instance"))?;
+    if let Some(row) = &current {
+        let existing_sha: String = row.get("sha256");
+        if existing_sha == sha256 {
+            let version: i64 = row.get("version");
+            let study_id: i64 = row.get("study_id");
+            audit(&mut tx, site.id, &a.sop_instance_uid, "duplicate", version, sha256, source, now).await?;
+            tx.commit().await?;
+            tracing::info!(
+                sop_instance_uid = %a.sop_instance_uid, site = %site.name, version,
+                "duplicate instance: identical bytes already stored, nothing new kept"
+            );
+            return Ok((study_id, IngestOutcome::Duplicate, version));
+        }
+    }
+
+    let patient_pk: i64 = sqlx::query(
+        "INSERT INTO patients (site_id, issuer, patient_id, name, birth_date, sex) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (site_id, issuer, patient_id) DO UPDATE SET \
+           name = COALESCE(excluded.name, patients.name), \
+           birth_date = COALESCE(excluded.birth_date, patients.birth_date), \
+           sex = COALESCE(excluded.sex, patients.sex) \
+         RETURNING id",
+    )
+    .bind(site.id)
+    .bind(&issuer)
+    .bind(&a.patient_id)
+    .bind(a.patient_name.clone())
+    .bind(a.patient_birth_date.clone())
+    .bind(a.patient_sex.clone())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("upsert patient"))?
+    .get(0);
+    if let Some(name) = &a.patient_name {
+        for term in charset::person_name_terms(name) {
+            sqlx::query(
+                "INSERT INTO patient_name_terms (patient_id, term) VALUES ($1, $2) \
+                 ON CONFLICT (patient_id, term) DO NOTHING",
+            )
+            .bind(patient_pk)
+            .bind(term)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert name term"))?;
+        }
+    }
+
+    let study_pk: i64 = sqlx::query(
+        "INSERT INTO studies (site_id, patient_id, study_uid, study_date, study_time, accession_number, \
+           study_id, study_description, referring_physician, requested_priority, first_received_at, last_received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (site_id, study_uid) DO UPDATE SET \
+           last_received_at = excluded.last_received_at, \
+           study_date = COALESCE(studies.study_date, excluded.study_date), \
+           study_time = COALESCE(studies.study_time, excluded.study_time), \
+           accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
+           study_id = COALESCE(studies.study_id, excluded.study_id), \
+           study_description = COALESCE(studies.study_description, excluded.study_description), \
+           referring_physician = COALESCE(studies.referring_physician, excluded.referring_physician), \
+           requested_priority = COALESCE(excluded.requested_priority, studies.requested_priority) \
+         RETURNING id",
+    )
+    .bind(site.id)
+    .bind(patient_pk)
+    .bind(&a.study_uid)
+    .bind(a.study_date.clone())
+    .bind(a.study_time.clone())
+    .bind(a.accession_number.clone())
+    .bind(a.study_id.clone())
+    .bind(a.study_description.clone())
+    .bind(a.referring_physician.clone())
+    .bind(a.requested_priority.clone())
+    .bind(now)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("upsert study"))?
+    .get(0);
+
+    let series_pk: i64 = sqlx::query(
+        "INSERT INTO series (study_id, series_uid, modality, series_number, series_description, body_part) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (study_id, series_uid) DO UPDATE SET \
+           modality = COALESCE(series.modality, excluded.modality), \
+           body_part = COALESCE(series.body_part, excluded.body_part) \
+         RETURNING id",
+    )
+    .bind(study_pk)
+    .bind(&a.series_uid)
+    .bind(a.modality.clone())
+    .bind(a.series_number.clone())
+    .bind(a.series_description.clone())
+    .bind(a.body_part.clone())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("upsert series"))?
+    .get(0);
+
+    let (outcome, version) = match &current {
+        Some(row) => {
+            let old_id: i64 = row.get("id");
+            let old_version: i64 = row.get("version");
+            sqlx::query("UPDATE instances SET is_current = 0 WHERE id = $1")
+                .bind(old_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("retire instance version"))?;
+            audit(&mut tx, site.id, &a.sop_instance_uid, "new_version", old_version + 1, sha256, source, now).await?;
+            tracing::warn!(
+                sop_instance_uid = %a.sop_instance_uid, site = %site.name, version = old_version + 1,
+                "instance re-sent with different bytes: kept as a new version, the old one retained"
+            );
+            (IngestOutcome::NewVersion, old_version + 1)
+        }
+        None => (IngestOutcome::Stored, 1),
+    };
+    sqlx::query(
+        "INSERT INTO instances (series_id, study_id, site_id, sop_instance_uid, sop_class_uid, version, is_current, \
+           instance_number, transfer_syntax_uid, rows_, columns_, number_of_frames, blob_key, size_bytes, sha256, \
+           received_at, source) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(series_pk)
+    .bind(study_pk)
+    .bind(site.id)
+    .bind(&a.sop_instance_uid)
+    .bind(&a.sop_class_uid)
+    .bind(version)
+    .bind(a.instance_number.clone())
+    .bind(ts_uid)
+    .bind(a.rows)
+    .bind(a.columns)
+    .bind(a.number_of_frames)
+    .bind(blob_key)
+    .bind(size as i64)
+    .bind(sha256)
+    .bind(now)
+    .bind(source)
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::db("insert instance"))?;
+
+    // keep the study/series summaries that QIDO answers from
+    sqlx::query("UPDATE series SET num_instances = (SELECT COUNT(*) FROM instances WHERE series_id = $1 AND is_current = 1) WHERE id = $2")
+        .bind(series_pk)
+        .bind(series_pk)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("count series instances"))?;
+    let modalities: Vec<String> = sqlx::query("SELECT DISTINCT modality FROM series WHERE study_id = $1 AND modality IS NOT NULL ORDER BY modality")
+        .bind(study_pk)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::db("study modalities"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let classes: Vec<String> = sqlx::query("SELECT DISTINCT sop_class_uid FROM instances WHERE study_id = $1 AND is_current = 1 ORDER BY sop_class_uid")
+        .bind(study_pk)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::db("study SOP classes"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    sqlx::query(
+        "UPDATE studies SET \
+           num_instances = (SELECT COUNT(*) FROM instances WHERE study_id = $1 AND is_current = 1), \
+           num_series = (SELECT COUNT(*) FROM series WHERE study_id = $2), \
+           modalities = $3, sop_classes = $4 \
+         WHERE id = $5",
+    )
+    .bind(study_pk)
+    .bind(study_pk)
+    .bind(modalities.join("\\"))
+    .bind(classes.join("\\"))
+    .bind(study_pk)
+    .execute(&mut *tx)
+    .await
+    .map_err(Error::db("update study summary"))?;
+    tx.commit().await?;
+    Ok((study_pk, outcome, version))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &mut crate::db::WriteTx<'_>,
+    site_id: i64,
+    sop: &str,
+    decision: &str,
+    version: i64,
+    sha256: &str,
+    source: &str,
+    at: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO ingest_audit (site_id, sop_instance_uid, decision, version, sha256, source, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(site_id)
+    .bind(sop)
+    .bind(decision)
+    .bind(version)
+    .bind(sha256)
+    .bind(source)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("insert ingest audit"))?;
+    Ok(())
+}

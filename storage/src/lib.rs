@@ -1,0 +1,98 @@
+//! readhub's storage: the blob store (object_store) and the index (sqlx over SQLite or
+//! PostgreSQL). It knows DICOM identifiers and sites, but no workflow.
+//!
+//! The one way in is [`Storage::begin_instance`]: stream an instance's bytes through an
+//! [`ingest::InstanceWriter`] and `finish` it; success means durable bytes and a committed
+//! index row, and any error leaves nothing visible.
+
+pub mod attrs;
+pub mod blob;
+pub mod charset;
+pub mod db;
+pub mod header;
+pub mod ingest;
+pub mod query;
+pub mod sites;
+
+pub use blob::{BlobKey, BlobStore};
+pub use db::{now_ms, Backend, Db};
+pub use ingest::{IngestError, IngestOutcome, InstanceWriter, StoredInstance};
+pub use sites::Site;
+
+/// Storage errors. Variants name what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database {op} failed: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("blob {key}: {source}")]
+    Blob {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("blob {key}: {source}")]
+    BlobIo {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// `map_err` helper naming the database operation that failed.
+    pub fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+        move |source| Error::Db { op, source }
+    }
+}
+
+/// Size limits applied to every incoming instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// An instance (data set) larger than this is refused.
+    pub max_instance_bytes: u64,
+    /// The attributes before the bulk data may not exceed this; it also caps what any single
+    /// declared element length can make the parser allocate.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_instance_bytes: 4 * 1024 * 1024 * 1024,
+            max_header_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The blob store and the index, together.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub db: Db,
+    pub blobs: BlobStore,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({:?})", self.backend())
+    }
+}
+
+impl Storage {
+    pub async fn open(database_url: &str, object_store_url: &str, limits: Limits) -> Result<Self, Error> {
+        let db = Db::connect(database_url).await?;
+        let blobs = BlobStore::open(object_store_url)?;
+        Ok(Storage { db, blobs, limits })
+    }
+}

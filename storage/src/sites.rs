@@ -1,0 +1,231 @@
+//! Community sites (tenants), their calling AE titles and their consortium.
+
+use sqlx::Row;
+
+use crate::charset::Charset;
+use crate::db::{now_ms, Db};
+use crate::Error;
+
+/// A community site: every study belongs to the site that sent it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Site {
+    pub id: i64,
+    pub name: String,
+    pub consortium_id: i64,
+    /// Issuer of Patient ID used when the modality sends none: patients of two sites with
+    /// the same Patient ID are never merged.
+    pub issuer: String,
+    pub charset_fallback: Option<String>,
+    pub ae_titles: Vec<String>,
+}
+
+/// The consortium a fresh install starts with.
+pub const DEFAULT_CONSORTIUM: &str = "default";
+
+/// Check an AE title: 1–16 characters of the default repertoire, no backslash or control
+/// characters, not all spaces (PS3.5 6.2).
+pub fn validate_ae_title(ae: &str) -> Result<String, Error> {
+    let t = ae.trim();
+    if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| (0x20..0x7F).contains(&b) && b != b'\\') {
+        return Err(Error::Invalid(format!(
+            "AE title {ae:?} is invalid: use 1-16 printable ASCII characters without backslash"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+pub async fn ensure_consortium(db: &Db, name: &str) -> Result<i64, Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query("INSERT INTO consortia (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert consortium"))?;
+    let id: i64 = sqlx::query("SELECT id FROM consortia WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::db("select consortium"))?
+        .get(0);
+    tx.commit().await?;
+    Ok(id)
+}
+
+pub async fn consortium_id(db: &Db, name: &str) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query("SELECT id FROM consortia WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select consortium"))?
+        .map(|r| r.get(0)))
+}
+
+/// Register a site with its calling AE titles.
+pub async fn add_site(
+    db: &Db,
+    name: &str,
+    consortium_id: i64,
+    ae_titles: &[String],
+    charset_fallback: Option<&str>,
+) -> Result<Site, Error> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::Invalid("a site needs a name".into()));
+    }
+    if let Some(cs) = charset_fallback {
+        if Charset::from_term(cs).is_none() {
+            return Err(Error::Invalid(format!(
+                "unknown character set {cs:?}: use e.g. GBK, GB18030, ISO_IR 192, ISO_IR 100"
+            )));
+        }
+    }
+    let aes = ae_titles
+        .iter()
+        .map(|a| validate_ae_title(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tx = db.begin_write().await?;
+    if sqlx::query("SELECT id FROM sites WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("select site"))?
+        .is_some()
+    {
+        return Err(Error::Invalid(format!("site {name:?} already exists")));
+    }
+    let id: i64 = sqlx::query(
+        "INSERT INTO sites (name, consortium_id, issuer, charset_fallback, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(name)
+    .bind(consortium_id)
+    .bind(format!("READHUB:{name}"))
+    .bind(charset_fallback.map(str::to_string))
+    .bind(now_ms())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(Error::db("insert site"))?
+    .get(0);
+    for ae in &aes {
+        let taken: Option<String> = sqlx::query(
+            "SELECT s.name FROM site_ae_titles a JOIN sites s ON s.id = a.site_id WHERE a.ae_title = $1",
+        )
+        .bind(ae)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("select AE title"))?
+        .map(|r| r.get(0));
+        if let Some(other) = taken {
+            return Err(Error::Invalid(format!(
+                "AE title {ae} is already registered to site {other:?}"
+            )));
+        }
+        sqlx::query("INSERT INTO site_ae_titles (ae_title, site_id) VALUES ($1, $2)")
+            .bind(ae)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert AE title"))?;
+    }
+    tx.commit().await?;
+    get_site(db, id).await?.ok_or_else(|| Error::NotFound(format!("site {id}")))
+}
+
+fn site_from_row(r: &sqlx::any::AnyRow, aes: Vec<String>) -> Site {
+    Site {
+        id: r.get("id"),
+        name: r.get("name"),
+        consortium_id: r.get("consortium_id"),
+        issuer: r.get("issuer"),
+        charset_fallback: r.get("charset_fallback"),
+        ae_titles: aes,
+    }
+}
+
+async fn ae_titles_of(db: &Db, site_id: i64) -> Result<Vec<String>, Error> {
+    Ok(sqlx::query("SELECT ae_title FROM site_ae_titles WHERE site_id = $1 ORDER BY ae_title")
+        .bind(site_id)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select AE titles"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+macro_rules! site_select {
+    ($rest:literal) => {
+        concat!("SELECT id, name, consortium_id, issuer, charset_fallback FROM sites ", $rest)
+    };
+}
+
+pub async fn get_site(db: &Db, id: i64) -> Result<Option<Site>, Error> {
+    let row = sqlx::query(site_select!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select site"))?;
+    match row {
+        Some(r) => Ok(Some(site_from_row(&r, ae_titles_of(db, id).await?))),
+        None => Ok(None),
+    }
+}
+
+pub async fn site_by_name(db: &Db, name: &str) -> Result<Option<Site>, Error> {
+    let row = sqlx::query(site_select!("WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select site"))?;
+    match row {
+        Some(r) => {
+            let id: i64 = r.get("id");
+            Ok(Some(site_from_row(&r, ae_titles_of(db, id).await?)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The site a calling AE title belongs to, if registered.
+pub async fn site_for_ae(db: &Db, ae_title: &str) -> Result<Option<Site>, Error> {
+    let id: Option<i64> = sqlx::query("SELECT site_id FROM site_ae_titles WHERE ae_title = $1")
+        .bind(ae_title.trim())
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select AE title"))?
+        .map(|r| r.get(0));
+    match id {
+        Some(id) => get_site(db, id).await,
+        None => Ok(None),
+    }
+}
+
+pub async fn list_sites(db: &Db) -> Result<Vec<Site>, Error> {
+    let rows = sqlx::query(site_select!("ORDER BY name"))
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("list sites"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: i64 = r.get("id");
+        out.push(site_from_row(&r, ae_titles_of(db, id).await?));
+    }
+    Ok(out)
+}
+
+/// Register a calling AE title to a site on first contact (open enrollment, for a first
+/// install); the site is named after the AE title.
+pub async fn enroll_ae(db: &Db, ae_title: &str, consortium_id: i64) -> Result<Site, Error> {
+    let ae = validate_ae_title(ae_title)?;
+    if let Some(s) = site_for_ae(db, &ae).await? {
+        return Ok(s);
+    }
+    match add_site(db, &ae, consortium_id, std::slice::from_ref(&ae), None).await {
+        Ok(s) => Ok(s),
+        // a concurrent association enrolled it first
+        Err(_) => site_for_ae(db, &ae)
+            .await?
+            .ok_or_else(|| Error::Invalid(format!("could not enroll AE title {ae}"))),
+    }
+}
