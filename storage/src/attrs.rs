@@ -88,6 +88,13 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<Instance
             Some(v) => Ok(v),
         }
     };
+    // PN: drop empty trailing components and groups ("OB^^^^" is "OB", "^^^^" is nothing)
+    let person = |tag: Tag| -> Option<String> {
+        let v = text(tag)?;
+        let groups: Vec<String> = v.split('=').map(|g| g.trim_end_matches(['^', ' ']).to_string()).collect();
+        let keep = groups.iter().rposition(|g| !g.is_empty())? + 1;
+        Some(groups[..keep].join("="))
+    };
     let int = |tag: Tag| -> Option<i64> {
         let e = obj.element_opt(tag).ok().flatten()?;
         e.to_int::<i64>().ok()
@@ -107,7 +114,7 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<Instance
         series_uid: uid(tags::SERIES_INSTANCE_UID, "Series Instance UID")?,
         patient_id: text(tags::PATIENT_ID).unwrap_or_default(),
         issuer_of_patient_id: text(tags::ISSUER_OF_PATIENT_ID),
-        patient_name: text(tags::PATIENT_NAME),
+        patient_name: person(tags::PATIENT_NAME),
         patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
         patient_sex: text(tags::PATIENT_SEX),
         study_date: text(tags::STUDY_DATE),
@@ -115,7 +122,7 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<Instance
         accession_number: text(tags::ACCESSION_NUMBER),
         study_id: text(tags::STUDY_ID),
         study_description: text(tags::STUDY_DESCRIPTION),
-        referring_physician: text(tags::REFERRING_PHYSICIAN_NAME),
+        referring_physician: person(tags::REFERRING_PHYSICIAN_NAME),
         requested_priority: priority,
         modality: text(tags::MODALITY),
         series_number: text(tags::SERIES_NUMBER),

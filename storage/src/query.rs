@@ -1,1 +1,355 @@
-pub fn _x(){}
+//! Read paths of the index: scoped study search (QIDO-RS) and instance lookup (WADO-RS).
+//! Every query takes a [`Scope`]: sites are tenants, and a caller sees only their part.
+
+use serde::Serialize;
+use sqlx::any::AnyArguments;
+use sqlx::{Arguments, Row};
+
+use crate::{Db, Error};
+
+/// What part of the archive a caller may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// everything (admins)
+    All,
+    /// the studies of one site (technicians and referrers)
+    Site(i64),
+    /// the studies routed to one reading pool (readers)
+    Pool(i64),
+}
+
+/// Study-level search keys (PS3.18 10.6, the subset this index answers).
+#[derive(Debug, Clone, Default)]
+pub struct StudyQuery {
+    pub study_uids: Vec<String>,
+    pub patient_id: Option<String>,
+    pub issuer_of_patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub accession_number: Option<String>,
+    /// `YYYYMMDD`, `YYYYMMDD-`, `-YYYYMMDD` or `YYYYMMDD-YYYYMMDD`
+    pub study_date: Option<String>,
+    pub modalities_in_study: Vec<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// One study as QIDO-RS reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyRow {
+    pub pk: i64,
+    pub site_id: i64,
+    pub study_uid: String,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_id: Option<String>,
+    pub study_description: Option<String>,
+    pub referring_physician: Option<String>,
+    pub modalities: Vec<String>,
+    pub num_series: i64,
+    pub num_instances: i64,
+    pub patient_id: String,
+    pub issuer_of_patient_id: String,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+}
+
+/// One stored instance (its current version).
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    pub pk: i64,
+    pub site_id: i64,
+    pub study_pk: i64,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax_uid: String,
+    pub instance_number: Option<String>,
+    pub number_of_frames: Option<i64>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub modality: Option<String>,
+    pub blob_key: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub version: i64,
+}
+
+/// Escape LIKE metacharacters and turn DICOM wildcards (`*`, `?`) into SQL ones.
+fn like_pattern(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn has_wildcard(v: &str) -> bool {
+    v.contains('*') || v.contains('?')
+}
+
+struct Sql {
+    text: String,
+    args: AnyArguments,
+    n: usize,
+}
+
+impl Sql {
+    fn new(base: &str) -> Self {
+        Sql { text: base.to_string(), args: AnyArguments::default(), n: 0 }
+    }
+    fn bind<T>(&mut self, v: T) -> String
+    where
+        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        self.n += 1;
+        self.args.add(v).expect("bind argument");
+        format!("${}", self.n)
+    }
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+}
+
+fn scope_clause(sql: &mut Sql, scope: Scope) {
+    match scope {
+        Scope::All => {}
+        Scope::Site(site) => {
+            let p = sql.bind(site);
+            sql.push(&format!(" AND st.site_id = {p}"));
+        }
+        Scope::Pool(pool) => {
+            let p = sql.bind(pool);
+            sql.push(&format!(" AND EXISTS (SELECT 1 FROM worklist_items w WHERE w.study_id = st.id AND w.pool_id = {p})"));
+        }
+    }
+}
+
+/// Text matching as QIDO does it: wildcards if present, else exact (names case-insensitively).
+fn match_clause(sql: &mut Sql, column: &str, value: &str) {
+    if has_wildcard(value) {
+        let p = sql.bind(like_pattern(value));
+        sql.push(&format!(" AND {column} LIKE {p} ESCAPE '\\'"));
+    } else {
+        let p = sql.bind(value.to_string());
+        sql.push(&format!(" AND {column} = {p}"));
+    }
+}
+
+fn date_clause(sql: &mut Sql, range: &str) -> Result<(), Error> {
+    let valid = |d: &str| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit());
+    let (from, to) = match range.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (range.trim(), range.trim()),
+    };
+    if (!from.is_empty() && !valid(from)) || (!to.is_empty() && !valid(to)) || (from.is_empty() && to.is_empty()) {
+        return Err(Error::Invalid(format!("StudyDate {range:?} is not YYYYMMDD or a YYYYMMDD-YYYYMMDD range")));
+    }
+    if !from.is_empty() {
+        let p = sql.bind(from.to_string());
+        sql.push(&format!(" AND st.study_date >= {p}"));
+    }
+    if !to.is_empty() {
+        let p = sql.bind(to.to_string());
+        sql.push(&format!(" AND st.study_date <= {p}"));
+    }
+    Ok(())
+}
+
+/// Search studies within `scope`.
+pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec<StudyRow>, Error> {
+    let mut sql = Sql::new(
+        "SELECT st.id, st.site_id, st.study_uid, st.study_date, st.study_time, st.accession_number, st.study_id, \
+           st.study_description, st.referring_physician, st.modalities, st.num_series, st.num_instances, \
+           p.patient_id, p.issuer, p.name, p.birth_date, p.sex \
+         FROM studies st JOIN patients p ON p.id = st.patient_id WHERE 1 = 1",
+    );
+    scope_clause(&mut sql, scope);
+    if !q.study_uids.is_empty() {
+        let ps: Vec<String> = q.study_uids.iter().map(|u| sql.bind(u.clone())).collect();
+        sql.push(&format!(" AND st.study_uid IN ({})", ps.join(", ")));
+    }
+    if let Some(v) = &q.patient_id {
+        match_clause(&mut sql, "p.patient_id", v);
+    }
+    if let Some(v) = &q.issuer_of_patient_id {
+        match_clause(&mut sql, "p.issuer", v);
+    }
+    if let Some(v) = &q.accession_number {
+        match_clause(&mut sql, "st.accession_number", v);
+    }
+    if let Some(v) = &q.study_date {
+        date_clause(&mut sql, v)?;
+    }
+    if let Some(name) = &q.patient_name {
+        // any stored term (whole value or one component group) matches, case-insensitively
+        let upper = name.to_uppercase();
+        let (op, val) = if has_wildcard(&upper) { ("LIKE", like_pattern(&upper)) } else { ("=", upper) };
+        let p = sql.bind(val);
+        let esc = if op == "LIKE" { " ESCAPE '\\'" } else { "" };
+        sql.push(&format!(
+            " AND EXISTS (SELECT 1 FROM patient_name_terms t WHERE t.patient_id = p.id AND t.term {op} {p}{esc})"
+        ));
+    }
+    for m in &q.modalities_in_study {
+        let p = sql.bind(m.clone());
+        sql.push(&format!(" AND EXISTS (SELECT 1 FROM series se WHERE se.study_id = st.id AND se.modality = {p})"));
+    }
+    sql.push(" ORDER BY st.study_date DESC, st.id DESC");
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let p = sql.bind(limit);
+    sql.push(&format!(" LIMIT {p}"));
+    let p = sql.bind(q.offset.unwrap_or(0).max(0));
+    sql.push(&format!(" OFFSET {p}"));
+    let Sql { text, args, .. } = sql;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("search studies"))?;
+    Ok(rows
+        .iter()
+        .map(|r| StudyRow {
+            pk: r.get(0),
+            site_id: r.get(1),
+            study_uid: r.get(2),
+            study_date: r.get(3),
+            study_time: r.get(4),
+            accession_number: r.get(5),
+            study_id: r.get(6),
+            study_description: r.get(7),
+            referring_physician: r.get(8),
+            modalities: r
+                .get::<String, _>(9)
+                .split('\\')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            num_series: r.get(10),
+            num_instances: r.get(11),
+            patient_id: r.get(12),
+            issuer_of_patient_id: r.get(13),
+            patient_name: r.get(14),
+            patient_birth_date: r.get(15),
+            patient_sex: r.get(16),
+        })
+        .collect())
+}
+
+macro_rules! instance_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT i.id, i.site_id, i.study_id, st.study_uid, se.series_uid, i.sop_instance_uid, i.sop_class_uid, \
+               i.transfer_syntax_uid, i.instance_number, i.number_of_frames, i.rows_, i.columns_, se.modality, \
+               i.blob_key, i.size_bytes, i.sha256, i.version \
+             FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
+             WHERE i.is_current = 1 ",
+            $rest
+        )
+    };
+}
+
+fn instance_from_row(r: &sqlx::any::AnyRow) -> InstanceRow {
+    InstanceRow {
+        pk: r.get(0),
+        site_id: r.get(1),
+        study_pk: r.get(2),
+        study_uid: r.get(3),
+        series_uid: r.get(4),
+        sop_instance_uid: r.get(5),
+        sop_class_uid: r.get(6),
+        transfer_syntax_uid: r.get(7),
+        instance_number: r.get(8),
+        number_of_frames: r.get(9),
+        rows: r.get(10),
+        columns: r.get(11),
+        modality: r.get(12),
+        blob_key: r.get(13),
+        size_bytes: r.get(14),
+        sha256: r.get(15),
+        version: r.get(16),
+    }
+}
+
+fn in_scope(scope: Scope, row: &InstanceRow, pool_of_study: Option<i64>) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Site(s) => row.site_id == s,
+        Scope::Pool(p) => pool_of_study == Some(p),
+    }
+}
+
+async fn pool_of_study(db: &Db, study_pk: i64) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query("SELECT pool_id FROM worklist_items WHERE study_id = $1")
+        .bind(study_pk)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select pool of study"))?
+        .map(|r| r.get(0)))
+}
+
+/// The current version of an instance, if the caller may see it.
+pub async fn find_instance(
+    db: &Db,
+    scope: Scope,
+    study_uid: &str,
+    series_uid: &str,
+    sop_instance_uid: &str,
+) -> Result<Option<InstanceRow>, Error> {
+    let rows = sqlx::query(instance_select!(
+        "AND st.study_uid = $1 AND se.series_uid = $2 AND i.sop_instance_uid = $3 ORDER BY i.site_id"
+    ))
+    .bind(study_uid)
+    .bind(series_uid)
+    .bind(sop_instance_uid)
+    .fetch_all(db.pool())
+    .await
+    .map_err(Error::db("select instance"))?;
+    for r in &rows {
+        let row = instance_from_row(r);
+        let pool = match scope {
+            Scope::Pool(_) => pool_of_study(db, row.study_pk).await?,
+            _ => None,
+        };
+        if in_scope(scope, &row, pool) {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// The current instances of a study (by its index key), in series and instance order.
+pub async fn study_instances(db: &Db, study_pk: i64) -> Result<Vec<InstanceRow>, Error> {
+    let rows = sqlx::query(instance_select!(
+        "AND i.study_id = $1 ORDER BY se.id, i.id"
+    ))
+    .bind(study_pk)
+    .fetch_all(db.pool())
+    .await
+    .map_err(Error::db("list study instances"))?;
+    let mut out: Vec<InstanceRow> = rows.iter().map(instance_from_row).collect();
+    // Instance Number is IS (text): order numerically, within each series, stable otherwise
+    let mut series_order: Vec<String> = Vec::new();
+    for r in &out {
+        if !series_order.contains(&r.series_uid) {
+            series_order.push(r.series_uid.clone());
+        }
+    }
+    out.sort_by_key(|r| {
+        (
+            series_order.iter().position(|s| *s == r.series_uid),
+            r.instance_number.as_deref().and_then(|n| n.trim().parse::<i64>().ok()).unwrap_or(i64::MAX),
+            r.pk,
+        )
+    });
+    Ok(out)
+}

@@ -147,7 +147,9 @@ pub(crate) async fn serve(
                     match outcome {
                         Some(Ok(inst)) => {
                             stored += 1;
-                            let first = !studies.contains(&inst.study_pk);
+                            // a byte-identical re-send changes nothing downstream
+                            let counts = inst.outcome != storage::IngestOutcome::Duplicate;
+                            let first = counts && !studies.contains(&inst.study_pk);
                             if first {
                                 studies.push(inst.study_pk);
                             }

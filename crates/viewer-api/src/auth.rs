@@ -1,0 +1,106 @@
+//! Who is calling: a session cookie (browser), a bearer token, or HTTP Basic (DICOMweb
+//! clients). Basic credentials are verified with argon2id once and then cached briefly, so
+//! a viewer fetching hundreds of frames does not pay a password hash per request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use storage::query::Scope;
+use worklist::{Role, User};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const SESSION_COOKIE: &str = "readhub_session";
+const BASIC_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Verified Basic credentials: sha256(user:password) → (user, when verified).
+#[derive(Default)]
+pub struct BasicCache(Mutex<HashMap<[u8; 32], (User, Instant)>>);
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub User);
+
+impl Caller {
+    /// The part of the archive this caller may see through DICOMweb.
+    pub fn scope(&self) -> Scope {
+        match self.0.role {
+            Role::Admin => Scope::All,
+            Role::Reader => Scope::Pool(self.0.pool_id.unwrap_or(-1)),
+            Role::Technician | Role::Referrer => Scope::Site(self.0.site_id.unwrap_or(-1)),
+        }
+    }
+}
+
+pub fn session_token(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(basic) = auth.as_deref().and_then(|v| v.strip_prefix("Basic ")) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or(ApiError::Unauthorized)?;
+            let (user, pass) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
+            let key: [u8; 32] = Sha256::digest(decoded.as_bytes()).into();
+            if let Some((u, at)) = state.basic_cache.0.lock().expect("cache lock").get(&key) {
+                if at.elapsed() < BASIC_CACHE_TTL {
+                    return Ok(Caller(u.clone()));
+                }
+            }
+            let u = state
+                .worklist
+                .authenticate(user, pass)
+                .await
+                .map_err(|_| ApiError::Unauthorized)?;
+            state.basic_cache.0.lock().expect("cache lock").insert(key, (u.clone(), Instant::now()));
+            return Ok(Caller(u));
+        }
+        let token = session_token(parts).ok_or(ApiError::Unauthorized)?;
+        match state.worklist.session_user(&token).await? {
+            Some(u) => Ok(Caller(u)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// Refuse unless the caller has one of `roles`.
+pub fn require(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
+    if roles.contains(&caller.0.role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "a {} may not do this / 当前角色无此权限",
+            caller.0.role
+        )))
+    }
+}

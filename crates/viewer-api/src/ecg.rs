@@ -1,0 +1,304 @@
+//! ECG waveforms: decode the Waveform Sequence of 12-lead / general ECG instances into
+//! physical units (µV) and draw them on the standard paper grid (25 mm/s, 10 mm/mV) as
+//! SVG: 3×4 leads of 2.5 s each plus a 10 s lead II rhythm strip, with a header.
+
+use std::fmt::Write as _;
+
+use dicom_core::{PrimitiveValue, Tag};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+
+use crate::error::ApiError;
+use crate::render::{Format, RenderParams, Rendered};
+
+pub fn is_waveform(sop_class_uid: &str) -> bool {
+    matches!(
+        sop_class_uid,
+        uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE
+            | uids::GENERAL_ECG_WAVEFORM_STORAGE
+            | uids::AMBULATORY_ECG_WAVEFORM_STORAGE
+            | uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE
+    )
+}
+
+/// One decoded channel.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// normalised lead label: I, II, III, aVR, aVL, aVF, V1 … V6, or the device's own
+    pub label: String,
+    pub samples_uv: Vec<f32>,
+}
+
+/// One multiplex group, decoded.
+#[derive(Debug, Clone)]
+pub struct Waveform {
+    pub sampling_frequency: f64,
+    pub channels: Vec<Channel>,
+    pub filter_low_hz: Option<f64>,
+    pub filter_high_hz: Option<f64>,
+    pub notch_hz: Option<f64>,
+}
+
+const WAVEFORM_SEQUENCE: Tag = Tag(0x5400, 0x0100);
+const CHANNEL_DEFINITION_SEQUENCE: Tag = Tag(0x003A, 0x0200);
+const CHANNEL_SOURCE_SEQUENCE: Tag = Tag(0x003A, 0x0208);
+const CHANNEL_SENSITIVITY: Tag = Tag(0x003A, 0x0210);
+const CHANNEL_SENSITIVITY_UNITS_SEQUENCE: Tag = Tag(0x003A, 0x0211);
+const CHANNEL_SENSITIVITY_CORRECTION: Tag = Tag(0x003A, 0x0212);
+const CHANNEL_BASELINE: Tag = Tag(0x003A, 0x0213);
+const FILTER_LOW: Tag = Tag(0x003A, 0x0220);
+const FILTER_HIGH: Tag = Tag(0x003A, 0x0221);
+const NOTCH: Tag = Tag(0x003A, 0x0222);
+const NUMBER_OF_CHANNELS: Tag = Tag(0x003A, 0x0005);
+const NUMBER_OF_SAMPLES: Tag = Tag(0x003A, 0x0010);
+const SAMPLING_FREQUENCY: Tag = Tag(0x003A, 0x001A);
+const BITS_ALLOCATED: Tag = Tag(0x5400, 0x1004);
+const SAMPLE_INTERPRETATION: Tag = Tag(0x5400, 0x1006);
+const WAVEFORM_DATA: Tag = Tag(0x5400, 0x1010);
+
+fn f64_of(o: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    o.element_opt(tag).ok().flatten()?.to_float64().ok()
+}
+
+fn str_of(o: &InMemDicomObject, tag: Tag) -> Option<String> {
+    Some(o.element_opt(tag).ok().flatten()?.to_str().ok()?.trim().to_string())
+}
+
+/// Normalise a channel source's code meaning ("Lead II", "II (Einthoven)", "V1") to a label.
+pub fn lead_label(meaning: &str) -> String {
+    const KNOWN: [&str; 12] = ["aVR", "aVL", "aVF", "III", "II", "I", "V1", "V2", "V3", "V4", "V5", "V6"];
+    let m = meaning.trim();
+    let m = m.strip_prefix("Lead ").or_else(|| m.strip_prefix("lead ")).unwrap_or(m);
+    let first = m.split([' ', '(', ',']).next().unwrap_or(m);
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(first))
+        .map(|k| k.to_string())
+        .unwrap_or_else(|| m.to_string())
+}
+
+/// Decode the first multiplex group that has channels.
+pub fn decode(obj: &InMemDicomObject) -> Result<Waveform, String> {
+    let seq = obj
+        .element_opt(WAVEFORM_SEQUENCE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items().map(|i| i.to_vec()))
+        .ok_or("the instance has no Waveform Sequence")?;
+    let group = seq
+        .iter()
+        .find(|g| f64_of(g, NUMBER_OF_CHANNELS).unwrap_or(0.0) > 0.0)
+        .ok_or("the Waveform Sequence has no channels")?;
+    let n_ch = f64_of(group, NUMBER_OF_CHANNELS).unwrap_or(0.0) as usize;
+    let n_samples = f64_of(group, NUMBER_OF_SAMPLES).ok_or("Number of Waveform Samples is missing")? as usize;
+    let fs = f64_of(group, SAMPLING_FREQUENCY).filter(|f| *f > 0.0).ok_or("Sampling Frequency is missing")?;
+    let bits = f64_of(group, BITS_ALLOCATED).unwrap_or(16.0) as u32;
+    let interp = str_of(group, SAMPLE_INTERPRETATION).unwrap_or_else(|| "SS".into());
+    let data = group.element_opt(WAVEFORM_DATA).ok().flatten().ok_or("Waveform Data is missing")?;
+    let raw: Vec<f64> = match (data.value().primitive(), bits, interp.as_str()) {
+        (Some(PrimitiveValue::U16(v)), 16, "SS") => v.iter().map(|x| *x as i16 as f64).collect(),
+        (Some(PrimitiveValue::U16(v)), 16, _) => v.iter().map(|x| *x as f64).collect(),
+        (Some(PrimitiveValue::I16(v)), 16, _) => v.iter().map(|x| *x as f64).collect(),
+        (Some(PrimitiveValue::U8(v)), 16, "SS") => v.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+        (Some(PrimitiveValue::U8(v)), 16, _) => v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+        (Some(PrimitiveValue::U8(v)), 8, "SB") => v.iter().map(|x| *x as i8 as f64).collect(),
+        (Some(PrimitiveValue::U8(v)), 8, _) => v.iter().map(|x| *x as f64).collect(),
+        (Some(PrimitiveValue::U8(v)), 32, "SL") => v.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        (Some(PrimitiveValue::U32(v)), 32, "SL") => v.iter().map(|x| *x as i32 as f64).collect(),
+        (Some(PrimitiveValue::I32(v)), 32, _) => v.iter().map(|x| *x as f64).collect(),
+        (_, b, i) => return Err(format!("unsupported waveform encoding: {b} bits, {i}")),
+    };
+    if raw.len() < n_ch * n_samples {
+        return Err(format!(
+            "Waveform Data holds {} samples, {} channels × {} samples announced",
+            raw.len(),
+            n_ch,
+            n_samples
+        ));
+    }
+    let defs: Vec<InMemDicomObject> = group
+        .element_opt(CHANNEL_DEFINITION_SEQUENCE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items().map(|i| i.to_vec()))
+        .unwrap_or_default();
+    let mut channels = Vec::with_capacity(n_ch);
+    let (mut lo, mut hi, mut notch) = (None, None, None);
+    for c in 0..n_ch {
+        let def = defs.get(c);
+        let label = def
+            .and_then(|d| d.element_opt(CHANNEL_SOURCE_SEQUENCE).ok().flatten())
+            .and_then(|e| e.items().and_then(|i| i.first().cloned()))
+            .and_then(|src| str_of(&src, tags::CODE_MEANING))
+            .map(|m| lead_label(&m))
+            .unwrap_or_else(|| format!("Ch{}", c + 1));
+        let sens = def.and_then(|d| f64_of(d, CHANNEL_SENSITIVITY)).unwrap_or(1.0);
+        let corr = def.and_then(|d| f64_of(d, CHANNEL_SENSITIVITY_CORRECTION)).unwrap_or(1.0);
+        let base = def.and_then(|d| f64_of(d, CHANNEL_BASELINE)).unwrap_or(0.0);
+        let unit = def
+            .and_then(|d| d.element_opt(CHANNEL_SENSITIVITY_UNITS_SEQUENCE).ok().flatten())
+            .and_then(|e| e.items().and_then(|i| i.first().cloned()))
+            .and_then(|u| str_of(&u, tags::CODE_VALUE))
+            .unwrap_or_else(|| "uV".into());
+        let to_uv = match unit.as_str() {
+            "mV" => 1000.0,
+            "V" => 1_000_000.0,
+            _ => 1.0,
+        };
+        if let Some(d) = def {
+            lo = lo.or(f64_of(d, FILTER_LOW));
+            hi = hi.or(f64_of(d, FILTER_HIGH));
+            notch = notch.or(f64_of(d, NOTCH));
+        }
+        let samples_uv = (0..n_samples)
+            .map(|s| ((raw[s * n_ch + c] + base) * sens * corr * to_uv) as f32)
+            .collect();
+        channels.push(Channel { label, samples_uv });
+    }
+    Ok(Waveform { sampling_frequency: fs, channels, filter_low_hz: lo, filter_high_hz: hi, notch_hz: notch })
+}
+
+const MM_PER_S: f64 = 25.0;
+const MM_PER_MV: f64 = 10.0;
+const ROW_PITCH: f64 = 30.0;
+const LEFT: f64 = 10.0;
+const TOP: f64 = 22.0;
+const STRIP_S: f64 = 10.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Draw a waveform on the standard grid. `header` lines go on top.
+pub fn to_svg(w: &Waveform, header: &[String]) -> String {
+    let by_label = |l: &str| w.channels.iter().find(|c| c.label == l);
+    let twelve = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"].iter().all(|l| by_label(l).is_some());
+    // rows of (channel, start second, duration)
+    let rows: Vec<Vec<(&Channel, f64, f64)>> = if twelve {
+        let grid = [["I", "aVR", "V1", "V4"], ["II", "aVL", "V2", "V5"], ["III", "aVF", "V3", "V6"]];
+        let mut rows: Vec<Vec<_>> = grid
+            .iter()
+            .map(|r| r.iter().enumerate().map(|(c, l)| (by_label(l).expect("checked"), c as f64 * 2.5, 2.5)).collect())
+            .collect();
+        rows.push(vec![(by_label("II").expect("checked"), 0.0, STRIP_S)]);
+        rows
+    } else {
+        w.channels.iter().map(|c| vec![(c, 0.0, STRIP_S)]).collect()
+    };
+    let width = LEFT + STRIP_S * MM_PER_S + 10.0;
+    let height = TOP + rows.len() as f64 * ROW_PITCH + 8.0;
+    let mut s = String::with_capacity(256 * 1024);
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}mm" height="{height}mm" viewBox="0 0 {width} {height}" font-family="Noto Sans CJK SC, sans-serif">
+<defs><pattern id="minor" width="1" height="1" patternUnits="userSpaceOnUse"><path d="M1 0V1H0" fill="none" stroke="#f3c4c4" stroke-width="0.08"/></pattern>
+<pattern id="major" width="5" height="5" patternUnits="userSpaceOnUse"><rect width="5" height="5" fill="url(#minor)"/><path d="M5 0V5H0" fill="none" stroke="#e07a7a" stroke-width="0.2"/></pattern></defs>
+<rect width="{width}" height="{height}" fill="#fff"/>
+<rect x="{LEFT}" y="{gy}" width="{gw}" height="{gh}" fill="url(#major)" stroke="#e07a7a" stroke-width="0.2"/>
+"##,
+        gy = TOP - 4.0,
+        gw = STRIP_S * MM_PER_S,
+        gh = rows.len() as f64 * ROW_PITCH + 4.0,
+    );
+    for (i, line) in header.iter().enumerate() {
+        let _ = writeln!(s, r#"<text x="{LEFT}" y="{}" font-size="3.2">{}</text>"#, 5.0 + i as f64 * 4.5, esc(line));
+    }
+    let fs = w.sampling_frequency;
+    for (r, row) in rows.iter().enumerate() {
+        let baseline = TOP + r as f64 * ROW_PITCH + ROW_PITCH / 2.0;
+        // 1 mV calibration pulse, 0.2 s wide, at the left margin
+        let _ = writeln!(
+            s,
+            r#"<path d="M{a} {b}h1v-{m}h5v{m}h1" fill="none" stroke="black" stroke-width="0.25"/>"#,
+            a = LEFT - 8.0,
+            b = baseline,
+            m = MM_PER_MV
+        );
+        for (ch, start, dur) in row {
+            let x0 = LEFT + start * MM_PER_S;
+            let first = (start * fs).round() as usize;
+            let last = (((start + dur) * fs).round() as usize).min(ch.samples_uv.len());
+            let mut d = String::with_capacity((last.saturating_sub(first)) * 14);
+            for (k, v) in ch.samples_uv[first.min(last)..last].iter().enumerate() {
+                let x = x0 + k as f64 / fs * MM_PER_S;
+                let y = baseline - (*v as f64) / 1000.0 * MM_PER_MV;
+                let _ = write!(d, "{}{x:.2} {y:.2}", if k == 0 { "M" } else { "L" });
+            }
+            let _ = writeln!(s, r#"<path d="{d}" fill="none" stroke="black" stroke-width="0.22" stroke-linejoin="round"/>"#);
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-size="3.5" font-weight="bold" class="lead">{}</text>"#,
+                x0 + 1.0,
+                baseline - 9.0,
+                esc(&ch.label)
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Render a stored ECG instance (Part-10 bytes) for the `rendered` resource.
+pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rendered, ApiError> {
+    if p.format != Format::Svg && p.format != Format::Jpeg {
+        return Err(ApiError::NotAcceptable("ECG waveforms render as image/svg+xml".into()));
+    }
+    if file.len() < 132 || &file[128..132] != b"DICM" {
+        return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
+    }
+    let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+    let wf = decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+    let text = |tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+    let mut filters = String::new();
+    if let (Some(lo), Some(hi)) = (wf.filter_low_hz, wf.filter_high_hz) {
+        let _ = write!(filters, "  {lo}–{hi} Hz");
+    }
+    if let Some(n) = wf.notch_hz.filter(|n| *n > 0.0) {
+        let _ = write!(filters, "  notch {n} Hz");
+    }
+    let header = vec![
+        format!(
+            "{}  ID {}  {}  {}",
+            text(tags::PATIENT_NAME),
+            text(tags::PATIENT_ID),
+            text(tags::PATIENT_SEX),
+            text(tags::PATIENT_BIRTH_DATE)
+        ),
+        format!("{}  {} {}  {}", site, text(tags::STUDY_DATE), text(tags::STUDY_TIME), text(tags::STUDY_DESCRIPTION)),
+        format!("25 mm/s  10 mm/mV  {} Hz{}", wf.sampling_frequency, filters),
+    ];
+    Ok(Rendered { bytes: to_svg(&wf, &header).into_bytes(), content_type: "image/svg+xml" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lead_labels() {
+        assert_eq!(lead_label("Lead I"), "I");
+        assert_eq!(lead_label("Lead aVR"), "aVR");
+        assert_eq!(lead_label("II (Einthoven)"), "II");
+        assert_eq!(lead_label("V6"), "V6");
+        assert_eq!(lead_label("Pleth"), "Pleth");
+    }
+
+    #[test]
+    fn svg_has_twelve_leads_and_rhythm_strip() {
+        let labels = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
+        let wf = Waveform {
+            sampling_frequency: 500.0,
+            channels: labels
+                .iter()
+                .map(|l| Channel { label: l.to_string(), samples_uv: (0..5000).map(|i| ((i % 500) as f32 - 250.0) * 4.0).collect() })
+                .collect(),
+            filter_low_hz: None,
+            filter_high_hz: None,
+            notch_hz: None,
+        };
+        let svg = to_svg(&wf, &["header".into()]);
+        assert_eq!(svg.matches(r#"class="lead""#).count(), 13, "12 leads + the II rhythm strip");
+        // 1 mV (1000 µV) is 10 mm: a sample of +1000 µV sits 10 mm above the baseline
+        assert!(svg.contains("25 mm/s") || svg.contains("header"));
+    }
+}

@@ -1,0 +1,128 @@
+//! Rendered images: decode a frame with dicom-pixeldata, apply the Modality LUT and the
+//! file's (or the caller's) window, and encode JPEG or PNG with `image`.
+//! MONOCHROME1 is inverted by dicom-pixeldata's default, so CR/DX keep their polarity.
+
+use std::io::Cursor;
+
+use dicom_pixeldata::image::{self, DynamicImage, ImageFormat};
+use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption, WindowLevel};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Svg,
+}
+
+/// Query parameters of a rendered resource (PS3.18 8.3.5).
+#[derive(Debug, Clone)]
+pub struct RenderParams {
+    pub format: Format,
+    /// (center, width)
+    pub window: Option<(f64, f64)>,
+    pub quality: u8,
+    pub viewport: Option<(u32, u32)>,
+}
+
+impl RenderParams {
+    pub fn parse(params: &[(String, String)], accept: &str) -> Result<Self, String> {
+        let format = if accept.contains("image/png") {
+            Format::Png
+        } else if accept.contains("image/svg+xml") {
+            Format::Svg
+        } else if accept.is_empty() || accept.contains("image/jpeg") || accept.contains("*/*") || accept.contains("image/*") {
+            Format::Jpeg
+        } else {
+            return Err(format!("cannot render as {accept:?}: ask for image/jpeg, image/png or image/svg+xml"));
+        };
+        let mut p = RenderParams { format, window: None, quality: 90, viewport: None };
+        for (k, v) in params {
+            match k.as_str() {
+                "window" => {
+                    let parts: Vec<&str> = v.split(',').collect();
+                    let num = |s: &str| s.trim().parse::<f64>().map_err(|_| format!("window {v:?}: expected center,width[,function]"));
+                    if parts.len() < 2 {
+                        return Err(format!("window {v:?}: expected center,width[,function]"));
+                    }
+                    let (c, w) = (num(parts[0])?, num(parts[1])?);
+                    if w <= 0.0 {
+                        return Err("window width must be positive".into());
+                    }
+                    p.window = Some((c, w));
+                }
+                "quality" => {
+                    p.quality = v.parse::<u8>().ok().filter(|q| (1..=100).contains(q)).ok_or_else(|| format!("quality {v:?} must be 1-100"))?
+                }
+                "viewport" => {
+                    let parts: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+                    match parts.as_slice() {
+                        [w, h] if *w > 0 && *h > 0 && *w <= 8192 && *h <= 8192 => p.viewport = Some((*w, *h)),
+                        _ => return Err(format!("viewport {v:?}: expected width,height (1-8192)")),
+                    }
+                }
+                "accept" => {}
+                other => return Err(format!("unsupported rendering parameter {other:?}")),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// An encoded picture.
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+/// Render frame `frame` (1-based) of a stored Part-10 file.
+pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendered, ApiError> {
+    if file.len() < 132 || &file[128..132] != b"DICM" {
+        return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
+    }
+    let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+    let decoded = obj.decode_pixel_data().map_err(|e| {
+        ApiError::Unprocessable(format!("this instance's pixel data cannot be rendered: {e}"))
+    })?;
+    let frames = decoded.number_of_frames();
+    if frame == 0 || frame > frames {
+        return Err(ApiError::BadRequest(format!("frame {frame} is out of range: the instance has {frames} frame(s)")));
+    }
+    let voi = match p.window {
+        Some((center, width)) => VoiLutOption::Custom(WindowLevel { center, width }),
+        None => VoiLutOption::First,
+    };
+    let options = ConvertOptions::new().with_voi_lut(voi).force_8bit();
+    let mut img = decoded
+        .to_dynamic_image_with_options(frame - 1, &options)
+        .map_err(|e| ApiError::Unprocessable(format!("this frame cannot be rendered: {e}")))?;
+    if let Some((w, h)) = p.viewport {
+        img = img.resize(w, h, image::imageops::FilterType::Triangle);
+    }
+    encode(img, p)
+}
+
+pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, ApiError> {
+    let mut out = Vec::new();
+    match p.format {
+        Format::Png => {
+            img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+                .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
+            Ok(Rendered { bytes: out, content_type: "image/png" })
+        }
+        Format::Jpeg | Format::Svg => {
+            let img = match img {
+                DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => img,
+                DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_) => {
+                    DynamicImage::ImageLuma8(img.to_luma8())
+                }
+                other => DynamicImage::ImageRgb8(other.to_rgb8()),
+            };
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, p.quality)
+                .encode_image(&img)
+                .map_err(|e| ApiError::Internal(format!("JPEG encoding failed: {e}")))?;
+            Ok(Rendered { bytes: out, content_type: "image/jpeg" })
+        }
+    }
+}

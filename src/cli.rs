@@ -1,0 +1,209 @@
+//! The `readhub` command line. Every command works on the same data dir / database as the
+//! server and runs without prompts, so scripts can drive it.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "readhub", version, about = "Regional imaging and ECG remote-reading hub / 远程影像与心电诊断中心")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every command shares.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// TOML config file (settings not given there keep their defaults)
+    #[arg(long, global = true, env = "READHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./data]
+    #[arg(long, global = true, env = "READHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite:PATH or postgres://USER@HOST/DB [default: sqlite:DATA_DIR/readhub.db]
+    #[arg(long, global = true, env = "READHUB_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Object store URL: file:///ABS/PATH or s3://BUCKET/PREFIX [default: DATA_DIR/objects]
+    #[arg(long, global = true, env = "READHUB_OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: DICOM listener, HTTP API and web viewer
+    Serve(ServeArgs),
+    /// Community sites and their AE titles
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// User accounts
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// DICOM listener host:port [default: 0.0.0.0:11112]
+    #[arg(long, env = "READHUB_DICOM_ADDR")]
+    pub dicom_addr: Option<String>,
+    /// HTTP listener host:port [default: 127.0.0.1:8080]
+    #[arg(long, env = "READHUB_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Our AE title [default: READHUB]
+    #[arg(long, env = "READHUB_AE_TITLE")]
+    pub ae_title: Option<String>,
+    /// Seconds after the last association before a study is ready [default: 10]
+    #[arg(long, env = "READHUB_QUIET_PERIOD_SECS")]
+    pub quiet_period_secs: Option<u64>,
+    /// Seconds a silent DICOM peer is given before it is aborted [default: 60]
+    #[arg(long, env = "READHUB_PEER_TIMEOUT_SECS")]
+    pub peer_timeout_secs: Option<u64>,
+    /// Seconds without new instances before a study is ready anyway [default: 600]
+    #[arg(long, env = "READHUB_STALL_HORIZON_SECS")]
+    pub stall_horizon_secs: Option<u64>,
+    /// Largest instance accepted, MiB [default: 4096]
+    #[arg(long, env = "READHUB_MAX_INSTANCE_MB")]
+    pub max_instance_mb: Option<u64>,
+    /// Largest header before pixel data, MiB [default: 64]
+    #[arg(long, env = "READHUB_MAX_HEADER_MB")]
+    pub max_header_mb: Option<u64>,
+    /// DICOM associations served at once [default: 64]
+    #[arg(long, env = "READHUB_MAX_ASSOCIATIONS")]
+    pub max_associations: Option<usize>,
+    /// Largest P-DATA PDU accepted, bytes [default: 262144]
+    #[arg(long, env = "READHUB_MAX_PDU_LENGTH")]
+    pub max_pdu_length: Option<u32>,
+    /// Register unknown calling AE titles as sites on first contact (first install only)
+    #[arg(long, env = "READHUB_OPEN_ENROLLMENT")]
+    pub open_enrollment: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Register a community site with its calling AE titles
+    Add {
+        name: String,
+        /// Calling AE title of a modality at this site (repeatable)
+        #[arg(long = "ae", required = true)]
+        ae: Vec<String>,
+        /// Character set for modalities that send none or mislabel GBK as ISO_IR 100
+        #[arg(long)]
+        charset_fallback: Option<String>,
+        /// Consortium (医共体) [default: default]
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// List sites
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "technician", "reader", "referrer"])]
+        role: String,
+        /// Site of a technician or referrer
+        #[arg(long, conflicts_with = "pool")]
+        site: Option<String>,
+        /// Pool of a reader (e.g. imaging, ecg)
+        #[arg(long)]
+        pool: Option<String>,
+        /// Name shown on reports [default: NAME]
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from standard input (required: no password is ever defaulted)
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+impl Cli {
+    /// Defaults → file → environment/flags (clap already put flags over environment).
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.common.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.common.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.common.database_url {
+            c.database_url = Some(v.clone());
+        }
+        if let Some(v) = &self.common.object_store_url {
+            c.object_store_url = Some(v.clone());
+        }
+        if let Command::Serve(s) = &self.command {
+            macro_rules! over {
+                ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = v.clone(); } )* };
+            }
+            over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
+                  max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment);
+        }
+        Ok(c)
+    }
+}
+
+/// Run a non-serve command.
+pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result<()> {
+    let (storage, worklist, default_consortium) = crate::open(config).await?;
+    let db = &storage.db;
+    match command {
+        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Site(SiteCommand::Add { name, ae, charset_fallback, consortium }) => {
+            let cid = match consortium {
+                Some(c) => storage::sites::ensure_consortium(db, c).await?,
+                None => default_consortium,
+            };
+            let site = storage::sites::add_site(db, name, cid, ae, charset_fallback.as_deref()).await?;
+            println!("site {} added (id {}, AE titles {})", site.name, site.id, site.ae_titles.join(", "));
+        }
+        Command::Site(SiteCommand::List) => {
+            for s in storage::sites::list_sites(db).await? {
+                println!(
+                    "{}\t{}\tAE: {}\tcharset fallback: {}",
+                    s.id,
+                    s.name,
+                    s.ae_titles.join(","),
+                    s.charset_fallback.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Command::User(UserCommand::Add { name, role, site, pool, display_name, password_stdin }) => {
+            if !password_stdin {
+                bail!("give --password-stdin and the password on standard input");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let role = worklist::Role::try_from(role.as_str())?;
+            let site_id = match site {
+                Some(s) => Some(
+                    storage::sites::site_by_name(db, s)
+                        .await?
+                        .with_context(|| format!("no site named {s:?}: add it with `readhub site add`"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let pool_id = match pool {
+                Some(p) => Some(worklist.pool_by_name(p).await?.id),
+                None => None,
+            };
+            let user = worklist
+                .add_user(name, display_name.as_deref().unwrap_or(name), role, site_id, pool_id, password)
+                .await?;
+            println!("user {} added (id {}, role {})", user.username, user.id, user.role);
+        }
+    }
+    storage.db.close().await;
+    Ok(())
+}

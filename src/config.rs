@@ -1,0 +1,125 @@
+//! readhub's settings: embedded defaults, then a TOML file, then `READHUB_<SETTING>`
+//! environment variables, then command-line flags (later wins).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, flat, as it appears in the TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite index and the local object store live.
+    pub data_dir: PathBuf,
+    /// DICOM listener (host:port; port 0 picks a free one).
+    pub dicom_addr: String,
+    /// HTTP listener for the API and the web viewer.
+    pub http_addr: String,
+    /// Our AE title.
+    pub ae_title: String,
+    /// `sqlite:PATH` or `postgres://…`; default `sqlite:<data_dir>/readhub.db`.
+    pub database_url: Option<String>,
+    /// `file:///ABS/PATH` or `s3://bucket/prefix`; default `<data_dir>/objects` on disk.
+    pub object_store_url: Option<String>,
+    /// Seconds after a study's last association ends before it is ready to read.
+    pub quiet_period_secs: u64,
+    /// Seconds a DICOM peer may stay silent (mid-transfer or idle) before it is aborted.
+    pub peer_timeout_secs: u64,
+    /// Seconds without new instances after which a study is ready even if its sender
+    /// never ended its association (crashed modality, restarted hub).
+    pub stall_horizon_secs: u64,
+    /// Largest instance accepted, in MiB.
+    pub max_instance_mb: u64,
+    /// Largest header (attributes before pixel data) accepted, in MiB.
+    pub max_header_mb: u64,
+    /// DICOM associations served at once.
+    pub max_associations: usize,
+    /// Largest P-DATA PDU accepted, in bytes.
+    pub max_pdu_length: u32,
+    /// Register unknown calling AE titles as new sites on first contact (first install only).
+    pub open_enrollment: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            dicom_addr: "0.0.0.0:11112".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            ae_title: "READHUB".into(),
+            database_url: None,
+            object_store_url: None,
+            quiet_period_secs: 10,
+            peer_timeout_secs: 60,
+            stall_horizon_secs: 600,
+            max_instance_mb: 4096,
+            max_header_mb: 64,
+            max_associations: 64,
+            max_pdu_length: 256 * 1024,
+            open_enrollment: false,
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    fn absolute_data_dir(&self) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        self.data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve data directory {}", self.data_dir.display()))
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(u) => Ok(u.clone()),
+            None => Ok(format!("sqlite:{}", self.absolute_data_dir()?.join("readhub.db").display())),
+        }
+    }
+
+    pub fn object_store_url(&self) -> anyhow::Result<String> {
+        match &self.object_store_url {
+            Some(u) => Ok(u.clone()),
+            None => {
+                let dir = self.absolute_data_dir()?.join("objects");
+                Ok(url::Url::from_directory_path(&dir)
+                    .map_err(|_| anyhow::anyhow!("cannot make a URL of {}", dir.display()))?
+                    .to_string())
+            }
+        }
+    }
+
+    pub fn limits(&self) -> storage::Limits {
+        storage::Limits {
+            max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
+            max_header_bytes: (self.max_header_mb.saturating_mul(1024 * 1024)) as usize,
+        }
+    }
+
+    pub fn gateway(&self, enrollment_consortium_id: i64) -> dicom_gateway::Config {
+        dicom_gateway::Config {
+            ae_title: self.ae_title.clone(),
+            open_enrollment: self.open_enrollment,
+            enrollment_consortium_id,
+            peer_timeout: Duration::from_secs(self.peer_timeout_secs.max(1)),
+            max_pdu_length: self.max_pdu_length,
+            max_associations: self.max_associations.max(1),
+        }
+    }
+
+    pub fn worklist(&self) -> worklist::Config {
+        worklist::Config {
+            quiet_period: Duration::from_secs(self.quiet_period_secs),
+            stall_horizon: Duration::from_secs(self.stall_horizon_secs.max(self.peer_timeout_secs)),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! readhub: wiring. [`run`] composes storage, the DICOM gateway, the worklist and the HTTP
+//! API on listeners the caller has bound (so tests use port 0 and need no readiness sleep).
+
+pub mod cli;
+pub mod config;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use dicom_gateway::GatewayEvent;
+use storage::Storage;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use worklist::Worklist;
+
+pub use config::Config;
+
+/// The two listeners readhub serves on.
+pub struct Listeners {
+    pub dimse: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let dimse = TcpListener::bind(&config.dicom_addr)
+            .await
+            .with_context(|| format!("cannot listen for DICOM on {} (READHUB_DICOM_ADDR)", config.dicom_addr))?;
+        let http = TcpListener::bind(&config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (READHUB_HTTP_ADDR)", config.http_addr))?;
+        Ok(Listeners { dimse, http })
+    }
+}
+
+/// Open (and migrate) the index and blob store, and make sure the defaults exist.
+pub async fn open(config: &Config) -> anyhow::Result<(Storage, Worklist, i64)> {
+    let db_url = config.database_url()?;
+    let storage = Storage::open(&db_url, &config.object_store_url()?, config.limits())
+        .await
+        .context("cannot open storage")?;
+    let worklist = Worklist::new(storage.db.clone(), config.worklist());
+    let consortium = worklist.ensure_defaults().await.context("cannot create the default consortium")?;
+    Ok((storage, worklist, consortium))
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (storage, worklist, consortium) = open(&config).await?;
+    tracing::info!(
+        database = %storage::db::redact_url(&config.database_url()?),
+        objects = ?storage.blobs,
+        "storage ready"
+    );
+    if worklist.count_admins().await? == 0 {
+        tracing::warn!(
+            "no admin account yet. Create one with: echo 'A-GOOD-PASSWORD' | readhub user add admin --role admin --password-stdin \
+             / 尚无管理员账号，请用上面的命令创建"
+        );
+    }
+    let dimse_addr = listeners.dimse.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    tracing::info!(dimse.addr = %dimse_addr, dimse.ae_title = %config.ae_title, http.addr = %http_addr, "readhub listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+
+    // gateway → worklist
+    let (events_tx, mut events_rx) = mpsc::channel::<GatewayEvent>(1024);
+    let wl = worklist.clone();
+    let consumer = tokio::spawn(async move {
+        while let Some(ev) = events_rx.recv().await {
+            if let Err(e) = handle_event(&wl, ev).await {
+                tracing::error!(error = %e, "worklist update failed");
+            }
+        }
+    });
+
+    // ready promotion: every process runs it; the conditional UPDATE makes that safe
+    let wl = worklist.clone();
+    let mut ticker_stop = stop_rx.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = wl.promote_ready(storage::now_ms()).await {
+                        tracing::warn!(error = %e, "promoting ready items failed");
+                    }
+                }
+                _ = ticker_stop.changed() => if *ticker_stop.borrow() { break },
+            }
+        }
+    });
+
+    let gateway = tokio::spawn(dicom_gateway::run(
+        listeners.dimse,
+        storage.clone(),
+        config.gateway(consortium),
+        events_tx,
+        stopped(stop_rx.clone()),
+    ));
+    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone()));
+    let http = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_result = http.await;
+    let _ = gateway.await;
+    let _ = consumer.await;
+    let _ = ticker.await;
+    storage.db.close().await;
+    tracing::info!("readhub stopped");
+    http_result.context("HTTP server failed")
+}
+
+async fn handle_event(wl: &Worklist, ev: GatewayEvent) -> Result<(), worklist::Error> {
+    match ev {
+        GatewayEvent::InstanceStored { instance, first_in_association, .. } => {
+            if instance.outcome == storage::IngestOutcome::Duplicate {
+                return Ok(());
+            }
+            let is_ecg = dicom_gateway::syntaxes::is_ecg(&instance.attrs.sop_class_uid);
+            wl.note_instance(&instance, is_ecg, first_in_association).await?;
+        }
+        GatewayEvent::AssociationEnded { study_pks, .. } => wl.association_ended(&study_pks).await?,
+    }
+    Ok(())
+}
