@@ -158,7 +158,15 @@ impl Db {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        let tx = self.pool.begin().await.map_err(Error::db("begin"))?;
+        // SQLite: take the write lock up front (BEGIN IMMEDIATE). A deferred transaction
+        // that reads first and then writes cannot wait for another process's writer (the
+        // busy handler is skipped to avoid deadlock) and fails with "database is locked",
+        // e.g. when `readhub site add` runs beside a serving hub.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(Error::db("begin"))?;
         Ok(WriteTx { tx, _guard: guard })
     }
 

@@ -68,9 +68,9 @@ const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 pub enum HeaderError {
     #[error("unsupported transfer syntax {0}")]
     UnsupportedTransferSyntax(String),
-    #[error("malformed data set at byte {offset}: {reason}")]
+    #[error("malformed at byte {offset}: {reason}")]
     Malformed { offset: u64, reason: String },
-    #[error("the data set ends inside an element or sequence (byte {offset}): truncated")]
+    #[error("truncated: the data set ends inside an element or sequence (byte {offset})")]
     Truncated { offset: u64 },
     #[error("the attributes before the pixel data exceed {limit} bytes (element {tag} at byte {offset} declares {len} bytes)")]
     HeaderTooLarge {
@@ -83,15 +83,24 @@ pub enum HeaderError {
     Inflate(String),
 }
 
-/// Undefined-length containers we are inside of.
+/// Containers we are inside of. `end` is the absolute end offset of a defined-length one.
 #[derive(Debug, Clone, Copy)]
 enum Frame {
-    /// a sequence: contains items, ends with a sequence delimiter
-    Seq { implicit: bool },
-    /// an item of a sequence: contains elements, ends with an item delimiter
-    Item { implicit: bool },
+    /// a sequence: contains items, ends with a sequence delimiter or at `end`
+    Seq { implicit: bool, end: Option<u64>, cut_from: Option<u64> },
+    /// an item of a sequence: contains elements, ends with an item delimiter or at `end`
+    Item { implicit: bool, end: Option<u64> },
     /// encapsulated pixel data or another undefined-length non-SQ value: fragments
     Fragments,
+}
+
+impl Frame {
+    fn end(&self) -> Option<u64> {
+        match self {
+            Frame::Seq { end, .. } | Frame::Item { end, .. } => *end,
+            Frame::Fragments => None,
+        }
+    }
 }
 
 /// The outcome of a complete walk.
@@ -122,6 +131,9 @@ struct Walker {
     cut: Option<u64>,
     header: Vec<u8>,
     charset: Option<(u64, u64, Vec<u8>)>,
+    /// header byte ranges to cut before dicom-rs parses it (undefined-length UN elements,
+    /// which dicom-object 0.10 reads as explicit VR and so misreads lengths)
+    cuts: Vec<(u64, u64)>,
     max_header: usize,
     error: Option<HeaderError>,
 }
@@ -140,8 +152,30 @@ fn is_bulk(tag: Tag) -> bool {
 }
 
 impl Walker {
+    /// The innermost defined end of the containers we are in (nothing may cross it).
+    fn limit(&self) -> Option<u64> {
+        self.stack.iter().rev().find_map(|f| f.end())
+    }
+
+    fn pop(&mut self) {
+        if let Some(Frame::Seq { cut_from: Some(from), .. }) = self.stack.pop() {
+            self.cuts.push((from, self.pos));
+        }
+    }
+
     fn advance(&mut self, at_end: bool) {
         while self.error.is_none() {
+            // leave the defined-length containers that end here
+            while let Some(end) = self.stack.last().and_then(|f| f.end()) {
+                if self.pos == end {
+                    self.pop();
+                } else if self.pos > end {
+                    self.fail(self.pos, "an element runs past the end of its sequence or item");
+                    return;
+                } else {
+                    break;
+                }
+            }
             let avail_end = self.win_start + self.win.len() as u64;
             if self.pos > avail_end {
                 return; // still skipping a value
@@ -153,7 +187,7 @@ impl Walker {
             }
             let frame = self.stack.last().copied();
             let implicit = match frame {
-                Some(Frame::Seq { implicit }) | Some(Frame::Item { implicit }) => implicit,
+                Some(Frame::Seq { implicit, .. }) | Some(Frame::Item { implicit, .. }) => implicit,
                 Some(Frame::Fragments) => true,
                 None => false,
             };
@@ -181,16 +215,28 @@ impl Walker {
             self.pos += n as u64;
             let tag = hdr.tag();
             let len = hdr.length();
+            let limit = self.limit();
+            let fits = |pos: u64, len: u64| limit.is_none_or(|end| pos + len <= end);
 
             // delimiters and items first: they are structure, not attributes
             match tag {
                 ITEM => {
                     match frame {
-                        Some(Frame::Seq { implicit }) if len.is_undefined() => {
-                            self.stack.push(Frame::Item { implicit })
+                        Some(Frame::Seq { implicit, .. }) => {
+                            let end = len.get().map(|l| self.pos + u64::from(l));
+                            if !end.is_none_or(|e| fits(self.pos, e - self.pos)) {
+                                self.fail(start, "an item runs past the end of its sequence");
+                                return;
+                            }
+                            self.stack.push(Frame::Item { implicit, end });
                         }
-                        Some(Frame::Seq { .. }) | Some(Frame::Fragments) => {
-                            self.pos += u64::from(len.0)
+                        Some(Frame::Fragments) => {
+                            let l = u64::from(len.get().unwrap_or(0));
+                            if len.is_undefined() {
+                                self.fail(start, "a pixel data fragment has undefined length");
+                                return;
+                            }
+                            self.pos += l;
                         }
                         _ => {
                             self.fail(start, "item outside of a sequence");
@@ -200,19 +246,19 @@ impl Walker {
                     continue;
                 }
                 ITEM_DELIM => {
-                    if !matches!(frame, Some(Frame::Item { .. })) {
-                        self.fail(start, "item delimiter outside of an item");
+                    if !matches!(frame, Some(Frame::Item { end: None, .. })) {
+                        self.fail(start, "item delimiter outside of an undefined-length item");
                         return;
                     }
-                    self.stack.pop();
+                    self.pop();
                     continue;
                 }
                 SEQ_DELIM => {
-                    if !matches!(frame, Some(Frame::Seq { .. }) | Some(Frame::Fragments)) {
-                        self.fail(start, "sequence delimiter outside of a sequence");
+                    if !matches!(frame, Some(Frame::Seq { end: None, .. }) | Some(Frame::Fragments)) {
+                        self.fail(start, "sequence delimiter outside of an undefined-length sequence");
                         return;
                     }
-                    self.stack.pop();
+                    self.pop();
                     continue;
                 }
                 _ => {}
@@ -227,12 +273,26 @@ impl Walker {
                 let cut_off = (start - self.win_start) as usize;
                 self.header = self.win[..cut_off].to_vec();
             }
+            let vr = hdr.vr();
             if len.is_undefined() {
-                let vr = hdr.vr();
                 if vr == VR::SQ || vr == VR::UN || (implicit || self.ts_implicit) && !matches!(vr, VR::OB | VR::OW) {
-                    // an undefined-length UN is a sequence in implicit VR LE (PS3.5 6.2.2)
+                    // an undefined-length UN holds implicit VR LE items (PS3.5 6.2.2); the
+                    // index never needs it, and dicom-object 0.10 misreads it, so it is cut
+                    // from the header copy when nothing of defined length encloses it
+                    let explicit_un = vr == VR::UN && !implicit && !self.ts_implicit;
+                    let cut_from = if explicit_un && self.cut.is_none() {
+                        if limit.is_some() {
+                            self.fail(start, "an undefined-length UN inside a defined-length sequence is not supported");
+                            return;
+                        }
+                        Some(start)
+                    } else {
+                        None
+                    };
                     self.stack.push(Frame::Seq {
                         implicit: implicit || vr == VR::UN,
+                        end: None,
+                        cut_from,
                     });
                 } else {
                     self.stack.push(Frame::Fragments);
@@ -240,6 +300,10 @@ impl Walker {
                 continue;
             }
             let vlen = u64::from(len.0);
+            if !fits(self.pos, vlen) {
+                self.fail(start, &format!("element {tag} declares {vlen} bytes, more than its enclosing sequence or item holds"));
+                return;
+            }
             if self.cut.is_none() && (self.pos + vlen) as usize > self.max_header {
                 self.error = Some(HeaderError::HeaderTooLarge {
                     limit: self.max_header,
@@ -249,12 +313,13 @@ impl Walker {
                 });
                 return;
             }
+            if vr == VR::SQ {
+                // descend: nested lengths are checked against this sequence's end
+                self.stack.push(Frame::Seq { implicit, end: Some(self.pos + vlen), cut_from: None });
+                continue;
+            }
             if top_level && tag == CHARSET && self.cut.is_none() {
-                let value_start = self.pos;
-                let end = self.pos + vlen;
-                // the value is before the cut, so it is retained in `win`; fill it in at the end
-                self.charset = Some((start, end, Vec::new()));
-                let _ = value_start;
+                self.charset = Some((start, self.pos + vlen, Vec::new()));
             }
             self.pos += vlen;
         }
@@ -300,12 +365,18 @@ impl Walker {
         let has_bulk = self.cut.is_some();
         let mut header = if has_bulk { self.header } else { self.win };
         let mut charset_value = Vec::new();
+        let mut cuts = self.cuts.clone();
         if let Some((start, stop, _)) = self.charset {
-            let (start, stop) = (start as usize, stop as usize);
             // value = bytes after the element header; the header is 8 bytes in every
             // little/big-endian form of a CS element (explicit: tag+VR+2-byte length)
-            charset_value = header[start + 8..stop].to_vec();
-            header.drain(start..stop);
+            charset_value = header[start as usize + 8..stop as usize].to_vec();
+            cuts.push((start, stop));
+        }
+        // cut from the back so earlier offsets stay valid
+        cuts.retain(|(_, stop)| *stop as usize <= header.len());
+        cuts.sort_by_key(|c| std::cmp::Reverse(c.0));
+        for (start, stop) in cuts {
+            header.drain(start as usize..stop as usize);
         }
         Ok((header, charset_value, has_bulk))
     }
@@ -357,6 +428,7 @@ impl HeaderSniffer {
             cut: None,
             header: Vec::new(),
             charset: None,
+            cuts: Vec::new(),
             max_header,
             error: None,
         };
@@ -377,8 +449,16 @@ impl HeaderSniffer {
                 w.error.clone().map_or(Ok(()), Err)
             }
             Sink::Deflated(d) => {
-                d.write_all(bytes)
-                    .map_err(|e| HeaderError::Inflate(e.to_string()))?;
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    match d.write(rest) {
+                        // the deflate stream has ended; what follows is the pad byte that
+                        // makes the value even (PS3.5 A.5), or junk we do not need
+                        Ok(0) => break,
+                        Ok(n) => rest = &rest[n..],
+                        Err(e) => return Err(HeaderError::Inflate(e.to_string())),
+                    }
+                }
                 d.get_ref().0.error.clone().map_or(Ok(()), Err)
             }
         }

@@ -24,7 +24,7 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "READHUB_0.1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
-    #[error("not a valid DICOM data set: {0}")]
+    #[error("not valid DICOM: {0}")]
     NotDicom(#[from] HeaderError),
     #[error("{0}")]
     Attributes(#[from] AttrError),

@@ -1,0 +1,741 @@
+//! End-to-end: the real readhub (in-process, ephemeral ports) driven by real peers (DCMTK,
+//! pynetdicom, a dicom-ul SCU sending exact bytes) and a real HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scu;
+use common::{data, dataset_bytes, strip_meta, synthetic_sc, Backend, Hub, EXPLICIT_LE, SC};
+use reqwest::Method;
+use serde_json::{json, Value};
+use storage::query::Scope;
+use worklist::Role;
+
+/// `async fn NAME(Backend)` → tests `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if std::env::var("READHUB_TEST_PG_URL").is_err() {
+                    eprintln!("skipped: READHUB_TEST_PG_URL is not set (the README's test command sets it)");
+                    return;
+                }
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow);
+
+fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
+    let obj = dicom_object::open_file(path).unwrap();
+    let s = |t| {
+        obj.element_opt(t).ok().flatten().map(|e| e.to_str().unwrap().trim_end_matches('\0').trim().to_string()).unwrap_or_default()
+    };
+    use dicom_dictionary_std::tags;
+    (s(tags::STUDY_INSTANCE_UID), s(tags::SERIES_INSTANCE_UID), s(tags::SOP_INSTANCE_UID), s(tags::PATIENT_ID))
+}
+
+async fn ingest_every_sample_syntax(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    // (storescu flag proposing the file's own syntax, file, transfer syntax kept as received)
+    let samples: &[(&str, &str, Option<&str>)] = &[
+        ("-xv", "pydicom-data/RG1_J2KR.dcm", Some("1.2.840.10008.1.2.4.90")),
+        ("-xw", "pydicom-data/RG1_J2KI.dcm", Some("1.2.840.10008.1.2.4.91")),
+        ("-xt", "pydicom-data/emri_small_jpeg_ls_lossless.dcm", Some("1.2.840.10008.1.2.4.80")),
+        ("-xs", "pydicom-data/JPEG-LL.dcm", Some("1.2.840.10008.1.2.4.70")),
+        ("-xy", "pydicom-data/color3d_jpeg_baseline.dcm", Some("1.2.840.10008.1.2.4.50")),
+        ("-xx", "pydicom/test_files/JPGExtended.dcm", Some("1.2.840.10008.1.2.4.51")),
+        ("-xr", "pydicom-data/emri_small_RLE.dcm", Some("1.2.840.10008.1.2.5")),
+        ("-xr", "debian-octave-dicom/US-PAL-8-10x-echo.dcm", Some("1.2.840.10008.1.2.5")),
+        ("-xd", "pydicom/test_files/image_dfl.dcm", Some("1.2.840.10008.1.2.1.99")),
+        ("-xb", "pydicom-data/OBXXXX1A_expb_2frame.dcm", Some("1.2.840.10008.1.2.2")),
+        ("-xi", "pynetdicom/CTImageStorage.dcm", Some("1.2.840.10008.1.2")),
+        ("-xe", "pydicom-data/RG1_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/eCT_Supplemental.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/MR2_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/US1_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom/test_files/waveform_ecg.dcm", Some("1.2.840.10008.1.2.1")),
+    ];
+    for (flag, file, _) in samples {
+        let (code, out) = hub.storescu("MODA", &[flag], &[data(file)]).await;
+        assert_eq!(code, 0, "storescu {flag} {file} failed:\n{out}");
+    }
+    for (_, file, ts) in samples {
+        let (study, series, sop, pid) = sop_of(&data(file));
+        storage::query::find_instance(&hub.storage.db, Scope::All, &study, &series, &sop)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{file} is not indexed"));
+        if let Some(ts) = ts {
+            // some samples share a SOP Instance UID across encodings: each is its own version
+            use sqlx::Row;
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE sop_instance_uid = $1 AND transfer_syntax_uid = $2")
+                .bind(&sop)
+                .bind(*ts)
+                .fetch_one(hub.storage.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 1, "{file} was not stored in the syntax it was sent in");
+        }
+        let studies = storage::query::search_studies(
+            &hub.storage.db,
+            Scope::All,
+            &storage::query::StudyQuery { study_uids: vec![study.clone()], ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(studies.len(), 1, "{file}");
+        assert_eq!(studies[0].patient_id, pid, "{file}: Patient ID as dcmdump shows it");
+    }
+    // a sample without a Study Instance UID is refused with a reason, not stored
+    let (code, out) = hub.storescu("MODA", &["-xu"], &[data("pydicom/test_files/JPEGLSNearLossless_16.dcm")]).await;
+    assert_ne!(code, 0, "storescu should report the refusal:\n{out}");
+    assert!(out.contains("Error") || out.contains("0xc000") || out.contains("C000"), "{out}");
+    hub.stop().await;
+}
+
+async fn byte_identity_duplicates_and_versions(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let (class, sop, ts, bytes) = dataset_bytes(&data("pydicom-data/RG1_UNCR.dcm"));
+    let port = hub.dimse_port;
+    let (b1, c1, s1) = (bytes.clone(), class.clone(), sop.clone());
+    let tsc = ts.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&c1, &[&tsc])]).unwrap();
+        let first = a.store(&c1, &s1, &b1).unwrap();
+        let again = a.store(&c1, &s1, &b1).unwrap();
+        let mut changed = b1.clone();
+        let n = changed.len();
+        changed[n - 1] ^= 0xFF; // one pixel byte differs
+        let version2 = a.store(&c1, &s1, &changed).unwrap();
+        a.release();
+        (first, again, version2, changed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(results.0.status, 0x0000, "{:?}", results.0);
+    assert_eq!(results.1.status, 0x0000, "a byte-identical re-send succeeds: {:?}", results.1);
+    assert_eq!(results.2.status, 0x0000, "different bytes are kept as a new version: {:?}", results.2);
+
+    let (study, series, _, _) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    // bare application/dicom: the current version, byte for byte as sent
+    let r = hub
+        .http()
+        .get(format!("{}{url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("accept", "application/dicom; transfer-syntax=*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(strip_meta(&body), results.3, "retrieved data set differs from the one sent");
+    // multipart/related (the WADO-RS default): one part, same bytes
+    let r = hub.get(&admin, &url).await;
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("multipart/related; type=\"application/dicom\"; boundary="), "{ct}");
+    let boundary = ct.split("boundary=").nth(1).unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    let start = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let end_marker = format!("\r\n--{boundary}--\r\n");
+    assert!(body.ends_with(end_marker.as_bytes()));
+    assert_eq!(strip_meta(&body[start..body.len() - end_marker.len()]), results.3);
+    // conditional GET
+    let r = hub
+        .http()
+        .get(format!("{}{url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // index: one current instance, two versions, and an audit trail of both decisions
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT version, is_current FROM instances WHERE sop_instance_uid = $1 ORDER BY version")
+        .bind(&sop)
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap();
+    let v: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(v, vec![(1, 0), (2, 1)]);
+    let decisions: Vec<String> = sqlx::query("SELECT decision FROM ingest_audit WHERE sop_instance_uid = $1 ORDER BY id")
+        .bind(&sop)
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(decisions, vec!["duplicate", "new_version"]);
+    let studies = hub.get_json(&admin, &format!("/dicom-web/studies?StudyInstanceUID={study}")).await;
+    assert_eq!(studies[0]["00201208"]["Value"][0], json!(1), "versions do not count as instances");
+    hub.stop().await;
+}
+
+fn gbk(s: &str) -> Vec<u8> {
+    encoding_rs::GBK.encode(s).0.into_owned()
+}
+
+async fn charsets_and_name_search(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Village-G", &["MODG"], Some("GBK")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let ref_a = hub.user("ref-a", Role::Referrer, Some("Township-A")).await;
+    let mut iso2022 = b"Li^Si=\x1b$)A".to_vec();
+    iso2022.extend(gbk("李^四"));
+    let cases: Vec<(&str, Option<Vec<u8>>, Vec<u8>, &str)> = vec![
+        ("MODA", Some(b"GB18030".to_vec()), encoding_rs::GB18030.encode("Zhang^San=张^三").0.into_owned(), "P1"),
+        ("MODA", Some(b"\\ISO 2022 IR 58".to_vec()), iso2022, "P2"),
+        ("MODG", None, gbk("王^五"), "P3"),
+        ("MODG", Some(b"ISO_IR 100".to_vec()), gbk("赵^六"), "P4"),
+        ("MODA", Some(b"ISO_IR 192".to_vec()), "钱^七".as_bytes().to_vec(), "P5"),
+        ("MODG", None, gbk("孙^八"), "P1"),
+    ];
+    let port = hub.dimse_port;
+    for (i, (ae, cs, name, pid)) in cases.into_iter().enumerate() {
+        let study = format!("1.2.826.0.1.3680043.10.1.{}", i + 1);
+        let sop = format!("1.2.826.0.1.3680043.10.2.{}", i + 1);
+        let ds = synthetic_sc(cs.as_deref(), &name, pid, &study, &sop);
+        let ae = ae.to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut a = scu::connect(port, &ae, &[(SC, &[EXPLICIT_LE])]).unwrap();
+            let r = a.store(SC, &sop, &ds).unwrap();
+            a.release();
+            r
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 0, "{r:?}");
+    }
+    let names = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let pn = &s["00100010"]["Value"][0];
+                (
+                    pn["Alphabetic"].as_str().unwrap_or("").to_string(),
+                    pn["Ideographic"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let q = |n: &str| format!("/dicom-web/studies?PatientName={}", url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>());
+    assert_eq!(names(&hub.get_json(&admin, &q("张*")).await), vec![("Zhang^San".into(), "张^三".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("zhang*")).await), vec![("Zhang^San".into(), "张^三".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("Zhang^San=张^三")).await).len(), 1);
+    assert_eq!(names(&hub.get_json(&admin, &q("李^四")).await), vec![("Li^Si".into(), "李^四".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("王*")).await), vec![("王^五".into(), "".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("赵*")).await), vec![("赵^六".into(), "".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("钱?七")).await), vec![("钱^七".into(), "".into())]);
+    // a wildcard applies to the whole value too (PS3.4 C.2.2.2.4), so this matches across groups
+    assert_eq!(names(&hub.get_json(&admin, &q("Zh*三")).await).len(), 1);
+    assert_eq!(names(&hub.get_json(&admin, &q("三*")).await).len(), 0, "a group matches from its start");
+    // the same Patient ID at two sites is two patients
+    let p1 = hub.get_json(&admin, "/dicom-web/studies?PatientID=P1").await;
+    let issuers: std::collections::BTreeSet<String> =
+        p1.as_array().unwrap().iter().map(|s| s["00100021"]["Value"][0].as_str().unwrap().to_string()).collect();
+    assert_eq!(issuers.len(), 2, "{p1}");
+    let p1_a = hub.get_json(&ref_a, "/dicom-web/studies?PatientID=P1").await;
+    assert_eq!(names(&p1_a), vec![("Zhang^San".into(), "张^三".into())]);
+    let r = hub.get(&admin, "/dicom-web/studies?StudyDate=2026-11").await;
+    assert_eq!(r.status(), 400);
+    let in_range = hub.get_json(&admin, "/dicom-web/studies?StudyDate=20261101-20261130").await;
+    assert_eq!(in_range.as_array().unwrap().len(), 6);
+    hub.stop().await;
+}
+
+async fn read_report_flow(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let readers: Vec<_> = futures::future::join_all((1..=4).map(|i| hub.user(Box::leak(format!("rad{i}").into_boxed_str()), Role::Reader, Some("imaging")))).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let ref_a = hub.user("ref-a", Role::Referrer, Some("Township-A")).await;
+    let ref_b = hub.user("ref-b", Role::Referrer, Some("Township-B")).await;
+    let tech_a = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+
+    // unauthenticated callers get nothing
+    for path in ["/api/worklist", "/api/reports", "/dicom-web/studies"] {
+        let r = hub.http().get(format!("{}{path}", hub.base)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = hub.http().get(format!("{}/api/worklist", hub.base)).basic_auth("rad1", Some("wrong")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // a CR pushed over one association: receiving while it is open, ready after it ends
+    let (class, sop, ts, bytes) = dataset_bytes(&data("pydicom-data/RG1_UNCR.dcm"));
+    let port = hub.dimse_port;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let sender = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&class, &[&ts])]).unwrap();
+        let r = a.store(&class, &sop, &bytes).unwrap();
+        rx.recv().unwrap(); // hold the association open until told
+        a.release();
+        r
+    });
+    let rad1 = readers[0].clone();
+    hub.eventually("the CR appears as receiving", || async {
+        hub.queue(&rad1).await.first().map(|i| i["state"] == "receiving").unwrap_or(false)
+    })
+    .await;
+    let item = hub.queue(&rad1).await[0].clone();
+    let id = item["id"].as_i64().unwrap();
+    assert_eq!(item["site_name"], "Township-A");
+    assert_eq!(item["modalities"], "CR");
+    let (st, _) = hub.send(&rad1, Method::POST, &format!("/api/worklist/{id}/claim"), None).await;
+    assert_eq!(st, 409, "still receiving: not claimable");
+    tx.send(()).unwrap();
+    assert_eq!(sender.await.unwrap().status, 0);
+    hub.eventually("the CR becomes ready after the quiet period", || async {
+        hub.queue(&rad1).await.first().map(|i| i["state"] == "ready").unwrap_or(false)
+    })
+    .await;
+
+    // four readers claim at once: exactly one wins
+    let claim_path = format!("/api/worklist/{id}/claim");
+    let claims = futures::future::join_all(readers.iter().map(|r| hub.send(r, Method::POST, &claim_path, None))).await;
+    let winners: Vec<usize> = claims.iter().enumerate().filter(|(_, (s, _))| *s == 200).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "{claims:?}");
+    assert!(claims.iter().filter(|(s, _)| *s == 409).count() == 3, "{claims:?}");
+    let winner = readers[winners[0]].clone();
+    let loser = readers[(winners[0] + 1) % 4].clone();
+    let (st, _) = hub
+        .send(&loser, Method::PUT, &format!("/api/worklist/{id}/report"), Some(json!({"findings": "x", "impression": "y"})))
+        .await;
+    assert_eq!(st, 409, "only the claimant writes the report");
+    let (st, _) = hub.send(&winner, Method::POST, &format!("/api/worklist/{id}/report/sign"), None).await;
+    assert_eq!(st, 409, "nothing to sign before a draft");
+    let (st, draft) = hub
+        .send(
+            &winner,
+            Method::PUT,
+            &format!("/api/worklist/{id}/report"),
+            Some(json!({"findings": "双肺纹理清晰，心影不大。", "impression": "胸部正位片未见明显异常。"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{draft}");
+    assert_eq!(draft["status"], "draft");
+    // a draft is not visible to the site
+    assert_eq!(hub.get_json(&ref_a, "/api/reports").await, json!([]));
+    let (st, signed) = hub.send(&winner, Method::POST, &format!("/api/worklist/{id}/report/sign"), None).await;
+    assert_eq!(st, 200, "{signed}");
+    assert_eq!(signed["status"], "final");
+    let report_id = signed["id"].as_i64().unwrap();
+
+    // the referrer of site A lists, reads and prints it; site B sees nothing of it
+    let list = hub.get_json(&ref_a, "/api/reports").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["impression"], "胸部正位片未见明显异常。");
+    assert_eq!(list[0]["patient_id"], item["patient_id"]);
+    let page = hub.get(&ref_a, &format!("/api/reports/{report_id}/print")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("胸部正位片未见明显异常。") && html.contains("Township-A"), "{html}");
+    assert_eq!(hub.get_json(&ref_b, "/api/reports").await, json!([]));
+    assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}")).await.status(), 404);
+    assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}/print")).await.status(), 404);
+    let seen_by_b = hub.get(&ref_b, "/dicom-web/studies").await;
+    assert_eq!(seen_by_b.status(), 204, "site B finds no study of site A");
+    let inst = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["instances"][0].clone();
+    let url = inst["retrieve_url"].as_str().unwrap().to_string();
+    assert_eq!(hub.get(&ref_b, &url).await.status(), 404);
+    assert_eq!(hub.get(&ref_a, &url).await.status(), 200);
+    // readers of another pool cannot open the item
+    assert_eq!(hub.get(&ecg_reader, &format!("/api/worklist/{id}")).await.status(), 404);
+
+    // the technician sees what became of the study
+    let mine = hub.get_json(&tech_a, "/api/site/studies").await;
+    assert_eq!(mine[0]["state"], "reported");
+
+    // the rendered image, in the file's window
+    let r = hub.get(&winner, &format!("{}?accept=image/png&viewport=256,256", inst["rendered_url"].as_str().unwrap())).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert!(png.width() <= 256 && png.height() == 256, "{}x{}", png.width(), png.height());
+
+    // new images for a reported study flag it rather than opening a second item
+    let study = item["study_instance_uid"].as_str().unwrap().to_string();
+    let extra = synthetic_sc(None, b"CompressedSamples^RG1", item["patient_id"].as_str().unwrap(), &study, "1.2.826.0.1.3680043.10.9.1");
+    let extra_ok = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(SC, "1.2.826.0.1.3680043.10.9.1", &extra).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(extra_ok.status, 0);
+    let it = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["item"].clone();
+    assert_eq!(it["state"], "reported");
+    assert_eq!(it["new_images_after_report"], true);
+    assert_eq!(it["num_instances"], 2);
+    let queue = hub.queue(&winner).await;
+    assert_eq!(queue.len(), 1, "still one item for the study");
+
+    // an ECG goes to the ECG pool and renders on the standard grid
+    let (code, out) = hub.storescu("MODA", &[], &[data("pydicom/test_files/waveform_ecg.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the ECG reaches the ECG pool", || async { hub.queue(&ecg_reader).await.len() == 1 }).await;
+    assert!(hub.queue(&winner).await.iter().all(|i| i["modalities"] != "ECG"));
+    let ecg_id = hub.queue(&ecg_reader).await[0]["id"].as_i64().unwrap();
+    let ecg = hub.get_json(&ecg_reader, &format!("/api/worklist/{ecg_id}")).await;
+    let r = hub.get(&ecg_reader, ecg["instances"][0]["rendered_url"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    let svg = r.text().await.unwrap();
+    assert_eq!(svg.matches(r#"class="lead""#).count(), 13, "12 leads plus the lead II rhythm strip");
+    for lead in ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"] {
+        assert!(svg.contains(&format!(r#"class="lead">{lead}<"#)), "lead {lead} missing");
+    }
+    assert!(svg.contains("25 mm/s") && svg.contains("10 mm/mV"));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn echo_and_unregistered_ae() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ok = tokio::process::Command::new("echoscu")
+        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .output()
+        .await
+        .expect("echoscu (DCMTK)");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = tokio::process::Command::new("echoscu")
+        .args(["-aet", "STRANGER", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("Calling AE Title Not Recognized"), "{err}");
+    let (code, out) = hub.storescu("STRANGER", &[], &[data("pynetdicom/CTImageStorage.dcm")]).await;
+    assert_ne!(code, 0, "{out}");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_enrollment_registers_new_sites() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.open_enrollment = true).await;
+    let (code, out) = hub.storescu("NEWCLINIC", &[], &[data("pynetdicom/CTImageStorage.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    let site = storage::sites::site_for_ae(&hub.storage.db, "NEWCLINIC").await.unwrap().expect("enrolled");
+    assert_eq!(site.name, "NEWCLINIC");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_and_nothing_half_visible() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.max_instance_mb = 2).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let truncated = dataset_bytes(&data("pydicom/test_files/MR_truncated.dcm"));
+    let bomb = std::fs::read(data("pydicom/test_files/UN_sequence.dcm")).unwrap();
+    let big = dataset_bytes(&data("pydicom-data/RG1_UNCR.dcm"));
+    let port = hub.dimse_port;
+    let out = tokio::task::spawn_blocking(move || {
+        let mr = "1.2.840.10008.5.1.4.1.1.4";
+        let cr = "1.2.840.10008.5.1.4.1.1.1";
+        let mut a = scu::connect(
+            port,
+            "MODA",
+            &[(&ct.0, &[EXPLICIT_LE]), (mr, &[EXPLICIT_LE]), (cr, &[EXPLICIT_LE]), (SC, &[EXPLICIT_LE])],
+        )
+        .unwrap();
+        let garbage: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let r_garbage = a.store(&ct.0, &ct.1, &garbage).unwrap();
+        let r_trunc = a.store(mr, &truncated.1, &truncated.3).unwrap();
+        // the 674-byte file whose element declares 3.7 GB: refused before any allocation
+        let bomb_ds = if &bomb[128..132] == b"DICM" { strip_meta(&bomb) } else { bomb.clone() };
+        let r_bomb = a.store(SC, "1.2.3.4", &bomb_ds).unwrap();
+        let r_mismatch = a.store(&ct.0, "1.2.826.0.1.3680043.10.99", &ct.3).unwrap();
+        let r_big = a.store(cr, &big.1, &big.3).unwrap();
+        let r_ok = a.store(&ct.0, &ct.1, &ct.3).unwrap();
+        a.release();
+        (r_garbage, r_trunc, r_bomb, r_mismatch, r_big, r_ok)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.status, 0xC000, "garbage: {:?}", out.0);
+    assert!(out.0.comment.as_deref().unwrap_or("").contains("not valid DICOM"), "{:?}", out.0);
+    assert_eq!(out.1.status, 0xC000, "truncated: {:?}", out.1);
+    assert!(out.1.comment.as_deref().unwrap_or("").contains("truncated"), "{:?}", out.1);
+    assert_eq!(out.2.status, 0xC000, "oversized declared length: {:?}", out.2);
+    assert_eq!(out.3.status, 0xA900, "SOP Instance UID mismatch: {:?}", out.3);
+    assert_eq!(out.4.status, 0xA700, "over the size limit: {:?}", out.4);
+    assert_eq!(out.5.status, 0x0000, "the association keeps serving: {:?}", out.5);
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 1, "only the valid instance is indexed");
+    assert_eq!(object_files(hub.data_dir()), 1, "no blob of a refused instance is left behind");
+    hub.stop().await;
+}
+
+fn object_files(dir: &std::path::Path) -> usize {
+    fn walk(p: &std::path::Path, n: &mut usize) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path(), n)
+            } else {
+                *n += 1
+            }
+        }
+    }
+    let mut n = 0;
+    walk(&dir.join("objects"), &mut n);
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negotiation_rejects_unknown_sop_class_and_syntax() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let accepted = tokio::task::spawn_blocking(move || {
+        let rt_plan = "1.2.840.10008.5.1.4.1.1.481.5";
+        let ct = "1.2.840.10008.5.1.4.1.1.2";
+        let a = scu::connect(port, "MODA", &[(rt_plan, &[EXPLICIT_LE]), (ct, &["1.2.3.4.5.6"]), (ct, &[EXPLICIT_LE])]).unwrap();
+        let r = (a.context(rt_plan), a.context(ct));
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.0, None, "an unknown SOP class is rejected in negotiation");
+    assert_eq!(accepted.1.map(|c| c.1), Some(EXPLICIT_LE.to_string()), "only the supported syntax is accepted");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_and_aborted_peers() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.peer_timeout_secs = 2).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let mr = dataset_bytes(&data("pydicom-data/MR2_UNCR.dcm"));
+    let us = dataset_bytes(&data("pydicom-data/US1_UNCR.dcm"));
+    let (ct2, mr2) = (ct.clone(), mr.clone());
+    // A: one instance acknowledged, then half of the next, then silence
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct2.0, &[EXPLICIT_LE]), (&mr2.0, &[EXPLICIT_LE])]).unwrap();
+        let first = a.store(&ct2.0, &ct2.1, &ct2.3).unwrap();
+        let (pc, _) = a.context(&mr2.0).unwrap();
+        a.send_store(pc, &mr2.0, &mr2.1, &mr2.3[..mr2.3.len() / 2], false).unwrap();
+        let started = std::time::Instant::now();
+        let dropped = a.receive_fails();
+        (first, dropped, started.elapsed())
+    });
+    // B, meanwhile, is not slowed down
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let us2 = us.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        let mut b = scu::connect(port, "MODA", &[(&us2.0, &[EXPLICIT_LE])]).unwrap();
+        let started = std::time::Instant::now();
+        let r = b.store(&us2.0, &us2.1, &us2.3).unwrap();
+        b.release();
+        (r, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.0.status, 0);
+    let (first, dropped, waited) = stalled.await.unwrap();
+    assert_eq!(first.status, 0);
+    assert!(dropped, "the stalled peer is aborted");
+    assert!(waited >= Duration::from_secs(1), "aborted after the peer timeout, not at once ({waited:?})");
+    // C: aborts mid-transfer
+    let mr3 = mr.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = scu::connect(port, "MODA", &[(&mr3.0, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = c.context(&mr3.0).unwrap();
+        c.send_store(pc, &mr3.0, &mr3.1, &mr3.3[..100_000], false).unwrap();
+        c.abort();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    use sqlx::Row;
+    let sops: Vec<String> = sqlx::query("SELECT sop_instance_uid FROM instances ORDER BY sop_instance_uid")
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected = vec![ct.1.clone(), us.1.clone()];
+    expected.sort();
+    assert_eq!(sops, expected, "acknowledged instances kept; the interrupted ones not indexed");
+    assert_eq!(object_files(hub.data_dir()), 2, "no partial blob left");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pynetdicom_concurrent_associations() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["PYNET1", "PYNET2", "PYNET3", "PYNET4"], None).await;
+    let files = [
+        "pynetdicom/CTImageStorage.dcm",
+        "pynetdicom/MRImageStorage_ExplicitVRBigEndian.dcm",
+        "pynetdicom/MRImageStorage_JPG2000_Lossless.dcm",
+        "pynetdicom/SCImageStorage_Deflated.dcm",
+        "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
+        "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",
+        "pydicom-data/US1_J2KR.dcm",
+        "pydicom/test_files/waveform_ecg.dcm",
+    ];
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pynetdicom_store.py");
+    let out = tokio::process::Command::new(common::python())
+        .arg(&script)
+        .args(["--port", &hub.dimse_port.to_string(), "--associations", "4"])
+        .args(files.iter().map(|f| data(f)))
+        .output()
+        .await
+        .expect("python");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pynetdicom sender failed (is the test venv set up?):\n{text}");
+    assert_eq!(text.matches("status=0x0000").count(), files.len() * 4, "{text}");
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE is_current = 1").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, files.len() as i64, "each instance once, however many associations sent it");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rendered_cr_keeps_polarity_like_dcmtk() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let file = data("pydicom-data/RG1_UNCR.dcm");
+    let (code, out) = hub.storescu("MODA", &[], std::slice::from_ref(&file)).await;
+    assert_eq!(code, 0, "{out}");
+    let (study, series, sop, _) = sop_of(&file);
+    let base = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    let ours = hub.get(&admin, &format!("{base}/rendered?accept=image/png")).await;
+    assert_eq!(ours.status(), 200);
+    let ours = image::load_from_memory(&ours.bytes().await.unwrap()).unwrap().to_luma8();
+    assert_eq!((ours.width(), ours.height()), (1841, 1955));
+    // DCMTK's own rendering of the same file with its first VOI window
+    let dir = tempfile::tempdir().unwrap();
+    let theirs_path = dir.path().join("dcmtk.png");
+    let st = std::process::Command::new("dcmj2pnm")
+        .args(["--write-png", "--use-window", "1"])
+        .arg(&file)
+        .arg(&theirs_path)
+        .status()
+        .expect("dcmj2pnm (DCMTK)");
+    assert!(st.success());
+    let theirs = image::open(&theirs_path).unwrap().to_luma8();
+    let (a, b): (Vec<f64>, Vec<f64>) = ours.pixels().zip(theirs.pixels()).map(|(x, y)| (x.0[0] as f64, y.0[0] as f64)).unzip();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (ma, mb) = (mean(&a), mean(&b));
+    let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let var = |v: &[f64], m: f64| v.iter().map(|x| (x - m) * (x - m)).sum::<f64>();
+    let r = cov / (var(&a, ma) * var(&b, mb)).sqrt();
+    assert!(r > 0.98, "rendering differs from DCMTK's (correlation {r:.3}); inverted polarity gives a negative value");
+    let mad = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64;
+    assert!(mad < 8.0, "mean absolute difference {mad:.2} grey levels");
+    // bad rendering requests are 4xx with a reason
+    assert_eq!(hub.get(&admin, &format!("{base}/frames/2/rendered")).await.status(), 400);
+    assert_eq!(hub.get(&admin, &format!("{base}/frames/x/rendered")).await.status(), 400);
+    assert_eq!(hub.get(&admin, &format!("{base}/rendered?window=1,0")).await.status(), 400);
+    assert_eq!(hub.get(&admin, "/dicom-web/studies/1.2.3/series/1..2/instances/3/rendered").await.status(), 400);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_cli_and_serve() {
+    let bin = env!("CARGO_BIN_EXE_readhub");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(args).env("READHUB_DATA_DIR", dir.path()).env_remove("READHUB_DATABASE_URL");
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, out) = run(&["site", "add", "Township-A", "--ae", "MODA", "--ae", "MODA2", "--charset-fallback", "GBK"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["site", "add", "Bad", "--ae", "WAY-TOO-LONG-AE-TITLE"], None);
+    assert!(!ok && out.contains("AE title"), "{out}");
+    let (ok, out) = run(&["site", "add", "Dup", "--ae", "MODA"], None);
+    assert!(!ok && out.contains("already registered"), "{out}");
+    let (ok, out) = run(&["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("reader-password\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["user", "add", "ref1", "--role", "referrer", "--pool", "imaging", "--password-stdin"], Some("referrer-password\n"));
+    assert!(!ok && out.contains("site"), "{out}");
+    let (ok, out) = run(&["user", "add", "weak", "--role", "admin", "--password-stdin"], Some("short\n"));
+    assert!(!ok && out.contains("at least"), "{out}");
+    let (ok, out) = run(&["site", "list"], None);
+    assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK"), "{out}");
+
+    let mut serve = tokio::process::Command::new(bin)
+        .args(["serve"])
+        .env("READHUB_DATA_DIR", dir.path())
+        .env("READHUB_DICOM_ADDR", "127.0.0.1:0")
+        .env("READHUB_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let (mut http, mut admin_hint) = (None, false);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+        admin_hint |= line.contains("no admin account yet");
+        if let Some(rest) = line.split("http.addr=").nth(1) {
+            http = Some(rest.split_whitespace().next().unwrap().to_string());
+            break;
+        }
+    }
+    let http = http.expect("serve logs the bound HTTP address");
+    assert!(admin_hint, "a hub without an admin says how to create one");
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&json!({"username": "rad1", "password": "reader-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly"));
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let me = reqwest::Client::new().get(format!("http://{http}/api/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.json::<Value>().await.unwrap()["role"], "reader");
+    let bad = reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&json!({"username": "rad1", "password": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    // SIGTERM: a clean stop
+    let pid = serve.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), serve.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
