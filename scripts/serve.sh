@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run the hub on embedded defaults (the README's first command): DICOM on port 11112 (AE
+# READHUB), HTTP on 127.0.0.1:8080, everything under ./data. Arguments go to `readhub serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cmake >/dev/null 2>&1; then
+  # CharLS (JPEG-LS) builds with cmake
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null; fi
+fi
+exec cargo run --release --locked -- serve "$@"

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# readhub's test command (the README's second command). On a fresh Debian machine it
+# installs what the tests need, starts a throwaway PostgreSQL cluster on loopback, and runs
+# the whole test suite against SQLite and PostgreSQL with real peers (DCMTK, pynetdicom).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. Debian packages: DCMTK (storescu/echoscu/dcmj2pnm as modalities and oracle), cmake
+#    (CharLS, the JPEG-LS codec, builds with it).
+need=()
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} from Debian"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. Python venv with pynetdicom (a second, independent modality implementation).
+if ! .venv/bin/python -c "import pynetdicom, pydicom" >/dev/null 2>&1; then
+  log "creating .venv with pynetdicom"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2"
+fi
+export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"
+
+# 3. A throwaway PostgreSQL cluster from the binaries on the machine, loopback only.
+#    initdb refuses to run as root, so as root the cluster belongs to the postgres user.
+PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+PGDIR=$(mktemp -d /tmp/readhub-pg.XXXXXX)
+PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$PGDIR"
+  pg() { su postgres -s /bin/sh -c "$*"; }
+else
+  pg() { sh -c "$*"; }
+fi
+stop_pg() { pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$PGDIR"; }
+trap stop_pg EXIT
+log "starting PostgreSQL on 127.0.0.1:$PGPORT"
+pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
+pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -l '$PGDIR/log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$PGDIR' -c fsync=off -c max_connections=400\" start" >/dev/null
+export READHUB_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+
+# 4. The tests: every crate's unit tests and the end-to-end suite, both backends.
+log "cargo test (SQLite and PostgreSQL)"
+cargo test --workspace --locked "$@"
