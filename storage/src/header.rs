@@ -382,6 +382,17 @@ impl Walker {
     }
 }
 
+impl std::fmt::Debug for SniffedHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniffedHeader")
+            .field("bytes", &self.bytes.len())
+            .field("parse_ts", &self.parse_ts.uid())
+            .field("charset_terms", &self.charset_terms)
+            .field("has_bulk", &self.has_bulk)
+            .finish()
+    }
+}
+
 /// Feeds a [`Walker`], inflating first where the transfer syntax is deflated.
 pub struct HeaderSniffer {
     inner: Sink,
@@ -490,5 +501,140 @@ impl HeaderSniffer {
             charset_terms,
             has_bulk,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+    fn sample(rel: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// (transfer syntax, data set bytes) of a Part-10 file.
+    fn dataset(file: &[u8]) -> (String, Vec<u8>) {
+        let meta = dicom_object::meta::FileMetaTable::from_reader(&file[128..]).unwrap();
+        let group_len = u32::from_le_bytes(file[140..144].try_into().unwrap()) as usize;
+        (meta.transfer_syntax().trim_end_matches('\0').to_string(), file[144 + group_len..].to_vec())
+    }
+
+    fn elem(g: u16, e: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&g.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+        out
+    }
+
+    fn walk(ts: &str, bytes: &[u8], chunk: usize) -> Result<SniffedHeader, HeaderError> {
+        let mut s = HeaderSniffer::new(ts, 1 << 20)?;
+        for c in bytes.chunks(chunk.max(1)) {
+            s.feed(c)?;
+        }
+        s.finish()
+    }
+
+    #[test]
+    fn header_stops_at_pixel_data_and_is_the_same_whatever_the_chunking() {
+        let (ts, ds) = dataset(&sample("pydicom-data/RG1_UNCR.dcm"));
+        let whole = walk(&ts, &ds, ds.len()).unwrap();
+        assert!(whole.has_bulk);
+        assert!(whole.bytes.len() < 4096, "only the attributes are kept, not 7 MB of pixels");
+        assert_eq!(whole.charset_terms, vec!["ISO_IR 100".to_string()]);
+        for chunk in [1, 7, 4096] {
+            let h = walk(&ts, &ds, chunk).unwrap();
+            assert_eq!(h.bytes, whole.bytes, "chunk size {chunk}");
+        }
+        // what is kept parses, without the charset element (cut out for our own decoding)
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&whole.bytes[..], whole.parse_ts).unwrap();
+        assert!(obj.element_opt(dicom_dictionary_std::tags::SPECIFIC_CHARACTER_SET).unwrap().is_none());
+        assert_eq!(obj.element(dicom_dictionary_std::tags::MODALITY).unwrap().to_str().unwrap().trim(), "CR");
+    }
+
+    #[test]
+    fn every_transfer_syntax_sample_walks() {
+        for f in [
+            "pydicom-data/RG1_J2KR.dcm",
+            "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
+            "pydicom-data/emri_small_RLE.dcm",
+            "pydicom-data/OBXXXX1A_expb_2frame.dcm",
+            "pydicom-data/color3d_jpeg_baseline.dcm",
+            "pydicom/test_files/image_dfl.dcm",
+            "pydicom/test_files/waveform_ecg.dcm",
+            "pynetdicom/CTImageStorage.dcm",
+            "debian-octave-dicom/US-PAL-8-10x-echo.dcm",
+        ] {
+            let (ts, ds) = dataset(&sample(f));
+            let h = walk(&ts, &ds, 16 * 1024).unwrap_or_else(|e| panic!("{f}: {e}"));
+            dicom_object::InMemDicomObject::read_dataset_with_ts(&h.bytes[..], h.parse_ts)
+                .unwrap_or_else(|e| panic!("{f}: header does not parse: {e}"));
+        }
+    }
+
+    #[test]
+    fn truncated_values_and_sequences_are_caught() {
+        let (ts, ds) = dataset(&sample("pynetdicom/CTImageStorage.dcm"));
+        let err = walk(&ts, &ds[..ds.len() - 10], 4096).unwrap_err();
+        assert!(matches!(err, HeaderError::Truncated { .. }), "{err}");
+        // an undefined-length sequence that never ends
+        let mut d = elem(0x0008, 0x0016, b"UI", b"1.2\0");
+        d.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let err = walk(EXPLICIT_LE, &d, 5).unwrap_err();
+        assert!(matches!(err, HeaderError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn lengths_are_checked_before_anything_allocates_them() {
+        // a defined-length sequence whose nested element claims more than the sequence holds
+        let inner = elem(0x0008, 0x1150, b"UI", b"1.2\0");
+        let mut bogus = inner.clone();
+        bogus[6..8].copy_from_slice(&0xFFF0u16.to_le_bytes());
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(bogus.len() as u32).to_le_bytes());
+        item.extend_from_slice(&bogus);
+        let d = elem(0x0008, 0x1115, b"SQ", &item);
+        let err = walk(EXPLICIT_LE, &d, 3).unwrap_err();
+        assert!(matches!(err, HeaderError::Malformed { .. }), "{err}");
+        // an element declaring more than the header limit, before any pixel data
+        let mut d = elem(0x0008, 0x0016, b"UI", b"1.2\0");
+        d.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        d.extend_from_slice(&0xE000_FFFEu32.to_le_bytes());
+        let err = walk(EXPLICIT_LE, &d, 64).unwrap_err();
+        assert!(matches!(err, HeaderError::HeaderTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_674_byte_allocation_bomb_is_harmless() {
+        // UN_sequence.dcm: an undefined-length UN whose implicit-VR items dicom-object 0.10
+        // reads as explicit VR, finding a 3.7 GB length. The walk reads it correctly and
+        // cuts it from the header, so the parse that follows allocates nothing large.
+        let file = sample("pydicom/test_files/UN_sequence.dcm");
+        let (ts, ds) = dataset(&file);
+        let started = std::time::Instant::now();
+        let h = walk(&ts, &ds, 100).unwrap();
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&h.bytes[..], h.parse_ts).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // the data set is that one private element (4453,100C), as DCMTK reads it (CP-246)
+        assert!(h.bytes.is_empty(), "{h:?}");
+        assert_eq!(obj.iter().count(), 0);
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let garbage: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        assert!(walk(EXPLICIT_LE, &garbage, 512).is_err());
+        assert!(matches!(HeaderSniffer::new("1.2.3.4", 1024), Err(HeaderError::UnsupportedTransferSyntax(_))));
     }
 }
