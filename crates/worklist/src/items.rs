@@ -165,6 +165,9 @@ impl Worklist {
 
     /// An association that sent instances of these studies has ended.
     pub async fn association_ended(&self, study_pks: &[i64]) -> Result<(), Error> {
+        if study_pks.is_empty() {
+            return Ok(());
+        }
         let now = now_ms();
         let ready_at = now + self.config.quiet_period.as_millis() as i64;
         let mut tx = self.db.begin_write().await?;
@@ -190,24 +193,34 @@ impl Worklist {
     /// sender vanished). Returns how many became ready. Run periodically by every process.
     pub async fn promote_ready(&self, now: i64) -> Result<u64, Error> {
         let stalled_before = now - self.config.stall_horizon.as_millis() as i64;
-        let mut tx = self.db.begin_write().await?;
+        // a plain read first: the tick must not take SQLite's writer lock from ingest when
+        // nothing is due; the conditional UPDATE below re-checks under the lock
         let ids: Vec<i64> = sqlx::query(
             "SELECT id FROM worklist_items WHERE state = 'receiving' AND \
                ((open_associations = 0 AND ready_at IS NOT NULL AND ready_at <= $1) OR last_instance_at <= $2)",
         )
         .bind(now)
         .bind(stalled_before)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.db.pool())
         .await
         .map_err(Error::db("select ready items"))?
         .iter()
         .map(|r| r.get(0))
         .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin_write().await?;
         let mut n = 0;
         for id in ids {
-            let done = sqlx::query("UPDATE worklist_items SET state = 'ready', updated_at = $1 WHERE id = $2 AND state = 'receiving'")
+            let done = sqlx::query(
+                "UPDATE worklist_items SET state = 'ready', updated_at = $1 WHERE id = $2 AND state = 'receiving' \
+                   AND ((open_associations = 0 AND ready_at IS NOT NULL AND ready_at <= $3) OR last_instance_at <= $4)",
+            )
                 .bind(now)
                 .bind(id)
+                .bind(now)
+                .bind(stalled_before)
                 .execute(&mut *tx)
                 .await
                 .map_err(Error::db("promote item"))?

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Ingest benchmark (run by hand, not by CI): the same senders push the same corpus into
+# readhub, DCMTK's storescp and Orthanc over loopback, one receiver at a time.
+#   corpus: N_DX DX instances (2500x3000, 16-bit, ~15 MB) and a CT_SLICES-slice CT
+#   senders: DCMTK storescu (one association), pynetdicom (four associations)
+# Reports instances/s, MB/s and the receiver's peak RSS (VmHWM). Figures go in BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N_DX=${N_DX:-200}
+CT_SLICES=${CT_SLICES:-300}
+WORK=${BENCH_DIR:-/tmp/readhub-bench}
+RECEIVERS=${RECEIVERS:-"readhub storescp orthanc"}
+
+need_mb=$(( N_DX * 15 * 2 + CT_SLICES * 2 + 2048 ))
+free_mb=$(df -Pm "$(dirname "$WORK")" | awk 'NR==2 {print $4}')
+if [ "$free_mb" -lt "$need_mb" ]; then
+  echo "not enough disk: $free_mb MB free under $(dirname "$WORK"), need $need_mb MB (lower N_DX)" >&2
+  exit 1
+fi
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+for pkg in dcmtk:storescp orthanc:Orthanc cmake:cmake; do
+  command -v "${pkg#*:}" >/dev/null 2>&1 || { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${pkg%%:*}" >/dev/null; }
+done
+# Debian starts an Orthanc service on install; the benchmark runs its own
+as_root service orthanc stop >/dev/null 2>&1 || true
+if ! .venv/bin/python -c "import pynetdicom, pydicom, numpy" >/dev/null 2>&1; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q "pynetdicom==3.0.4" "pydicom==3.0.2" numpy
+fi
+PY=$ROOT/.venv/bin/python
+cargo build --release --locked -q
+READHUB=$ROOT/target/release/readhub
+
+mkdir -p "$WORK"
+if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
+  echo "generating corpus ($N_DX DX, $CT_SLICES CT slices) in $WORK/corpus"
+  rm -rf "$WORK/corpus"
+  "$PY" benches/gen_corpus.py --out "$WORK/corpus" --dx "$N_DX" --ct "$CT_SLICES"
+  touch "$WORK/corpus/.done-$N_DX-$CT_SLICES"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+
+start_receiver() { # name port store -> sets RPID, AEC
+  local name=$1 port=$2 store=$3
+  rm -rf "$store"; mkdir -p "$store"
+  case $name in
+    readhub)
+      export READHUB_DATA_DIR=$store
+      "$READHUB" site add Bench --ae BENCH --ae BENCH1 --ae BENCH2 --ae BENCH3 --ae BENCH4 >/dev/null
+      READHUB_DICOM_ADDR=127.0.0.1:$port READHUB_HTTP_ADDR=127.0.0.1:0 READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
+      RPID=$!; AEC=READHUB ;;
+    storescp)
+      storescp -od "$store" -aet STORESCP "$port" 2>"$store.log" &
+      RPID=$!; AEC=STORESCP ;;
+    orthanc)
+      cat > "$store.json" <<JSON
+{ "Name": "bench", "StorageDirectory": "$store/db", "IndexDirectory": "$store/db",
+  "DicomAet": "ORTHANC", "DicomPort": $port, "HttpPort": $(free_port), "HttpServerEnabled": true,
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "DicomCheckCalledAet": false,
+  "DicomAlwaysAllowStore": true, "UnknownSopClassAccepted": true, "StorageCompression": false,
+  "Plugins": [], "ConcurrentJobs": 2, "DicomThreadsCount": 4 }
+JSON
+      Orthanc "$store.json" 2>"$store.log" &
+      RPID=$!; AEC=ORTHANC ;;
+  esac
+  wait_port "$port"
+}
+
+results=()
+for corpus in dx ct; do
+  files=$(ls "$WORK/corpus/$corpus" | wc -l)
+  bytes=$(du -sb "$WORK/corpus/$corpus" | cut -f1)
+  for receiver in $RECEIVERS; do
+    for sender in storescu pynetdicom4; do
+      port=$(free_port); store="$WORK/store-$receiver"
+      start_receiver "$receiver" "$port" "$store"
+      sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+      t0=$(date +%s.%N)
+      case $sender in
+        storescu) storescu -q -aet BENCH -aec "$AEC" +sd 127.0.0.1 "$port" "$WORK/corpus/$corpus" 2>>"$store.send.log" || echo "storescu failed" ;;
+        pynetdicom4) "$PY" benches/pynetdicom_send.py --port "$port" --aec "$AEC" --associations 4 "$WORK/corpus/$corpus" 2>>"$store.send.log" || echo "pynetdicom failed" ;;
+      esac
+      t1=$(date +%s.%N)
+      rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RPID/status")
+      kill "$RPID"; wait "$RPID" 2>/dev/null || true
+      secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
+      row=$(python3 -c "f=$files;b=$bytes;s=$t1-$t0;print(f'| $corpus | $receiver | $sender | {f} | {s:.2f} | {f/s:.1f} | {b/s/1e6:.1f} | {$rss_kb/1024:.0f} |')")
+      echo "$row"; results+=("$row")
+      rm -rf "$store"
+    done
+  done
+done
+echo
+echo "| corpus | receiver | sender | instances | seconds | instances/s | MB/s | peak RSS MB |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${results[@]}"
