@@ -128,7 +128,7 @@ async fn handle_event(wl: &Worklist, ev: GatewayEvent) -> Result<(), worklist::E
             if instance.outcome == storage::IngestOutcome::Duplicate {
                 return Ok(());
             }
-            let is_ecg = dicom_gateway::syntaxes::is_ecg(&instance.attrs.sop_class_uid);
+            let is_ecg = storage::sop::is_ecg_waveform(&instance.attrs.sop_class_uid);
             wl.note_instance(&instance, is_ecg, first_in_association).await?;
         }
         GatewayEvent::AssociationEnded { study_pks, .. } => wl.association_ended(&study_pks).await?,

@@ -739,3 +739,131 @@ async fn the_binary_cli_and_serve() {
     assert!(status.success(), "{status:?}");
 }
 
+
+/// A minimal data set of any SOP class (test data), with optional extra elements.
+fn synthetic(sop_class: &str, modality: &str, study: &str, sop: &str, extra: &[u8]) -> Vec<u8> {
+    use common::elem;
+    let mut d = Vec::new();
+    d.extend(elem(0x0008, 0x0005, "CS", b"ISO_IR 192"));
+    d.extend(elem(0x0008, 0x0016, "UI", sop_class.as_bytes()));
+    d.extend(elem(0x0008, 0x0018, "UI", sop.as_bytes()));
+    d.extend(elem(0x0008, 0x0060, "CS", modality.as_bytes()));
+    d.extend(elem(0x0010, 0x0010, "PN", "Test^Patient".as_bytes()));
+    d.extend(elem(0x0010, 0x0020, "LO", b"SYN1"));
+    d.extend(elem(0x0020, 0x000D, "UI", study.as_bytes()));
+    d.extend(elem(0x0020, 0x000E, "UI", format!("{study}.1").as_bytes()));
+    d.extend_from_slice(extra);
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sop_classes_without_samples_are_accepted_and_routed() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let rad = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let pdf = {
+        let mut e = common::elem(0x0042, 0x0011, "OB", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n");
+        e.extend(common::elem(0x0042, 0x0012, "LO", b"application/pdf"));
+        e
+    };
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("1.2.840.10008.5.1.4.1.1.1.1", "DX", vec![]),      // DX for presentation
+        ("1.2.840.10008.5.1.4.1.1.1.1.1", "DX", vec![]),    // DX for processing
+        ("1.2.840.10008.5.1.4.1.1.1.2", "MG", vec![]),      // mammography
+        ("1.2.840.10008.5.1.4.1.1.9.1.2", "ECG", vec![]),   // general ECG
+        ("1.2.840.10008.5.1.4.1.1.9.1.3", "ECG", vec![]),   // ambulatory ECG
+        ("1.2.840.10008.5.1.4.1.1.104.1", "DOC", pdf),      // encapsulated PDF
+        ("1.2.840.10008.5.1.4.1.1.7.2", "OT", vec![]),      // multi-frame grayscale byte SC
+        ("1.2.840.10008.5.1.4.1.1.3.1", "US", vec![]),      // US multi-frame
+    ];
+    let port = hub.dimse_port;
+    let statuses = tokio::task::spawn_blocking(move || {
+        let contexts: Vec<(&str, &[&str])> = cases.iter().map(|(c, _, _)| (*c, &[EXPLICIT_LE][..])).collect();
+        let mut a = scu::connect(port, "MODA", &contexts).unwrap();
+        let mut out = Vec::new();
+        for (i, (class, modality, extra)) in cases.iter().enumerate() {
+            let study = format!("1.2.826.0.1.3680043.10.50.{i}");
+            let sop = format!("1.2.826.0.1.3680043.10.51.{i}");
+            let ds = synthetic(class, modality, &study, &sop, extra);
+            out.push((class.to_string(), a.store(class, &sop, &ds).unwrap().status));
+        }
+        a.release();
+        out
+    })
+    .await
+    .unwrap();
+    for (class, status) in &statuses {
+        assert_eq!(*status, 0, "{class}");
+    }
+    hub.eventually("two ECGs in the ECG pool, six studies in imaging", || async {
+        hub.queue(&ecg_reader).await.len() == 2 && hub.queue(&rad).await.len() == 6
+    })
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_listed_transfer_syntax_is_accepted() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let syntaxes: Vec<&'static str> = dicom_gateway::syntaxes::TRANSFER_SYNTAXES.to_vec();
+    let accepted = tokio::task::spawn_blocking(move || {
+        syntaxes
+            .iter()
+            .map(|ts| {
+                let a = scu::connect(port, "MODA", &[("1.2.840.10008.5.1.4.1.1.2", &[ts])]).unwrap();
+                let got = a.context("1.2.840.10008.5.1.4.1.1.2").map(|c| c.1);
+                a.release();
+                (ts.to_string(), got)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.len(), 13);
+    for (ts, got) in accepted {
+        assert_eq!(got.as_deref(), Some(ts.as_str()), "{ts} must be accepted as proposed");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storage_failure_answers_out_of_resources_and_indexes_nothing() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let objects = hub.data_dir().join("objects");
+    // the object store breaks under the hub (as a full or failed disk would): its directory
+    // is replaced by a file, so no object can be written
+    std::fs::rename(&objects, hub.data_dir().join("objects.away")).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let port = hub.dimse_port;
+    let ct2 = ct.clone();
+    let failed = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct2.0, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(&ct2.0, &ct2.1, &ct2.3).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.status, 0xA700, "{failed:?}");
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    // the disk comes back: the modality's retry succeeds
+    std::fs::remove_file(&objects).unwrap();
+    std::fs::rename(hub.data_dir().join("objects.away"), &objects).unwrap();
+    let retried = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct.0, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(&ct.0, &ct.1, &ct.3).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(retried.status, 0);
+    hub.stop().await;
+}

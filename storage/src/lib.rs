@@ -13,6 +13,7 @@ pub mod header;
 pub mod ingest;
 pub mod query;
 pub mod sites;
+pub mod sop;
 
 pub use blob::{BlobKey, BlobStore};
 pub use db::{now_ms, Backend, Db};

@@ -54,14 +54,3 @@ pub const TRANSFER_SYNTAXES: &[&str] = &[
     uids::JPEG2000,
     uids::RLE_LOSSLESS,
 ];
-
-/// Is this an ECG waveform SOP class (routed to the ECG pool)?
-pub fn is_ecg(sop_class_uid: &str) -> bool {
-    matches!(
-        sop_class_uid,
-        uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE
-            | uids::GENERAL_ECG_WAVEFORM_STORAGE
-            | uids::AMBULATORY_ECG_WAVEFORM_STORAGE
-            | uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE
-    )
-}

@@ -5,21 +5,14 @@
 use std::fmt::Write as _;
 
 use dicom_core::{PrimitiveValue, Tag};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use crate::error::ApiError;
+use crate::html::esc;
 use crate::render::{Format, RenderParams, Rendered};
 
-pub fn is_waveform(sop_class_uid: &str) -> bool {
-    matches!(
-        sop_class_uid,
-        uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE
-            | uids::GENERAL_ECG_WAVEFORM_STORAGE
-            | uids::AMBULATORY_ECG_WAVEFORM_STORAGE
-            | uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE
-    )
-}
+pub use storage::sop::is_ecg_waveform as is_waveform;
 
 /// One decoded channel.
 #[derive(Debug, Clone)]
@@ -165,9 +158,6 @@ const LEFT: f64 = 10.0;
 const TOP: f64 = 22.0;
 const STRIP_S: f64 = 10.0;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// Draw a waveform on the standard grid. `header` lines go on top.
 pub fn to_svg(w: &Waveform, header: &[String]) -> String {

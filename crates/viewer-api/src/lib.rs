@@ -7,6 +7,7 @@ pub mod auth;
 mod dicomweb;
 pub mod ecg;
 pub mod error;
+mod html;
 mod print;
 pub mod render;
 mod ui;

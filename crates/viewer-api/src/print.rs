@@ -6,11 +6,9 @@ use axum::response::Html;
 use crate::api::readable_report;
 use crate::auth::Caller;
 use crate::error::ApiResult;
+use crate::html::esc;
 use crate::AppState;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 pub fn fmt_time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
