@@ -317,6 +317,16 @@ async fn read_report_flow(backend: Backend) {
     assert!(claims.iter().filter(|(s, _)| *s == 409).count() == 3, "{claims:?}");
     let winner = readers[winners[0]].clone();
     let loser = readers[(winners[0] + 1) % 4].clone();
+    // only the claimant can release; released work is back in the queue for anyone
+    let (st, _) = hub.send(&loser, Method::POST, &format!("/api/worklist/{id}/release"), None).await;
+    assert_eq!(st, 409);
+    let (st, released) = hub.send(&winner, Method::POST, &format!("/api/worklist/{id}/release"), None).await;
+    assert_eq!(st, 200, "{released}");
+    assert_eq!(released["state"], "ready");
+    let (st, _) = hub.send(&winner, Method::POST, &claim_path, None).await;
+    assert_eq!(st, 200);
+    let trail: Vec<String> = hub.worklist.events(id).await.unwrap().iter().map(|e| e.0.to_string()).collect();
+    assert_eq!(trail, vec!["arrived", "routed", "ready", "claimed", "released", "claimed"], "every transition is recorded");
     let (st, _) = hub
         .send(&loser, Method::PUT, &format!("/api/worklist/{id}/report"), Some(json!({"findings": "x", "impression": "y"})))
         .await;

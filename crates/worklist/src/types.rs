@@ -109,3 +109,27 @@ pub struct User {
     pub site_id: Option<i64>,
     pub pool_id: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_from_requested_procedure_priority() {
+        assert_eq!(Priority::from_dicom(Some("STAT")), Priority::Stat);
+        assert_eq!(Priority::from_dicom(Some(" high ")), Priority::Urgent);
+        assert_eq!(Priority::from_dicom(Some("ROUTINE")), Priority::Routine);
+        assert_eq!(Priority::from_dicom(Some("LOW")), Priority::Routine);
+        assert_eq!(Priority::from_dicom(None), Priority::Routine);
+        assert!(Priority::Stat < Priority::Urgent && Priority::Urgent < Priority::Routine, "queues sort STAT first");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_database_strings() {
+        for s in [ItemState::Receiving, ItemState::Ready, ItemState::Claimed, ItemState::Reported] {
+            assert_eq!(ItemState::try_from(s.as_str()).unwrap(), s);
+        }
+        assert!(ItemState::try_from("pending").is_err());
+        assert!(Role::try_from("superuser").is_err());
+    }
+}
