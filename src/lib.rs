@@ -53,6 +53,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         objects = ?storage.blobs,
         "storage ready"
     );
+    let blobs = storage.blobs.clone();
+    tokio::task::spawn_blocking(move || blobs.sweep_staging(Duration::from_secs(600)));
     if worklist.count_admins().await? == 0 {
         tracing::warn!(
             "no admin account yet. Create one with: echo 'A-GOOD-PASSWORD' | readhub user add admin --role admin --password-stdin \

@@ -48,6 +48,8 @@ impl BlobKey {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     description: String,
+    /// the root directory when the store is the local disk
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -80,6 +82,7 @@ impl BlobStore {
             return Ok(BlobStore {
                 store: Arc::new(store),
                 description: format!("local:{}", path.display()),
+                local_root: Some(path),
             });
         }
         let opts: Vec<(String, String)> = parsed
@@ -103,6 +106,7 @@ impl BlobStore {
         Ok(BlobStore {
             store,
             description: base.to_string(),
+            local_root: None,
         })
     }
 
@@ -111,7 +115,43 @@ impl BlobStore {
         BlobStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             description: "memory".into(),
+            local_root: None,
         }
+    }
+
+    /// Remove the staging files (`<key>#<n>`) that an interrupted upload leaves on the local
+    /// disk: object_store hides them from list/get, so nothing else would. Only files older
+    /// than `min_age` are touched, so an upload in progress is never disturbed. Returns how
+    /// many were removed.
+    pub fn sweep_staging(&self, min_age: std::time::Duration) -> usize {
+        fn is_staging(name: &str) -> bool {
+            name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        fn walk(dir: &std::path::Path, min_age: std::time::Duration, removed: &mut usize) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let path = e.path();
+                let Ok(meta) = e.metadata() else { continue };
+                if meta.is_dir() {
+                    walk(&path, min_age, removed);
+                } else if is_staging(&e.file_name().to_string_lossy())
+                    && meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= min_age)
+                {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => *removed += 1,
+                        Err(err) => tracing::warn!(path = %path.display(), error = %err, "cannot remove staging file"),
+                    }
+                }
+            }
+        }
+        let mut removed = 0;
+        if let Some(root) = &self.local_root {
+            walk(root, min_age, &mut removed);
+        }
+        if removed > 0 {
+            tracing::warn!(removed, "removed staging files of interrupted uploads");
+        }
+        removed
     }
 
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
@@ -178,5 +218,25 @@ impl BlobWriter {
         if let Err(e) = self.inner.abort().await {
             tracing::warn!(blob.key = %self.path, error = %e, "could not abort blob upload");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_only_old_staging_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap().to_string();
+        let store = BlobStore::open(&url).unwrap();
+        let sub = dir.path().join("instances/1/20261122");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("a.dcm#1"), b"half").unwrap();
+        std::fs::write(sub.join("b.dcm"), b"whole").unwrap();
+        assert_eq!(store.sweep_staging(std::time::Duration::from_secs(3600)), 0, "too young to be an orphan");
+        assert_eq!(store.sweep_staging(std::time::Duration::ZERO), 1);
+        assert!(!sub.join("a.dcm#1").exists());
+        assert!(sub.join("b.dcm").exists());
     }
 }
