@@ -30,8 +30,13 @@ if ! .venv/bin/python -c "import pynetdicom, pydicom, numpy" >/dev/null 2>&1; th
   .venv/bin/pip install -q "pynetdicom==3.0.4" "pydicom==3.0.2" numpy
 fi
 PY=$ROOT/.venv/bin/python
-cargo build --release --locked -q
-READHUB=$ROOT/target/release/readhub
+# READHUB_BIN: measure a binary built earlier (default: build this tree in release)
+if [ -n "${READHUB_BIN:-}" ]; then
+  READHUB=$READHUB_BIN
+else
+  cargo build --release --locked -q
+  READHUB=$ROOT/target/release/readhub
+fi
 
 mkdir -p "$WORK"
 if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
@@ -40,6 +45,11 @@ if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
   "$PY" benches/gen_corpus.py --out "$WORK/corpus" --dx "$N_DX" --ct "$CT_SLICES"
   touch "$WORK/corpus/.done-$N_DX-$CT_SLICES"
 fi
+
+# DCMTK leaves Nagle's algorithm on unless told: without this, every C-STORE-RSP of storescp
+# (and every small PDU of storescu) waits ~40 ms for a delayed ACK, and the comparison would
+# measure that stall instead of the receivers. readhub sets TCP_NODELAY itself.
+export TCP_NODELAY=1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }

@@ -127,11 +127,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
 async fn handle_event(wl: &Worklist, ev: GatewayEvent) -> Result<(), worklist::Error> {
     match ev {
         GatewayEvent::InstanceStored { instance, first_in_association, .. } => {
-            if instance.outcome == storage::IngestOutcome::Duplicate {
-                return Ok(());
-            }
-            let is_ecg = storage::sop::is_ecg_waveform(&instance.attrs.sop_class_uid);
-            wl.note_instance(&instance, is_ecg, first_in_association).await?;
+            wl.instance_arrived(&instance, first_in_association).await?;
         }
         GatewayEvent::AssociationEnded { study_pks, .. } => wl.association_ended(&study_pks).await?,
     }

@@ -32,7 +32,7 @@ macro_rules! on_both {
     )*};
 }
 
-on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow);
+on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow, stow_rs);
 
 fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
     let obj = dicom_object::open_file(path).unwrap();
@@ -875,5 +875,112 @@ async fn a_storage_failure_answers_out_of_resources_and_indexes_nothing() {
     .await
     .unwrap();
     assert_eq!(retried.status, 0);
+    hub.stop().await;
+}
+
+/// A `multipart/related; type="application/dicom"` body.
+fn multipart(parts: &[(&str, Vec<u8>)]) -> (String, Vec<u8>) {
+    let boundary = "readhub-test-7d3f9a";
+    let mut body = Vec::new();
+    for (ct, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
+}
+
+async fn stow_rs(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let referrer = hub.user("ref-a", Role::Referrer, Some("Township-A")).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let rg1 = std::fs::read(data("pydicom-data/RG1_UNCR.dcm")).unwrap();
+    let ct = std::fs::read(data("pynetdicom/CTImageStorage.dcm")).unwrap();
+    let post = |who: &(String, String), path: &str, ct: &str, body: Vec<u8>| {
+        hub.http()
+            .post(format!("{}{path}", hub.base))
+            .basic_auth(&who.0, Some(&who.1))
+            .header("content-type", ct.to_string())
+            .body(body)
+            .send()
+    };
+    let (ctype, body) = multipart(&[
+        ("application/dicom", rg1.clone()),
+        ("application/dicom", ct.clone()),
+        ("text/plain", b"not an image".to_vec()),
+        ("application/dicom", b"not DICOM either, no preamble at all".to_vec()),
+    ]);
+    let r = post(&tech, "/dicom-web/studies", &ctype, body).await.unwrap();
+    assert_eq!(r.status(), 202, "some stored, some refused");
+    assert_eq!(r.headers()["content-type"], "application/dicom+json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["00081199"]["Value"].as_array().unwrap().len(), 2, "{v}");
+    let failed = v["00081198"]["Value"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{v}");
+    assert!(failed.iter().all(|f| f["00081197"]["Value"][0] == json!(0xC000)), "{v}");
+    // byte for byte what was sent, meta group included
+    let (study, series, sop, _) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    let got = hub
+        .http()
+        .get(format!("{}{url}", hub.base))
+        .basic_auth(&tech.0, Some(&tech.1))
+        .header("accept", "application/dicom; transfer-syntax=*")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got[..] == rg1[..], "STOW-RS round trip is not byte-identical");
+    // QIDO-RS at every level, nested and not
+    let found = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/series")).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["0020000E"]["Value"][0], json!(series));
+    assert_eq!(found[0]["00080060"]["Value"][0], "CR");
+    assert_eq!(found[0]["00201209"]["Value"][0], 1);
+    let inst = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/series/{series}/instances")).await;
+    assert_eq!(inst[0]["00080018"]["Value"][0], json!(sop));
+    assert_eq!(inst[0]["00083002"]["Value"][0], "1.2.840.10008.1.2.1");
+    assert!(inst[0]["00081190"]["Value"][0].as_str().unwrap().ends_with(&url));
+    let by_sop = hub.get_json(&tech, &format!("/dicom-web/instances?SOPInstanceUID={sop}")).await;
+    assert_eq!(by_sop.as_array().unwrap().len(), 1);
+    let ct_series = hub.get_json(&tech, "/dicom-web/series?Modality=CT").await;
+    assert_eq!(ct_series.as_array().unwrap().len(), 1);
+    assert_eq!(hub.get(&tech, "/dicom-web/series?Modality=MR").await.status(), 204);
+    let r = hub.get(&tech, "/dicom-web/studies?PatientAge=040Y").await;
+    assert!(r.headers()["warning"].to_str().unwrap().contains("PatientAge"), "unsupported keys are ignored with a warning");
+    assert_eq!(hub.get(&tech, "/dicom-web/instances?SOPInstanceUID=1.2.x").await.status(), 400);
+    // stored instances reach the reading queue like pushed ones
+    hub.eventually("both studies are queued", || async { hub.queue(&reader).await.len() == 2 }).await;
+    // a re-upload is a duplicate, not a second copy
+    let (ctype, body) = multipart(&[("application/dicom", ct.clone())]);
+    assert_eq!(post(&tech, "/dicom-web/studies", &ctype, body).await.unwrap().status(), 200);
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    // into the wrong study: refused with 0xA900, nothing stored
+    let (ctype, body) = multipart(&[("application/dicom", ct.clone())]);
+    let r = post(&tech, "/dicom-web/studies/1.2.3.4.5", &ctype, body).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["00081198"]["Value"][0]["00081197"]["Value"][0], json!(0xA900), "{v}");
+    // bad requests
+    let (ctype, body) = multipart(&[("application/dicom", ct.clone())]);
+    assert_eq!(post(&referrer, "/dicom-web/studies", &ctype, body.clone()).await.unwrap().status(), 403);
+    assert_eq!(post(&tech, "/dicom-web/studies", "application/json", b"{}".to_vec()).await.unwrap().status(), 415);
+    assert_eq!(
+        post(&tech, "/dicom-web/studies", "multipart/related; type=\"image/jpeg\"; boundary=x", body.clone()).await.unwrap().status(),
+        415
+    );
+    let truncated = body[..body.len() / 2].to_vec();
+    let r = post(&tech, "/dicom-web/studies", &ctype, truncated).await.unwrap();
+    assert_eq!(r.status(), 400, "a body cut short is a malformed request");
+    assert_eq!(post(&tech, "/dicom-web/studies/1..2", &ctype, body).await.unwrap().status(), 400);
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 2, "nothing half-stored by the bad requests");
     hub.stop().await;
 }

@@ -45,6 +45,19 @@ impl IngestError {
     pub fn is_transient(&self) -> bool {
         matches!(self, IngestError::Storage(_))
     }
+
+    /// The DICOM status that reports this refusal: in a C-STORE-RSP, and as the Failure
+    /// Reason (0008,1197) of a STOW-RS response (PS3.4 B.2.3).
+    pub fn dimse_status(&self) -> u16 {
+        match self {
+            // Refused: out of resources (retry later)
+            IngestError::TooLarge { .. } | IngestError::Storage(_) => 0xA700,
+            // Error: data set does not match SOP class (or what was announced for it)
+            IngestError::Mismatch { .. } => 0xA900,
+            // Error: cannot understand
+            IngestError::NotDicom(_) | IngestError::Attributes(_) => 0xC000,
+        }
+    }
 }
 
 /// What happened to an instance that was accepted.
@@ -86,12 +99,17 @@ pub struct InstanceWriter {
     source: String,
     announced: Option<Announced>,
     ts_uid: String,
-    sniffer: HeaderSniffer,
+    /// None until the file meta group of a Part-10 upload has been read
+    sniffer: Option<HeaderSniffer>,
+    /// Part-10 uploads: the bytes so far, until the file meta group is complete
+    pending_meta: Option<Vec<u8>>,
     blob: BlobWriter,
     key: BlobKey,
     hasher: Sha256,
     size: u64,
     failed: Option<IngestError>,
+    /// STOW-RS to /studies/{uid}: instances of any other study are refused
+    expected_study: Option<String>,
 }
 
 impl Storage {
@@ -142,17 +160,98 @@ impl Storage {
             source: source.to_string(),
             announced: Some(announced),
             ts_uid,
-            sniffer,
+            sniffer: Some(sniffer),
+            pending_meta: None,
             blob,
             key,
             hasher: Sha256::new(),
             size: 0,
             failed: None,
+            expected_study: None,
         })
     }
 }
 
+impl Storage {
+    /// Begin receiving a complete Part-10 file (as STOW-RS delivers it). It is stored byte
+    /// for byte; its file meta group says what it is.
+    pub fn begin_part10(&self, site: &Site, source: &str) -> InstanceWriter {
+        let key = BlobKey::new_instance(site.id);
+        InstanceWriter {
+            storage: self.clone(),
+            site: site.clone(),
+            source: source.to_string(),
+            announced: None,
+            ts_uid: String::new(),
+            sniffer: None,
+            pending_meta: Some(Vec::with_capacity(1024)),
+            blob: self.blobs.writer(&key),
+            key,
+            hasher: Sha256::new(),
+            size: 0,
+            failed: None,
+            expected_study: None,
+        }
+    }
+}
+
+/// The file meta group may not be larger than this (it is a few hundred bytes in practice).
+const MAX_META: usize = 64 * 1024;
+
 impl InstanceWriter {
+    /// Refuse the instance unless it belongs to this study (STOW-RS to `/studies/{uid}`).
+    pub fn expect_study(&mut self, study_uid: &str) {
+        self.expected_study = Some(study_uid.to_string());
+    }
+
+    /// (SOP Class UID, SOP Instance UID) as announced by the command or the file meta group.
+    pub fn announced(&self) -> Option<(String, String)> {
+        self.announced.as_ref().map(|a| (a.sop_class_uid.clone(), a.sop_instance_uid.clone()))
+    }
+
+    /// Part-10 uploads: collect the preamble and file meta group, then start the walk.
+    /// Returns the data set bytes that followed the meta group in `buf`, once complete.
+    fn take_meta(&mut self) -> Result<Option<Vec<u8>>, IngestError> {
+        let buf = self.pending_meta.as_ref().expect("called while pending");
+        let not_dicom = |why: &str| IngestError::NotDicom(HeaderError::Malformed { offset: 0, reason: why.to_string() });
+        if buf.len() < 144 {
+            return Ok(None);
+        }
+        if &buf[128..132] != b"DICM" {
+            return Err(not_dicom("no DICM prefix at byte 128: not a DICOM Part-10 file"));
+        }
+        if buf[132..138] != [0x02, 0x00, 0x00, 0x00, b'U', b'L'] {
+            return Err(not_dicom("the file meta group does not start with its group length (0002,0000)"));
+        }
+        let group_len = u32::from_le_bytes(buf[140..144].try_into().expect("4 bytes")) as usize;
+        if group_len > MAX_META {
+            return Err(not_dicom("the file meta group is implausibly large"));
+        }
+        let meta_end = 144 + group_len;
+        if buf.len() < meta_end {
+            return Ok(None);
+        }
+        let meta = dicom_object::meta::FileMetaTable::from_reader(&buf[128..meta_end])
+            .map_err(|e| not_dicom(&format!("unreadable file meta group: {e}")))?;
+        let trim = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();
+        self.ts_uid = trim(meta.transfer_syntax());
+        self.announced = Some(Announced {
+            sop_class_uid: trim(meta.media_storage_sop_class_uid()),
+            sop_instance_uid: trim(meta.media_storage_sop_instance_uid()),
+        });
+        self.sniffer = Some(HeaderSniffer::new(&self.ts_uid, self.storage.limits.max_header_bytes)?);
+        let rest = buf[meta_end..].to_vec();
+        self.pending_meta = None;
+        Ok(Some(rest))
+    }
+
+    fn walk(&mut self, dataset: &[u8]) -> Result<(), IngestError> {
+        let sniffer = self.sniffer.as_mut().expect("the walk has started");
+        sniffer.feed(dataset).map_err(IngestError::NotDicom)?;
+        self.hasher.update(dataset);
+        Ok(())
+    }
+
     /// The next bytes of the data set. After an error the rest is read and discarded by the
     /// caller (so the association stays in step); `finish` reports the error.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
@@ -166,11 +265,22 @@ impl InstanceWriter {
             });
             return Err(clone_err(self.failed.as_ref().expect("just set")));
         }
-        if let Err(e) = self.sniffer.feed(bytes) {
-            self.failed = Some(IngestError::NotDicom(e.clone()));
-            return Err(IngestError::NotDicom(e));
+        let walked = match self.pending_meta.as_mut() {
+            Some(buf) => {
+                buf.extend_from_slice(bytes);
+                match self.take_meta() {
+                    Ok(Some(dataset)) => self.walk(&dataset),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.walk(bytes),
+        };
+        if let Err(e) = walked {
+            let copy = clone_err(&e);
+            self.failed = Some(e);
+            return Err(copy);
         }
-        self.hasher.update(bytes);
         if let Err(e) = self.blob.write(bytes).await {
             let msg = e.to_string();
             self.failed = Some(IngestError::Storage(e));
@@ -193,16 +303,22 @@ impl InstanceWriter {
             announced,
             ts_uid,
             sniffer,
+            pending_meta,
             blob,
             key,
             hasher,
             size,
             failed,
+            expected_study,
         } = self;
         if let Some(e) = failed {
             blob.abort().await;
             return Err(e);
         }
+        let Some(sniffer) = sniffer.filter(|_| pending_meta.is_none()) else {
+            blob.abort().await;
+            return Err(IngestError::NotDicom(HeaderError::Truncated { offset: 0 }));
+        };
         let attrs = match sniffer
             .finish()
             .map_err(IngestError::from)
@@ -213,6 +329,14 @@ impl InstanceWriter {
                 Ok(attrs::extract(&h, &policy)?)
             })
             .and_then(|a| check_announced(a, announced.as_ref()))
+            .and_then(|a| match &expected_study {
+                Some(s) if *s != a.study_uid => Err(IngestError::Mismatch {
+                    what: "Study Instance UID",
+                    expected: s.clone(),
+                    found: a.study_uid,
+                }),
+                _ => Ok(a),
+            })
         {
             Ok(a) => a,
             Err(e) => {
@@ -253,6 +377,11 @@ impl InstanceWriter {
 fn clone_err(e: &IngestError) -> IngestError {
     match e {
         IngestError::NotDicom(h) => IngestError::NotDicom(h.clone()),
+        IngestError::Mismatch { what, expected, found } => IngestError::Mismatch {
+            what: *what,
+            expected: expected.clone(),
+            found: found.clone(),
+        },
         IngestError::TooLarge { limit } => IngestError::TooLarge { limit: *limit },
         other => IngestError::Storage(Error::Invalid(other.to_string())),
     }

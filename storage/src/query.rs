@@ -175,10 +175,7 @@ pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec
          FROM studies st JOIN patients p ON p.id = st.patient_id WHERE 1 = 1",
     );
     scope_clause(&mut sql, scope);
-    if !q.study_uids.is_empty() {
-        let ps: Vec<String> = q.study_uids.iter().map(|u| sql.bind(u.clone())).collect();
-        sql.push(&format!(" AND st.study_uid IN ({})", ps.join(", ")));
-    }
+    uid_list(&mut sql, "st.study_uid", &q.study_uids);
     if let Some(v) = &q.patient_id {
         match_clause(&mut sql, "p.patient_id", v);
     }
@@ -206,11 +203,7 @@ pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec
         sql.push(&format!(" AND EXISTS (SELECT 1 FROM series se WHERE se.study_id = st.id AND se.modality = {p})"));
     }
     sql.push(" ORDER BY st.study_date DESC, st.id DESC");
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let p = sql.bind(limit);
-    sql.push(&format!(" LIMIT {p}"));
-    let p = sql.bind(q.offset.unwrap_or(0).max(0));
-    sql.push(&format!(" OFFSET {p}"));
+    paging(&mut sql, q.limit, q.offset);
     let Sql { text, args, .. } = sql;
     let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
         .fetch_all(db.pool())
@@ -352,4 +345,129 @@ pub async fn study_instances(db: &Db, study_pk: i64) -> Result<Vec<InstanceRow>,
         )
     });
     Ok(out)
+}
+
+/// Series-level search keys.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesQuery {
+    pub study_uid: Option<String>,
+    pub series_uids: Vec<String>,
+    pub modality: Option<String>,
+    pub series_number: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// One series as QIDO-RS reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesRow {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<String>,
+    pub series_description: Option<String>,
+    pub body_part: Option<String>,
+    pub num_instances: i64,
+}
+
+fn paging(sql: &mut Sql, limit: Option<i64>, offset: Option<i64>) {
+    let p = sql.bind(limit.unwrap_or(1000).clamp(1, 10_000));
+    sql.push(&format!(" LIMIT {p}"));
+    let p = sql.bind(offset.unwrap_or(0).max(0));
+    sql.push(&format!(" OFFSET {p}"));
+}
+
+fn uid_list(sql: &mut Sql, column: &str, uids: &[String]) {
+    if !uids.is_empty() {
+        let ps: Vec<String> = uids.iter().map(|u| sql.bind(u.clone())).collect();
+        sql.push(&format!(" AND {column} IN ({})", ps.join(", ")));
+    }
+}
+
+/// Search series within `scope` (optionally within one study).
+pub async fn search_series(db: &Db, scope: Scope, q: &SeriesQuery) -> Result<Vec<SeriesRow>, Error> {
+    let mut sql = Sql::new(
+        "SELECT st.study_uid, se.series_uid, se.modality, se.series_number, se.series_description, se.body_part, \
+           se.num_instances \
+         FROM series se JOIN studies st ON st.id = se.study_id WHERE se.num_instances > 0",
+    );
+    scope_clause(&mut sql, scope);
+    if let Some(s) = &q.study_uid {
+        let p = sql.bind(s.clone());
+        sql.push(&format!(" AND st.study_uid = {p}"));
+    }
+    uid_list(&mut sql, "se.series_uid", &q.series_uids);
+    if let Some(m) = &q.modality {
+        match_clause(&mut sql, "se.modality", m);
+    }
+    if let Some(n) = &q.series_number {
+        match_clause(&mut sql, "se.series_number", n);
+    }
+    sql.push(" ORDER BY st.id, se.id");
+    paging(&mut sql, q.limit, q.offset);
+    let Sql { text, args, .. } = sql;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("search series"))?;
+    Ok(rows
+        .iter()
+        .map(|r| SeriesRow {
+            study_uid: r.get(0),
+            series_uid: r.get(1),
+            modality: r.get(2),
+            series_number: r.get(3),
+            series_description: r.get(4),
+            body_part: r.get(5),
+            num_instances: r.get(6),
+        })
+        .collect())
+}
+
+/// Instance-level search keys.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceQuery {
+    pub study_uid: Option<String>,
+    pub series_uid: Option<String>,
+    pub sop_instance_uids: Vec<String>,
+    pub sop_class_uid: Option<String>,
+    pub instance_number: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Search the current instances within `scope`.
+pub async fn search_instances(db: &Db, scope: Scope, q: &InstanceQuery) -> Result<Vec<InstanceRow>, Error> {
+    let mut sql = Sql::new(
+        "SELECT i.id, i.site_id, i.study_id, st.study_uid, se.series_uid, i.sop_instance_uid, i.sop_class_uid, \
+           i.transfer_syntax_uid, i.instance_number, i.number_of_frames, i.rows_, i.columns_, se.modality, \
+           i.blob_key, i.size_bytes, i.sha256, i.version \
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
+         WHERE i.is_current = 1",
+    );
+    scope_clause(&mut sql, scope);
+    if let Some(s) = &q.study_uid {
+        let p = sql.bind(s.clone());
+        sql.push(&format!(" AND st.study_uid = {p}"));
+    }
+    if let Some(s) = &q.series_uid {
+        let p = sql.bind(s.clone());
+        sql.push(&format!(" AND se.series_uid = {p}"));
+    }
+    uid_list(&mut sql, "i.sop_instance_uid", &q.sop_instance_uids);
+    if let Some(c) = &q.sop_class_uid {
+        let p = sql.bind(c.clone());
+        sql.push(&format!(" AND i.sop_class_uid = {p}"));
+    }
+    if let Some(n) = &q.instance_number {
+        match_clause(&mut sql, "i.instance_number", n);
+    }
+    sql.push(" ORDER BY st.id, se.id, i.id");
+    paging(&mut sql, q.limit, q.offset);
+    let Sql { text, args, .. } = sql;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("search instances"))?;
+    Ok(rows.iter().map(instance_from_row).collect())
 }

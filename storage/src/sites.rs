@@ -201,6 +201,17 @@ pub async fn site_for_ae(db: &Db, ae_title: &str) -> Result<Option<Site>, Error>
     }
 }
 
+/// Every registered calling AE title (one query: read at each association).
+pub async fn all_ae_titles(db: &Db) -> Result<std::collections::HashSet<String>, Error> {
+    Ok(sqlx::query("SELECT ae_title FROM site_ae_titles")
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select AE titles"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 pub async fn list_sites(db: &Db) -> Result<Vec<Site>, Error> {
     let rows = sqlx::query(site_select!("ORDER BY name"))
         .fetch_all(db.pool())

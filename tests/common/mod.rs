@@ -76,7 +76,7 @@ impl Hub {
         // READHUB_TEST_LOG=debug shows the server's log beside a failing test
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("READHUB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .with_test_writer()
+            .with_writer(std::io::stderr)
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
@@ -100,6 +100,16 @@ impl Hub {
         let task = tokio::spawn(readhub::run(config.clone(), listeners, async move {
             let _ = rx.await;
         }));
+        // the sockets are bound already; wait until `run` has opened its storage and serves,
+        // so a test that then breaks something breaks the running hub, not its start-up
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client.get(format!("{base}/")).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(!task.is_finished(), "readhub::run ended during start-up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Hub { dimse_port, base, config, storage, worklist, consortium, stop: Some(tx), task: Some(task), _dir: dir }
     }
 

@@ -62,8 +62,10 @@ pub(crate) async fn serve(
     config: &Config,
     events: mpsc::Sender<GatewayEvent>,
 ) {
-    let known = match storage::sites::list_sites(&storage.db).await {
-        Ok(sites) => sites.into_iter().flat_map(|s| s.ae_titles).collect(),
+    // read per association, so a site added with `readhub site add` (or by another
+    // process) is known at once
+    let known = match storage::sites::all_ae_titles(&storage.db).await {
+        Ok(aes) => aes,
         Err(e) => {
             tracing::error!(error = %e, "cannot read registered AE titles; refusing association");
             return;
@@ -352,9 +354,9 @@ async fn handle_pdv(
 
 /// The DIMSE status for a refused instance.
 pub fn status_for(e: &IngestError) -> Status {
-    match e {
-        IngestError::Mismatch { .. } => Status::DataSetMismatch,
-        IngestError::TooLarge { .. } | IngestError::Storage(_) => Status::OutOfResources,
+    match e.dimse_status() {
+        0xA700 => Status::OutOfResources,
+        0xA900 => Status::DataSetMismatch,
         _ => Status::CannotUnderstand,
     }
 }

@@ -57,6 +57,7 @@ pub async fn search_studies(
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let mut q = StudyQuery::default();
+    let mut common = CommonKeys::default();
     for (k, v) in &params {
         let list = || v.split([',', '\\']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
         match k.as_str() {
@@ -73,13 +74,10 @@ pub async fn search_studies(
                 q.study_uids = uids;
             }
             "ModalitiesInStudy" | "00080061" => q.modalities_in_study = list(),
-            "limit" => q.limit = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("limit {v:?} is not a number")))?),
-            "offset" => q.offset = Some(v.parse().map_err(|_| ApiError::BadRequest(format!("offset {v:?} is not a number")))?),
-            // answered honestly: matching is never fuzzy, whatever is asked
-            "fuzzymatching" | "includefield" => {}
-            other => return Err(ApiError::BadRequest(format!("unsupported query key {other:?}"))),
+            other => common.take(other, v)?,
         }
     }
+    (q.limit, q.offset) = (common.limit, common.offset);
     let base = public_base(&headers);
     let rows = storage::query::search_studies(&st.storage.db, caller.scope(), &q).await?;
     let body: Vec<Value> = rows
@@ -105,16 +103,180 @@ pub async fn search_studies(
             Value::Object(o)
         })
         .collect();
-    let status = if body.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::OK };
-    let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(DICOM_JSON));
-    if status == StatusCode::NO_CONTENT {
-        *resp.body_mut() = Body::empty();
-    }
-    Ok(resp)
+    Ok(qido_response(body, &common))
 }
 
-fn public_base(headers: &HeaderMap) -> String {
+/// Query keys every QIDO-RS level shares.
+#[derive(Default)]
+struct CommonKeys {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    ignored: Vec<String>,
+}
+
+impl CommonKeys {
+    fn take(&mut self, key: &str, v: &str) -> ApiResult<()> {
+        let num = |what: &str| v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{what} {v:?} is not a number")));
+        match key {
+            "limit" => self.limit = Some(num("limit")?),
+            "offset" => self.offset = Some(num("offset")?),
+            // matching is never fuzzy, and every level returns its standard attributes
+            "fuzzymatching" | "includefield" => {}
+            // PS3.18 8.3.4.1: keys the server cannot match on are ignored, with a warning
+            other => self.ignored.push(other.to_string()),
+        }
+        Ok(())
+    }
+}
+
+fn qido_response(body: Vec<Value>, common: &CommonKeys) -> Response {
+    let status = if body.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::OK };
+    let mut resp = if status == StatusCode::NO_CONTENT {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+    };
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(DICOM_JSON));
+    if !common.ignored.is_empty() {
+        let w = format!("299 readhub \"query keys not supported for matching, ignored: {}\"", common.ignored.join(", "));
+        if let Ok(v) = HeaderValue::from_str(&w) {
+            resp.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn opt_path(p: Option<Path<Vec<(String, String)>>>, key: &str) -> Option<String> {
+    p.and_then(|Path(v)| v.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+}
+
+/// QIDO-RS series: `/series`, `/studies/{study}/series`
+pub async fn search_series(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Option<Path<Vec<(String, String)>>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let mut q = storage::query::SeriesQuery { study_uid: opt_path(path, "study"), ..Default::default() };
+    if let Some(s) = &q.study_uid {
+        check_uid("StudyInstanceUID", s)?;
+    }
+    let mut common = CommonKeys::default();
+    for (k, v) in &params {
+        match k.as_str() {
+            "StudyInstanceUID" | "0020000D" => {
+                check_uid("StudyInstanceUID", v)?;
+                q.study_uid = Some(v.clone())
+            }
+            "SeriesInstanceUID" | "0020000E" => q.series_uids = uid_values("SeriesInstanceUID", v)?,
+            "Modality" | "00080060" => q.modality = Some(v.clone()),
+            "SeriesNumber" | "00200011" => q.series_number = Some(v.clone()),
+            other => common.take(other, v)?,
+        }
+    }
+    (q.limit, q.offset) = (common.limit, common.offset);
+    let base = public_base(&headers);
+    let rows = storage::query::search_series(&st.storage.db, caller.scope(), &q).await?;
+    let body = rows
+        .iter()
+        .map(|r| {
+            let mut o = Map::new();
+            attr(&mut o, "00080060", "CS", s(&r.modality));
+            attr(&mut o, "0008103E", "LO", s(&r.series_description));
+            attr(&mut o, "00081190", "UR", Some(Value::String(format!("{base}/dicom-web/studies/{}/series/{}", r.study_uid, r.series_uid))));
+            attr(&mut o, "00180015", "CS", s(&r.body_part));
+            attr(&mut o, "0020000D", "UI", Some(Value::String(r.study_uid.clone())));
+            attr(&mut o, "0020000E", "UI", Some(Value::String(r.series_uid.clone())));
+            attr(&mut o, "00200011", "IS", r.series_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
+            attr(&mut o, "00201209", "IS", Some(json!(r.num_instances)));
+            Value::Object(o)
+        })
+        .collect();
+    Ok(qido_response(body, &common))
+}
+
+fn uid_values(name: &str, v: &str) -> ApiResult<Vec<String>> {
+    let list: Vec<String> = v.split([',', '\\']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    for u in &list {
+        check_uid(name, u)?;
+    }
+    Ok(list)
+}
+
+/// QIDO-RS instances: `/instances`, `/studies/{study}/instances`,
+/// `/studies/{study}/series/{series}/instances`
+pub async fn search_instances(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Option<Path<Vec<(String, String)>>>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let (study, series) = match &path {
+        Some(Path(v)) => (
+            v.iter().find(|(k, _)| k == "study").map(|(_, v)| v.clone()),
+            v.iter().find(|(k, _)| k == "series").map(|(_, v)| v.clone()),
+        ),
+        None => (None, None),
+    };
+    let mut q = storage::query::InstanceQuery { study_uid: study, series_uid: series, ..Default::default() };
+    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
+        if let Some(u) = uid {
+            check_uid(name, u)?;
+        }
+    }
+    let mut common = CommonKeys::default();
+    for (k, v) in &params {
+        match k.as_str() {
+            "StudyInstanceUID" | "0020000D" => {
+                check_uid("StudyInstanceUID", v)?;
+                q.study_uid = Some(v.clone())
+            }
+            "SeriesInstanceUID" | "0020000E" => {
+                check_uid("SeriesInstanceUID", v)?;
+                q.series_uid = Some(v.clone())
+            }
+            "SOPInstanceUID" | "00080018" => q.sop_instance_uids = uid_values("SOPInstanceUID", v)?,
+            "SOPClassUID" | "00080016" => {
+                check_uid("SOPClassUID", v)?;
+                q.sop_class_uid = Some(v.clone())
+            }
+            "InstanceNumber" | "00200013" => q.instance_number = Some(v.clone()),
+            other => common.take(other, v)?,
+        }
+    }
+    (q.limit, q.offset) = (common.limit, common.offset);
+    let base = public_base(&headers);
+    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    let body = rows
+        .iter()
+        .map(|r| {
+            let mut o = Map::new();
+            attr(&mut o, "00080016", "UI", Some(Value::String(r.sop_class_uid.clone())));
+            attr(&mut o, "00080018", "UI", Some(Value::String(r.sop_instance_uid.clone())));
+            attr(&mut o, "00080060", "CS", s(&r.modality));
+            attr(&mut o, "00083002", "UI", Some(Value::String(r.transfer_syntax_uid.clone())));
+            attr(
+                &mut o,
+                "00081190",
+                "UR",
+                Some(Value::String(format!("{base}/dicom-web/studies/{}/series/{}/instances/{}", r.study_uid, r.series_uid, r.sop_instance_uid))),
+            );
+            attr(&mut o, "0020000D", "UI", Some(Value::String(r.study_uid.clone())));
+            attr(&mut o, "0020000E", "UI", Some(Value::String(r.series_uid.clone())));
+            attr(&mut o, "00200013", "IS", r.instance_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
+            attr(&mut o, "00280008", "IS", r.number_of_frames.map(|n| json!(n)));
+            attr(&mut o, "00280010", "US", r.rows.map(|n| json!(n)));
+            attr(&mut o, "00280011", "US", r.columns.map(|n| json!(n)));
+            Value::Object(o)
+        })
+        .collect();
+    Ok(qido_response(body, &common))
+}
+
+pub(crate) fn public_base(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     format!("http://{host}")
 }

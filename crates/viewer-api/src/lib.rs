@@ -9,6 +9,7 @@ pub mod ecg;
 pub mod error;
 mod html;
 mod print;
+mod stow;
 pub mod render;
 mod ui;
 
@@ -55,7 +56,13 @@ pub fn router(state: AppState) -> Router {
         .route("/reports/{id}", get(api::report))
         .route("/reports/{id}/print", get(print::report_page));
     let dicomweb = Router::new()
-        .route("/studies", get(dicomweb::search_studies))
+        .route("/studies", get(dicomweb::search_studies).post(stow::store))
+        .route("/studies/{study}", post(stow::store_in_study))
+        .route("/series", get(dicomweb::search_series))
+        .route("/studies/{study}/series", get(dicomweb::search_series))
+        .route("/instances", get(dicomweb::search_instances))
+        .route("/studies/{study}/instances", get(dicomweb::search_instances))
+        .route("/studies/{study}/series/{series}/instances", get(dicomweb::search_instances))
         .route("/studies/{study}/series/{series}/instances/{sop}", get(dicomweb::retrieve_instance))
         .route("/studies/{study}/series/{series}/instances/{sop}/rendered", get(dicomweb::rendered_instance))
         .route(

@@ -81,10 +81,43 @@ fn item_from_row(r: &sqlx::any::AnyRow) -> Result<ItemView, Error> {
 }
 
 impl Worklist {
+    /// An instance was stored (by C-STORE or STOW-RS): a byte-identical duplicate changes
+    /// nothing; anything else opens or updates its study's item. `first_in_transfer` is true
+    /// for the first instance of its study within one association or request.
+    pub async fn instance_arrived(&self, inst: &StoredInstance, first_in_transfer: bool) -> Result<Option<i64>, Error> {
+        if inst.outcome == storage::IngestOutcome::Duplicate {
+            return Ok(None);
+        }
+        let is_ecg = storage::sop::is_ecg_waveform(&inst.attrs.sop_class_uid);
+        self.note_instance(inst, is_ecg, first_in_transfer).await.map(Some)
+    }
+
     /// An instance arrived for a study: open its item (routed to a pool) or update it.
     /// `first_in_association` counts the association as one more sender still busy.
     pub async fn note_instance(&self, inst: &StoredInstance, is_ecg: bool, first_in_association: bool) -> Result<i64, Error> {
         let now = now_ms();
+        let priority = Priority::from_dicom(inst.attrs.requested_priority.as_deref());
+        let opened = if first_in_association { 1i64 } else { 0 };
+
+        // The 2nd…Nth instance of a study in one association changes nothing but the time of
+        // the last instance (for the stall horizon) and, rarely, a higher priority. Writing
+        // that for every CT slice costs a commit (an fsync on SQLite) per instance, so it is
+        // written at most once a second, read first without the writer lock.
+        if !first_in_association {
+            if let Some(r) = sqlx::query("SELECT id, last_instance_at, priority FROM worklist_items WHERE study_id = $1")
+                .bind(inst.study_pk)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(Error::db("select item"))?
+            {
+                let last: i64 = r.get("last_instance_at");
+                let current: i64 = r.get("priority");
+                if now - last < 1000 && (priority as i64) >= current {
+                    return Ok(r.get::<i64, _>("id"));
+                }
+            }
+        }
+
         let site = storage::sites::get_site(&self.db, inst.site_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("site {}", inst.site_id)))?;
@@ -93,9 +126,6 @@ impl Worklist {
         let kind = if is_ecg { PoolKind::Ecg } else { PoolKind::Imaging };
         let pool = self.pool_for(site.consortium_id, kind).await?;
         let routed_by = format!("default:{}", kind.as_str());
-        let priority = Priority::from_dicom(inst.attrs.requested_priority.as_deref());
-        let opened = if first_in_association { 1i64 } else { 0 };
-
         let mut tx = self.db.begin_write().await?;
         let existing = sqlx::query("SELECT id, state, priority FROM worklist_items WHERE study_id = $1")
             .bind(inst.study_pk)
@@ -104,7 +134,7 @@ impl Worklist {
             .map_err(Error::db("select item"))?;
         let (id, event) = match existing {
             None => {
-                let id: i64 = sqlx::query(
+                let id: Option<i64> = sqlx::query(
                     "INSERT INTO worklist_items (study_id, site_id, pool_id, priority, state, routed_by, \
                        open_associations, last_instance_at, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $7, $8, $9) \
@@ -119,10 +149,16 @@ impl Worklist {
                 .bind(now)
                 .bind(now)
                 .bind(now)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(Error::db("insert item"))?
-                .get(0);
+                .map(|r| r.get(0));
+                let Some(id) = id else {
+                    // another process opened the item between our read and insert: retry as
+                    // an update of that item
+                    drop(tx);
+                    return Box::pin(self.note_instance(inst, is_ecg, first_in_association)).await;
+                };
                 insert_event(&mut tx, id, EventKind::Arrived, None, now, "").await?;
                 insert_event(&mut tx, id, EventKind::Routed, None, now, &format!("pool={} rule={routed_by}", pool.name)).await?;
                 (id, None)
