@@ -254,6 +254,13 @@ async fn charsets_and_name_search(backend: Backend) {
     assert_eq!(issuers.len(), 2, "{p1}");
     let p1_a = hub.get_json(&ref_a, "/dicom-web/studies?PatientID=P1").await;
     assert_eq!(names(&p1_a), vec![("Zhang^San".into(), "张^三".into())]);
+    // metadata carries the names as UTF-8, whatever the modality sent
+    let meta = hub.get_json(&admin, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.2/metadata").await;
+    assert_eq!(meta[0]["00100010"]["Value"][0]["Ideographic"], "李^四", "{meta}");
+    assert_eq!(meta[0]["00080005"]["Value"][0], "ISO_IR 192");
+    let meta = hub.get_json(&admin, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.4/metadata").await;
+    assert_eq!(meta[0]["00100010"]["Value"][0]["Alphabetic"], "赵^六", "{meta}");
+    assert_eq!(hub.get(&ref_a, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.4/metadata").await.status(), 404, "another site's study");
     let r = hub.get(&admin, "/dicom-web/studies?StudyDate=2026-11").await;
     assert_eq!(r.status(), 400);
     let in_range = hub.get_json(&admin, "/dicom-web/studies?StudyDate=20261101-20261130").await;
@@ -954,6 +961,31 @@ async fn stow_rs(backend: Backend) {
     let r = hub.get(&tech, "/dicom-web/studies?PatientAge=040Y").await;
     assert!(r.headers()["warning"].to_str().unwrap().contains("PatientAge"), "unsupported keys are ignored with a warning");
     assert_eq!(hub.get(&tech, "/dicom-web/instances?SOPInstanceUID=1.2.x").await.status(), 400);
+    // WADO-RS metadata from the index, with a BulkDataURI for the pixels that resolves
+    let meta = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/metadata")).await;
+    assert_eq!(meta.as_array().unwrap().len(), 1);
+    assert_eq!(meta[0]["00080018"]["Value"][0], json!(sop));
+    assert_eq!(meta[0]["00280010"]["Value"][0], 1955);
+    assert_eq!(meta[0]["00080005"]["Value"][0], "ISO_IR 192");
+    let bulk = meta[0]["7FE00010"]["BulkDataURI"].as_str().unwrap().to_string();
+    assert!(bulk.ends_with(&format!("{url}/bulkdata/7FE00010")), "{bulk}");
+    let pixels = hub
+        .http()
+        .get(&bulk)
+        .basic_auth(&tech.0, Some(&tech.1))
+        .header("accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pixels.status(), 200);
+    assert_eq!(pixels.bytes().await.unwrap().len(), 1841 * 1955 * 2);
+    for level in [format!("/dicom-web/studies/{study}/series/{series}/metadata"), format!("{url}/metadata")] {
+        assert_eq!(hub.get_json(&tech, &level).await.as_array().unwrap().len(), 1, "{level}");
+    }
+    assert_eq!(hub.get(&tech, &format!("{url}/bulkdata/00100010")).await.status(), 200);
+    assert_eq!(hub.get(&tech, &format!("{url}/bulkdata/7FE0")).await.status(), 400);
+    assert_eq!(hub.get(&tech, "/dicom-web/studies/1.2.3.999/metadata").await.status(), 404);
+    assert_eq!(hub.get(&reader, &format!("/dicom-web/studies/{study}/metadata")).await.status(), 200);
     // stored instances reach the reading queue like pushed ones
     hub.eventually("both studies are queued", || async { hub.queue(&reader).await.len() == 2 }).await;
     // a re-upload is a duplicate, not a second copy

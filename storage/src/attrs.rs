@@ -1,6 +1,8 @@
 //! The attributes readhub indexes, read from a data set's header.
 
-use dicom_core::{PrimitiveValue, Tag};
+use dicom_core::value::{DataSetSequence, Value as DicomValue};
+use dicom_core::header::Header;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
@@ -36,6 +38,67 @@ pub struct InstanceAttrs {
     pub number_of_frames: Option<i64>,
     /// the Specific Character Set as sent, for the record
     pub specific_character_set: Vec<String>,
+    /// the header as DICOM JSON (UTF-8 text; BulkDataURIs start with [`INSTANCE_URL`])
+    pub metadata_json: Option<String>,
+}
+
+/// Placeholder for the instance's retrieve URL in cached metadata; the HTTP layer puts the
+/// real one in (it knows the host the client used).
+pub const INSTANCE_URL: &str = "{{readhub:instance}}";
+
+/// Values longer than this (top level, binary) are given as BulkDataURIs in metadata.
+const INLINE_BINARY_MAX: usize = 4096;
+
+fn is_text_vr(vr: VR) -> bool {
+    matches!(vr, VR::PN | VR::LO | VR::SH | VR::ST | VR::LT | VR::UT | VR::UC)
+}
+
+/// A copy of `obj` whose text values are decoded properly (they were read as ISO 8859-1).
+fn redecode(obj: &InMemDicomObject, terms: &[String], policy: &DecodePolicy) -> InMemDicomObject {
+    let mut out = InMemDicomObject::new_empty();
+    for e in obj.iter() {
+        let (tag, vr) = (e.tag(), e.vr());
+        match e.value() {
+            DicomValue::Primitive(PrimitiveValue::Strs(parts)) if is_text_vr(vr) => {
+                let decoded: Vec<String> = parts
+                    .iter()
+                    .map(|p| charset::decode(&charset::latin1_bytes(p), terms, policy))
+                    .collect();
+                out.put(DataElement::new(tag, vr, PrimitiveValue::Strs(decoded.into())));
+            }
+            DicomValue::Sequence(seq) => {
+                let items: Vec<InMemDicomObject> = seq.items().iter().map(|i| redecode(i, terms, policy)).collect();
+                out.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
+            }
+            _ => {
+                out.put(e.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The header as DICOM JSON for WADO-RS metadata.
+fn metadata(obj: &InMemDicomObject, header: &SniffedHeader, policy: &DecodePolicy) -> Option<String> {
+    let utf8 = redecode(obj, &header.charset_terms, policy);
+    let mut v = dicom_json::to_value(&utf8).ok()?;
+    let map = v.as_object_mut()?;
+    map.insert("00080005".into(), serde_json::json!({ "vr": "CS", "Value": ["ISO_IR 192"] }));
+    for (tag, attr) in map.iter_mut() {
+        let big = attr.get("InlineBinary").and_then(|b| b.as_str()).is_some_and(|b| b.len() > INLINE_BINARY_MAX * 4 / 3);
+        if big {
+            let vr = attr.get("vr").cloned().unwrap_or(serde_json::Value::String("UN".into()));
+            *attr = serde_json::json!({ "vr": vr, "BulkDataURI": format!("{INSTANCE_URL}/bulkdata/{tag}") });
+        }
+    }
+    if header.bulk_tag == Some(tags::PIXEL_DATA) {
+        let vr = if header.parse_ts.is_encapsulated_pixel_data() { "OB" } else { "OW" };
+        map.insert(
+            "7FE00010".into(),
+            serde_json::json!({ "vr": vr, "BulkDataURI": format!("{INSTANCE_URL}/bulkdata/7FE00010") }),
+        );
+    }
+    serde_json::to_string(&v).ok()
 }
 
 /// Why the attributes could not be taken from a data set.
@@ -133,5 +196,6 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<Instance
         columns: int(tags::COLUMNS),
         number_of_frames: int(tags::NUMBER_OF_FRAMES),
         specific_character_set: terms.clone(),
+        metadata_json: metadata(&obj, header, policy),
     })
 }

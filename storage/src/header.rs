@@ -115,6 +115,8 @@ pub struct SniffedHeader {
     pub charset_terms: Vec<String>,
     /// Whether the data set has a bulk element (pixel data, waveform, document).
     pub has_bulk: bool,
+    /// The first top-level bulk element, where the header was cut.
+    pub bulk_tag: Option<Tag>,
 }
 
 struct Walker {
@@ -129,6 +131,7 @@ struct Walker {
     stack: Vec<Frame>,
     /// absolute offset of the first top-level bulk element (the end of the header)
     cut: Option<u64>,
+    cut_tag: Option<Tag>,
     header: Vec<u8>,
     charset: Option<(u64, u64, Vec<u8>)>,
     /// header byte ranges to cut before dicom-rs parses it (undefined-length UN elements,
@@ -270,6 +273,7 @@ impl Walker {
             let top_level = self.stack.is_empty();
             if top_level && self.cut.is_none() && is_bulk(tag) {
                 self.cut = Some(start);
+                self.cut_tag = Some(tag);
                 let cut_off = (start - self.win_start) as usize;
                 self.header = self.win[..cut_off].to_vec();
             }
@@ -353,7 +357,7 @@ impl Walker {
         }
     }
 
-    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, bool), HeaderError> {
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, Option<Tag>), HeaderError> {
         self.advance(true);
         if let Some(e) = self.error {
             return Err(e);
@@ -362,8 +366,8 @@ impl Walker {
         if self.pos != end || !self.stack.is_empty() {
             return Err(HeaderError::Truncated { offset: end });
         }
-        let has_bulk = self.cut.is_some();
-        let mut header = if has_bulk { self.header } else { self.win };
+        let bulk_tag = self.cut_tag;
+        let mut header = if self.cut.is_some() { self.header } else { self.win };
         let mut charset_value = Vec::new();
         let mut cuts = self.cuts.clone();
         if let Some((start, stop, _)) = self.charset {
@@ -378,7 +382,7 @@ impl Walker {
         for (start, stop) in cuts {
             header.drain(start as usize..stop as usize);
         }
-        Ok((header, charset_value, has_bulk))
+        Ok((header, charset_value, bulk_tag))
     }
 }
 
@@ -437,6 +441,7 @@ impl HeaderSniffer {
             pos: 0,
             stack: Vec::new(),
             cut: None,
+            cut_tag: None,
             header: Vec::new(),
             charset: None,
             cuts: Vec::new(),
@@ -485,7 +490,7 @@ impl HeaderSniffer {
                     .0
             }
         };
-        let (bytes, charset_value, has_bulk) = walker.finish()?;
+        let (bytes, charset_value, bulk_tag) = walker.finish()?;
         let charset_terms = String::from_utf8_lossy(&charset_value)
             .split('\\')
             .map(|s| s.trim_matches([' ', '\0']).to_string())
@@ -499,7 +504,8 @@ impl HeaderSniffer {
             bytes,
             parse_ts: self.parse_ts,
             charset_terms,
-            has_bulk,
+            has_bulk: bulk_tag.is_some(),
+            bulk_tag,
         })
     }
 }

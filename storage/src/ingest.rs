@@ -317,7 +317,10 @@ impl InstanceWriter {
         }
         let Some(sniffer) = sniffer.filter(|_| pending_meta.is_none()) else {
             blob.abort().await;
-            return Err(IngestError::NotDicom(HeaderError::Truncated { offset: 0 }));
+            return Err(IngestError::NotDicom(HeaderError::Malformed {
+                offset: 0,
+                reason: "not a DICOM Part-10 file: it ends before its preamble and file meta information".into(),
+            }));
         };
         let attrs = match sniffer
             .finish()
@@ -555,8 +558,8 @@ async fn record(
     sqlx::query(
         "INSERT INTO instances (series_id, study_id, site_id, sop_instance_uid, sop_class_uid, version, is_current, \
            instance_number, transfer_syntax_uid, rows_, columns_, number_of_frames, blob_key, size_bytes, sha256, \
-           received_at, source) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+           received_at, source, metadata_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(series_pk)
     .bind(study_pk)
@@ -574,6 +577,7 @@ async fn record(
     .bind(sha256)
     .bind(now)
     .bind(source)
+    .bind(a.metadata_json.clone())
     .execute(&mut *tx)
     .await
     .map_err(Error::db("insert instance"))?;

@@ -471,3 +471,37 @@ pub async fn search_instances(db: &Db, scope: Scope, q: &InstanceQuery) -> Resul
         .map_err(Error::db("search instances"))?;
     Ok(rows.iter().map(instance_from_row).collect())
 }
+
+/// Cached DICOM JSON of the current instances of a study (optionally one series or one
+/// instance), with their UIDs: one query, no blob reads.
+pub async fn metadata(
+    db: &Db,
+    scope: Scope,
+    study_uid: &str,
+    series_uid: Option<&str>,
+    sop_instance_uid: Option<&str>,
+) -> Result<Vec<(String, String, String, String)>, Error> {
+    let mut sql = Sql::new(
+        "SELECT st.study_uid, se.series_uid, i.sop_instance_uid, i.metadata_json \
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
+         WHERE i.is_current = 1 AND i.metadata_json IS NOT NULL",
+    );
+    scope_clause(&mut sql, scope);
+    let p = sql.bind(study_uid.to_string());
+    sql.push(&format!(" AND st.study_uid = {p}"));
+    if let Some(s) = series_uid {
+        let p = sql.bind(s.to_string());
+        sql.push(&format!(" AND se.series_uid = {p}"));
+    }
+    if let Some(s) = sop_instance_uid {
+        let p = sql.bind(s.to_string());
+        sql.push(&format!(" AND i.sop_instance_uid = {p}"));
+    }
+    sql.push(" ORDER BY se.id, i.id");
+    let Sql { text, args, .. } = sql;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select metadata"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}

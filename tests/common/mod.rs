@@ -73,11 +73,10 @@ impl Hub {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Hub {
-        // READHUB_TEST_LOG=debug shows the server's log beside a failing test
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("READHUB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
-            .with_writer(std::io::stderr)
-            .try_init();
+        // READHUB_TEST_LOG=info (with --nocapture) shows the servers' logs
+        if let Ok(filter) = std::env::var("READHUB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             data_dir: dir.path().to_path_buf(),

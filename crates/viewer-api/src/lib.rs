@@ -64,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .route("/studies/{study}/instances", get(dicomweb::search_instances))
         .route("/studies/{study}/series/{series}/instances", get(dicomweb::search_instances))
         .route("/studies/{study}/series/{series}/instances/{sop}", get(dicomweb::retrieve_instance))
+        .route("/studies/{study}/metadata", get(dicomweb::retrieve_metadata))
+        .route("/studies/{study}/series/{series}/metadata", get(dicomweb::retrieve_metadata))
+        .route("/studies/{study}/series/{series}/instances/{sop}/metadata", get(dicomweb::retrieve_metadata))
+        .route("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}", get(dicomweb::retrieve_bulkdata))
         .route("/studies/{study}/series/{series}/instances/{sop}/rendered", get(dicomweb::rendered_instance))
         .route(
             "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
