@@ -424,6 +424,39 @@ async fn read_report_flow(backend: Backend) {
         assert!(svg.contains(&format!(r#"class="lead">{lead}<"#)), "lead {lead} missing");
     }
     assert!(svg.contains("25 mm/s") && svg.contains("10 mm/mV"));
+    // the decoded samples, in µV, match pydicom's own decode of the same file
+    let inst = &ecg["instances"][0];
+    let path = format!(
+        "/api/waveforms/{}/{}/{}",
+        inst["study_instance_uid"].as_str().unwrap(),
+        inst["series_instance_uid"].as_str().unwrap(),
+        inst["sop_instance_uid"].as_str().unwrap()
+    );
+    let wf = hub.get_json(&ecg_reader, &path).await;
+    assert_eq!(wf["unit"], "uV");
+    let channels = wf["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 12);
+    assert_eq!(channels[1]["label"], "II");
+    let ours: Vec<f64> = channels.iter().map(|c| c["samples_uv"].as_array().unwrap()[100].as_f64().unwrap()).collect();
+    let script = r#"
+import json, sys
+from pydicom import dcmread
+a = dcmread(sys.argv[1]).waveform_array(0)
+print(json.dumps({"fs": 1, "row": [float(v) for v in a[100]], "n": a.shape[0]}))
+"#;
+    let out = tokio::process::Command::new(common::python())
+        .args(["-c", script])
+        .arg(data("pydicom/test_files/waveform_ecg.dcm"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(channels[0]["samples_uv"].as_array().unwrap().len() as u64, theirs["n"].as_u64().unwrap());
+    for (a, b) in ours.iter().zip(theirs["row"].as_array().unwrap()) {
+        assert!((a - b.as_f64().unwrap()).abs() < 0.01, "µV {a} vs pydicom {b}");
+    }
+    assert_eq!(hub.get(&ecg_reader, &format!("/api/waveforms/{study}/1.2.3/4.5")).await.status(), 404);
     hub.stop().await;
 }
 
@@ -961,6 +994,20 @@ async fn stow_rs(backend: Backend) {
     let r = hub.get(&tech, "/dicom-web/studies?PatientAge=040Y").await;
     assert!(r.headers()["warning"].to_str().unwrap().contains("PatientAge"), "unsupported keys are ignored with a warning");
     assert_eq!(hub.get(&tech, "/dicom-web/instances?SOPInstanceUID=1.2.x").await.status(), 400);
+    // WADO-RS study retrieve: every instance as a part; thumbnails
+    let r = hub.get(&tech, &format!("/dicom-web/studies/{study}")).await;
+    assert_eq!(r.status(), 200);
+    let ct_header = r.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ct_header.split("boundary=").nth(1).unwrap().to_string();
+    let all = r.bytes().await.unwrap();
+    let marker = format!("--{boundary}\r\n");
+    assert_eq!(all.windows(marker.len()).filter(|w| *w == marker.as_bytes()).count(), 1, "one instance in the study");
+    assert!(all.windows(rg1.len().min(4096)).any(|w| w == &rg1[..4096]), "the part carries the stored file");
+    let r = hub.get(&tech, &format!("/dicom-web/studies/{study}/thumbnail")).await;
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let thumb = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert!(thumb.width() <= 128 && thumb.height() <= 128);
+    assert_eq!(hub.get(&tech, "/dicom-web/studies/1.2.3.999").await.status(), 404);
     // WADO-RS metadata from the index, with a BulkDataURI for the pixels that resolves
     let meta = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/metadata")).await;
     assert_eq!(meta.as_array().unwrap().len(), 1);

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value};
 use storage::attrs::is_valid_uid;
 use storage::query::{InstanceRow, StudyQuery};
@@ -310,48 +310,118 @@ pub async fn retrieve_instance(
     Path((study, series, sop)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let inst = find(&st, &caller, &study, &series, &sop).await?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_string();
-    let ts = requested_ts(&accept);
-    if !ts.is_empty() && !ts.iter().any(|t| t == "*" || *t == inst.transfer_syntax_uid) {
-        // transcoding on retrieve comes with the DICOMweb issue; until then say so plainly
-        return Err(ApiError::NotAcceptable(format!(
-            "this instance is stored as {}; ask for transfer-syntax=* or that syntax",
-            inst.transfer_syntax_uid
-        )));
-    }
     let etag = format!("\"{}\"", inst.sha256);
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let get = st.storage.blobs.get(&inst.blob_key).await?;
-    let stream = get.into_stream().map(|r| r.map_err(std::io::Error::other));
-    let bare = accept.split(',').any(|a| a.trim().starts_with("application/dicom")) && !accept.contains("multipart/related");
-    let (content_type, body) = if bare {
-        (
-            format!("application/dicom; transfer-syntax={}", inst.transfer_syntax_uid),
-            Body::from_stream(stream),
-        )
-    } else {
-        let boundary = format!("readhub-{}", &inst.sha256[..24]);
-        let head = format!(
-            "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n",
-            inst.transfer_syntax_uid
-        );
-        let tail = format!("\r\n--{boundary}--\r\n");
-        let s = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
-            .chain(stream)
-            .chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
-        (
-            format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
-            Body::from_stream(s),
-        )
-    };
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).map_err(|e| ApiError::Internal(e.to_string()))?);
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    let mut resp = stream_instances(&st, &headers, vec![inst])?;
+    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
     Ok(resp)
+}
+
+/// WADO-RS: `GET /studies/{study}` and `/studies/{study}/series/{series}`: every current
+/// instance, one multipart part each, streamed one after the other.
+pub async fn retrieve_study_or_series(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(path): Path<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let get = |k: &str| path.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let q = storage::query::InstanceQuery { study_uid: get("study"), series_uid: get("series"), limit: Some(10_000), ..Default::default() };
+    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
+        if let Some(u) = uid {
+            check_uid(name, u)?;
+        }
+    }
+    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no such study or series here".into()));
+    }
+    stream_instances(&st, &headers, rows)
+}
+
+/// The stored files of `rows` as the client accepts them.
+fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) -> ApiResult<Response> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_string();
+    let ts = requested_ts(&accept);
+    if let Some(other) = rows.iter().find(|i| !ts.is_empty() && !ts.iter().any(|t| t == "*" || *t == i.transfer_syntax_uid)) {
+        // transcoding on retrieve is not done yet: say so plainly rather than mislabel
+        return Err(ApiError::NotAcceptable(format!(
+            "instance {} is stored as {}; ask for transfer-syntax=* or that syntax",
+            other.sop_instance_uid, other.transfer_syntax_uid
+        )));
+    }
+    let bare = rows.len() == 1
+        && accept.split(',').any(|a| a.trim().starts_with("application/dicom"))
+        && !accept.contains("multipart/related");
+    let blobs = st.storage.blobs.clone();
+    if bare {
+        let inst = rows.into_iter().next().expect("one");
+        let ct = format!("application/dicom; transfer-syntax={}", inst.transfer_syntax_uid);
+        let stream = futures::stream::once(async move { blobs.get(&inst.blob_key).await })
+            .map(|r| r.map(|g| g.into_stream().map(|c| c.map_err(std::io::Error::other))).map_err(std::io::Error::other))
+            .try_flatten();
+        let mut resp = Response::new(Body::from_stream(stream));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        return Ok(resp);
+    }
+    let boundary = format!("readhub-{}", &rows[0].sha256[..24]);
+    let b = boundary.clone();
+    let parts = futures::stream::iter(rows)
+        .then(move |inst| {
+            let blobs = blobs.clone();
+            let head = format!("--{b}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n", inst.transfer_syntax_uid);
+            async move {
+                let body = blobs.get(&inst.blob_key).await.map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(
+                    futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+                        .chain(body.into_stream().map(|c| c.map_err(std::io::Error::other)))
+                        .chain(futures::stream::once(async { Ok(bytes::Bytes::from_static(b"\r\n")) })),
+                )
+            }
+        })
+        .try_flatten();
+    let tail = format!("--{boundary}--\r\n");
+    let body = parts.chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
+    let mut resp = Response::new(Body::from_stream(body));
+    let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(resp)
+}
+
+/// Thumbnails (PS3.18 8.3.5.1.3): an instance's first frame, the middle instance of a
+/// series, the first series' of a study; 128 px unless a viewport is given.
+pub async fn thumbnail(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(path): Path<Vec<(String, String)>>,
+    Query(mut params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let get = |k: &str| path.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let q = storage::query::InstanceQuery {
+        study_uid: get("study"),
+        series_uid: get("series"),
+        sop_instance_uids: get("sop").into_iter().collect(),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
+        if let Some(u) = uid {
+            check_uid(name, u)?;
+        }
+    }
+    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    let first_series = rows.first().map(|r| r.series_uid.clone()).ok_or_else(|| ApiError::NotFound("nothing to show".into()))?;
+    let in_series: Vec<&InstanceRow> = rows.iter().filter(|r| r.series_uid == first_series).collect();
+    let pick = in_series[in_series.len() / 2].clone();
+    if !params.iter().any(|(k, _)| k == "viewport") {
+        params.push(("viewport".into(), "128,128".into()));
+    }
+    rendered(st, caller, headers, pick.study_uid, pick.series_uid, pick.sop_instance_uid, 1, params).await
 }
 
 /// `…/instances/{sop}/rendered`
@@ -507,4 +577,34 @@ pub async fn retrieve_bulkdata(
     };
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     Ok(resp)
+}
+
+/// Decoded ECG samples for reading: `GET /api/waveforms/{study}/{series}/{sop}`, with
+/// samples in µV per lead, the sampling frequency, filters, and the device's measurements.
+pub async fn waveform(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((study, series, sop)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    let inst = find(&st, &caller, &study, &series, &sop).await?;
+    if !crate::ecg::is_waveform(&inst.sop_class_uid) {
+        return Err(ApiError::Unprocessable(format!("{sop} is not an ECG waveform")));
+    }
+    let file = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+    tokio::task::spawn_blocking(move || {
+        let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+        let wf = crate::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+        Ok(axum::Json(json!({
+            "sop_instance_uid": sop,
+            "sampling_frequency": wf.sampling_frequency,
+            "unit": "uV",
+            "filter_low_hz": wf.filter_low_hz,
+            "filter_high_hz": wf.filter_high_hz,
+            "notch_hz": wf.notch_hz,
+            "channels": wf.channels,
+            "annotations": crate::ecg::annotations(&obj),
+        })))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }

@@ -15,15 +15,25 @@ use crate::render::{Format, RenderParams, Rendered};
 pub use storage::sop::is_ecg_waveform as is_waveform;
 
 /// One decoded channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Channel {
     /// normalised lead label: I, II, III, aVR, aVL, aVF, V1 … V6, or the device's own
     pub label: String,
     pub samples_uv: Vec<f32>,
 }
 
+/// A measurement or note the device made (Waveform Annotation Sequence): HR, PR, QRS, QT,
+/// QTc, axis, or its interpretation text.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Annotation {
+    pub name: Option<String>,
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub text: Option<String>,
+}
+
 /// One multiplex group, decoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Waveform {
     pub sampling_frequency: f64,
     pub channels: Vec<Channel>,
@@ -48,6 +58,32 @@ const SAMPLING_FREQUENCY: Tag = Tag(0x003A, 0x001A);
 const BITS_ALLOCATED: Tag = Tag(0x5400, 0x1004);
 const SAMPLE_INTERPRETATION: Tag = Tag(0x5400, 0x1006);
 const WAVEFORM_DATA: Tag = Tag(0x5400, 0x1010);
+const WAVEFORM_ANNOTATION_SEQUENCE: Tag = Tag(0x0040, 0xB020);
+const CONCEPT_NAME_CODE_SEQUENCE: Tag = Tag(0x0040, 0xA043);
+const NUMERIC_VALUE: Tag = Tag(0x0040, 0xA30A);
+const MEASUREMENT_UNITS_CODE_SEQUENCE: Tag = Tag(0x0040, 0x08EA);
+const UNFORMATTED_TEXT_VALUE: Tag = Tag(0x0070, 0x0006);
+
+fn first_item(o: &InMemDicomObject, tag: Tag) -> Option<InMemDicomObject> {
+    o.element_opt(tag).ok().flatten()?.items()?.first().cloned()
+}
+
+/// The device's own measurements and statements.
+pub fn annotations(obj: &InMemDicomObject) -> Vec<Annotation> {
+    let Some(items) = obj.element_opt(WAVEFORM_ANNOTATION_SEQUENCE).ok().flatten().and_then(|e| e.items().map(|i| i.to_vec())) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|a| Annotation {
+            name: first_item(a, CONCEPT_NAME_CODE_SEQUENCE).and_then(|c| str_of(&c, tags::CODE_MEANING)),
+            value: f64_of(a, NUMERIC_VALUE),
+            unit: first_item(a, MEASUREMENT_UNITS_CODE_SEQUENCE).and_then(|u| str_of(&u, tags::CODE_VALUE)),
+            text: str_of(a, UNFORMATTED_TEXT_VALUE).filter(|t| !t.is_empty()),
+        })
+        .filter(|a| a.name.is_some() || a.text.is_some())
+        .collect()
+}
 
 fn f64_of(o: &InMemDicomObject, tag: Tag) -> Option<f64> {
     o.element_opt(tag).ok().flatten()?.to_float64().ok()
