@@ -97,6 +97,50 @@ async fn ingest_every_sample_syntax(backend: Backend) {
         assert_eq!(studies.len(), 1, "{file}");
         assert_eq!(studies[0].patient_id, pid, "{file}: Patient ID as dcmdump shows it");
     }
+    // WADO-RS frames: the J2K lossless CR as stored, and decoded to exactly the pixels of
+    // the uncompressed original
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let frame_parts = |body: &[u8], boundary: &str| -> Vec<(String, Vec<u8>)> {
+        let marker = format!("--{boundary}\r\n");
+        let mut out = Vec::new();
+        let mut rest = body;
+        while let Some(p) = rest.windows(marker.len()).position(|w| w == marker.as_bytes()) {
+            rest = &rest[p + marker.len()..];
+            let h_end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let ct = String::from_utf8_lossy(&rest[..h_end]).to_string();
+            rest = &rest[h_end + 4..];
+            let end = rest.windows(boundary.len() + 4).position(|w| w == format!("\r\n--{boundary}").as_bytes()).unwrap();
+            out.push((ct, rest[..end].to_vec()));
+            rest = &rest[end + 2..];
+        }
+        out
+    };
+    // RG1_J2KR is RG1_UNCR losslessly compressed (its own SOP Instance UID)
+    let (study, series, sop, _) = sop_of(&data("pydicom-data/RG1_J2KR.dcm"));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1");
+    let r = hub
+        .http()
+        .get(format!("{}{url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("accept", "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let parts = frame_parts(&r.bytes().await.unwrap(), &boundary);
+    assert_eq!(parts.len(), 1);
+    assert!(parts[0].0.contains("1.2.840.10008.1.2.4.90"), "{}", parts[0].0);
+    assert_eq!(&parts[0].1[..4], &[0xFF, 0x4F, 0xFF, 0x51], "a JPEG 2000 codestream, as stored");
+    let r = hub.get(&admin, &url).await;
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let decoded = frame_parts(&r.bytes().await.unwrap(), &boundary);
+    let original = dicom_object::open_file(data("pydicom-data/RG1_UNCR.dcm")).unwrap();
+    let native = original.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
+    assert_eq!(decoded[0].1.len(), native.len());
+    assert!(decoded[0].1 == native, "lossless J2K decodes to the original pixels");
+    assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/2")).await.status(), 400);
+    assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/0")).await.status(), 400);
     // a sample without a Study Instance UID is refused with a reason, not stored
     let (code, out) = hub.storescu("MODA", &["-v", "-xu"], &[data("pydicom/test_files/JPEGLSNearLossless_16.dcm")]).await;
     assert_eq!(code, 192, "storescu reports the refusal:\n{out}");

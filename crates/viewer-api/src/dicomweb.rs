@@ -608,3 +608,87 @@ pub async fn waveform(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
+
+/// WADO-RS frames (PS3.18 8.7.4): `…/instances/{sop}/frames/1,3`, one part per frame.
+/// With `transfer-syntax=*` (or the stored syntax) a compressed frame is sent as stored;
+/// otherwise frames are decoded to native little-endian pixels (the default syntax).
+pub async fn retrieve_frames(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((study, series, sop, frames)): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    let inst = find(&st, &caller, &study, &series, &sop).await?;
+    let list: Vec<u32> = frames
+        .split(',')
+        .map(|f| f.trim().parse::<u32>().ok().filter(|n| *n >= 1))
+        .collect::<Option<Vec<_>>>()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("{frames:?} is not a list of frame numbers (1, 2, …)")))?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let stored_ts = inst.transfer_syntax_uid.clone();
+    let as_stored = requested_ts(&accept).iter().any(|t| t == "*" || *t == stored_ts);
+    let file = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+    let parts = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(String, Vec<u8>)>> {
+        use dicom_pixeldata::PixelDecoder;
+        let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+        let n_frames = obj
+            .element_opt(dicom_dictionary_std::tags::NUMBER_OF_FRAMES)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        if let Some(bad) = list.iter().find(|f| **f > n_frames) {
+            return Err(ApiError::BadRequest(format!("frame {bad} is out of range: the instance has {n_frames} frame(s)")));
+        }
+        let pixels = obj
+            .element_opt(dicom_dictionary_std::tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ApiError::NotFound("the instance has no pixel data".into()))?;
+        let native = format!("application/octet-stream; transfer-syntax={}", "1.2.840.10008.1.2.1");
+        match pixels.value() {
+            dicom_core::value::Value::PixelSequence(seq) if as_stored && seq.fragments().len() == n_frames as usize || as_stored && n_frames == 1 => {
+                let frags = seq.fragments();
+                let ct = format!("application/octet-stream; transfer-syntax={stored_ts}");
+                Ok(list
+                    .iter()
+                    .map(|f| {
+                        let bytes = if frags.len() == n_frames as usize { frags[*f as usize - 1].clone() } else { frags.concat() };
+                        (ct.clone(), bytes)
+                    })
+                    .collect())
+            }
+            dicom_core::value::Value::Primitive(p) => {
+                let all = p.to_bytes();
+                let size = all.len() / n_frames as usize;
+                Ok(list.iter().map(|f| (native.clone(), all[(*f as usize - 1) * size..*f as usize * size].to_vec())).collect())
+            }
+            _ => list
+                .iter()
+                .map(|f| {
+                    let d = obj
+                        .decode_pixel_data_frame(f - 1)
+                        .map_err(|e| ApiError::Unprocessable(format!("frame {f} cannot be decoded: {e}")))?;
+                    Ok((native.clone(), d.data().to_vec()))
+                })
+                .collect(),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let boundary = format!("readhub-{}", &inst.sha256[..24]);
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.1.len() + 128).sum());
+    for (ct, bytes) in &parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut resp = Response::new(Body::from(body));
+    let ct = format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}");
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(resp)
+}

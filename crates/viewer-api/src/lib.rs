@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/studies/{study}/series/{series}/instances/{sop}/metadata", get(dicomweb::retrieve_metadata))
         .route("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}", get(dicomweb::retrieve_bulkdata))
         .route("/studies/{study}/series/{series}/instances/{sop}/rendered", get(dicomweb::rendered_instance))
+        .route("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}", get(dicomweb::retrieve_frames))
         .route(
             "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
             get(dicomweb::rendered_frame),
