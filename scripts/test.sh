@@ -20,11 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# 2. Python venv with pynetdicom (a second, independent modality implementation).
-if ! .venv/bin/python -c "import pynetdicom, pydicom" >/dev/null 2>&1; then
-  log "creating .venv with pynetdicom"
+# 2. Python venv: pynetdicom (a second, independent modality) and dicomweb-client (a standard
+#    DICOMweb client), with pydicom as the independent decoder tests compare against.
+if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client" >/dev/null 2>&1; then
+  log "creating .venv with pynetdicom and dicomweb-client"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2"
+  .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2" "dicomweb-client==0.61.2"
 fi
 export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"
 

@@ -1107,3 +1107,22 @@ async fn stow_rs(backend: Backend) {
     assert_eq!(n, 2, "nothing half-stored by the bad requests");
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dicomweb_client_conformance() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/dicomweb_client_check.py");
+    let out = tokio::process::Command::new(common::python())
+        .arg(&script)
+        .args([&hub.base, &tech.0, &tech.1])
+        .arg(data("pynetdicom/CTImageStorage.dcm"))
+        .output()
+        .await
+        .expect("python");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "dicomweb-client checks failed (is the test venv set up?):\n{text}");
+    assert_eq!(text.matches("\nok   ").count() + text.starts_with("ok   ") as usize, 11, "{text}");
+    hub.stop().await;
+}
