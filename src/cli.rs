@@ -82,6 +82,12 @@ pub struct ServeArgs {
     /// Register unknown calling AE titles as sites on first contact (first install only)
     #[arg(long, env = "READHUB_OPEN_ENROLLMENT")]
     pub open_enrollment: Option<bool>,
+    /// Base URL clients reach the HTTP API at, for retrieve URLs [default: from Host]
+    #[arg(long, env = "READHUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Browser origins allowed cross-origin (CORS), comma-separated
+    #[arg(long, env = "READHUB_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,7 +152,10 @@ impl Cli {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = v.clone(); } )* };
             }
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
-                  max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment);
+                  max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins);
+            if let Some(u) = &s.public_url {
+                c.public_url = Some(u.clone());
+            }
         }
         Ok(c)
     }

@@ -40,6 +40,10 @@ pub struct Config {
     pub max_pdu_length: u32,
     /// Register unknown calling AE titles as new sites on first contact (first install only).
     pub open_enrollment: bool,
+    /// Base URL clients reach the HTTP API at, for retrieve URLs (e.g. behind a proxy).
+    pub public_url: Option<String>,
+    /// Origins allowed to call the API from a browser on another host (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +63,8 @@ impl Default for Config {
             max_associations: 64,
             max_pdu_length: 256 * 1024,
             open_enrollment: false,
+            public_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -112,6 +118,13 @@ impl Config {
             peer_timeout: Duration::from_secs(self.peer_timeout_secs.max(1)),
             max_pdu_length: self.max_pdu_length,
             max_associations: self.max_associations.max(1),
+        }
+    }
+
+    pub fn http(&self) -> viewer_api::Config {
+        viewer_api::Config {
+            public_url: self.public_url.clone(),
+            cors_origins: self.cors_origins.clone(),
         }
     }
 

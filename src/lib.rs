@@ -113,7 +113,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         events_tx,
         stopped(stop_rx.clone()),
     ));
-    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone()));
+    let app = viewer_api::router(viewer_api::AppState::with_config(storage.clone(), worklist.clone(), config.http()));
     let http = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_result = http.await;
     let _ = gateway.await;

@@ -1126,3 +1126,33 @@ async fn dicomweb_client_conformance() {
     assert_eq!(text.matches("\nok   ").count() + text.starts_with("ok   ") as usize, 11, "{text}");
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn public_url_and_cors() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| {
+        c.public_url = Some("https://hub.example.org/".into());
+        c.cors_origins = vec!["http://viewer.example.org".into()];
+    })
+    .await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let (code, out) = hub.storescu("MODA", &[], &[data("pynetdicom/CTImageStorage.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    let studies = hub.get_json(&admin, "/dicom-web/studies").await;
+    let url = studies[0]["00081190"]["Value"][0].as_str().unwrap();
+    assert!(url.starts_with("https://hub.example.org/dicom-web/studies/"), "{url}");
+    let preflight = |origin: &'static str| {
+        hub.http()
+            .request(Method::OPTIONS, format!("{}/dicom-web/studies", hub.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("http://viewer.example.org").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "http://viewer.example.org");
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let other = preflight("http://elsewhere.example.org").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "only the configured origins");
+    hub.stop().await;
+}

@@ -78,7 +78,7 @@ pub async fn search_studies(
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
-    let base = public_base(&headers);
+    let base = st.public_base(&headers);
     let rows = storage::query::search_studies(&st.storage.db, caller.scope(), &q).await?;
     let body: Vec<Value> = rows
         .iter()
@@ -177,7 +177,7 @@ pub async fn search_series(
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
-    let base = public_base(&headers);
+    let base = st.public_base(&headers);
     let rows = storage::query::search_series(&st.storage.db, caller.scope(), &q).await?;
     let body = rows
         .iter()
@@ -248,7 +248,7 @@ pub async fn search_instances(
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
-    let base = public_base(&headers);
+    let base = st.public_base(&headers);
     let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
     let body = rows
         .iter()
@@ -276,10 +276,6 @@ pub async fn search_instances(
     Ok(qido_response(body, &common))
 }
 
-pub(crate) fn public_base(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
-}
 
 async fn find(st: &AppState, caller: &Caller, study: &str, series: &str, sop: &str) -> ApiResult<InstanceRow> {
     check_uid("StudyInstanceUID", study)?;
@@ -511,7 +507,7 @@ pub async fn retrieve_metadata(
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!("no instances of study {study} here")));
     }
-    let base = public_base(&headers);
+    let base = st.public_base(&headers);
     let mut body = String::with_capacity(rows.iter().map(|r| r.3.len() + 64).sum::<usize>() + 2);
     body.push('[');
     for (i, (st_uid, se_uid, sop_uid, json)) in rows.iter().enumerate() {

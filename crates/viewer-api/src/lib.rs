@@ -21,22 +21,59 @@ use storage::Storage;
 use tower_http::trace::TraceLayer;
 use worklist::Worklist;
 
+/// HTTP settings (a section of readhub's config).
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The base URL clients reach readhub at (e.g. behind a reverse proxy), used in
+    /// retrieve URLs; when unset, taken from the request's Host header.
+    pub public_url: Option<String>,
+    /// Browser origins allowed to call the API cross-origin (CORS), e.g. a viewer served
+    /// from another host. Empty: same origin only.
+    pub cors_origins: Vec<String>,
+}
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
     pub worklist: Worklist,
+    pub config: Arc<Config>,
     pub basic_cache: Arc<auth::BasicCache>,
 }
 
 impl AppState {
     pub fn new(storage: Storage, worklist: Worklist) -> Self {
+        Self::with_config(storage, worklist, Config::default())
+    }
+
+    pub fn with_config(storage: Storage, worklist: Worklist, config: Config) -> Self {
         AppState {
             storage,
             worklist,
+            config: Arc::new(config),
             basic_cache: Arc::new(auth::BasicCache::default()),
         }
     }
+
+    /// The base of the URLs we hand out (`http://host:port`, no trailing slash).
+    pub fn public_base(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(u) = &self.config.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderValue, Method};
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(list)
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_NONE_MATCH])
+        .expose_headers([header::ETAG, header::WARNING, header::CONTENT_TYPE])
 }
 
 /// The whole HTTP surface.
@@ -79,11 +116,13 @@ pub fn router(state: AppState) -> Router {
             "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}/rendered",
             get(dicomweb::rendered_frame),
         );
-    Router::new()
+    let cors_layer = cors(&state.config.cors_origins);
+    let app = Router::new()
         .route("/", get(ui::index))
         .nest("/api", api)
-        .nest("/dicom-web", dicomweb)
-        .layer(
+        .nest("/dicom-web", dicomweb);
+    let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
+    app.layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path())
             }),

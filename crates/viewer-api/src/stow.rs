@@ -101,7 +101,7 @@ async fn stow(
     let mut failed: Vec<Value> = Vec::new();
     let mut studies: Vec<i64> = Vec::new();
     let mut study_uids: Vec<String> = Vec::new();
-    let base = crate::dicomweb::public_base(&headers);
+    let base = st.public_base(&headers);
     let mut parts = 0;
     loop {
         let field = match multipart.next_field().await {
