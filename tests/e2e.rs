@@ -746,6 +746,27 @@ async fn rendered_cr_keeps_polarity_like_dcmtk() {
     assert!(r > 0.98, "rendering differs from DCMTK's (correlation {r:.3}); inverted polarity gives a negative value");
     let mad = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64;
     assert!(mad < 8.0, "mean absolute difference {mad:.2} grey levels");
+    // PALETTE COLOR: the palette is applied (not grey indices), as DCMTK does
+    let pal = data("debian-octave-dicom/US-PAL-8-10x-echo.dcm");
+    let (code, out) = hub.storescu("MODA", &["-xr"], std::slice::from_ref(&pal)).await;
+    assert_eq!(code, 0, "{out}");
+    let (pst, pse, psop, _) = sop_of(&pal);
+    let r = hub.get(&admin, &format!("/dicom-web/studies/{pst}/series/{pse}/instances/{psop}/frames/3/rendered?accept=image/png")).await;
+    assert_eq!(r.status(), 200);
+    let ours = image::load_from_memory(&r.bytes().await.unwrap()).unwrap().to_rgb8();
+    let theirs_path = dir.path().join("pal.png");
+    let st = std::process::Command::new("dcmj2pnm")
+        .args(["--write-png", "--frame", "3"])
+        .arg(&pal)
+        .arg(&theirs_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let theirs = image::open(&theirs_path).unwrap().to_rgb8();
+    assert_eq!(ours.dimensions(), theirs.dimensions());
+    let diff: u64 = ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64).sum();
+    assert!(diff as f64 / (ours.as_raw().len() as f64) < 1.0, "palette rendering differs from DCMTK's (mean abs diff {})", diff as f64 / ours.as_raw().len() as f64);
+    assert!(ours.pixels().any(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2]), "the palette gives colour");
     // bad rendering requests are 4xx with a reason
     assert_eq!(hub.get(&admin, &format!("{base}/frames/2/rendered")).await.status(), 400);
     assert_eq!(hub.get(&admin, &format!("{base}/frames/x/rendered")).await.status(), 400);

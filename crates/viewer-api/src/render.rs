@@ -89,6 +89,20 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
     if frame == 0 || frame > frames {
         return Err(ApiError::BadRequest(format!("frame {frame} is out of range: the instance has {frames} frame(s)")));
     }
+    let photometric = obj
+        .element_opt(dicom_dictionary_std::tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if photometric == "PALETTE COLOR" {
+        let mut img = palette_frame(&obj, &decoded, frame - 1)?;
+        if let Some((w, h)) = p.viewport {
+            img = img.resize(w, h, image::imageops::FilterType::Triangle);
+        }
+        return encode(img, p);
+    }
     let voi = match p.window {
         Some((center, width)) => VoiLutOption::Custom(WindowLevel { center, width }),
         None => VoiLutOption::First,
@@ -125,4 +139,60 @@ pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, ApiError>
             Ok(Rendered { bytes: out, content_type: "image/jpeg" })
         }
     }
+}
+
+/// PALETTE COLOR (PS3.3 C.7.6.3.1.5): dicom-pixeldata 0.10 gives the stored indices, so the
+/// Red/Green/Blue Palette Color LUTs are applied here.
+fn palette_frame(
+    obj: &dicom_object::DefaultDicomObject,
+    decoded: &dicom_pixeldata::DecodedPixelData<'_>,
+    frame: u32,
+) -> Result<DynamicImage, ApiError> {
+    use dicom_dictionary_std::tags;
+    let bad = |why: &str| ApiError::Unprocessable(format!("palette color image cannot be rendered: {why}"));
+    let ints = |tag| -> Result<Vec<u32>, ApiError> {
+        obj.element(tag)
+            .map_err(|_| bad(&format!("{tag} is missing (segmented palettes are not supported)")))?
+            .to_multi_int::<u32>()
+            .map_err(|e| bad(&e.to_string()))
+    };
+    let lut = |desc_tag, data_tag| -> Result<(Vec<u16>, u32, u32), ApiError> {
+        let desc = ints(desc_tag)?;
+        if desc.len() != 3 {
+            return Err(bad("a LUT descriptor needs 3 values"));
+        }
+        let entries = if desc[0] == 0 { 65536 } else { desc[0] };
+        let bits = desc[2];
+        let raw = obj.element(data_tag).map_err(|_| bad(&format!("{data_tag} is missing")))?.to_bytes().map_err(|e| bad(&e.to_string()))?;
+        let values: Vec<u16> = if bits == 8 && raw.len() as u32 == entries {
+            raw.iter().map(|b| *b as u16).collect()
+        } else {
+            raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+        };
+        if values.is_empty() {
+            return Err(bad("an empty LUT"));
+        }
+        Ok((values, desc[1], bits))
+    };
+    let (r, first, bits) = lut(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let (g, _, _) = lut(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let (b, _, _) = lut(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA)?;
+    let (cols, rows) = (decoded.columns(), decoded.rows());
+    let data = decoded.frame_data(frame).map_err(|e| bad(&e.to_string()))?;
+    let indices: Vec<u32> = if decoded.bits_allocated() > 8 {
+        data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect()
+    } else {
+        data.iter().map(|v| *v as u32).collect()
+    };
+    // entries are 8 or 16 bits; scale to 8
+    let shift = if bits > 8 { bits - 8 } else { 0 };
+    let pick = |t: &Vec<u16>, i: u32| -> u8 {
+        let k = (i.saturating_sub(first) as usize).min(t.len() - 1);
+        (t[k] >> shift) as u8
+    };
+    let mut img = image::RgbImage::new(cols, rows);
+    for (px, idx) in img.pixels_mut().zip(indices) {
+        *px = image::Rgb([pick(&r, idx), pick(&g, idx), pick(&b, idx)]);
+    }
+    Ok(DynamicImage::ImageRgb8(img))
 }
