@@ -139,6 +139,31 @@ async fn ingest_every_sample_syntax(backend: Backend) {
     let native = original.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
     assert_eq!(decoded[0].1.len(), native.len());
     assert!(decoded[0].1 == native, "lossless J2K decodes to the original pixels");
+    // the whole instance, transcoded on request to explicit VR little endian
+    let inst_url = url.replace("/frames/1", "");
+    let r = hub
+        .http()
+        .get(format!("{}{inst_url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("accept", "application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/dicom; transfer-syntax=1.2.840.10008.1.2.1");
+    let file = r.bytes().await.unwrap();
+    let obj = dicom_object::from_reader(&file[128..]).unwrap();
+    assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.1");
+    assert!(obj.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap()[..] == native[..]);
+    let r = hub
+        .http()
+        .get(format!("{}{inst_url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("accept", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 406, "lossy re-encoding is not offered");
     assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/2")).await.status(), 400);
     assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/0")).await.status(), 400);
     // a sample without a Study Instance UID is refused with a reason, not stored

@@ -337,43 +337,94 @@ pub async fn retrieve_study_or_series(
     stream_instances(&st, &headers, rows)
 }
 
-/// The stored files of `rows` as the client accepts them.
+/// Syntaxes we transcode to on request: the uncompressed ones every client reads.
+const TRANSCODE_TARGETS: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+
+/// The syntax to send an instance in: None for as stored; Some(target) to transcode.
+fn delivery_ts(requested: &[String], stored: &str) -> Result<Option<&'static str>, ()> {
+    if requested.is_empty() || requested.iter().any(|t| t == "*" || t == stored) {
+        return Ok(None);
+    }
+    requested
+        .iter()
+        .find_map(|t| TRANSCODE_TARGETS.iter().find(|x| **x == t.as_str()).copied())
+        .map(Some)
+        .ok_or(())
+}
+
+type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// One instance's bytes: streamed as stored, or decoded and re-encoded in `target`.
+async fn instance_body(blobs: storage::BlobStore, inst: InstanceRow, target: Option<&'static str>) -> std::io::Result<(String, ByteStream)> {
+    match target {
+        None => {
+            let body = blobs.get(&inst.blob_key).await.map_err(std::io::Error::other)?;
+            Ok((inst.transfer_syntax_uid, body.into_stream().map(|c| c.map_err(std::io::Error::other)).boxed()))
+        }
+        Some(ts) => {
+            let file = blobs.get_bytes(&inst.blob_key).await.map_err(std::io::Error::other)?;
+            let out = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                use dicom_encoding::TransferSyntaxIndex;
+                use dicom_pixeldata::Transcode;
+                let mut obj = dicom_object::from_reader(&file[128..]).map_err(std::io::Error::other)?;
+                let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+                    .get(ts)
+                    .ok_or_else(|| std::io::Error::other(format!("unknown transfer syntax {ts}")))?;
+                obj.transcode(target).map_err(std::io::Error::other)?;
+                let mut out = Vec::with_capacity(file.len() * 2);
+                obj.write_all(&mut out).map_err(std::io::Error::other)?;
+                Ok(out)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok((ts.to_string(), futures::stream::once(async move { Ok(bytes::Bytes::from(out)) }).boxed()))
+        }
+    }
+}
+
+/// The stored files of `rows` as the client accepts them: as stored, or decoded to an
+/// uncompressed syntax when that is what the client asks for (through dicom-pixeldata).
 fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) -> ApiResult<Response> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_string();
-    let ts = requested_ts(&accept);
-    if let Some(other) = rows.iter().find(|i| !ts.is_empty() && !ts.iter().any(|t| t == "*" || *t == i.transfer_syntax_uid)) {
-        // transcoding on retrieve is not done yet: say so plainly rather than mislabel
-        return Err(ApiError::NotAcceptable(format!(
-            "instance {} is stored as {}; ask for transfer-syntax=* or that syntax",
-            other.sop_instance_uid, other.transfer_syntax_uid
-        )));
+    let requested = requested_ts(&accept);
+    let mut plan = Vec::with_capacity(rows.len());
+    for inst in rows {
+        let target = delivery_ts(&requested, &inst.transfer_syntax_uid).map_err(|_| {
+            ApiError::NotAcceptable(format!(
+                "instance {} is stored as {}; readhub sends it as stored (transfer-syntax=*) or as {}",
+                inst.sop_instance_uid,
+                inst.transfer_syntax_uid,
+                TRANSCODE_TARGETS.join(" or ")
+            ))
+        })?;
+        plan.push((inst, target));
     }
-    let bare = rows.len() == 1
+    let bare = plan.len() == 1
         && accept.split(',').any(|a| a.trim().starts_with("application/dicom"))
         && !accept.contains("multipart/related");
     let blobs = st.storage.blobs.clone();
     if bare {
-        let inst = rows.into_iter().next().expect("one");
-        let ct = format!("application/dicom; transfer-syntax={}", inst.transfer_syntax_uid);
-        let stream = futures::stream::once(async move { blobs.get(&inst.blob_key).await })
-            .map(|r| r.map(|g| g.into_stream().map(|c| c.map_err(std::io::Error::other))).map_err(std::io::Error::other))
-            .try_flatten();
+        let (inst, target) = plan.into_iter().next().expect("one");
+        let ts = target.map(str::to_string).unwrap_or_else(|| inst.transfer_syntax_uid.clone());
+        let ct = format!("application/dicom; transfer-syntax={ts}");
+        let stream = futures::stream::once(instance_body(blobs, inst, target)).map_ok(|(_, body)| body).try_flatten();
         let mut resp = Response::new(Body::from_stream(stream));
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
         return Ok(resp);
     }
-    let boundary = format!("readhub-{}", &rows[0].sha256[..24]);
+    let boundary = format!("readhub-{}", &plan[0].0.sha256[..24]);
     let b = boundary.clone();
-    let parts = futures::stream::iter(rows)
-        .then(move |inst| {
+    let parts = futures::stream::iter(plan)
+        .then(move |(inst, target)| {
             let blobs = blobs.clone();
-            let head = format!("--{b}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n", inst.transfer_syntax_uid);
+            let b = b.clone();
             async move {
-                let body = blobs.get(&inst.blob_key).await.map_err(std::io::Error::other)?;
+                let (ts, body) = instance_body(blobs, inst, target).await?;
+                let head = format!("--{b}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n");
                 Ok::<_, std::io::Error>(
                     futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
-                        .chain(body.into_stream().map(|c| c.map_err(std::io::Error::other)))
+                        .chain(body)
                         .chain(futures::stream::once(async { Ok(bytes::Bytes::from_static(b"\r\n")) })),
                 )
             }
