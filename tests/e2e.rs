@@ -118,14 +118,7 @@ async fn ingest_every_sample_syntax(backend: Backend) {
     // RG1_J2KR is RG1_UNCR losslessly compressed (its own SOP Instance UID)
     let (study, series, sop, _) = sop_of(&data("pydicom-data/RG1_J2KR.dcm"));
     let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1");
-    let r = hub
-        .http()
-        .get(format!("{}{url}", hub.base))
-        .basic_auth(&admin.0, Some(&admin.1))
-        .header("accept", "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*")
-        .send()
-        .await
-        .unwrap();
+    let r = hub.get_accept(&admin, &url, "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*").await;
     assert_eq!(r.status(), 200);
     let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
     let parts = frame_parts(&r.bytes().await.unwrap(), &boundary);
@@ -141,28 +134,14 @@ async fn ingest_every_sample_syntax(backend: Backend) {
     assert!(decoded[0].1 == native, "lossless J2K decodes to the original pixels");
     // the whole instance, transcoded on request to explicit VR little endian
     let inst_url = url.replace("/frames/1", "");
-    let r = hub
-        .http()
-        .get(format!("{}{inst_url}", hub.base))
-        .basic_auth(&admin.0, Some(&admin.1))
-        .header("accept", "application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
-        .send()
-        .await
-        .unwrap();
+    let r = hub.get_accept(&admin, &inst_url, "application/dicom; transfer-syntax=1.2.840.10008.1.2.1").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/dicom; transfer-syntax=1.2.840.10008.1.2.1");
     let file = r.bytes().await.unwrap();
     let obj = dicom_object::from_reader(&file[128..]).unwrap();
     assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.1");
     assert!(obj.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap()[..] == native[..]);
-    let r = hub
-        .http()
-        .get(format!("{}{inst_url}", hub.base))
-        .basic_auth(&admin.0, Some(&admin.1))
-        .header("accept", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50")
-        .send()
-        .await
-        .unwrap();
+    let r = hub.get_accept(&admin, &inst_url, "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50").await;
     assert_eq!(r.status(), 406, "lossy re-encoding is not offered");
     assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/2")).await.status(), 400);
     assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/0")).await.status(), 400);
@@ -201,14 +180,7 @@ async fn byte_identity_duplicates_and_versions(backend: Backend) {
     let (study, series, _, _) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
     let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
     // bare application/dicom: the current version, byte for byte as sent
-    let r = hub
-        .http()
-        .get(format!("{}{url}", hub.base))
-        .basic_auth(&admin.0, Some(&admin.1))
-        .header("accept", "application/dicom; transfer-syntax=*")
-        .send()
-        .await
-        .unwrap();
+    let r = hub.get_accept(&admin, &url, "application/dicom; transfer-syntax=*").await;
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let body = r.bytes().await.unwrap();
@@ -1054,14 +1026,7 @@ async fn stow_rs(backend: Backend) {
     // byte for byte what was sent, meta group included
     let (study, series, sop, _) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
     let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
-    let got = hub
-        .http()
-        .get(format!("{}{url}", hub.base))
-        .basic_auth(&tech.0, Some(&tech.1))
-        .header("accept", "application/dicom; transfer-syntax=*")
-        .send()
-        .await
-        .unwrap()
+    let got = hub.get_accept(&tech, &url, "application/dicom; transfer-syntax=*").await
         .bytes()
         .await
         .unwrap();

@@ -164,6 +164,16 @@ impl Hub {
             .expect("GET")
     }
 
+    pub async fn get_accept(&self, who: &(String, String), path: &str, accept: &str) -> reqwest::Response {
+        self.http()
+            .get(format!("{}{}", self.base, path))
+            .basic_auth(&who.0, Some(&who.1))
+            .header("accept", accept)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     pub async fn get_json(&self, who: &(String, String), path: &str) -> Value {
         let r = self.get(who, path).await;
         let status = r.status();

@@ -147,8 +147,48 @@ fn qido_response(body: Vec<Value>, common: &CommonKeys) -> Response {
     resp
 }
 
-fn opt_path(p: Option<Path<Vec<(String, String)>>>, key: &str) -> Option<String> {
-    p.and_then(|Path(v)| v.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+/// The UIDs of a DICOMweb path (`{study}`, `{series}`, `{sop}`), each checked.
+#[derive(Default)]
+struct PathUids {
+    study: Option<String>,
+    series: Option<String>,
+    sop: Option<String>,
+}
+
+impl PathUids {
+    fn from(path: Option<Path<Vec<(String, String)>>>) -> ApiResult<Self> {
+        let mut out = PathUids::default();
+        for (k, v) in path.map(|Path(v)| v).unwrap_or_default() {
+            let (name, slot) = match k.as_str() {
+                "study" => ("StudyInstanceUID", &mut out.study),
+                "series" => ("SeriesInstanceUID", &mut out.series),
+                "sop" => ("SOPInstanceUID", &mut out.sop),
+                _ => continue,
+            };
+            check_uid(name, &v)?;
+            *slot = Some(v);
+        }
+        Ok(out)
+    }
+}
+
+/// A `multipart/related` body of in-memory parts: (content type, bytes).
+fn multipart_response(part_type: &str, boundary: &str, parts: &[(String, Vec<u8>)]) -> ApiResult<Response> {
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.1.len() + 128).sum());
+    for (ct, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    multipart_headers(Response::new(Body::from(body)), part_type, boundary)
+}
+
+fn multipart_headers(mut resp: Response, part_type: &str, boundary: &str) -> ApiResult<Response> {
+    let ct = format!("multipart/related; type=\"{part_type}\"; boundary={boundary}");
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    Ok(resp)
 }
 
 /// QIDO-RS series: `/series`, `/studies/{study}/series`
@@ -159,10 +199,7 @@ pub async fn search_series(
     path: Option<Path<Vec<(String, String)>>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let mut q = storage::query::SeriesQuery { study_uid: opt_path(path, "study"), ..Default::default() };
-    if let Some(s) = &q.study_uid {
-        check_uid("StudyInstanceUID", s)?;
-    }
+    let mut q = storage::query::SeriesQuery { study_uid: PathUids::from(path)?.study, ..Default::default() };
     let mut common = CommonKeys::default();
     for (k, v) in &params {
         match k.as_str() {
@@ -214,19 +251,8 @@ pub async fn search_instances(
     path: Option<Path<Vec<(String, String)>>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let (study, series) = match &path {
-        Some(Path(v)) => (
-            v.iter().find(|(k, _)| k == "study").map(|(_, v)| v.clone()),
-            v.iter().find(|(k, _)| k == "series").map(|(_, v)| v.clone()),
-        ),
-        None => (None, None),
-    };
-    let mut q = storage::query::InstanceQuery { study_uid: study, series_uid: series, ..Default::default() };
-    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
-        if let Some(u) = uid {
-            check_uid(name, u)?;
-        }
-    }
+    let uids = PathUids::from(path)?;
+    let mut q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, ..Default::default() };
     let mut common = CommonKeys::default();
     for (k, v) in &params {
         match k.as_str() {
@@ -276,7 +302,6 @@ pub async fn search_instances(
     Ok(qido_response(body, &common))
 }
 
-
 async fn find(st: &AppState, caller: &Caller, study: &str, series: &str, sop: &str) -> ApiResult<InstanceRow> {
     check_uid("StudyInstanceUID", study)?;
     check_uid("SeriesInstanceUID", series)?;
@@ -321,15 +346,10 @@ pub async fn retrieve_study_or_series(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(path): Path<Vec<(String, String)>>,
+    path: Path<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let get = |k: &str| path.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let q = storage::query::InstanceQuery { study_uid: get("study"), series_uid: get("series"), limit: Some(10_000), ..Default::default() };
-    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
-        if let Some(u) = uid {
-            check_uid(name, u)?;
-        }
-    }
+    let uids = PathUids::from(Some(path))?;
+    let q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, limit: Some(10_000), ..Default::default() };
     let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound("no such study or series here".into()));
@@ -432,11 +452,7 @@ fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) 
         .try_flatten();
     let tail = format!("--{boundary}--\r\n");
     let body = parts.chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
-    let mut resp = Response::new(Body::from_stream(body));
-    let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    Ok(resp)
+    multipart_headers(Response::new(Body::from_stream(body)), "application/dicom", &boundary)
 }
 
 /// Thumbnails (PS3.18 8.3.5.1.3): an instance's first frame, the middle instance of a
@@ -445,22 +461,17 @@ pub async fn thumbnail(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(path): Path<Vec<(String, String)>>,
+    path: Path<Vec<(String, String)>>,
     Query(mut params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let get = |k: &str| path.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let uids = PathUids::from(Some(path))?;
     let q = storage::query::InstanceQuery {
-        study_uid: get("study"),
-        series_uid: get("series"),
-        sop_instance_uids: get("sop").into_iter().collect(),
+        study_uid: uids.study,
+        series_uid: uids.series,
+        sop_instance_uids: uids.sop.into_iter().collect(),
         limit: Some(10_000),
         ..Default::default()
     };
-    for (name, uid) in [("StudyInstanceUID", &q.study_uid), ("SeriesInstanceUID", &q.series_uid)] {
-        if let Some(u) = uid {
-            check_uid(name, u)?;
-        }
-    }
     let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
     let first_series = rows.first().map(|r| r.series_uid.clone()).ok_or_else(|| ApiError::NotFound("nothing to show".into()))?;
     let in_series: Vec<&InstanceRow> = rows.iter().filter(|r| r.series_uid == first_series).collect();
@@ -543,17 +554,10 @@ pub async fn retrieve_metadata(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(path): Path<Vec<(String, String)>>,
+    path: Path<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let get = |k: &str| path.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let (study, series, sop) = (get("study").unwrap_or_default(), get("series"), get("sop"));
-    check_uid("StudyInstanceUID", &study)?;
-    if let Some(s) = &series {
-        check_uid("SeriesInstanceUID", s)?;
-    }
-    if let Some(s) = &sop {
-        check_uid("SOPInstanceUID", s)?;
-    }
+    let PathUids { study, series, sop } = PathUids::from(Some(path))?;
+    let study = study.unwrap_or_default();
     let rows = storage::query::metadata(&st.storage.db, caller.scope(), &study, series.as_deref(), sop.as_deref()).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!("no instances of study {study} here")));
@@ -614,13 +618,7 @@ pub async fn retrieve_bulkdata(
         r
     } else {
         let boundary = format!("readhub-{}", &inst.sha256[..24]);
-        let mut body = format!("--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
-        body.extend_from_slice(&value);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let mut r = Response::new(Body::from(body));
-        let ct = format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}");
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
-        r
+        return multipart_response("application/octet-stream", &boundary, &[("application/octet-stream".into(), value)]);
     };
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     Ok(resp)
@@ -725,17 +723,5 @@ pub async fn retrieve_frames(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let boundary = format!("readhub-{}", &inst.sha256[..24]);
-    let mut body = Vec::with_capacity(parts.iter().map(|p| p.1.len() + 128).sum());
-    for (ct, bytes) in &parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let mut resp = Response::new(Body::from(body));
-    let ct = format!("multipart/related; type=\"application/octet-stream\"; boundary={boundary}");
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-    Ok(resp)
+    multipart_response("application/octet-stream", &format!("readhub-{}", &inst.sha256[..24]), &parts)
 }
