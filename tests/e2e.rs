@@ -764,10 +764,45 @@ async fn rendered_cr_keeps_polarity_like_dcmtk() {
     let diff: u64 = ours.as_raw().iter().zip(theirs.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as u64).sum();
     assert!(diff as f64 / (ours.as_raw().len() as f64) < 1.0, "palette rendering differs from DCMTK's (mean abs diff {})", diff as f64 / ours.as_raw().len() as f64);
     assert!(ours.pixels().any(|p| p.0[0] != p.0[1] || p.0[1] != p.0[2]), "the palette gives colour");
+    // Presentation LUT Shape INVERSE on MONOCHROME2 displays inverted
+    let inverse_file = dir.path().join("ct-inverse.dcm");
+    let script = r#"
+import sys
+from pydicom import dcmread
+ds = dcmread(sys.argv[1])
+ds.PresentationLUTShape = "INVERSE"
+ds.SOPInstanceUID = ds.SOPInstanceUID + ".1"
+ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+ds.save_as(sys.argv[2])
+print(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+"#;
+    let ct = data("pynetdicom/CTImageStorage.dcm");
+    let out = tokio::process::Command::new(common::python()).args(["-c", script]).arg(&ct).arg(&inverse_file).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, log) = hub.storescu("MODA", &[], &[ct.clone(), inverse_file.clone()]).await;
+    assert_eq!(code, 0, "{log}");
+    let (cst, cse, csop, _) = sop_of(&ct);
+    let render = |sop: String| {
+        let path = format!("/dicom-web/studies/{cst}/series/{cse}/instances/{sop}/rendered?accept=image/png&window=40,400");
+        let admin = admin.clone();
+        let hub = &hub;
+        async move { image::load_from_memory(&hub.get(&admin, &path).await.bytes().await.unwrap()).unwrap().to_luma8() }
+    };
+    let normal = render(csop.clone()).await;
+    let inverted = render(format!("{csop}.1")).await;
+    assert!(
+        normal.pixels().zip(inverted.pixels()).all(|(a, b)| a.0[0] as u16 + b.0[0] as u16 == 255),
+        "INVERSE is the exact negative of the same image"
+    );
     // bad rendering requests are 4xx with a reason
     assert_eq!(hub.get(&admin, &format!("{base}/frames/2/rendered")).await.status(), 400);
     assert_eq!(hub.get(&admin, &format!("{base}/frames/x/rendered")).await.status(), 400);
     assert_eq!(hub.get(&admin, &format!("{base}/rendered?window=1,0")).await.status(), 400);
+    assert_eq!(hub.get(&admin, &format!("{base}/rendered?window=15000,30000,cubic")).await.status(), 400);
+    let sig = hub.get(&admin, &format!("{base}/rendered?window=15000,30000,sigmoid&accept=image/png")).await;
+    assert_eq!(sig.status(), 200);
+    let sig = image::load_from_memory(&sig.bytes().await.unwrap()).unwrap().to_luma8();
+    assert_ne!(sig.as_raw(), ours.as_raw(), "the sigmoid VOI function renders differently from linear");
     assert_eq!(hub.get(&admin, "/dicom-web/studies/1.2.3/series/1..2/instances/3/rendered").await.status(), 400);
     hub.stop().await;
 }

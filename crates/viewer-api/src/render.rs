@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use dicom_pixeldata::image::{self, DynamicImage, ImageFormat};
-use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption, WindowLevel};
+use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutFunction, VoiLutOption, WindowLevel};
 
 use crate::error::ApiError;
 
@@ -20,8 +20,8 @@ pub enum Format {
 #[derive(Debug, Clone)]
 pub struct RenderParams {
     pub format: Format,
-    /// (center, width)
-    pub window: Option<(f64, f64)>,
+    /// (center, width, VOI LUT function)
+    pub window: Option<(f64, f64, VoiLutFunction)>,
     pub quality: u8,
     pub viewport: Option<(u32, u32)>,
 }
@@ -50,7 +50,13 @@ impl RenderParams {
                     if w <= 0.0 {
                         return Err("window width must be positive".into());
                     }
-                    p.window = Some((c, w));
+                    let function = match parts.get(2).map(|f| f.trim().to_ascii_uppercase()).as_deref() {
+                        None | Some("LINEAR") => VoiLutFunction::Linear,
+                        Some("LINEAR_EXACT") => VoiLutFunction::LinearExact,
+                        Some("SIGMOID") => VoiLutFunction::Sigmoid,
+                        Some(other) => return Err(format!("window function {other:?}: use linear, linear_exact or sigmoid")),
+                    };
+                    p.window = Some((c, w, function));
                 }
                 "quality" => {
                     p.quality = v.parse::<u8>().ok().filter(|q| (1..=100).contains(q)).ok_or_else(|| format!("quality {v:?} must be 1-100"))?
@@ -104,13 +110,24 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
         return encode(img, p);
     }
     let voi = match p.window {
-        Some((center, width)) => VoiLutOption::Custom(WindowLevel { center, width }),
+        Some((center, width, function)) => VoiLutOption::CustomWithFunction(WindowLevel { center, width }, function),
         None => VoiLutOption::First,
     };
     let options = ConvertOptions::new().with_voi_lut(voi).force_8bit();
     let mut img = decoded
         .to_dynamic_image_with_options(frame - 1, &options)
         .map_err(|e| ApiError::Unprocessable(format!("this frame cannot be rendered: {e}")))?;
+    // Presentation LUT Shape (2050,0020) INVERSE on MONOCHROME2: display inverted.
+    // (MONOCHROME1 is already inverted by dicom-pixeldata; its INVERSE means just that.)
+    let inverse = obj
+        .element_opt(dicom_dictionary_std::tags::PRESENTATION_LUT_SHAPE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .is_some_and(|v| v.trim() == "INVERSE");
+    if inverse && photometric == "MONOCHROME2" {
+        img.invert();
+    }
     if let Some((w, h)) = p.viewport {
         img = img.resize(w, h, image::imageops::FilterType::Triangle);
     }
