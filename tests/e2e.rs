@@ -840,6 +840,45 @@ async fn the_binary_cli_and_serve() {
     let (ok, out) = run(&["site", "list"], None);
     assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK"), "{out}");
 
+    // layering: a TOML file, overridden by the environment, overridden by flags
+    let toml = dir.path().join("readhub.toml");
+    std::fs::write(&toml, "ae_title = \"FROMFILE\"\nquiet_period_secs = 3\nhttp_addr = \"127.0.0.1:1\"\n").unwrap();
+    let first_log_line = |args: Vec<&'static str>| {
+        let toml = toml.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut child = tokio::process::Command::new(bin)
+                .args(["--config"])
+                .arg(&toml)
+                .args(args)
+                .env("READHUB_DATA_DIR", &dir)
+                .env("READHUB_DICOM_ADDR", "127.0.0.1:0")
+                .env("READHUB_HTTP_ADDR", "127.0.0.1:0")
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+                if line.contains("readhub listening") {
+                    let _ = child.kill().await;
+                    return line;
+                }
+            }
+            panic!("serve never logged its addresses");
+        }
+    };
+    let line = first_log_line(vec!["serve"]).await;
+    assert!(line.contains("dimse.ae_title=FROMFILE"), "the file sets the AE title: {line}");
+    let http_addr = line.split("http.addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert_ne!(http_addr, "127.0.0.1:1", "the environment overrides the file's http_addr: {line}");
+    let line = first_log_line(vec!["serve", "--ae-title", "FROMFLAG"]).await;
+    assert!(line.contains("dimse.ae_title=FROMFLAG"), "a flag overrides the file: {line}");
+    std::fs::write(&toml, "no_such_setting = 1\n").unwrap();
+    let (ok, out) = run(&["--config", toml.to_str().unwrap(), "site", "list"], None);
+    assert!(!ok && out.contains("invalid config file") && out.contains("no_such_setting"), "{out}");
+
     let mut serve = tokio::process::Command::new(bin)
         .args(["serve"])
         .env("READHUB_DATA_DIR", dir.path())
