@@ -446,6 +446,8 @@ async fn read_report_flow(backend: Backend) {
     assert_eq!(it["state"], "reported");
     assert_eq!(it["new_images_after_report"], true);
     assert_eq!(it["num_instances"], 2);
+    assert_eq!(it["num_series"], 2, "the added instance opened a second series");
+    assert_eq!(it["modalities"], "CR\\OT", "Modalities in Study is the union of its series");
     let queue = hub.queue(&winner).await;
     assert_eq!(queue.len(), 1, "still one item for the study");
 

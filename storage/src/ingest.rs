@@ -582,44 +582,52 @@ async fn record(
     .await
     .map_err(Error::db("insert instance"))?;
 
-    // keep the study/series summaries that QIDO answers from
-    sqlx::query("UPDATE series SET num_instances = (SELECT COUNT(*) FROM instances WHERE series_id = $1 AND is_current = 1) WHERE id = $2")
-        .bind(series_pk)
-        .bind(series_pk)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("count series instances"))?;
-    let modalities: Vec<String> = sqlx::query("SELECT DISTINCT modality FROM series WHERE study_id = $1 AND modality IS NOT NULL ORDER BY modality")
-        .bind(study_pk)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::db("study modalities"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let classes: Vec<String> = sqlx::query("SELECT DISTINCT sop_class_uid FROM instances WHERE study_id = $1 AND is_current = 1 ORDER BY sop_class_uid")
-        .bind(study_pk)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::db("study SOP classes"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    sqlx::query(
-        "UPDATE studies SET \
-           num_instances = (SELECT COUNT(*) FROM instances WHERE study_id = $1 AND is_current = 1), \
-           num_series = (SELECT COUNT(*) FROM series WHERE study_id = $2), \
-           modalities = $3, sop_classes = $4 \
-         WHERE id = $5",
+    // Keep the study/series summaries QIDO answers from, incrementally: recounting all of a
+    // study's instances for each one would make a large CT quadratic. Each UPDATE … RETURNING
+    // takes the row lock first, so concurrent writers (PostgreSQL) add up correctly.
+    let mut new_series = 0i64;
+    if outcome == IngestOutcome::Stored {
+        let n: i64 = sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE id = $1 RETURNING num_instances")
+            .bind(series_pk)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::db("count series instances"))?
+            .get(0);
+        new_series = (n == 1) as i64;
+    }
+    let added = (outcome == IngestOutcome::Stored) as i64;
+    let summary = sqlx::query(
+        "UPDATE studies SET num_instances = num_instances + $1, num_series = num_series + $2 WHERE id = $3 \
+         RETURNING modalities, sop_classes",
     )
+    .bind(added)
+    .bind(new_series)
     .bind(study_pk)
-    .bind(study_pk)
-    .bind(modalities.join("\\"))
-    .bind(classes.join("\\"))
-    .bind(study_pk)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(Error::db("update study summary"))?;
+    let merge = |list: String, value: Option<&str>| -> (String, bool) {
+        let mut items: Vec<String> = list.split('\\').filter(|s| !s.is_empty()).map(str::to_string).collect();
+        match value.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) if !items.iter().any(|i| i == v) => {
+                items.push(v.to_string());
+                items.sort();
+                (items.join("\\"), true)
+            }
+            _ => (list, false),
+        }
+    };
+    let (modalities, m_changed) = merge(summary.get("modalities"), a.modality.as_deref());
+    let (classes, c_changed) = merge(summary.get("sop_classes"), Some(&a.sop_class_uid));
+    if m_changed || c_changed {
+        sqlx::query("UPDATE studies SET modalities = $1, sop_classes = $2 WHERE id = $3")
+            .bind(modalities)
+            .bind(classes)
+            .bind(study_pk)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("update study summary"))?;
+    }
     tx.commit().await?;
     Ok((study_pk, outcome, version))
 }

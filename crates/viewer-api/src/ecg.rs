@@ -324,7 +324,12 @@ mod tests {
         };
         let svg = to_svg(&wf, &["header".into()]);
         assert_eq!(svg.matches(r#"class="lead""#).count(), 13, "12 leads + the II rhythm strip");
-        // 1 mV (1000 µV) is 10 mm: a sample of +1000 µV sits 10 mm above the baseline
-        assert!(svg.contains("25 mm/s") || svg.contains("header"));
+        // 10 s at 25 mm/s is 250 mm of paper, plus margins
+        assert!(svg.contains(r#"viewBox="0 0 270 "#), "{}", &svg[..200]);
+        // lead I starts at the left edge, 0 s; its first sample is -1000 µV, and 1 mV is
+        // 10 mm, so it sits 10 mm below the first row's baseline (22 + 15 = 37 mm)
+        assert!(svg.contains(r#"<path d="M10.00 47.00"#), "first point of lead I misplaced");
+        // 0.5 s later (12.5 mm) the saw-tooth has risen to -1000 + 250*4 = 0 µV: the baseline
+        assert!(svg.contains("L22.50 37.00"), "time or amplitude scale is off");
     }
 }
