@@ -59,7 +59,7 @@ def main():
         noise = rng.integers(0, 64, size=dx_pixels.shape, dtype=np.uint16)
         ds.PixelData = (dx_pixels + noise).tobytes()
         ds.save_as(f"{a.out}/dx/dx{i:04d}.dcm", enforce_file_format=True)
-    study, series = generate_uid(), generate_uid()
+    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     yy, xx = np.mgrid[0:512, 0:512]
     for i in range(a.ct):
         ds = base(CT, study, series, i + 1, 99999)
@@ -68,6 +68,8 @@ def main():
         ds.PixelSpacing = [0.7, 0.7]
         ds.SliceThickness = 1.0
         ds.ImagePositionPatient = [0, 0, float(i)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.FrameOfReferenceUID = frame_of_reference
         ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
         ds.PixelData = (((xx - 256) ** 2 + (yy - 256) ** 2 + i * 50) % 3000).astype(np.uint16).tobytes()
         ds.save_as(f"{a.out}/ct/ct{i:04d}.dcm", enforce_file_format=True)

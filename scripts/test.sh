@@ -10,10 +10,12 @@ log() { printf '\n== %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages: DCMTK (storescu/echoscu/dcmj2pnm as modalities and oracle), cmake
-#    (CharLS, the JPEG-LS codec, builds with it).
+#    (CharLS, the JPEG-LS codec, builds with it), fonts-noto-cjk (the ECG paper's Chinese
+#    header when rasterised).
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian"
   as_root apt-get update -qq
@@ -21,11 +23,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # 2. Python venv: pynetdicom (a second, independent modality) and dicomweb-client (a standard
-#    DICOMweb client), with pydicom as the independent decoder tests compare against.
-if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client" >/dev/null 2>&1; then
-  log "creating .venv with pynetdicom and dicomweb-client"
+#    DICOMweb client), with pydicom, pylibjpeg (libjpeg, openjpeg) and Pillow as the
+#    independent decoder the rendering tests compare against.
+if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client, numpy, PIL, libjpeg, openjpeg" >/dev/null 2>&1; then
+  log "creating .venv with pynetdicom, dicomweb-client, pydicom and pylibjpeg"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2" "dicomweb-client==0.61.2"
+  .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2" "dicomweb-client==0.61.2" \
+    "numpy==2.4.6" "pillow==13.0.0" "pylibjpeg==2.1.0" "pylibjpeg-libjpeg==2.5.0" "pylibjpeg-openjpeg==2.6.0"
 fi
 export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"
 

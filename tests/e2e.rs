@@ -467,6 +467,18 @@ async fn read_report_flow(backend: Backend) {
         assert!(svg.contains(&format!(r#"class="lead">{lead}<"#)), "lead {lead} missing");
     }
     assert!(svg.contains("25 mm/s") && svg.contains("10 mm/mV"));
+    // the same paper as PNG: red grid, black traces, the paper's size at 6 px/mm
+    let r = hub.get_accept(&ecg_reader, ecg["instances"][0]["rendered_url"].as_str().unwrap(), "image/png").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap().to_rgb8();
+    let _ = png.save(std::env::temp_dir().join("readhub-e2e-ecg.png"));
+    assert_eq!(png.width(), 270 * 6);
+    let count = |f: &dyn Fn(&image::Rgb<u8>) -> bool| png.pixels().filter(|p| f(p)).count() as f64 / (png.width() * png.height()) as f64;
+    let grid = count(&|p| p.0[0] > 200 && p.0[1] < 200 && p.0[2] < 200);
+    let ink = count(&|p| p.0[0] < 90 && p.0[1] < 90 && p.0[2] < 90);
+    assert!(grid > 0.02, "red grid covers {grid:.3} of the paper");
+    assert!(ink > 0.005 && ink < 0.2, "traces and text cover {ink:.3} of the paper");
     // the decoded samples, in µV, match pydicom's own decode of the same file
     let inst = &ecg["instances"][0];
     let path = format!(
@@ -1125,6 +1137,23 @@ async fn stow_rs(backend: Backend) {
     let r = hub.get(&tech, "/dicom-web/studies?PatientAge=040Y").await;
     assert!(r.headers()["warning"].to_str().unwrap().contains("PatientAge"), "unsupported keys are ignored with a warning");
     assert_eq!(hub.get(&tech, "/dicom-web/instances?SOPInstanceUID=1.2.x").await.status(), 400);
+    // includefield: by keyword or tag, and `all` per level, read from the stored header
+    let inc = hub.get_json(&tech, &format!("/dicom-web/studies?StudyInstanceUID={study}&includefield=InstitutionName,00081010")).await;
+    assert_eq!(inc[0]["00080080"]["Value"][0], "Philips Medical Systems Hamburg", "{inc}");
+    assert_eq!(inc[0]["00081010"]["Value"][0], "THORAVISION", "{inc}");
+    assert!(inc[0].get("00180060").is_none(), "only what was asked: {inc}");
+    let all = hub.get_json(&tech, &format!("/dicom-web/studies?StudyInstanceUID={study}&includefield=all")).await;
+    assert_eq!(all[0]["00100030"]["Value"][0], "19400305", "patient module: {all}");
+    assert!(all[0].get("00180060").is_none(), "no instance-level KVP at study level: {all}");
+    let all = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/series?includefield=all")).await;
+    assert_eq!(all[0]["00080070"]["Value"][0], "Philips Medical Systems", "equipment: {all}");
+    assert_eq!(all[0]["00080021"]["Value"][0], "19950926", "{all}");
+    let all = hub.get_json(&tech, &format!("/dicom-web/studies/{study}/series/{series}/instances?includefield=all")).await;
+    assert_eq!(all[0]["00180060"]["Value"][0], json!(150.0), "KVP: {all}");
+    let pixel = all[0]["7FE00010"]["BulkDataURI"].as_str().unwrap_or_default();
+    assert!(pixel.starts_with("http") && pixel.contains(&url), "pixel data by reference: {all}");
+    let r = hub.get(&tech, "/dicom-web/studies?includefield=NoSuchKeyword").await;
+    assert_eq!(r.status(), 400);
     // WADO-RS study retrieve: every instance as a part; thumbnails
     let r = hub.get(&tech, &format!("/dicom-web/studies/{study}")).await;
     assert_eq!(r.status(), 200);
@@ -1241,5 +1270,49 @@ async fn public_url_and_cors() {
     assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
     let other = preflight("http://elsewhere.example.org").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none(), "only the configured origins");
+    hub.stop().await;
+}
+
+/// Every photometric interpretation and compressed syntax among the samples, rendered by
+/// readhub and by an independent pipeline (pydicom + pylibjpeg's libjpeg/openjpeg, pydicom's
+/// LUT functions): tests/peers/render_oracle.py states the reference and the tolerance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rendered_pixels_match_an_independent_decode() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    // (storescu flag proposing the file's own syntax, file, frame, lossy)
+    let samples: &[(&str, &str, u32, bool)] = &[
+        ("-xe", "pydicom-data/RG1_UNCR.dcm", 1, false),                   // MONOCHROME1, window
+        ("-xv", "pydicom-data/RG3_J2KR.dcm", 1, false),                   // MONOCHROME1, J2K lossless
+        ("-xw", "pydicom-data/RG1_J2KI.dcm", 1, true),                    // MONOCHROME1, J2K lossy
+        ("-xe", "pydicom/test_files/CT_small.dcm", 1, false),             // signed CT, rescale, no window
+        ("-xv", "pydicom-data/693_J2KR.dcm", 1, false),                   // CT, J2K lossless, window
+        ("-xw", "pydicom/test_files/JPEG2000.dcm", 1, true),              // J2K lossy
+        ("-xt", "pydicom/test_files/MR_small_jpeg_ls_lossless.dcm", 1, false), // JPEG-LS lossless
+        ("-xs", "pydicom-data/JPEG-LL.dcm", 1, false),                    // JPEG lossless, 16-bit
+        ("-xs", "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm", 1, false), // JPEG lossless, 8-bit
+        ("-xr", "pydicom-data/emri_small_RLE.dcm", 5, false),             // RLE, 16-bit multi-frame
+        ("-xr", "debian-octave-dicom/US-PAL-8-10x-echo.dcm", 10, false),  // PALETTE COLOR, RLE
+        ("-xr", "pydicom-data/OBXXXX1A_rle_2frame.dcm", 2, false),        // RLE colour, frame 2
+        ("-xe", "pydicom-data/US1_UNCR.dcm", 1, false),                   // RGB
+        ("-xb", "pydicom/test_files/ExplVR_BigEnd.dcm", 1, false),        // RGB, big endian
+        ("-xb", "pydicom-data/SC_rgb_expb_16bit_2frame.dcm", 2, false),   // RGB 16-bit
+        ("-xy", "pydicom/test_files/SC_rgb_jpeg_dcmtk.dcm", 1, true),     // YBR_FULL, JPEG baseline
+        ("-xy", "pydicom-data/color3d_jpeg_baseline.dcm", 1, true),       // YBR_FULL_422
+        ("-xv", "pydicom-data/US1_J2KR.dcm", 1, false),                   // YBR_RCT
+    ];
+    let mut args = vec![hub.base.clone(), admin.0.clone(), admin.1.clone()];
+    for (flag, file, frame, lossy) in samples {
+        let (code, out) = hub.storescu("MODA", &[flag], &[data(file)]).await;
+        assert_eq!(code, 0, "storescu {flag} {file} failed:\n{out}");
+        args.push(format!("{}:{frame}{}", data(file).display(), if *lossy { ":lossy" } else { "" }));
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/render_oracle.py");
+    let out = tokio::process::Command::new(common::python()).arg(&script).args(&args).output().await.expect("python");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "rendered pixels differ from the independent decode (is the test venv set up?):\n{text}");
+    assert_eq!(text.matches("\"ok\": true").count(), samples.len(), "{text}");
     hub.stop().await;
 }

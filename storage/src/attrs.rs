@@ -82,6 +82,7 @@ fn redecode(obj: &InMemDicomObject, terms: &[String], policy: &DecodePolicy) -> 
 fn metadata(obj: &InMemDicomObject, header: &SniffedHeader, policy: &DecodePolicy) -> Option<String> {
     let utf8 = redecode(obj, &header.charset_terms, policy);
     let mut v = dicom_json::to_value(&utf8).ok()?;
+    decimal_strings_as_numbers(&mut v);
     let map = v.as_object_mut()?;
     map.insert("00080005".into(), serde_json::json!({ "vr": "CS", "Value": ["ISO_IR 192"] }));
     for (tag, attr) in map.iter_mut() {
@@ -99,6 +100,37 @@ fn metadata(obj: &InMemDicomObject, header: &SniffedHeader, policy: &DecodePolic
         );
     }
     serde_json::to_string(&v).ok()
+}
+
+/// DICOM JSON carries DS and IS values as JSON numbers (PS3.18 F.2.3); dicom-json keeps the
+/// text it parsed. Convert them, in nested sequences too; a value that is not a number
+/// (malformed, or empty) becomes null rather than a string a strict client would refuse.
+fn decimal_strings_as_numbers(v: &mut serde_json::Value) {
+    let Some(map) = v.as_object_mut() else { return };
+    for attr in map.values_mut() {
+        let vr = attr.get("vr").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let Some(values) = attr.get_mut("Value").and_then(|v| v.as_array_mut()) else { continue };
+        match vr.as_str() {
+            "DS" | "IS" => {
+                for value in values.iter_mut() {
+                    if let Some(text) = value.as_str() {
+                        let text = text.trim();
+                        *value = if vr == "IS" {
+                            text.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
+                        } else {
+                            text.parse::<f64>()
+                                .ok()
+                                .and_then(serde_json::Number::from_f64)
+                                .map(serde_json::Value::Number)
+                                .unwrap_or(serde_json::Value::Null)
+                        };
+                    }
+                }
+            }
+            "SQ" => values.iter_mut().for_each(decimal_strings_as_numbers),
+            _ => {}
+        }
+    }
 }
 
 /// Why the attributes could not be taken from a data set.

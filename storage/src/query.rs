@@ -361,6 +361,7 @@ pub struct SeriesQuery {
 /// One series as QIDO-RS reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesRow {
+    pub pk: i64,
     pub study_uid: String,
     pub series_uid: String,
     pub modality: Option<String>,
@@ -388,7 +389,7 @@ fn uid_list(sql: &mut Sql, column: &str, uids: &[String]) {
 pub async fn search_series(db: &Db, scope: Scope, q: &SeriesQuery) -> Result<Vec<SeriesRow>, Error> {
     let mut sql = Sql::new(
         "SELECT st.study_uid, se.series_uid, se.modality, se.series_number, se.series_description, se.body_part, \
-           se.num_instances \
+           se.num_instances, se.id \
          FROM series se JOIN studies st ON st.id = se.study_id WHERE se.num_instances > 0",
     );
     scope_clause(&mut sql, scope);
@@ -420,6 +421,7 @@ pub async fn search_series(db: &Db, scope: Scope, q: &SeriesQuery) -> Result<Vec
             series_description: r.get(4),
             body_part: r.get(5),
             num_instances: r.get(6),
+            pk: r.get(7),
         })
         .collect())
 }
@@ -504,4 +506,43 @@ pub async fn metadata(
         .await
         .map_err(Error::db("select metadata"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}
+
+/// What a representative instance stands for in [`representative_metadata`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Study,
+    Series,
+    Instance,
+}
+
+/// The cached DICOM JSON of one current instance per study, series or instance key (the
+/// first one stored), for QIDO's `includefield`: attributes the index has no column for
+/// are read from it. Keys are primary keys of the level; one query.
+pub async fn representative_metadata(
+    db: &Db,
+    level: Level,
+    pks: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, Error> {
+    if pks.is_empty() {
+        return Ok(Default::default());
+    }
+    let column = match level {
+        Level::Study => "study_id",
+        Level::Series => "series_id",
+        Level::Instance => "id",
+    };
+    let mut sql = Sql::new(&format!(
+        "SELECT i.{column}, i.metadata_json FROM instances i WHERE i.id IN \
+         (SELECT MIN(j.id) FROM instances j WHERE j.is_current = 1 AND j.metadata_json IS NOT NULL AND j.{column} IN ("
+    ));
+    let ps: Vec<String> = pks.iter().map(|pk| sql.bind(*pk)).collect();
+    sql.push(&ps.join(", "));
+    sql.push(&format!(") GROUP BY j.{column})"));
+    let Sql { text, args, .. } = sql;
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select representative metadata"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

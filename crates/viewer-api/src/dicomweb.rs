@@ -80,7 +80,7 @@ pub async fn search_studies(
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
     let rows = storage::query::search_studies(&st.storage.db, caller.scope(), &q).await?;
-    let body: Vec<Value> = rows
+    let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
             let mut o = Map::new();
@@ -100,10 +100,11 @@ pub async fn search_studies(
             attr(&mut o, "00200010", "SH", s(&r.study_id));
             attr(&mut o, "00201206", "IS", Some(json!(r.num_series)));
             attr(&mut o, "00201208", "IS", Some(json!(r.num_instances)));
-            Value::Object(o)
+            (r.pk, o)
         })
         .collect();
-    Ok(qido_response(body, &common))
+    common.include.apply(&st, storage::query::Level::Study, &mut results, &base).await?;
+    Ok(qido_response(results, &common))
 }
 
 /// Query keys every QIDO-RS level shares.
@@ -111,7 +112,106 @@ pub async fn search_studies(
 struct CommonKeys {
     limit: Option<i64>,
     offset: Option<i64>,
+    include: IncludeField,
     ignored: Vec<String>,
+}
+
+/// `includefield` (PS3.18 8.3.4.3): attributes to return beyond the level's defaults.
+#[derive(Default)]
+enum IncludeField {
+    #[default]
+    Defaults,
+    /// `all`: every attribute of the level that the stored headers hold
+    All,
+    /// these tags, as DICOM JSON keys (`00181030`)
+    Tags(Vec<String>),
+}
+
+impl IncludeField {
+    fn add(&mut self, value: &str) -> ApiResult<()> {
+        use dicom_core::dictionary::DataDictionary;
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if item.eq_ignore_ascii_case("all") {
+                *self = IncludeField::All;
+                continue;
+            }
+            let tag = if item.len() == 8 && item.bytes().all(|b| b.is_ascii_hexdigit()) {
+                item.to_ascii_uppercase()
+            } else {
+                let t = dicom_dictionary_std::StandardDataDictionary.parse_tag(item).ok_or_else(|| {
+                    ApiError::BadRequest(format!("includefield {item:?} is neither a DICOM keyword nor a tag (ggggeeee)"))
+                })?;
+                format!("{:04X}{:04X}", t.group(), t.element())
+            };
+            match self {
+                IncludeField::All => {}
+                IncludeField::Tags(tags) => tags.push(tag),
+                IncludeField::Defaults => *self = IncludeField::Tags(vec![tag]),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the requested attributes to each result from its representative instance's
+    /// cached metadata (first stored instance of the study/series; the instance itself).
+    async fn apply(&self, st: &AppState, level: storage::query::Level, results: &mut [(i64, Map<String, Value>)], base: &str) -> ApiResult<()> {
+        if matches!(self, IncludeField::Defaults) || results.is_empty() {
+            return Ok(());
+        }
+        let pks: Vec<i64> = results.iter().map(|r| r.0).collect();
+        let docs = storage::query::representative_metadata(&st.storage.db, level, &pks).await?;
+        for (pk, obj) in results.iter_mut() {
+            let Some(doc) = docs.get(pk) else { continue };
+            let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(doc) else { continue };
+            for (tag, value) in meta {
+                let wanted = match self {
+                    IncludeField::Tags(tags) => tags.contains(&tag),
+                    IncludeField::All => match level {
+                        storage::query::Level::Study => is_study_level(&tag),
+                        storage::query::Level::Series => is_series_level(&tag),
+                        storage::query::Level::Instance => true,
+                    },
+                    IncludeField::Defaults => false,
+                };
+                if !wanted || obj.contains_key(&tag) {
+                    continue;
+                }
+                let value = if let Some(uri) = value.get("BulkDataURI").and_then(Value::as_str) {
+                    // the cached document's placeholder becomes this instance's address
+                    let url = obj.get("00081190").and_then(|v| v["Value"][0].as_str()).unwrap_or(base);
+                    json!({ "vr": value["vr"], "BulkDataURI": uri.replace(storage::attrs::INSTANCE_URL, url) })
+                } else {
+                    value
+                };
+                obj.insert(tag, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Patient and study attributes (PS3.3 C.7.1.1, C.7.2.1/2): what `includefield=all` adds to
+/// a study result.
+fn is_study_level(tag: &str) -> bool {
+    tag.starts_with("0010")
+        || matches!(
+            tag,
+            "00080020" | "00080030" | "00080050" | "00080051" | "00080090" | "00080096" | "00081030" | "00081032"
+                | "00081048" | "00081060" | "00081080" | "0020000D" | "00200010" | "00321032" | "00321033"
+                | "00321060" | "00321064" | "00401001" | "00080080" | "00080081"
+        )
+}
+
+/// General series and equipment attributes (PS3.3 C.7.3.1, C.7.5.1): what `includefield=all`
+/// adds to a series result.
+fn is_series_level(tag: &str) -> bool {
+    matches!(
+        tag,
+        "00080021" | "00080031" | "00080060" | "00080070" | "00081010" | "0008103E" | "00081040" | "00081050"
+            | "00081070" | "00081090" | "00081111" | "00180015" | "00181000" | "00181020" | "00181030"
+            | "00185100" | "0020000E" | "00200011" | "00200052" | "00200060" | "00280108" | "00280109"
+            | "00400244" | "00400245" | "00400253" | "00400254" | "00400260" | "00400275"
+    )
 }
 
 impl CommonKeys {
@@ -120,8 +220,10 @@ impl CommonKeys {
         match key {
             "limit" => self.limit = Some(num("limit")?),
             "offset" => self.offset = Some(num("offset")?),
-            // matching is never fuzzy, and every level returns its standard attributes
-            "fuzzymatching" | "includefield" => {}
+            // matching is never fuzzy (PS3.18 8.3.4.4 lets a server ignore the flag; the
+            // Warning below does not list it because exact matching is a correct answer)
+            "fuzzymatching" => {}
+            "includefield" => self.include.add(v)?,
             // PS3.18 8.3.4.1: keys the server cannot match on are ignored, with a warning
             other => self.ignored.push(other.to_string()),
         }
@@ -129,7 +231,8 @@ impl CommonKeys {
     }
 }
 
-fn qido_response(body: Vec<Value>, common: &CommonKeys) -> Response {
+fn qido_response(results: Vec<(i64, Map<String, Value>)>, common: &CommonKeys) -> Response {
+    let body: Vec<Value> = results.into_iter().map(|(_, o)| Value::Object(o)).collect();
     let status = if body.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::OK };
     let mut resp = if status == StatusCode::NO_CONTENT {
         Response::new(Body::empty())
@@ -216,7 +319,7 @@ pub async fn search_series(
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
     let rows = storage::query::search_series(&st.storage.db, caller.scope(), &q).await?;
-    let body = rows
+    let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
             let mut o = Map::new();
@@ -228,10 +331,11 @@ pub async fn search_series(
             attr(&mut o, "0020000E", "UI", Some(Value::String(r.series_uid.clone())));
             attr(&mut o, "00200011", "IS", r.series_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
             attr(&mut o, "00201209", "IS", Some(json!(r.num_instances)));
-            Value::Object(o)
+            (r.pk, o)
         })
         .collect();
-    Ok(qido_response(body, &common))
+    common.include.apply(&st, storage::query::Level::Series, &mut results, &base).await?;
+    Ok(qido_response(results, &common))
 }
 
 fn uid_values(name: &str, v: &str) -> ApiResult<Vec<String>> {
@@ -276,7 +380,7 @@ pub async fn search_instances(
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
     let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
-    let body = rows
+    let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
             let mut o = Map::new();
@@ -296,10 +400,11 @@ pub async fn search_instances(
             attr(&mut o, "00280008", "IS", r.number_of_frames.map(|n| json!(n)));
             attr(&mut o, "00280010", "US", r.rows.map(|n| json!(n)));
             attr(&mut o, "00280011", "US", r.columns.map(|n| json!(n)));
-            Value::Object(o)
+            (r.pk, o)
         })
         .collect();
-    Ok(qido_response(body, &common))
+    common.include.apply(&st, storage::query::Level::Instance, &mut results, &base).await?;
+    Ok(qido_response(results, &common))
 }
 
 async fn find(st: &AppState, caller: &Caller, study: &str, series: &str, sop: &str) -> ApiResult<InstanceRow> {

@@ -1,6 +1,8 @@
 //! ECG waveforms: decode the Waveform Sequence of 12-lead / general ECG instances into
 //! physical units (µV) and draw them on the standard paper grid (25 mm/s, 10 mm/mV) as
-//! SVG: 3×4 leads of 2.5 s each plus a 10 s lead II rhythm strip, with a header.
+//! SVG: 3×4 leads of 2.5 s each plus a 10 s lead II rhythm strip, with a header. PNG and
+//! JPEG are the same SVG rasterised by resvg, with the system's fonts (Noto CJK for the
+//! Chinese header: Debian's fonts-noto-cjk).
 
 use std::fmt::Write as _;
 
@@ -266,9 +268,6 @@ pub fn to_svg(w: &Waveform, header: &[String]) -> String {
 
 /// Render a stored ECG instance (Part-10 bytes) for the `rendered` resource.
 pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rendered, ApiError> {
-    if p.format != Format::Svg && p.format != Format::Jpeg {
-        return Err(ApiError::NotAcceptable("ECG waveforms render as image/svg+xml".into()));
-    }
     if file.len() < 132 || &file[128..132] != b"DICM" {
         return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
     }
@@ -293,7 +292,52 @@ pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rend
         format!("{}  {} {}  {}", site, text(tags::STUDY_DATE), text(tags::STUDY_TIME), text(tags::STUDY_DESCRIPTION)),
         format!("25 mm/s  10 mm/mV  {} Hz{}", wf.sampling_frequency, filters),
     ];
-    Ok(Rendered { bytes: to_svg(&wf, &header).into_bytes(), content_type: "image/svg+xml" })
+    let svg = to_svg(&wf, &header);
+    if p.format == Format::Svg || p.any_format {
+        return Ok(Rendered { bytes: svg.into_bytes(), content_type: "image/svg+xml" });
+    }
+    rasterize(&svg, p)
+}
+
+/// Pixels per millimetre of paper when no viewport is asked for: 6 (≈150 dpi) keeps the
+/// 1 mm grid and a 0.1 mV notch visible.
+const PX_PER_MM: f32 = 6.0;
+
+/// The system's fonts, scanned once (memory-mapped, so the CJK fonts cost no heap).
+fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+    static FONTS: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> = std::sync::OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            let mut db = resvg::usvg::fontdb::Database::new();
+            db.load_system_fonts();
+            if db.is_empty() {
+                tracing::warn!("no system fonts found: ECG PNG/JPEG labels will be missing (install fonts-noto-cjk)");
+            }
+            std::sync::Arc::new(db)
+        })
+        .clone()
+}
+
+/// Rasterise the paper SVG to PNG or JPEG, at [`PX_PER_MM`] or fitted into `viewport`.
+pub fn rasterize(svg: &str, p: &RenderParams) -> Result<Rendered, ApiError> {
+    use resvg::{tiny_skia, usvg};
+    let opt = usvg::Options { fontdb: fonts(), ..Default::default() };
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| ApiError::Internal(format!("ECG drawing is not valid SVG: {e}")))?;
+    // the SVG's user unit is the millimetre (its viewBox), its size is in CSS px at 96 dpi
+    let size = tree.size();
+    let (mm_w, mm_h) = (size.width() * 25.4 / 96.0, size.height() * 25.4 / 96.0);
+    let px_per_mm = match p.viewport {
+        Some((w, h)) => (w as f32 / mm_w).min(h as f32 / mm_h),
+        None => PX_PER_MM,
+    };
+    let (w, h) = ((mm_w * px_per_mm).round().max(1.0) as u32, (mm_h * px_per_mm).round().max(1.0) as u32);
+    let mut pixmap = tiny_skia::Pixmap::new(w, h).ok_or_else(|| ApiError::BadRequest(format!("viewport {w}x{h} is too large")))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    let scale = w as f32 / size.width();
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    // opaque white background: premultiplied RGBA is plain RGBA here
+    let rgba = image::RgbaImage::from_raw(w, h, pixmap.take()).ok_or_else(|| ApiError::Internal("pixmap size mismatch".into()))?;
+    crate::render::encode(image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba).to_rgb8()), p)
 }
 
 #[cfg(test)]
@@ -309,10 +353,10 @@ mod tests {
         assert_eq!(lead_label("Pleth"), "Pleth");
     }
 
-    #[test]
-    fn svg_has_twelve_leads_and_rhythm_strip() {
+    /// 12 leads, 10 s at 500 Hz of a 1 Hz saw-tooth from -1000 to +1000 µV
+    fn synthetic() -> Waveform {
         let labels = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
-        let wf = Waveform {
+        Waveform {
             sampling_frequency: 500.0,
             channels: labels
                 .iter()
@@ -321,7 +365,31 @@ mod tests {
             filter_low_hz: None,
             filter_high_hz: None,
             notch_hz: None,
-        };
+        }
+    }
+
+    #[test]
+    fn png_is_the_svg_rasterised() {
+        let wf = synthetic();
+        let svg = to_svg(&wf, &["张三 header".into()]);
+        let p = RenderParams::parse(&[], "image/png").unwrap();
+        let out = rasterize(&svg, &p).unwrap();
+        assert_eq!(out.content_type, "image/png");
+        let img = image::load_from_memory(&out.bytes).unwrap().to_rgb8();
+        assert_eq!(img.width(), 270 * 6, "6 px per mm of paper");
+        // the first point of lead I: x = 10 mm, y = 47 mm; the trace is black there
+        let dark = |x: u32, y: u32| (0..5).flat_map(|dx| (0..5).map(move |dy| (dx, dy))).any(|(dx, dy)| img.get_pixel(x + dx - 2, y + dy - 2).0[0] < 80);
+        assert!(dark(60, 47 * 6), "trace missing at lead I's start");
+        let p = RenderParams::parse(&[("viewport".into(), "540,400".into())], "image/jpeg").unwrap();
+        let out = rasterize(&svg, &p).unwrap();
+        assert_eq!(out.content_type, "image/jpeg");
+        let img = image::load_from_memory(&out.bytes).unwrap();
+        assert!(img.width() <= 540 && img.height() <= 400 && (img.width() == 540 || img.height() == 400));
+    }
+
+    #[test]
+    fn svg_has_twelve_leads_and_rhythm_strip() {
+        let wf = synthetic();
         let svg = to_svg(&wf, &["header".into()]);
         assert_eq!(svg.matches(r#"class="lead""#).count(), 13, "12 leads + the II rhythm strip");
         // 10 s at 25 mm/s is 250 mm of paper, plus margins

@@ -24,6 +24,9 @@ pub struct RenderParams {
     pub window: Option<(f64, f64, VoiLutFunction)>,
     pub quality: u8,
     pub viewport: Option<(u32, u32)>,
+    /// the client named no image type (no Accept, or a wildcard): the resource picks its
+    /// natural one (SVG for ECG paper, JPEG for images)
+    pub any_format: bool,
 }
 
 impl RenderParams {
@@ -37,7 +40,8 @@ impl RenderParams {
         } else {
             return Err(format!("cannot render as {accept:?}: ask for image/jpeg, image/png or image/svg+xml"));
         };
-        let mut p = RenderParams { format, window: None, quality: 90, viewport: None };
+        let any_format = !["image/png", "image/jpeg", "image/svg+xml"].iter().any(|t| accept.contains(t));
+        let mut p = RenderParams { format, window: None, quality: 90, viewport: None, any_format };
         for (k, v) in params {
             match k.as_str() {
                 "window" => {
@@ -109,8 +113,23 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
         }
         return encode(img, p);
     }
+    let has = |tag| obj.element_opt(tag).ok().flatten().is_some();
     let voi = match p.window {
         Some((center, width, function)) => VoiLutOption::CustomWithFunction(WindowLevel { center, width }, function),
+        None if photometric.starts_with("MONOCHROME")
+            && !has(dicom_dictionary_std::tags::WINDOW_CENTER)
+            && !has(dicom_dictionary_std::tags::VOILUT_SEQUENCE) =>
+        {
+            // No VOI in the file: stretch this frame's modality values over the display range.
+            // (dicom-pixeldata's own fallback maps signed data without a rescale to black.)
+            let values: Vec<f64> = decoded
+                .to_vec_frame(frame - 1)
+                .map_err(|e| ApiError::Unprocessable(format!("this frame cannot be rendered: {e}")))?;
+            let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
+            let window = WindowLevel { center: (lo + hi) / 2.0, width: (hi - lo).max(1.0) };
+            VoiLutOption::CustomWithFunction(window, VoiLutFunction::LinearExact)
+        }
         None => VoiLutOption::First,
     };
     let options = ConvertOptions::new().with_voi_lut(voi).force_8bit();
