@@ -44,6 +44,17 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Origins allowed to call the API from a browser on another host (CORS).
     pub cors_origins: Vec<String>,
+    /// Minutes a claim lasts unless renewed (the viewer renews while the reader works).
+    pub lease_minutes: u64,
+    /// Default turnaround targets in minutes (a pool may set its own): STAT, urgent, routine.
+    pub sla_stat_minutes: u64,
+    pub sla_urgent_minutes: u64,
+    pub sla_routine_minutes: u64,
+    /// Local time's offset from UTC in hours, for routing rules by time of day.
+    pub utc_offset_hours: i32,
+    /// Ordered routing rules (`[[routing_rules]]`); installed as a new rule set version at
+    /// start when they differ from the current one. Empty: keep what the admin API set.
+    pub routing_rules: Vec<worklist::routing::Rule>,
 }
 
 impl Default for Config {
@@ -65,6 +76,12 @@ impl Default for Config {
             open_enrollment: false,
             public_url: None,
             cors_origins: Vec::new(),
+            lease_minutes: 15,
+            sla_stat_minutes: 30,
+            sla_urgent_minutes: 120,
+            sla_routine_minutes: 24 * 60,
+            utc_offset_hours: 8,
+            routing_rules: Vec::new(),
         }
     }
 }
@@ -132,6 +149,10 @@ impl Config {
         worklist::Config {
             quiet_period: Duration::from_secs(self.quiet_period_secs),
             stall_horizon: Duration::from_secs(self.stall_horizon_secs.max(self.peer_timeout_secs)),
+            lease: Duration::from_secs(self.lease_minutes.max(1) * 60),
+            sla_defaults: [self.sla_stat_minutes, self.sla_urgent_minutes, self.sla_routine_minutes]
+                .map(|m| Duration::from_secs(m.max(1) * 60)),
+            utc_offset_hours: self.utc_offset_hours,
             ..Default::default()
         }
     }

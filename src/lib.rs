@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,18 +37,40 @@ impl Listeners {
 
 /// Open (and migrate) the index and blob store, and make sure the defaults exist.
 pub async fn open(config: &Config) -> anyhow::Result<(Storage, Worklist, i64)> {
+    open_with_clock(config, Arc::new(worklist::SystemClock)).await
+}
+
+/// [`open`] with the worklist on a given clock (tests move time by hand).
+pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -> anyhow::Result<(Storage, Worklist, i64)> {
     let db_url = config.database_url()?;
     let storage = Storage::open(&db_url, &config.object_store_url()?, config.limits())
         .await
         .context("cannot open storage")?;
-    let worklist = Worklist::new(storage.db.clone(), config.worklist());
+    let worklist = Worklist::with_clock(storage.db.clone(), config.worklist(), clock);
     let consortium = worklist.ensure_defaults().await.context("cannot create the default consortium")?;
+    if !config.routing_rules.is_empty() {
+        let version = worklist
+            .install_rules(&config.routing_rules, "config")
+            .await
+            .context("the routing_rules of the configuration cannot be installed")?;
+        tracing::info!(version, "routing rules from the configuration are current");
+    }
     Ok((storage, worklist, consortium))
 }
 
 /// Serve until `shutdown` resolves.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let (storage, worklist, consortium) = open(&config).await?;
+    run_with_clock(config, listeners, shutdown, Arc::new(worklist::SystemClock)).await
+}
+
+/// [`run`] on a given clock.
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn worklist::Clock>,
+) -> anyhow::Result<()> {
+    let (storage, worklist, consortium) = open_with_clock(&config, clock).await?;
     tracing::info!(
         database = %storage::db::redact_url(&config.database_url()?),
         objects = ?storage.blobs,
@@ -97,8 +120,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = wl.promote_ready(storage::now_ms()).await {
+                    if let Err(e) = wl.promote_ready(wl.now()).await {
                         tracing::warn!(error = %e, "promoting ready items failed");
+                    }
+                    match wl.sla_tick().await {
+                        Ok(t) if t.breached > 0 || t.leases_expired > 0 => {
+                            tracing::info!(breached = t.breached, leases_expired = t.leases_expired, "SLA tick")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "SLA tick failed"),
                     }
                 }
                 _ = ticker_stop.changed() => if *ticker_stop.borrow() { break },

@@ -10,7 +10,7 @@ use common::{data, dataset_bytes, strip_meta, synthetic_sc, Backend, Hub, EXPLIC
 use reqwest::Method;
 use serde_json::{json, Value};
 use storage::query::Scope;
-use worklist::Role;
+use worklist::{Clock, Role};
 
 /// `async fn NAME(Backend)` → tests `NAME::sqlite` and `NAME::postgres`.
 macro_rules! on_both {
@@ -33,6 +33,7 @@ macro_rules! on_both {
 }
 
 on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow, stow_rs);
+on_both!(sla_clocks_leases_and_supervision, routing_rules_and_fallback, quality_rejection_and_retake);
 
 fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
     let obj = dicom_object::open_file(path).unwrap();
@@ -1314,5 +1315,256 @@ async fn rendered_pixels_match_an_independent_decode() {
     eprintln!("{text}");
     assert!(out.status.success(), "rendered pixels differ from the independent decode (is the test venv set up?):\n{text}");
     assert_eq!(text.matches("\"ok\": true").count(), samples.len(), "{text}");
+    hub.stop().await;
+}
+
+/// Send one synthetic secondary capture of `study` (a new SOP Instance UID each call).
+async fn send_sc(hub: &Hub, calling: &str, patient_id: &str, study: &str, sop: &str) {
+    let ds = synthetic_sc(None, b"Retake^Test", patient_id, study, sop);
+    let (port, calling, sop) = (hub.dimse_port, calling.to_string(), sop.to_string());
+    let r = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, &calling, &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(SC, &sop, &ds).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 0);
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+/// SLA targets, deadlines and their breach, claim leases, claim-next order, and the
+/// supervisor's reassignment, on a hand-moved clock (no sleeping for minutes).
+async fn sla_clocks_leases_and_supervision(backend: Backend) {
+    let clock = worklist::ManualClock::new(storage::now_ms());
+    let hub = Hub::start_clocked(backend, clock.clone(), |_| {}).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let r2 = hub.user("rad2", Role::Reader, Some("imaging")).await;
+    let sup = hub.user("chief", Role::Reader, Some("imaging")).await;
+    let chief = hub.worklist.user_by_name("chief").await.unwrap().unwrap();
+    hub.worklist.set_qualifications(chief.id, worklist::Seniority::Senior, true).await.unwrap();
+    // the pool's own STAT target: 20 minutes
+    let (code, v) = hub.send(&admin, reqwest::Method::PUT, "/api/admin/pools/imaging/sla", Some(json!({ "stat_minutes": 20 }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["stat_minutes"], 20);
+    assert_eq!(v["routine_minutes"], 24 * 60, "default kept");
+    let (code, _) = hub.send(&admin, reqwest::Method::PUT, "/api/admin/pools/imaging/sla", Some(json!({ "stat_minutes": 0 }))).await;
+    assert_eq!(code, 422, "a zero target is refused");
+
+    for f in ["pydicom/test_files/CT_small.dcm", "pydicom/test_files/MR_small.dcm"] {
+        let (code, out) = hub.storescu("MODA", &[], &[data(f)]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let arrived = clock.now_ms();
+    // past the quiet period (the associations' ends are noted asynchronously: keep moving)
+    hub.eventually("both studies ready", || async {
+        clock.advance(Duration::from_secs(2));
+        hub.queue(&r1).await.iter().filter(|i| i["state"] == "ready").count() == 2
+    })
+    .await;
+    let queue = hub.queue(&r1).await;
+    for it in &queue {
+        assert_eq!(it["priority"], "routine");
+        assert_eq!(it["deadline_at"].as_i64().unwrap(), it["arrived_at"].as_i64().unwrap() + 24 * 3600 * 1000, "routine: 24 h");
+    }
+    // the technician flags the MR STAT: it moves to the top with a 20-minute deadline
+    let mr = queue.iter().find(|i| i["modalities"] == "MR").unwrap()["id"].as_i64().unwrap();
+    let (code, v) = hub.send(&tech, reqwest::Method::POST, &format!("/api/worklist/{mr}/priority"), Some(json!({ "priority": "stat" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["deadline_at"].as_i64().unwrap(), v["arrived_at"].as_i64().unwrap() + 20 * 60 * 1000);
+    assert_eq!(v["arrived_at"].as_i64().unwrap(), arrived, "arrival is stamped by the worklist's clock");
+    assert_eq!(hub.queue(&r1).await[0]["id"], mr, "STAT first");
+    let (code, _) = hub.send(&tech, reqwest::Method::POST, &format!("/api/worklist/{mr}/priority"), Some(json!({ "priority": "asap" }))).await;
+    assert_eq!(code, 422);
+
+    // claim next: the STAT one, under a 15-minute lease
+    let (code, v) = hub.send(&r1, reqwest::Method::POST, "/api/worklist/next", None).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["id"], mr);
+    assert_eq!(v["lease_expires_at"].as_i64().unwrap(), clock.now_ms() + 15 * 60 * 1000);
+    clock.advance(10 * MIN);
+    let (code, v) = hub.send(&r1, reqwest::Method::POST, &format!("/api/worklist/{mr}/renew"), None).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = hub.send(&r2, reqwest::Method::POST, &format!("/api/worklist/{mr}/renew"), None).await;
+    assert_eq!(code, 409, "only the claimant renews");
+    // nobody may write the report of someone else's claim
+    let (code, _) = hub.send(&r2, reqwest::Method::PUT, &format!("/api/worklist/{mr}/report"), Some(json!({ "impression": "x" }))).await;
+    assert_eq!(code, 409);
+    assert!(hub.worklist.report_for_item(mr).await.unwrap().is_none(), "nothing written");
+
+    // the reader walks away: 16 minutes later the lease has lapsed, and at 26 minutes
+    // from arrival the 20-minute STAT deadline is breached
+    clock.advance(16 * MIN);
+    let t = hub.worklist.sla_tick().await.unwrap();
+    assert!(t.leases_expired <= 1 && t.breached <= 1, "{t:?}"); // the server's own tick may have been first
+    let it = hub.get_json(&admin, &format!("/api/worklist/{mr}")).await["item"].clone();
+    assert_eq!(it["state"], "ready", "an abandoned claim returns to the queue");
+    assert!(it["breached_at"].as_i64().is_some());
+    let events = hub.get_json(&admin, &format!("/api/worklist/{mr}/events")).await;
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in ["arrived", "routed", "ready", "priority_changed", "claimed", "renewed", "lease_expired", "breached"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    assert_eq!(kinds.iter().filter(|k| **k == "breached").count(), 1, "a breach is recorded once");
+    hub.worklist.sla_tick().await.unwrap();
+    assert_eq!(hub.get_json(&admin, &format!("/api/worklist/{mr}/events")).await.as_array().unwrap().len(), events.as_array().unwrap().len());
+    // the supervisor is alerted, a plain reader is not
+    let alerts = hub.get_json(&sup, "/api/alerts").await;
+    let breach = alerts.as_array().unwrap().iter().find(|a| a["kind"] == "sla_breach" && a["item_id"] == mr).expect("breach alert").clone();
+    assert!(hub.get_json(&r1, "/api/alerts").await.as_array().unwrap().is_empty());
+    let (code, v) = hub.send(&sup, reqwest::Method::POST, &format!("/api/alerts/{}/ack", breach["id"]), None).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["acknowledged_by"], chief.id);
+    // a breached routine item goes above a fresh STAT one: give the CT 1 ms of deadline
+    // by breaching it too, then check the order is breached-first, then priority
+    let queue = hub.queue(&r1).await;
+    assert_eq!(queue[0]["id"], mr, "the breached item leads the queue");
+
+    // the supervisor reassigns; a plain reader may not
+    let (code, _) = hub.send(&r1, reqwest::Method::POST, &format!("/api/worklist/{mr}/reassign"), Some(json!({ "reader": "rad2" }))).await;
+    assert_eq!(code, 403);
+    let (code, v) = hub.send(&sup, reqwest::Method::POST, &format!("/api/worklist/{mr}/reassign"), Some(json!({ "reader": "rad2" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "claimed");
+    let rad2 = hub.worklist.user_by_name("rad2").await.unwrap().unwrap();
+    assert_eq!(v["claimed_by"], rad2.id);
+    let (code, _) = hub.send(&sup, reqwest::Method::POST, &format!("/api/worklist/{mr}/reassign"), Some(json!({ "reader": "tech-a" }))).await;
+    assert_eq!(code, 422, "only to a reader of the pool");
+    // claim next for r1 now gives the CT (the MR is taken)
+    let (code, v) = hub.send(&r1, reqwest::Method::POST, "/api/worklist/next", None).await;
+    assert_eq!(code, 200);
+    assert_ne!(v["id"], mr);
+    let (code, _) = hub.send(&r1, reqwest::Method::POST, "/api/worklist/next", None).await;
+    assert_eq!(code, 204, "nothing left");
+    hub.stop().await;
+}
+
+/// Routing rules from the configuration and the admin API: first match wins, the item
+/// records the version and rule, nothing matched goes to the fallback pool with an alert,
+/// an unknown pool is refused with the reason, an admin can re-route.
+async fn routing_rules_and_fallback(backend: Backend) {
+    use worklist::routing::Rule;
+    // rules from the config are installed at start: the ECG room reads MR (a test rule)
+    let hub = Hub::start_with(backend, |c| {
+        c.routing_rules = vec![Rule { name: "mr-to-ecg".into(), modalities: vec!["MR".into()], pool: "ecg".into(), ..Default::default() }];
+    })
+    .await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let set = hub.get_json(&admin, "/api/admin/routing-rules").await;
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["created_by"], "config");
+    assert_eq!(set["rules"][0]["name"], "mr-to-ecg");
+
+    // the admin adds a CT specialists pool and a new rule set
+    let (code, v) = hub.send(&admin, reqwest::Method::POST, "/api/admin/pools", Some(json!({ "name": "ct-specialists", "kind": "imaging" }))).await;
+    assert_eq!(code, 200, "{v}");
+    let ct_pool = v["id"].as_i64().unwrap();
+    let bad = json!([{ "name": "ct", "modalities": ["CT"], "pool": "no-such-pool" }, { "name": "x", "pool": "imaging", "priorities": ["soon"] }]);
+    let (code, v) = hub.send(&admin, reqwest::Method::PUT, "/api/admin/routing-rules", Some(bad)).await;
+    assert_eq!(code, 422, "{v}");
+    let msg = v.to_string();
+    assert!(msg.contains("no-such-pool") && msg.contains("soon"), "every problem is named: {msg}");
+    assert_eq!(hub.get_json(&admin, "/api/admin/routing-rules").await["version"], 1, "nothing changed");
+    let rules = json!([
+        { "name": "ct", "modalities": ["CT"], "sites": ["Township-A"], "pool": "ct-specialists", "set_priority": "urgent" },
+        { "name": "night-ecg", "modalities": ["ECG"], "hours": "20-8", "pool": "ecg" }
+    ]);
+    let (code, v) = hub.send(&admin, reqwest::Method::PUT, "/api/admin/routing-rules", Some(rules)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["version"], 2);
+
+    for f in ["pydicom/test_files/CT_small.dcm", "pydicom/test_files/MR_small.dcm"] {
+        let (code, out) = hub.storescu("MODA", &[], &[data(f)]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let imaging = hub.worklist.pool_by_name("imaging").await.unwrap();
+    let all_items = || async {
+        let mut v = Vec::new();
+        for pool in [ct_pool, imaging.id] {
+            v.extend(hub.get_json(&admin, &format!("/api/worklist?pool={pool}")).await.as_array().cloned().unwrap_or_default());
+        }
+        v
+    };
+    hub.eventually("both studies routed", || async { all_items().await.len() == 2 }).await;
+    let items = all_items().await;
+    let ct = items.iter().find(|i| i["modalities"] == "CT").unwrap();
+    assert_eq!(ct["pool_id"], ct_pool);
+    assert_eq!(ct["routed_by"], "v2:ct");
+    assert_eq!(ct["priority"], "urgent", "the rule raised the priority");
+    let mr = items.iter().find(|i| i["modalities"] == "MR").unwrap();
+    assert_eq!(mr["routed_by"], "v2:fallback", "no rule of version 2 matches an MR");
+    assert_eq!(mr["pool_id"], imaging.id, "unmatched imaging goes to the imaging pool");
+    let alerts = hub.get_json(&admin, "/api/alerts").await;
+    assert!(alerts.as_array().unwrap().iter().any(|a| a["kind"] == "unrouted" && a["item_id"] == mr["id"]), "{alerts}");
+    // the admin re-routes the MR to the specialists
+    let mr_id = mr["id"].as_i64().unwrap();
+    let (code, v) = hub.send(&admin, reqwest::Method::POST, &format!("/api/worklist/{mr_id}/route"), Some(json!({ "pool": "ct-specialists" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["pool_id"], ct_pool);
+    assert_eq!(v["routed_by"], "manual:admin");
+    let (code, _) = hub.send(&admin, reqwest::Method::POST, &format!("/api/worklist/{mr_id}/route"), Some(json!({ "pool": "nowhere" }))).await;
+    assert_eq!(code, 404);
+    hub.stop().await;
+
+    // a configuration naming an unknown pool does not start, and says why
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = readhub::Config { data_dir: dir.path().to_path_buf(), ..readhub::Config::default() };
+    if backend == Backend::Postgres {
+        config.database_url = Some(common::pg_database().await.unwrap());
+    }
+    config.routing_rules = vec![Rule { name: "lost".into(), pool: "radiology-3".into(), ..Default::default() }];
+    let err = readhub::open(&config).await.err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("radiology-3") && text.contains("routing_rules"), "{text}");
+}
+
+/// A reader returns a study for a retake; the technician sees why; new images of the
+/// study put it back in the queue.
+async fn quality_rejection_and_retake(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let tech_b = hub.user("tech-b", Role::Technician, Some("Township-B")).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let study = "1.2.826.0.1.3680043.10.9.77";
+    send_sc(&hub, "MODA", "P-RETAKE", study, "1.2.826.0.1.3680043.10.9.77.1").await;
+    hub.eventually("the study is ready", || async { hub.queue(&r1).await.iter().any(|i| i["state"] == "ready") }).await;
+    let id = hub.queue(&r1).await[0]["id"].as_i64().unwrap();
+    let (code, _) = hub.send(&r1, reqwest::Method::POST, &format!("/api/worklist/{id}/reject"), Some(json!({ "reason": "motion" }))).await;
+    assert_eq!(code, 403, "claim first");
+    let (code, _) = hub.send(&r1, reqwest::Method::POST, &format!("/api/worklist/{id}/claim"), None).await;
+    assert_eq!(code, 200);
+    let (code, v) = hub.send(&r1, reqwest::Method::POST, &format!("/api/worklist/{id}/reject"), Some(json!({ "reason": "blurry" }))).await;
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = hub
+        .send(&r1, reqwest::Method::POST, &format!("/api/worklist/{id}/reject"), Some(json!({ "reason": "motion", "note": "患者移动，请重拍" })))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "rejected");
+    assert!(hub.queue(&r1).await.is_empty(), "a returned study leaves the queue");
+    // the technician sees it, with the reason, and an alert; the other site sees nothing
+    let mine = hub.get_json(&tech, "/api/site/studies").await;
+    let it = mine.as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone();
+    assert_eq!(it["state"], "rejected");
+    assert_eq!(it["rejected_reason"], "motion");
+    assert_eq!(it["rejected_note"], "患者移动，请重拍");
+    let alerts = hub.get_json(&tech, "/api/alerts").await;
+    assert!(alerts.as_array().unwrap().iter().any(|a| a["kind"] == "quality_rejection" && a["item_id"] == id));
+    assert!(hub.get_json(&tech_b, "/api/alerts").await.as_array().unwrap().is_empty());
+    // the retake: a new image of the same study reopens the item and queues it again
+    send_sc(&hub, "MODA", "P-RETAKE", study, "1.2.826.0.1.3680043.10.9.77.2").await;
+    hub.eventually("the retake is queued", || async { hub.queue(&r1).await.iter().any(|i| i["id"] == id && i["state"] == "ready") }).await;
+    let events = hub.get_json(&tech, &format!("/api/worklist/{id}/events")).await;
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let rejected = kinds.iter().position(|k| *k == "rejected").unwrap();
+    let requeued = kinds.iter().position(|k| *k == "requeued").expect("requeued event");
+    assert!(requeued > rejected, "{kinds:?}");
     hub.stop().await;
 }

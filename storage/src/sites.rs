@@ -61,6 +61,15 @@ pub async fn consortium_id(db: &Db, name: &str) -> Result<Option<i64>, Error> {
         .map(|r| r.get(0)))
 }
 
+pub async fn consortium_name(db: &Db, id: i64) -> Result<Option<String>, Error> {
+    Ok(sqlx::query("SELECT name FROM consortia WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select consortium"))?
+        .map(|r| r.get(0)))
+}
+
 /// Register a site with its calling AE titles.
 pub async fn add_site(
     db: &Db,

@@ -73,6 +73,11 @@ impl Hub {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Hub {
+        Hub::start_clocked(backend, std::sync::Arc::new(worklist::SystemClock), tweak).await
+    }
+
+    /// A hub whose worklist runs on `clock` (a `ManualClock` in SLA and lease tests).
+    pub async fn start_clocked(backend: Backend, clock: std::sync::Arc<dyn worklist::Clock>, tweak: impl FnOnce(&mut Config)) -> Hub {
         // READHUB_TEST_LOG=info (with --nocapture) shows the servers' logs
         if let Ok(filter) = std::env::var("READHUB_TEST_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
@@ -91,14 +96,19 @@ impl Hub {
         tweak(&mut config);
         // migrate and create defaults before the server starts, and keep a handle for
         // the test's own set-up (sites, users)
-        let (storage, worklist, consortium) = readhub::open(&config).await.expect("open storage");
+        let (storage, worklist, consortium) = readhub::open_with_clock(&config, clock.clone()).await.expect("open storage");
         let listeners = Listeners::bind(&config).await.expect("bind");
         let dimse_port = listeners.dimse.local_addr().unwrap().port();
         let base = format!("http://{}", listeners.http.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(readhub::run(config.clone(), listeners, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(readhub::run_with_clock(
+            config.clone(),
+            listeners,
+            async move {
+                let _ = rx.await;
+            },
+            clock,
+        ));
         // the sockets are bound already; wait until `run` has opened its storage and serves,
         // so a test that then breaks something breaks the running hub, not its start-up
         let client = reqwest::Client::new();

@@ -63,7 +63,7 @@ pub async fn queue(State(st): State<AppState>, caller: Caller, Query(q): Query<Q
     Ok(Json(st.worklist.queue(pool).await?))
 }
 
-async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiResult<ItemView> {
+pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiResult<ItemView> {
     let item = w.item(id).await?;
     if !Worklist::can_see(&caller.0, &item) {
         // not 403: do not confirm that another site's item exists

@@ -12,6 +12,7 @@ mod print;
 mod stow;
 pub mod render;
 mod ui;
+mod workflow;
 
 use std::sync::Arc;
 
@@ -86,6 +87,18 @@ pub fn router(state: AppState) -> Router {
         .route("/worklist/{id}", get(api::item))
         .route("/worklist/{id}/claim", post(api::claim))
         .route("/worklist/{id}/release", post(api::release))
+        .route("/worklist/next", post(workflow::claim_next))
+        .route("/worklist/{id}/renew", post(workflow::renew))
+        .route("/worklist/{id}/reassign", post(workflow::reassign))
+        .route("/worklist/{id}/route", post(workflow::reroute))
+        .route("/worklist/{id}/priority", post(workflow::set_priority))
+        .route("/worklist/{id}/reject", post(workflow::reject))
+        .route("/worklist/{id}/events", get(workflow::events))
+        .route("/alerts", get(workflow::alerts))
+        .route("/alerts/{id}/ack", post(workflow::acknowledge))
+        .route("/admin/routing-rules", get(workflow::routing_rules).put(workflow::put_routing_rules))
+        .route("/admin/pools", get(workflow::pools).post(workflow::add_pool))
+        .route("/admin/pools/{pool}/sla", put(workflow::put_sla))
         .route("/worklist/{id}/report", put(api::save_draft).get(api::item_report))
         .route("/worklist/{id}/report/sign", post(api::sign))
         .route("/site/studies", get(api::site_studies))

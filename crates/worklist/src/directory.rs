@@ -6,9 +6,9 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use storage::now_ms;
 
-use crate::{Error, PoolKind, Role, User, Worklist};
+
+use crate::{Error, PoolKind, Role, Seniority, User, Worklist};
 
 /// A reading pool (e.g. county radiology, county ECG room).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -35,13 +35,39 @@ impl Worklist {
             .bind(consortium)
             .bind(name)
             .bind(kind.as_str())
-            .bind(now_ms())
+            .bind(self.now())
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert pool"))?;
             tx.commit().await?;
         }
         Ok(consortium)
+    }
+
+    /// Add a reading pool to a consortium (e.g. CT specialists).
+    pub async fn add_pool(&self, consortium_id: i64, name: &str, kind: PoolKind) -> Result<Pool, Error> {
+        let name = name.trim();
+        if name.is_empty() || name.contains('/') || name.len() > 64 {
+            return Err(Error::Invalid("a pool name is 1-64 characters without '/'".into()));
+        }
+        let mut tx = self.db.begin_write().await?;
+        let id: Option<i64> = sqlx::query(
+            "INSERT INTO pools (consortium_id, name, kind, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (consortium_id, name) DO NOTHING RETURNING id",
+        )
+        .bind(consortium_id)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(self.now())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("insert pool"))?
+        .map(|r| r.get(0));
+        tx.commit().await?;
+        let Some(id) = id else {
+            return Err(Error::Conflict(format!("pool {name:?} already exists in this consortium")));
+        };
+        Ok(Pool { id, consortium_id, name: name.to_string(), kind })
     }
 
     pub async fn pools(&self) -> Result<Vec<Pool>, Error> {
@@ -90,7 +116,9 @@ impl Worklist {
     /// The pool of `kind` that reads for a consortium (falling back to the default one).
     pub async fn pool_for(&self, consortium_id: i64, kind: PoolKind) -> Result<Pool, Error> {
         let pools = self.pools().await?;
-        if let Some(p) = pools.iter().find(|p| p.consortium_id == consortium_id && p.kind == kind) {
+        // the consortium's default pool of the kind (named after it) first, then any other
+        let mine = |p: &&Pool| p.consortium_id == consortium_id && p.kind == kind;
+        if let Some(p) = pools.iter().filter(mine).find(|p| p.name == kind.as_str()).or_else(|| pools.iter().find(mine)) {
             return Ok(p.clone());
         }
         tracing::warn!(consortium_id, kind = %kind, "consortium has no pool of this kind; using the default consortium's");
@@ -150,7 +178,7 @@ impl Worklist {
         .bind(site_id)
         .bind(pool_id)
         .bind(hash)
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_one(&mut *tx)
         .await
         .map_err(Error::db("insert user"))?
@@ -160,13 +188,43 @@ impl Worklist {
     }
 
     pub async fn user(&self, id: i64) -> Result<User, Error> {
-        let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id FROM users WHERE id = $1")
+        let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(self.db.pool())
             .await
             .map_err(Error::db("select user"))?
             .ok_or_else(|| Error::NotFound(format!("user {id}")))?;
         user_from_row(&r)
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
+        let r = sqlx::query(
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor FROM users WHERE username = $1",
+        )
+        .bind(username.trim())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(Error::db("select user"))?;
+        r.map(|r| user_from_row(&r)).transpose()
+    }
+
+    /// A reader's seniority and whether they supervise their pool (get its alerts, may
+    /// reassign its work).
+    pub async fn set_qualifications(&self, user_id: i64, seniority: Seniority, supervisor: bool) -> Result<User, Error> {
+        let user = self.user(user_id).await?;
+        if user.role != Role::Reader {
+            return Err(Error::Invalid(format!("{} is a {}, not a reader", user.username, user.role)));
+        }
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE users SET seniority = $1, supervisor = $2 WHERE id = $3")
+            .bind(seniority.as_str())
+            .bind(supervisor as i64)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("update user"))?;
+        tx.commit().await?;
+        self.user(user_id).await
     }
 
     pub async fn count_admins(&self) -> Result<i64, Error> {
@@ -181,7 +239,7 @@ impl Worklist {
     /// password, so names cannot be probed.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<User, Error> {
         let row = sqlx::query(
-            "SELECT id, username, display_name, role, site_id, pool_id, password_hash FROM users \
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, password_hash FROM users \
              WHERE username = $1 AND disabled = 0",
         )
         .bind(username.trim())
@@ -210,7 +268,7 @@ impl Worklist {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.db.begin_write().await?;
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash(&token))
@@ -227,11 +285,11 @@ impl Worklist {
     /// The user behind a session token, if the session is live.
     pub async fn session_user(&self, token: &str) -> Result<Option<User>, Error> {
         let r = sqlx::query(
-            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id FROM sessions s \
+            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id, u.seniority, u.supervisor FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
         )
         .bind(token_hash(token))
-        .bind(now_ms())
+        .bind(self.now())
         .fetch_optional(self.db.pool())
         .await
         .map_err(Error::db("select session"))?;
@@ -258,6 +316,8 @@ fn user_from_row(r: &sqlx::any::AnyRow) -> Result<User, Error> {
         role: Role::try_from(r.get::<String, _>("role").as_str())?,
         site_id: r.get("site_id"),
         pool_id: r.get("pool_id"),
+        seniority: Seniority::try_from(r.get::<String, _>("seniority").as_str())?,
+        supervisor: r.get::<i64, _>("supervisor") != 0,
     })
 }
 

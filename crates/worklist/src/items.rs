@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use storage::{now_ms, StoredInstance};
+use storage::StoredInstance;
 
-use crate::{Error, EventKind, ItemState, PoolKind, Priority, Role, User, Worklist};
+use crate::{Error, EventKind, ItemState, Priority, Role, User, Worklist};
 
 /// A worklist item as a reader or admin sees it in a queue.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +33,15 @@ pub struct ItemView {
     pub claimed_at: Option<i64>,
     pub new_images_after_report: bool,
     pub routed_by: String,
+    /// turnaround deadline (ms since the epoch) from the pool's target for the priority
+    pub deadline_at: Option<i64>,
+    /// when the deadline passed unreported (recorded once)
+    pub breached_at: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+    pub preferred_reader: Option<i64>,
+    pub rejected_reason: Option<String>,
+    pub rejected_note: Option<String>,
+    pub rejected_at: Option<i64>,
 }
 
 macro_rules! item_select {
@@ -41,7 +50,9 @@ macro_rules! item_select {
             "SELECT w.id, w.state, w.priority, w.pool_id, w.site_id, si.name AS site_name, w.study_id, \
                st.study_uid, st.accession_number, st.study_date, st.study_description, st.modalities, \
                p.patient_id, p.name AS patient_name, p.sex, p.birth_date, st.num_series, st.num_instances, \
-               w.created_at, w.last_instance_at, w.claimed_by, w.claimed_at, w.new_images_after_report, w.routed_by \
+               w.created_at, w.last_instance_at, w.claimed_by, w.claimed_at, w.new_images_after_report, w.routed_by, \
+               w.deadline_at, w.breached_at, w.lease_expires_at, w.preferred_reader, w.rejected_reason, w.rejected_note, \
+               w.rejected_at \
              FROM worklist_items w \
              JOIN studies st ON st.id = w.study_id \
              JOIN patients p ON p.id = st.patient_id \
@@ -77,6 +88,13 @@ fn item_from_row(r: &sqlx::any::AnyRow) -> Result<ItemView, Error> {
         claimed_at: r.get("claimed_at"),
         new_images_after_report: r.get::<i64, _>("new_images_after_report") != 0,
         routed_by: r.get("routed_by"),
+        deadline_at: r.get("deadline_at"),
+        breached_at: r.get("breached_at"),
+        lease_expires_at: r.get("lease_expires_at"),
+        preferred_reader: r.get("preferred_reader"),
+        rejected_reason: r.get("rejected_reason"),
+        rejected_note: r.get("rejected_note"),
+        rejected_at: r.get("rejected_at"),
     })
 }
 
@@ -95,7 +113,7 @@ impl Worklist {
     /// An instance arrived for a study: open its item (routed to a pool) or update it.
     /// `first_in_association` counts the association as one more sender still busy.
     pub async fn note_instance(&self, inst: &StoredInstance, is_ecg: bool, first_in_association: bool) -> Result<i64, Error> {
-        let now = now_ms();
+        let now = self.now();
         let priority = Priority::from_dicom(inst.attrs.requested_priority.as_deref());
         let opened = if first_in_association { 1i64 } else { 0 };
 
@@ -121,11 +139,25 @@ impl Worklist {
         let site = storage::sites::get_site(&self.db, inst.site_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("site {}", inst.site_id)))?;
-        // Routing in this slice: ECG waveforms to the ECG pool, all else to imaging, of the
-        // site's consortium. The rule engine (a later issue) replaces this one decision.
-        let kind = if is_ecg { PoolKind::Ecg } else { PoolKind::Imaging };
-        let pool = self.pool_for(site.consortium_id, kind).await?;
-        let routed_by = format!("default:{}", kind.as_str());
+        let consortium = storage::sites::consortium_name(&self.db, site.consortium_id).await?.unwrap_or_default();
+        let a = &inst.attrs;
+        let decision = self
+            .route(&crate::routing::StudyFacts {
+                site: &site.name,
+                consortium: &consortium,
+                consortium_id: site.consortium_id,
+                modality: a.modality.as_deref(),
+                sop_class_uid: &a.sop_class_uid,
+                body_part: a.body_part.as_deref(),
+                study_description: a.study_description.as_deref(),
+                priority,
+                is_ecg,
+                at: now,
+            })
+            .await?;
+        let priority = decision.priority.map_or(priority, |p| p.min(priority));
+        let pool = decision.pool.clone();
+        let routed_by = decision.routed_by.clone();
         let mut tx = self.db.begin_write().await?;
         let existing = sqlx::query("SELECT id, state, priority FROM worklist_items WHERE study_id = $1")
             .bind(inst.study_pk)
@@ -134,10 +166,12 @@ impl Worklist {
             .map_err(Error::db("select item"))?;
         let (id, event) = match existing {
             None => {
+                let deadline = now + self.sla_target(pool.id, priority).await?;
                 let id: Option<i64> = sqlx::query(
                     "INSERT INTO worklist_items (study_id, site_id, pool_id, priority, state, routed_by, \
-                       open_associations, last_instance_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $7, $8, $9) \
+                       open_associations, last_instance_at, created_at, updated_at, deadline_at, routing_version, \
+                       preferred_reader) \
+                     VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (study_id) DO NOTHING RETURNING id",
                 )
                 .bind(inst.study_pk)
@@ -149,6 +183,9 @@ impl Worklist {
                 .bind(now)
                 .bind(now)
                 .bind(now)
+                .bind(deadline)
+                .bind(decision.version)
+                .bind(decision.preferred_reader)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Error::db("insert item"))?
@@ -161,6 +198,35 @@ impl Worklist {
                 };
                 insert_event(&mut tx, id, EventKind::Arrived, None, now, "").await?;
                 insert_event(&mut tx, id, EventKind::Routed, None, now, &format!("pool={} rule={routed_by}", pool.name)).await?;
+                if decision.unmatched {
+                    let msg = format!(
+                        "no routing rule matched a study from {} (modality {}): sent to pool {} / 无匹配路由规则，已转入默认阅片组",
+                        site.name,
+                        a.modality.as_deref().unwrap_or("?"),
+                        pool.name
+                    );
+                    crate::sla::insert_alert(&mut tx, crate::sla::AlertKind::Unrouted, Some(pool.id), None, Some(id), &msg, now).await?;
+                }
+                // a retake: the same accession at the same site was returned for quality
+                if let Some(acc) = a.accession_number.as_deref().filter(|s| !s.is_empty()) {
+                    let retaken: Vec<i64> = sqlx::query(
+                        "SELECT w.id FROM worklist_items w JOIN studies st ON st.id = w.study_id \
+                         WHERE w.site_id = $1 AND w.state = 'rejected' AND st.accession_number = $2 AND w.id <> $3",
+                    )
+                    .bind(inst.site_id)
+                    .bind(acc)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(Error::db("select rejected items"))?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                    for old in retaken {
+                        insert_event(&mut tx, old, EventKind::Requeued, None, now, &format!("retake arrived as item {id}")).await?;
+                        insert_event(&mut tx, id, EventKind::Requeued, None, now, &format!("retake of item {old}")).await?;
+                    }
+                }
                 (id, None)
             }
             Some(r) => {
@@ -170,9 +236,20 @@ impl Worklist {
                 let new_priority = old_priority.min(priority as i64);
                 let (new_state, event, flag) = match state {
                     ItemState::Receiving | ItemState::Ready => (ItemState::Receiving, Some(EventKind::NewImages), 0),
+                    // the site retook the study: back into the queue
+                    ItemState::Rejected => (ItemState::Receiving, Some(EventKind::Requeued), 0),
                     ItemState::Claimed => (ItemState::Claimed, Some(EventKind::NewImages), 0),
                     ItemState::Reported => (ItemState::Reported, Some(EventKind::NewImagesAfterReport), 1),
                 };
+                if new_priority < old_priority {
+                    let target = self.sla_target(pool.id, Priority::from_i64(new_priority)).await?;
+                    sqlx::query("UPDATE worklist_items SET deadline_at = created_at + $1 WHERE id = $2")
+                        .bind(target)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::db("update deadline"))?;
+                }
                 sqlx::query(
                     "UPDATE worklist_items SET state = $1, priority = $2, open_associations = open_associations + $3, \
                        last_instance_at = $4, ready_at = NULL, updated_at = $5, \
@@ -204,7 +281,7 @@ impl Worklist {
         if study_pks.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.now();
         let ready_at = now + self.config.quiet_period.as_millis() as i64;
         let mut tx = self.db.begin_write().await?;
         for pk in study_pks {
@@ -270,12 +347,13 @@ impl Worklist {
         Ok(n)
     }
 
-    /// A pool's queue: STAT first, then oldest first. Reported items are left out unless
-    /// they received new images after the report.
+    /// A pool's queue: breached items first, then by priority (STAT first), then by
+    /// deadline. Reported items are left out unless they received new images after the
+    /// report; rejected ones until the site retakes them.
     pub async fn queue(&self, pool_id: i64) -> Result<Vec<ItemView>, Error> {
         let rows = sqlx::query(item_select!(
-            "WHERE w.pool_id = $1 AND (w.state <> 'reported' OR w.new_images_after_report = 1) \
-             ORDER BY w.priority, w.created_at, w.id"
+            "WHERE w.pool_id = $1 AND w.state <> 'rejected' AND (w.state <> 'reported' OR w.new_images_after_report = 1) \
+             ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id"
         ))
         .bind(pool_id)
         .fetch_all(self.db.pool())
@@ -329,15 +407,17 @@ impl Worklist {
         if user.role != Role::Reader || user.pool_id != Some(item.pool_id) {
             return Err(Error::Forbidden("only a reader of this item's pool can claim it / 仅本阅片组医生可认领".into()));
         }
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let won = sqlx::query(
-            "UPDATE worklist_items SET state = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $3 \
-             WHERE id = $4 AND state = 'ready'",
+            "UPDATE worklist_items SET state = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $3, \
+               lease_expires_at = $4 \
+             WHERE id = $5 AND state = 'ready'",
         )
         .bind(user.id)
         .bind(now)
         .bind(now)
+        .bind(now + self.config.lease.as_millis() as i64)
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -361,10 +441,11 @@ impl Worklist {
 
     /// Give a claimed item back to the queue.
     pub async fn release(&self, id: i64, user: &User) -> Result<ItemView, Error> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE worklist_items SET state = 'ready', claimed_by = NULL, claimed_at = NULL, updated_at = $1 \
+            "UPDATE worklist_items SET state = 'ready', claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, \
+               updated_at = $1 \
              WHERE id = $2 AND state = 'claimed' AND (claimed_by = $3 OR $4 = 1)",
         )
         .bind(now)

@@ -9,8 +9,12 @@
 pub mod directory;
 pub mod items;
 pub mod reports;
+pub mod routing;
+pub mod sla;
 pub mod types;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use storage::Db;
@@ -27,6 +31,13 @@ pub struct Config {
     pub stall_horizon: Duration,
     /// How long a login session lasts.
     pub session_ttl: Duration,
+    /// A claim is a lease: it returns to the queue unless renewed (or a draft saved)
+    /// within this long.
+    pub lease: Duration,
+    /// Turnaround targets when a pool sets none: STAT, urgent, routine.
+    pub sla_defaults: [Duration; 3],
+    /// Local time's offset from UTC, hours, for routing rules by time of day (China: 8).
+    pub utc_offset_hours: i32,
 }
 
 impl Default for Config {
@@ -35,20 +46,72 @@ impl Default for Config {
             quiet_period: Duration::from_secs(10),
             stall_horizon: Duration::from_secs(600),
             session_ttl: Duration::from_secs(12 * 3600),
+            lease: Duration::from_secs(15 * 60),
+            sla_defaults: [Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600), Duration::from_secs(24 * 3600)],
+            utc_offset_hours: 8,
         }
     }
 }
 
-/// The worklist service: a database handle and its settings.
+/// Where the worklist reads the time: the system clock in service, a hand-set one in tests
+/// of SLA deadlines, breaches and lease expiry (no sleeping tests).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        storage::now_ms()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Arc<Self> {
+        Arc::new(ManualClock(AtomicI64::new(start_ms)))
+    }
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The worklist service: a database handle, its settings and its clock.
 #[derive(Clone, Debug)]
 pub struct Worklist {
     pub db: Db,
     pub config: Config,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Worklist {
     pub fn new(db: Db, config: Config) -> Self {
-        Worklist { db, config }
+        Worklist { db, config, clock: Arc::new(SystemClock) }
+    }
+
+    pub fn with_clock(db: Db, config: Config, clock: Arc<dyn Clock>) -> Self {
+        Worklist { db, config, clock }
+    }
+
+    /// Now, by this worklist's clock (ms since the epoch).
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
     }
 }
 

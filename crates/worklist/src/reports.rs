@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use storage::now_ms;
+
 
 use crate::items::insert_event;
 use crate::{Error, EventKind, ItemState, ReportStatus, Role, User, Worklist};
@@ -91,7 +91,7 @@ impl Worklist {
     /// Write or update the draft of the claimed item.
     pub async fn save_draft(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
         let item = self.claimed_by_me(item_id, user).await?;
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let existing = sqlx::query("SELECT id, status FROM reports WHERE item_id = $1 ORDER BY version DESC LIMIT 1")
             .bind(item_id)
@@ -130,6 +130,14 @@ impl Worklist {
             .map_err(Error::db("insert draft"))?
             .get(0),
         };
+        // writing is working: the claim's lease runs on from now
+        sqlx::query("UPDATE worklist_items SET lease_expires_at = $1 WHERE id = $2 AND claimed_by = $3")
+            .bind(now + self.config.lease.as_millis() as i64)
+            .bind(item_id)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("renew lease"))?;
         insert_event(&mut tx, item_id, EventKind::Drafted, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
@@ -138,7 +146,7 @@ impl Worklist {
     /// Sign the draft final: the item becomes reported and the site can see the report.
     pub async fn sign(&self, item_id: i64, user: &User) -> Result<Report, Error> {
         self.claimed_by_me(item_id, user).await?;
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let draft = sqlx::query("SELECT id, impression FROM reports WHERE item_id = $1 AND status = 'draft'")
             .bind(item_id)
@@ -159,7 +167,7 @@ impl Worklist {
             .await
             .map_err(Error::db("sign report"))?;
         let moved = sqlx::query(
-            "UPDATE worklist_items SET state = 'reported', new_images_after_report = 0, updated_at = $1 \
+            "UPDATE worklist_items SET state = 'reported', new_images_after_report = 0, lease_expires_at = NULL, updated_at = $1 \
              WHERE id = $2 AND state = 'claimed' AND claimed_by = $3",
         )
         .bind(now)

@@ -43,12 +43,30 @@ str_enum!(
         Ready => "ready",
         Claimed => "claimed",
         Reported => "reported",
+        Rejected => "rejected",
     }
 );
 
 str_enum!(
     /// A report version's status.
     ReportStatus { Draft => "draft", Final => "final" }
+);
+
+str_enum!(
+    /// Reason codes of a quality rejection (the site retakes the study).
+    RejectReason {
+        Positioning => "positioning",
+        Exposure => "exposure",
+        Motion => "motion",
+        Artefact => "artefact",
+        WrongPatientOrPart => "wrong_patient_or_part",
+        Incomplete => "incomplete",
+    }
+);
+
+str_enum!(
+    /// A reader's seniority: seniors sign off juniors' reports where a pool requires it.
+    Seniority { Junior => "junior", Senior => "senior" }
 );
 
 str_enum!(
@@ -68,6 +86,14 @@ str_enum!(
         Signed => "signed",
         NewImages => "new_images",
         NewImagesAfterReport => "new_images_after_report",
+        Renewed => "renewed",
+        LeaseExpired => "lease_expired",
+        Reassigned => "reassigned",
+        Rerouted => "rerouted",
+        PriorityChanged => "priority_changed",
+        Breached => "breached",
+        Rejected => "rejected",
+        Requeued => "requeued",
     }
 );
 
@@ -81,6 +107,15 @@ pub enum Priority {
 }
 
 impl Priority {
+    pub fn parse(s: &str) -> Result<Priority, crate::Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stat" => Ok(Priority::Stat),
+            "urgent" | "high" => Ok(Priority::Urgent),
+            "routine" => Ok(Priority::Routine),
+            other => Err(crate::Error::Invalid(format!("unknown priority {other:?}: use stat, urgent or routine"))),
+        }
+    }
+
     pub fn from_i64(v: i64) -> Priority {
         match v {
             0 => Priority::Stat,
@@ -108,6 +143,9 @@ pub struct User {
     pub role: Role,
     pub site_id: Option<i64>,
     pub pool_id: Option<i64>,
+    pub seniority: Seniority,
+    /// supervises their pool: gets its alerts, may reassign its work
+    pub supervisor: bool,
 }
 
 #[cfg(test)]
@@ -126,7 +164,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_database_strings() {
-        for s in [ItemState::Receiving, ItemState::Ready, ItemState::Claimed, ItemState::Reported] {
+        for s in [ItemState::Receiving, ItemState::Ready, ItemState::Claimed, ItemState::Reported, ItemState::Rejected] {
             assert_eq!(ItemState::try_from(s.as_str()).unwrap(), s);
         }
         assert!(ItemState::try_from("pending").is_err());
