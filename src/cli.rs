@@ -45,10 +45,53 @@ pub enum Command {
     /// User accounts
     #[command(subcommand)]
     User(UserCommand),
+    /// Reading pools and their turnaround targets
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Add a reading pool (e.g. ct-specialists) to a consortium
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["imaging", "ecg"])]
+        kind: String,
+        /// Consortium [default: the default consortium]
+        #[arg(long)]
+        consortium: Option<String>,
+    },
+    /// List pools with their turnaround targets (minutes)
+    List,
+    /// Set a pool's turnaround targets in minutes
+    Sla {
+        pool: String,
+        #[arg(long)]
+        stat: Option<i64>,
+        #[arg(long)]
+        urgent: Option<i64>,
+        #[arg(long)]
+        routine: Option<i64>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
+    /// Minutes a claim lasts unless renewed [default: 15]
+    #[arg(long, env = "READHUB_LEASE_MINUTES")]
+    pub lease_minutes: Option<u64>,
+    /// Default STAT turnaround target, minutes [default: 30]
+    #[arg(long, env = "READHUB_SLA_STAT_MINUTES")]
+    pub sla_stat_minutes: Option<u64>,
+    /// Default urgent turnaround target, minutes [default: 120]
+    #[arg(long, env = "READHUB_SLA_URGENT_MINUTES")]
+    pub sla_urgent_minutes: Option<u64>,
+    /// Default routine turnaround target, minutes [default: 1440]
+    #[arg(long, env = "READHUB_SLA_ROUTINE_MINUTES")]
+    pub sla_routine_minutes: Option<u64>,
+    /// Local time's offset from UTC, hours, for routing rules by hour [default: 8]
+    #[arg(long, env = "READHUB_UTC_OFFSET_HOURS", allow_hyphen_values = true)]
+    pub utc_offset_hours: Option<i32>,
     /// DICOM listener host:port [default: 0.0.0.0:11112]
     #[arg(long, env = "READHUB_DICOM_ADDR")]
     pub dicom_addr: Option<String>,
@@ -128,6 +171,12 @@ pub enum UserCommand {
         /// Read the password from standard input (required: no password is ever defaulted)
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// A reader's seniority: a senior signs off juniors' reports where the pool asks
+        #[arg(long, value_parser = ["junior", "senior"])]
+        seniority: Option<String>,
+        /// A reader who supervises the pool: gets its alerts, may reassign its work
+        #[arg(long)]
+        supervisor: bool,
     },
 }
 
@@ -152,7 +201,8 @@ impl Cli {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = v.clone(); } )* };
             }
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
-                  max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins);
+                  max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
+                  lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }
@@ -186,7 +236,7 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
                 );
             }
         }
-        Command::User(UserCommand::Add { name, role, site, pool, display_name, password_stdin }) => {
+        Command::User(UserCommand::Add { name, role, site, pool, display_name, password_stdin, seniority, supervisor }) => {
             if !password_stdin {
                 bail!("give --password-stdin and the password on standard input");
             }
@@ -210,7 +260,38 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
             let user = worklist
                 .add_user(name, display_name.as_deref().unwrap_or(name), role, site_id, pool_id, password)
                 .await?;
-            println!("user {} added (id {}, role {})", user.username, user.id, user.role);
+            let user = if seniority.is_some() || *supervisor {
+                let level = worklist::Seniority::try_from(seniority.as_deref().unwrap_or("junior"))?;
+                worklist.set_qualifications(user.id, level, *supervisor).await?
+            } else {
+                user
+            };
+            println!("user {} added (id {}, role {}, {})", user.username, user.id, user.role, user.seniority);
+        }
+        Command::Pool(PoolCommand::Add { name, kind, consortium }) => {
+            let c = consortium.as_deref().unwrap_or(storage::sites::DEFAULT_CONSORTIUM);
+            let cid = storage::sites::consortium_id(db, c).await?.with_context(|| format!("no consortium named {c:?}"))?;
+            let pool = worklist.add_pool(cid, name, worklist::PoolKind::try_from(kind.as_str())?).await?;
+            println!("pool {} added (id {}, {})", pool.name, pool.id, pool.kind);
+        }
+        Command::Pool(PoolCommand::List) => {
+            println!("{:<6} {:<24} {:<8} {:>6} {:>7} {:>8}", "id", "name", "kind", "STAT", "urgent", "routine");
+            for p in worklist.pools().await? {
+                let mut m = Vec::new();
+                for pr in [worklist::Priority::Stat, worklist::Priority::Urgent, worklist::Priority::Routine] {
+                    m.push(worklist.sla_target(p.id, pr).await? / 60_000);
+                }
+                println!("{:<6} {:<24} {:<8} {:>6} {:>7} {:>8}", p.id, p.name, p.kind, m[0], m[1], m[2]);
+            }
+        }
+        Command::Pool(PoolCommand::Sla { pool, stat, urgent, routine }) => {
+            let p = worklist.pool_by_name(pool).await?;
+            for (pr, m) in [(worklist::Priority::Stat, stat), (worklist::Priority::Urgent, urgent), (worklist::Priority::Routine, routine)] {
+                if let Some(m) = m {
+                    worklist.set_sla_target(p.id, pr, *m).await?;
+                }
+            }
+            println!("pool {} targets updated", p.name);
         }
     }
     storage.db.close().await;

@@ -854,6 +854,18 @@ async fn the_binary_cli_and_serve() {
     assert!(!ok && out.contains("at least"), "{out}");
     let (ok, out) = run(&["site", "list"], None);
     assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK"), "{out}");
+    // pools, turnaround targets, a senior supervising reader
+    let (ok, out) = run(&["pool", "add", "ct-specialists", "--kind", "imaging"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["pool", "sla", "ct-specialists", "--stat", "20"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["pool", "sla", "ct-specialists", "--stat", "0"], None);
+    assert!(!ok && out.contains("out of range"), "{out}");
+    let (ok, out) = run(&["pool", "list"], None);
+    let line = out.lines().find(|l| l.contains("ct-specialists")).unwrap_or_default();
+    assert!(ok && line.split_whitespace().collect::<Vec<_>>()[3..] == ["20", "120", "1440"], "{out}");
+    let (ok, out) = run(&["user", "add", "chief", "--role", "reader", "--pool", "ct-specialists", "--seniority", "senior", "--supervisor", "--password-stdin"], Some("chief-password\n"));
+    assert!(ok && out.contains("senior"), "{out}");
 
     // layering: a TOML file, overridden by the environment, overridden by flags
     let toml = dir.path().join("readhub.toml");
@@ -1567,4 +1579,124 @@ async fn quality_rejection_and_retake(backend: Backend) {
     let requeued = kinds.iter().position(|k| *k == "requeued").expect("requeued event");
     assert!(requeued > rejected, "{kinds:?}");
     hub.stop().await;
+}
+
+/// Two readhub processes on one PostgreSQL: readers on both claim from one queue until it
+/// is empty; every item is claimed exactly once, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_share_one_postgres_queue() {
+    let Some(db_url) = common::pg_database().await else {
+        eprintln!("skipped: READHUB_TEST_PG_URL is not set (the README's test command sets it)");
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_readhub");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(args).env("READHUB_DATA_DIR", dir.path()).env("READHUB_DATABASE_URL", &db_url);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    cli(&["site", "add", "Township-A", "--ae", "MODA"], None);
+    let readers = ["rad1", "rad2", "rad3", "rad4"];
+    for r in readers {
+        cli(&["user", "add", r, "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("reader-password\n"));
+    }
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut procs = Vec::new();
+    let mut bases = Vec::new();
+    let mut dimse = Vec::new();
+    for _ in 0..2 {
+        let (d, h) = (free(), free());
+        procs.push(
+            tokio::process::Command::new(bin)
+                .arg("serve")
+                .env("READHUB_DATA_DIR", dir.path())
+                .env("READHUB_DATABASE_URL", &db_url)
+                .env("READHUB_DICOM_ADDR", format!("127.0.0.1:{d}"))
+                .env("READHUB_HTTP_ADDR", format!("127.0.0.1:{h}"))
+                .env("READHUB_QUIET_PERIOD_SECS", "1")
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        );
+        bases.push(format!("http://127.0.0.1:{h}"));
+        dimse.push(d);
+    }
+    let client = reqwest::Client::new();
+    for base in &bases {
+        for _ in 0..300 {
+            if client.get(format!("{base}/")).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // 24 studies, half through each process's gateway
+    const N: usize = 24;
+    for i in 0..N {
+        let port = dimse[i % 2];
+        let (study, sop) = (format!("1.2.826.0.1.3680043.10.9.300.{i}"), format!("1.2.826.0.1.3680043.10.9.300.{i}.1"));
+        let ds = synthetic_sc(None, b"Two^Processes", &format!("P2P{i}"), &study, &sop);
+        let r = tokio::task::spawn_blocking(move || {
+            let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+            let r = a.store(SC, &sop, &ds).unwrap();
+            a.release();
+            r
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 0);
+    }
+    let ready = || async {
+        let r = client.get(format!("{}/api/worklist", bases[0])).basic_auth("rad1", Some("reader-password")).send().await.unwrap();
+        r.json::<Vec<Value>>().await.unwrap().iter().filter(|i| i["state"] == "ready").count()
+    };
+    for _ in 0..150 {
+        if ready().await == N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ready().await, N, "every study is queued once");
+    // four readers, two on each process, claim next until nothing is left
+    let mut tasks = Vec::new();
+    for (k, r) in readers.iter().enumerate() {
+        let (base, r, client) = (bases[k % 2].clone(), r.to_string(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let resp = client.post(format!("{base}/api/worklist/next")).basic_auth(&r, Some("reader-password")).send().await.unwrap();
+                match resp.status().as_u16() {
+                    200 => {
+                        let it: Value = resp.json().await.unwrap();
+                        mine.push(it["id"].as_i64().unwrap());
+                        // the reader is done with it: release would requeue it, so leave it claimed
+                    }
+                    204 => return mine,
+                    s => panic!("claim next answered {s}: {}", resp.text().await.unwrap_or_default()),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(all.len(), N, "claims: {all:?}");
+    assert_eq!(unique.len(), N, "an item was claimed twice: {all:?}");
+    for mut p in procs {
+        let _ = p.kill().await;
+    }
 }
