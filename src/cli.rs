@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Default routine turnaround target, minutes [default: 1440]
     #[arg(long, env = "READHUB_SLA_ROUTINE_MINUTES")]
     pub sla_routine_minutes: Option<u64>,
+    /// Minutes before an unacknowledged critical result escalates [default: 15]
+    #[arg(long, env = "READHUB_CRITICAL_ACK_MINUTES")]
+    pub critical_ack_minutes: Option<u64>,
     /// Local time's offset from UTC, hours, for routing rules by hour [default: 8]
     #[arg(long, env = "READHUB_UTC_OFFSET_HOURS", allow_hyphen_values = true)]
     pub utc_offset_hours: Option<i32>,
@@ -177,6 +180,12 @@ pub enum UserCommand {
         /// A reader who supervises the pool: gets its alerts, may reassign its work
         #[arg(long)]
         supervisor: bool,
+        /// Modalities a reader reads, comma-separated (e.g. CR,DX) [default: all]
+        #[arg(long, value_delimiter = ',')]
+        modalities: Vec<String>,
+        /// A reader's daily duty hours, local FROM-TO (e.g. 8-17, 20-8) [default: always]
+        #[arg(long)]
+        duty_hours: Option<String>,
     },
 }
 
@@ -202,7 +211,8 @@ impl Cli {
             }
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
-                  lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours);
+                  lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
+                  critical_ack_minutes);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }
@@ -236,7 +246,18 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
                 );
             }
         }
-        Command::User(UserCommand::Add { name, role, site, pool, display_name, password_stdin, seniority, supervisor }) => {
+        Command::User(UserCommand::Add {
+            name,
+            role,
+            site,
+            pool,
+            display_name,
+            password_stdin,
+            seniority,
+            supervisor,
+            modalities,
+            duty_hours,
+        }) => {
             if !password_stdin {
                 bail!("give --password-stdin and the password on standard input");
             }
@@ -263,6 +284,11 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
             let user = if seniority.is_some() || *supervisor {
                 let level = worklist::Seniority::try_from(seniority.as_deref().unwrap_or("junior"))?;
                 worklist.set_qualifications(user.id, level, *supervisor).await?
+            } else {
+                user
+            };
+            let user = if !modalities.is_empty() || duty_hours.is_some() {
+                worklist.set_duty(user.id, modalities, duty_hours.as_deref()).await?
             } else {
                 user
             };

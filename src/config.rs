@@ -52,6 +52,9 @@ pub struct Config {
     pub sla_routine_minutes: u64,
     /// Local time's offset from UTC in hours, for routing rules by time of day.
     pub utc_offset_hours: i32,
+    /// Minutes a critical result may stay unacknowledged before the pool's supervisors
+    /// are alerted.
+    pub critical_ack_minutes: u64,
     /// Ordered routing rules (`[[routing_rules]]`); installed as a new rule set version at
     /// start when they differ from the current one. Empty: keep what the admin API set.
     pub routing_rules: Vec<worklist::routing::Rule>,
@@ -81,6 +84,7 @@ impl Default for Config {
             sla_urgent_minutes: 120,
             sla_routine_minutes: 24 * 60,
             utc_offset_hours: 8,
+            critical_ack_minutes: 15,
             routing_rules: Vec::new(),
         }
     }
@@ -153,6 +157,7 @@ impl Config {
             sla_defaults: [self.sla_stat_minutes, self.sla_urgent_minutes, self.sla_routine_minutes]
                 .map(|m| Duration::from_secs(m.max(1) * 60)),
             utc_offset_hours: self.utc_offset_hours,
+            critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
             ..Default::default()
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod notify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,6 +113,9 @@ pub async fn run_with_clock(
         }
     });
 
+    // the sites' webhooks (critical results, quality rejections), from the durable outbox
+    let notifier = tokio::spawn(notify::run(worklist.clone(), stop_rx.clone()));
+
     // ready promotion: every process runs it; the conditional UPDATE makes that safe
     let wl = worklist.clone();
     let mut ticker_stop = stop_rx.clone();
@@ -123,9 +127,15 @@ pub async fn run_with_clock(
                     if let Err(e) = wl.promote_ready(wl.now()).await {
                         tracing::warn!(error = %e, "promoting ready items failed");
                     }
+                    match wl.auto_assign_tick().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(assigned = n, "auto-assigned"),
+                        Err(e) => tracing::warn!(error = %e, "auto-assign failed"),
+                    }
                     match wl.sla_tick().await {
-                        Ok(t) if t.breached > 0 || t.leases_expired > 0 => {
-                            tracing::info!(breached = t.breached, leases_expired = t.leases_expired, "SLA tick")
+                        Ok(t) if t.breached > 0 || t.leases_expired > 0 || t.critical_escalated > 0 => {
+                            tracing::info!(breached = t.breached, leases_expired = t.leases_expired,
+                                critical_escalated = t.critical_escalated, "SLA tick")
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "SLA tick failed"),
@@ -149,6 +159,7 @@ pub async fn run_with_clock(
     let _ = gateway.await;
     let _ = consumer.await;
     let _ = ticker.await;
+    let _ = notifier.await;
     storage.db.close().await;
     tracing::info!("readhub stopped");
     http_result.context("HTTP server failed")

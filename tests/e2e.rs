@@ -34,6 +34,7 @@ macro_rules! on_both {
 
 on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow, stow_rs);
 on_both!(sla_clocks_leases_and_supervision, routing_rules_and_fallback, quality_rejection_and_retake);
+on_both!(two_level_signoff_addendum_and_correction, critical_result_chain, priors_templates_and_turnaround, auto_assign_to_on_duty_qualified_readers);
 
 fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
     let obj = dicom_object::open_file(path).unwrap();
@@ -1699,4 +1700,337 @@ async fn two_processes_share_one_postgres_queue() {
     for mut p in procs {
         let _ = p.kill().await;
     }
+}
+
+/// Claim and bring an item to the given reader; returns its id. The study is one synthetic
+/// SC sent by `calling`.
+async fn ready_item(hub: &Hub, calling: &str, reader: &(String, String), patient: &str, study: &str) -> i64 {
+    send_sc(hub, calling, patient, study, &format!("{study}.1")).await;
+    wait_ready(hub, reader, study, None).await
+}
+
+/// Wait until `study` is ready in the reader's queue (moving a manual clock past the quiet
+/// period meanwhile); its item id.
+async fn wait_ready(hub: &Hub, reader: &(String, String), study: &str, clock: Option<&worklist::ManualClock>) -> i64 {
+    for _ in 0..150 {
+        if let Some(c) = clock {
+            c.advance(Duration::from_secs(2));
+        }
+        let q = hub.queue(reader).await;
+        if let Some(i) = q.iter().find(|i| i["study_instance_uid"] == study && i["state"] == "ready") {
+            return i["id"].as_i64().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("study {study} never became ready");
+}
+
+/// A junior writes, a senior edits, sends back, then signs; an addendum and a correction
+/// follow. Referrers see only the current version, marked corrected; readers see history.
+async fn two_level_signoff_addendum_and_correction(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let referrer = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
+    let junior = hub.user("junior", Role::Reader, Some("imaging")).await;
+    let senior = hub.user("senior", Role::Reader, Some("imaging")).await;
+    let s = hub.worklist.user_by_name("senior").await.unwrap().unwrap();
+    hub.worklist.set_qualifications(s.id, worklist::Seniority::Senior, false).await.unwrap();
+    let (code, v) = hub.send(&admin, Method::PUT, "/api/admin/pools/imaging", Some(json!({ "two_level_signoff": true }))).await;
+    assert_eq!(code, 200, "{v}");
+    let id = ready_item(&hub, "MODA", &junior, "P-2L", "1.2.826.0.1.3680043.10.9.501").await;
+    let path = |p: &str| format!("/api/worklist/{id}{p}");
+    assert_eq!(hub.send(&junior, Method::POST, &path("/claim"), None).await.0, 200);
+    let (code, _) = hub.send(&junior, Method::PUT, &path("/report"), Some(json!({ "findings": "双肺纹理增多。", "impression": "支气管炎？" }))).await;
+    assert_eq!(code, 200);
+    let (code, v) = hub.send(&junior, Method::POST, &path("/report/sign"), None).await;
+    assert_eq!(code, 403, "a junior cannot sign in a two-level pool: {v}");
+    let (code, v) = hub.send(&junior, Method::POST, &path("/report/submit"), None).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "preliminary");
+    assert!(v["submitted_at"].as_i64().is_some());
+    assert_eq!(hub.get_json(&admin, &path("")).await["item"]["state"], "preliminary");
+    // the senior sends it back with a note; the junior has it again as a draft
+    let (code, _) = hub.send(&junior, Method::POST, &path("/report/send-back"), Some(json!({ "note": "x" }))).await;
+    assert_eq!(code, 403, "only a senior sends back");
+    let (code, v) = hub.send(&senior, Method::POST, &path("/report/send-back"), Some(json!({ "note": "请补充心影描述" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "draft");
+    assert_eq!(v["returned_note"], "请补充心影描述");
+    let junior_id = hub.worklist.user_by_name("junior").await.unwrap().unwrap().id;
+    assert_eq!(hub.get_json(&admin, &path("")).await["item"]["claimed_by"], junior_id);
+    let (code, _) = hub.send(&junior, Method::PUT, &path("/report"), Some(json!({ "findings": "双肺纹理增多，心影不大。", "impression": "支气管炎。" }))).await;
+    assert_eq!(code, 200);
+    assert_eq!(hub.send(&junior, Method::POST, &path("/report/submit"), None).await.0, 200);
+    // the senior edits the impression and signs: author junior, signer senior
+    let (code, _) = hub.send(&junior, Method::PUT, &path("/report/preliminary"), Some(json!({ "impression": "x" }))).await;
+    assert_eq!(code, 403);
+    let (code, v) = hub
+        .send(&senior, Method::PUT, &path("/report/preliminary"), Some(json!({ "findings": "双肺纹理增多，心影不大。", "impression": "符合支气管炎表现。" })))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = hub.send(&senior, Method::POST, &path("/report/sign"), None).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "final");
+    assert_eq!(v["author"], "junior");
+    assert_eq!(v["signer"], "senior");
+    assert!(v["signed_at"].as_i64().unwrap() >= v["submitted_at"].as_i64().unwrap());
+    let first = v["id"].as_i64().unwrap();
+    // final: no more edits, only an addendum or a correction (by a senior here)
+    let (code, _) = hub.send(&junior, Method::PUT, &path("/report"), Some(json!({ "impression": "changed" }))).await;
+    assert_eq!(code, 409, "a final report is not edited");
+    let (code, _) = hub.send(&junior, Method::POST, &path("/report/addendum"), Some(json!({ "text": "x" }))).await;
+    assert_eq!(code, 403, "juniors do not amend in a two-level pool");
+    let (code, v) = hub.send(&senior, Method::POST, &path("/report/addendum"), Some(json!({ "text": "建议两周后复查。" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["addenda"][0]["text"], "建议两周后复查。");
+    assert_eq!(v["addenda"][0]["author"], "senior");
+    let (code, v) = hub.send(&senior, Method::POST, &path("/report/correct"), Some(json!({ "impression": "右下肺炎。", "findings": "右下肺片状影。" }))).await;
+    assert_eq!(code, 422, "a correction needs a reason: {v}");
+    let (code, v) = hub
+        .send(&senior, Method::POST, &path("/report/correct"), Some(json!({ "findings": "右下肺片状影。", "impression": "右下肺炎。", "reason": "复阅发现漏诊" })))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "final");
+    assert_eq!(v["corrected"], true);
+    assert_eq!(v["supersedes"], first);
+    assert_eq!(v["version"], 2);
+    // referrers: exactly one current report, the corrected one; the old one is gone
+    let list = hub.get_json(&referrer, "/api/reports").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["impression"], "右下肺炎。");
+    assert_eq!(list[0]["corrected"], true);
+    assert_eq!(hub.get(&referrer, &format!("/api/reports/{first}")).await.status(), 404, "the superseded version is not served to referrers");
+    let print = hub.get(&referrer, &format!("/api/reports/{}/print", v["id"])).await.text().await.unwrap();
+    assert!(print.contains("右下肺炎"), "the print page shows the current version");
+    // readers and admins: the whole history, with times to the minute or better
+    let h = hub.get_json(&admin, &path("/report/history")).await;
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["status"], "superseded");
+    assert_eq!(h[0]["addenda"].as_array().unwrap().len(), 1);
+    assert!(h[0]["superseded_at"].as_i64().is_some());
+    assert_eq!(h[1]["correction_reason"], "复阅发现漏诊");
+    assert_eq!(hub.get(&referrer, &path("/report/history")).await.status(), 403);
+    use sqlx::Row;
+    let finals: i64 = sqlx::query("SELECT COUNT(*) FROM reports WHERE item_id = $1 AND status = 'final'")
+        .bind(id)
+        .fetch_one(hub.storage.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(finals, 1, "two valid versions never coexist");
+    hub.stop().await;
+}
+
+/// A critical result: the site is alerted and its webhook receives it, a referrer
+/// acknowledges; another one left unacknowledged escalates to the supervisor.
+async fn critical_result_chain(backend: Backend) {
+    // the site's own system: a real HTTP server that records what it receives
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().await.push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let clock = worklist::ManualClock::new(storage::now_ms());
+    let hub = Hub::start_clocked(backend, clock.clone(), |c| c.critical_ack_minutes = 15).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let doc = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
+    let doc_b = hub.user("doc-b", Role::Referrer, Some("Township-B")).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let sup = hub.user("chief", Role::Reader, Some("imaging")).await;
+    let chief = hub.worklist.user_by_name("chief").await.unwrap().unwrap();
+    hub.worklist.set_qualifications(chief.id, worklist::Seniority::Senior, true).await.unwrap();
+    let (code, v) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-A/webhook", Some(json!({ "url": hook }))).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-A/webhook", Some(json!({ "url": "ftp://x" }))).await;
+    assert_eq!(code, 422);
+
+    let mut ids = Vec::new();
+    for (n, study) in ["1.2.826.0.1.3680043.10.9.601", "1.2.826.0.1.3680043.10.9.602"].iter().enumerate() {
+        send_sc(&hub, "MODA", &format!("P-CRIT{n}"), study, &format!("{study}.1")).await;
+        ids.push(wait_ready(&hub, &r1, study, Some(&clock)).await);
+    }
+    let (code, _) = hub.send(&doc, Method::POST, &format!("/api/worklist/{}/critical", ids[0]), Some(json!({ "finding": "x" }))).await;
+    assert_eq!(code, 403, "referrers do not flag");
+    let (code, c1) = hub.send(&r1, Method::POST, &format!("/api/worklist/{}/critical", ids[0]), Some(json!({ "finding": "右侧大量气胸" }))).await;
+    assert_eq!(code, 200, "{c1}");
+    assert_eq!(c1["notified_at"], c1["flagged_at"], "notified at once");
+    let (code, c2) = hub.send(&r1, Method::POST, &format!("/api/worklist/{}/critical", ids[1]), Some(json!({ "finding": "主动脉夹层可能" }))).await;
+    assert_eq!(code, 200, "{c2}");
+    // the site is alerted in the app, and its system receives the webhook
+    let alerts = hub.get_json(&doc, "/api/alerts").await;
+    assert_eq!(alerts.as_array().unwrap().iter().filter(|a| a["kind"] == "critical_result").count(), 2, "{alerts}");
+    for _ in 0..100 {
+        if received.lock().await.len() >= 2 {
+            break;
+        }
+        clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = received.lock().await.clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().any(|v| v["event"] == "critical_result" && v["finding"] == "右侧大量气胸" && v["patient_id"] == "P-CRIT0"));
+    // the other site sees nothing and cannot acknowledge
+    assert!(hub.get_json(&doc_b, "/api/critical").await.as_array().unwrap().is_empty());
+    assert_eq!(hub.send(&doc_b, Method::POST, &format!("/api/critical/{}/ack", c1["id"]), None).await.0, 404);
+    assert_eq!(hub.send(&r1, Method::POST, &format!("/api/critical/{}/ack", c1["id"]), None).await.0, 403);
+    // ten minutes later the referrer acknowledges the first
+    clock.advance(10 * MIN);
+    let (code, v) = hub.send(&doc, Method::POST, &format!("/api/critical/{}/ack", c1["id"]), None).await;
+    assert_eq!(code, 200, "{v}");
+    let doc_id = hub.worklist.user_by_name("doc-a").await.unwrap().unwrap().id;
+    assert_eq!(v["acknowledged_by"], doc_id);
+    assert_eq!(v["acknowledged_by_name"], "doc-a");
+    // the second stays unacknowledged past 15 minutes: escalated once, to the supervisor
+    clock.advance(6 * MIN);
+    hub.worklist.sla_tick().await.unwrap();
+    hub.worklist.sla_tick().await.unwrap();
+    let list = hub.get_json(&admin, "/api/critical").await;
+    let second = list.as_array().unwrap().iter().find(|c| c["id"] == c2["id"]).unwrap().clone();
+    assert!(second["escalated_at"].as_i64().is_some(), "{second}");
+    let first = list.as_array().unwrap().iter().find(|c| c["id"] == c1["id"]).unwrap().clone();
+    assert!(first["escalated_at"].is_null(), "the acknowledged one is not escalated");
+    let sup_alerts = hub.get_json(&sup, "/api/alerts").await;
+    assert_eq!(sup_alerts.as_array().unwrap().iter().filter(|a| a["kind"] == "critical_unacknowledged").count(), 1, "{sup_alerts}");
+    // the chain is in the item's trail
+    let events = hub.get_json(&admin, &format!("/api/worklist/{}/events", ids[1])).await;
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"critical_flagged") && kinds.contains(&"critical_notified") && kinds.contains(&"critical_escalated"), "{kinds:?}");
+    hub.stop().await;
+}
+
+/// Priors of the same patient with their reports; templates for the study; turnaround
+/// percentiles and volumes per site, pool, reader and day.
+async fn priors_templates_and_turnaround(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    // two studies of one patient at A, and the same Patient ID at B (another patient)
+    let first = ready_item(&hub, "MODA", &r1, "P-PRIOR", "1.2.826.0.1.3680043.10.9.701").await;
+    assert_eq!(hub.send(&r1, Method::POST, &format!("/api/worklist/{first}/claim"), None).await.0, 200);
+    hub.send(&r1, Method::PUT, &format!("/api/worklist/{first}/report"), Some(json!({ "impression": "第一次：未见异常。" }))).await;
+    assert_eq!(hub.send(&r1, Method::POST, &format!("/api/worklist/{first}/report/sign"), None).await.0, 200);
+    let second = ready_item(&hub, "MODA", &r1, "P-PRIOR", "1.2.826.0.1.3680043.10.9.702").await;
+    ready_item(&hub, "MODB", &r1, "P-PRIOR", "1.2.826.0.1.3680043.10.9.703").await;
+    let priors = hub.get_json(&r1, &format!("/api/worklist/{second}/priors")).await;
+    let priors = priors.as_array().unwrap();
+    assert_eq!(priors.len(), 1, "same site and issuer only: {priors:?}");
+    assert_eq!(priors[0]["study_instance_uid"], "1.2.826.0.1.3680043.10.9.701");
+    assert_eq!(priors[0]["impression"], "第一次：未见异常。");
+    // templates: chest for a chest DX, ECG for ECG
+    let t = hub.get_json(&r1, "/api/report-templates?modality=DX&body_part=CHEST").await;
+    assert_eq!(t[0]["id"], "chest-pa-normal");
+    assert!(t[0]["impression_zh"].as_str().unwrap().contains("未见明显异常"));
+    assert!(!t[0]["impression_en"].as_str().unwrap().is_empty());
+    let t = hub.get_json(&r1, "/api/report-templates?modality=ECG").await;
+    assert_eq!(t[0]["id"], "ecg-12-lead-normal");
+    // turnaround: one reported of three arrived at... two sites
+    let today = chrono_today();
+    let by_site = hub.get_json(&admin, &format!("/api/stats/turnaround?from={today}&to={today}&by=site")).await;
+    let a = by_site.as_array().unwrap().iter().find(|g| g["group"] == "Township-A").unwrap().clone();
+    assert_eq!(a["arrived"], 2);
+    assert_eq!(a["reported"], 1);
+    assert!(a["p50_minutes"].as_f64().unwrap() >= 0.0 && a["p90_minutes"].as_f64().unwrap() < 10.0, "{a}");
+    let b = by_site.as_array().unwrap().iter().find(|g| g["group"] == "Township-B").unwrap().clone();
+    assert_eq!((b["arrived"].as_u64(), b["reported"].as_u64()), (Some(1), Some(0)));
+    assert!(b["p50_minutes"].is_null());
+    let by_reader = hub.get_json(&admin, &format!("/api/stats/turnaround?from={today}&to={today}&by=reader")).await;
+    assert_eq!(by_reader[0]["group"], "rad1");
+    assert_eq!(by_reader[0]["reported"], 1);
+    let by_day = hub.get_json(&admin, &format!("/api/stats/turnaround?from={today}&to={today}&by=day")).await;
+    assert_eq!(by_day[0]["group"], today);
+    assert_eq!(by_day[0]["arrived"], 3);
+    let by_pool = hub.get_json(&admin, &format!("/api/stats/turnaround?from={today}&to={today}&by=pool")).await;
+    assert_eq!(by_pool[0]["group"], "imaging");
+    assert_eq!(hub.get(&admin, "/api/stats/turnaround?from=yesterday&to=2026-01-01").await.status(), 400);
+    assert_eq!(hub.get(&r1, &format!("/api/stats/turnaround?from={today}&to={today}")).await.status(), 403);
+    hub.stop().await;
+}
+
+/// Today's date in China (the hub's default local time), YYYY-MM-DD.
+fn chrono_today() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive().to_string()
+}
+
+/// An auto-assigning pool pushes the next item to the least-loaded reader who is on duty
+/// and qualified for the modality, one at a time.
+async fn auto_assign_to_on_duty_qualified_readers(backend: Backend) {
+    // 2026-11-23 10:00 in China
+    let clock = worklist::ManualClock::new(1_795_399_200_000);
+    let hub = Hub::start_clocked(backend, clock.clone(), |_| {}).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let cr_only = hub.user("cr-only", Role::Reader, Some("imaging")).await;
+    let day = hub.user("day", Role::Reader, Some("imaging")).await;
+    hub.user("night", Role::Reader, Some("imaging")).await;
+    let path = |name: &str| format!("/api/admin/users/{name}/qualifications");
+    assert_eq!(hub.send(&admin, Method::PUT, &path("cr-only"), Some(json!({ "modalities": ["CR"] }))).await.0, 200);
+    assert_eq!(hub.send(&admin, Method::PUT, &path("day"), Some(json!({ "duty_hours": "8-17" }))).await.0, 200);
+    let (code, v) = hub.send(&admin, Method::PUT, &path("night"), Some(json!({ "duty_hours": "20-8" }))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["duty_hours"], "20-8");
+    assert_eq!(hub.send(&admin, Method::PUT, &path("night"), Some(json!({ "duty_hours": "25-8" }))).await.0, 422);
+    let (code, _) = hub.send(&admin, Method::PUT, "/api/admin/pools/imaging", Some(json!({ "auto_assign": true }))).await;
+    assert_eq!(code, 200);
+    for f in ["pydicom/test_files/CT_small.dcm", "pydicom/test_files/MR_small.dcm"] {
+        let (code, out) = hub.storescu("MODA", &[], &[data(f)]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let day_id = hub.worklist.user_by_name("day").await.unwrap().unwrap().id;
+    let night_id = hub.worklist.user_by_name("night").await.unwrap().unwrap().id;
+    // at 10:00 only "day" is on duty and qualified for CT and MR: one item, pushed to them
+    let mut claimed = Vec::new();
+    for _ in 0..100 {
+        clock.advance(Duration::from_secs(2));
+        let queue = hub.queue(&day).await;
+        claimed = queue.iter().filter(|i| i["state"] == "claimed").cloned().collect();
+        if !claimed.is_empty() && queue.iter().any(|i| i["state"] == "ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(claimed.len(), 1, "one item at a time");
+    assert_eq!(claimed[0]["claimed_by"], day_id);
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a few more ticks change nothing
+    let queue = hub.queue(&day).await;
+    assert_eq!(queue.iter().filter(|i| i["state"] == "claimed").count(), 1);
+    let other = queue.iter().find(|i| i["state"] == "ready").expect("the other waits")["id"].as_i64().unwrap();
+    let (code, v) = hub.send(&cr_only, Method::POST, &format!("/api/worklist/{other}/claim"), None).await;
+    assert_eq!(code, 403, "not qualified for this modality: {v}");
+    let (code, _) = hub.send(&cr_only, Method::POST, "/api/worklist/next", None).await;
+    assert_eq!(code, 204, "nothing this reader may read");
+    // evening: "day" finishes and goes off duty; the next item goes to "night"
+    let first = claimed[0]["id"].as_i64().unwrap();
+    hub.send(&day, Method::PUT, &format!("/api/worklist/{first}/report"), Some(json!({ "impression": "未见异常。" }))).await;
+    assert_eq!(hub.send(&day, Method::POST, &format!("/api/worklist/{first}/report/sign"), None).await.0, 200);
+    clock.advance(11 * 60 * MIN); // 21:00
+    let mut holder = Value::Null;
+    for _ in 0..50 {
+        holder = hub.get_json(&admin, &format!("/api/worklist/{other}")).await["item"]["claimed_by"].clone();
+        if !holder.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(holder, night_id, "pushed to the reader on night duty");
+    let events = hub.get_json(&admin, &format!("/api/worklist/{other}/events")).await;
+    assert!(events.as_array().unwrap().iter().any(|e| e["detail"].as_str().unwrap_or("").starts_with("auto-assigned to night")), "{events}");
+    hub.stop().await;
 }

@@ -48,6 +48,8 @@ pub async fn me(caller: Caller) -> Json<worklist::User> {
 #[derive(Deserialize)]
 pub struct QueueQuery {
     pool: Option<i64>,
+    /// first N items of the queue [default 500]
+    limit: Option<i64>,
 }
 
 /// A reader's pool queue (admins may name any pool).
@@ -60,7 +62,7 @@ pub async fn queue(State(st): State<AppState>, caller: Caller, Query(q): Query<Q
         (_, _, Some(mine)) => mine,
         (_, _, None) => return Err(ApiError::Forbidden("you belong to no pool".into())),
     };
-    Ok(Json(st.worklist.queue(pool).await?))
+    Ok(Json(st.worklist.queue_page(pool, q.limit.unwrap_or(500)).await?))
 }
 
 pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiResult<ItemView> {

@@ -11,6 +11,7 @@ mod html;
 mod print;
 mod stow;
 pub mod render;
+mod reporting;
 mod ui;
 mod workflow;
 
@@ -99,6 +100,21 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/routing-rules", get(workflow::routing_rules).put(workflow::put_routing_rules))
         .route("/admin/pools", get(workflow::pools).post(workflow::add_pool))
         .route("/admin/pools/{pool}/sla", put(workflow::put_sla))
+        .route("/admin/pools/{pool}", put(reporting::pool_settings))
+        .route("/admin/sites/{name}/webhook", put(reporting::set_webhook))
+        .route("/admin/users/{name}/qualifications", put(reporting::qualifications))
+        .route("/worklist/{id}/report/submit", post(reporting::submit))
+        .route("/worklist/{id}/report/preliminary", put(reporting::edit_preliminary))
+        .route("/worklist/{id}/report/send-back", post(reporting::send_back))
+        .route("/worklist/{id}/report/addendum", post(reporting::addendum))
+        .route("/worklist/{id}/report/correct", post(reporting::correct))
+        .route("/worklist/{id}/report/history", get(reporting::history))
+        .route("/worklist/{id}/critical", post(reporting::flag_critical))
+        .route("/worklist/{id}/priors", get(reporting::priors))
+        .route("/critical", get(reporting::critical_results))
+        .route("/critical/{id}/ack", post(reporting::acknowledge_critical))
+        .route("/report-templates", get(reporting::templates))
+        .route("/stats/turnaround", get(reporting::turnaround))
         .route("/worklist/{id}/report", put(api::save_draft).get(api::item_report))
         .route("/worklist/{id}/report/sign", post(api::sign))
         .route("/site/studies", get(api::site_studies))

@@ -188,7 +188,7 @@ impl Worklist {
     }
 
     pub async fn user(&self, id: i64) -> Result<User, Error> {
-        let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor FROM users WHERE id = $1")
+        let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(self.db.pool())
             .await
@@ -199,7 +199,7 @@ impl Worklist {
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
         let r = sqlx::query(
-            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor FROM users WHERE username = $1",
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours FROM users WHERE username = $1",
         )
         .bind(username.trim())
         .fetch_optional(self.db.pool())
@@ -227,6 +227,25 @@ impl Worklist {
         self.user(user_id).await
     }
 
+    /// A reader's qualifications: the modalities they read (empty: all) and their daily
+    /// duty hours (local `FROM-TO`; None: always on duty).
+    pub async fn set_duty(&self, user_id: i64, modalities: &[String], duty_hours: Option<&str>) -> Result<User, Error> {
+        if let Some(h) = duty_hours {
+            crate::routing::parse_hours(h)?;
+        }
+        let mods: Vec<String> = modalities.iter().map(|m| m.trim().to_ascii_uppercase()).filter(|m| !m.is_empty()).collect();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE users SET modalities = $1, duty_hours = $2 WHERE id = $3")
+            .bind(mods.join("\\"))
+            .bind(duty_hours.unwrap_or(""))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("update user"))?;
+        tx.commit().await?;
+        self.user(user_id).await
+    }
+
     pub async fn count_admins(&self) -> Result<i64, Error> {
         Ok(sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")
             .fetch_one(self.db.pool())
@@ -239,7 +258,7 @@ impl Worklist {
     /// password, so names cannot be probed.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<User, Error> {
         let row = sqlx::query(
-            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, password_hash FROM users \
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
              WHERE username = $1 AND disabled = 0",
         )
         .bind(username.trim())
@@ -285,7 +304,7 @@ impl Worklist {
     /// The user behind a session token, if the session is live.
     pub async fn session_user(&self, token: &str) -> Result<Option<User>, Error> {
         let r = sqlx::query(
-            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id, u.seniority, u.supervisor FROM sessions s \
+            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id, u.seniority, u.supervisor, u.modalities, u.duty_hours FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
         )
         .bind(token_hash(token))
@@ -318,6 +337,8 @@ fn user_from_row(r: &sqlx::any::AnyRow) -> Result<User, Error> {
         pool_id: r.get("pool_id"),
         seniority: Seniority::try_from(r.get::<String, _>("seniority").as_str())?,
         supervisor: r.get::<i64, _>("supervisor") != 0,
+        modalities: r.get::<String, _>("modalities").split('\\').filter(|m| !m.is_empty()).map(str::to_string).collect(),
+        duty_hours: Some(r.get::<String, _>("duty_hours")).filter(|h| !h.is_empty()),
     })
 }
 

@@ -239,6 +239,7 @@ impl Worklist {
                     // the site retook the study: back into the queue
                     ItemState::Rejected => (ItemState::Receiving, Some(EventKind::Requeued), 0),
                     ItemState::Claimed => (ItemState::Claimed, Some(EventKind::NewImages), 0),
+                    ItemState::Preliminary => (ItemState::Preliminary, Some(EventKind::NewImages), 0),
                     ItemState::Reported => (ItemState::Reported, Some(EventKind::NewImagesAfterReport), 1),
                 };
                 if new_priority < old_priority {
@@ -351,11 +352,17 @@ impl Worklist {
     /// deadline. Reported items are left out unless they received new images after the
     /// report; rejected ones until the site retakes them.
     pub async fn queue(&self, pool_id: i64) -> Result<Vec<ItemView>, Error> {
+        self.queue_page(pool_id, 100_000).await
+    }
+
+    /// The first `limit` items of a pool's queue (see [`Worklist::queue`]).
+    pub async fn queue_page(&self, pool_id: i64, limit: i64) -> Result<Vec<ItemView>, Error> {
         let rows = sqlx::query(item_select!(
             "WHERE w.pool_id = $1 AND w.state <> 'rejected' AND (w.state <> 'reported' OR w.new_images_after_report = 1) \
-             ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id"
+             ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id LIMIT $2"
         ))
         .bind(pool_id)
+        .bind(limit.clamp(1, 100_000))
         .fetch_all(self.db.pool())
         .await
         .map_err(Error::db("list queue"))?;
@@ -406,6 +413,12 @@ impl Worklist {
         let item = self.item(id).await?;
         if user.role != Role::Reader || user.pool_id != Some(item.pool_id) {
             return Err(Error::Forbidden("only a reader of this item's pool can claim it / 仅本阅片组医生可认领".into()));
+        }
+        if !user.reads(&item.modalities) {
+            return Err(Error::Forbidden(format!(
+                "you are not qualified to read {} / 无该检查类型的阅片资质",
+                item.modalities
+            )));
         }
         let now = self.now();
         let mut tx = self.db.begin_write().await?;

@@ -6,11 +6,14 @@
 //! of several concurrent claimants wins on SQLite and on PostgreSQL alike, also across
 //! several readhub processes, and is recorded as an event with actor and time.
 
+pub mod critical;
 pub mod directory;
 pub mod items;
 pub mod reports;
 pub mod routing;
 pub mod sla;
+pub mod stats;
+pub mod templates;
 pub mod types;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -38,6 +41,8 @@ pub struct Config {
     pub sla_defaults: [Duration; 3],
     /// Local time's offset from UTC, hours, for routing rules by time of day (China: 8).
     pub utc_offset_hours: i32,
+    /// A critical result unacknowledged this long escalates to the pool's supervisors.
+    pub critical_ack: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
             lease: Duration::from_secs(15 * 60),
             sla_defaults: [Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600), Duration::from_secs(24 * 3600)],
             utc_offset_hours: 8,
+            critical_ack: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -1,4 +1,9 @@
-//! Reports: a draft written by the claiming reader, signed final by them.
+//! Reports: versions of an item's report. The claiming reader writes a draft; submits it
+//! preliminary (in a pool with two-level sign-off a junior must, and a senior then edits,
+//! signs or sends it back); a final report is changed only by a signed addendum, or by a
+//! correction: a new version that supersedes the final one in the same transaction, so
+//! two valid versions never coexist. Referrers see the current final version (marked
+//! corrected), readers and admins the whole history.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -32,6 +37,24 @@ pub struct Report {
     pub patient_name: Option<String>,
     pub patient_sex: Option<String>,
     pub patient_birth_date: Option<String>,
+    pub submitted_at: Option<i64>,
+    /// the final version this one corrects
+    pub supersedes: Option<i64>,
+    pub corrected: bool,
+    pub correction_reason: Option<String>,
+    pub superseded_at: Option<i64>,
+    /// the senior's note when the preliminary report was sent back
+    pub returned_note: Option<String>,
+    pub addenda: Vec<Addendum>,
+}
+
+/// A signed note appended to a final report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Addendum {
+    pub id: i64,
+    pub text: String,
+    pub author: String,
+    pub signed_at: i64,
 }
 
 macro_rules! report_select {
@@ -40,7 +63,8 @@ macro_rules! report_select {
             "SELECT r.id, r.item_id, r.site_id, si.name AS site_name, r.version, r.status, r.findings, r.impression, \
                a.display_name AS author, sg.display_name AS signer, r.created_at, r.updated_at, r.signed_at, \
                st.study_uid, st.accession_number, st.study_date, st.study_description, st.modalities, \
-               p.patient_id, p.name AS patient_name, p.sex, p.birth_date \
+               p.patient_id, p.name AS patient_name, p.sex, p.birth_date, r.submitted_at, r.supersedes, \
+               r.superseded_at, r.returned_note, r.correction_reason \
              FROM reports r \
              JOIN studies st ON st.id = r.study_id \
              JOIN patients p ON p.id = st.patient_id \
@@ -76,6 +100,13 @@ fn report_from_row(r: &sqlx::any::AnyRow) -> Result<Report, Error> {
         patient_name: r.get("patient_name"),
         patient_sex: r.get("sex"),
         patient_birth_date: r.get("birth_date"),
+        submitted_at: r.get("submitted_at"),
+        supersedes: r.get("supersedes"),
+        corrected: r.get::<Option<i64>, _>("supersedes").is_some(),
+        correction_reason: r.get("correction_reason"),
+        superseded_at: r.get("superseded_at"),
+        returned_note: r.get("returned_note"),
+        addenda: Vec::new(),
     })
 }
 
@@ -143,31 +174,67 @@ impl Worklist {
         self.report(id).await
     }
 
-    /// Sign the draft final: the item becomes reported and the site can see the report.
-    pub async fn sign(&self, item_id: i64, user: &User) -> Result<Report, Error> {
+    /// Does this pool ask a senior to sign its juniors' reports?
+    pub async fn two_level(&self, pool_id: i64) -> Result<bool, Error> {
+        Ok(sqlx::query("SELECT two_level_signoff FROM pools WHERE id = $1")
+            .bind(pool_id)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select pool"))?
+            .is_some_and(|r| r.get::<i64, _>(0) != 0))
+    }
+
+    pub async fn set_two_level(&self, pool_id: i64, on: bool) -> Result<(), Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE pools SET two_level_signoff = $1 WHERE id = $2")
+            .bind(on as i64)
+            .bind(pool_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("update pool"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest version's id and status.
+    async fn latest(&self, item_id: i64) -> Result<Option<(i64, ReportStatus, i64)>, Error> {
+        sqlx::query("SELECT id, status, author_id FROM reports WHERE item_id = $1 ORDER BY version DESC LIMIT 1")
+            .bind(item_id)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select report"))?
+            .map(|r| Ok((r.get(0), ReportStatus::try_from(r.get::<String, _>(1).as_str())?, r.get(2))))
+            .transpose()
+    }
+
+    /// The claimant submits the draft as a preliminary report: it awaits a senior's
+    /// signature in a two-level pool (the item leaves the claimant's hands), and anywhere
+    /// it is what the referrer may be told before the final one.
+    pub async fn submit(&self, item_id: i64, user: &User) -> Result<Report, Error> {
         self.claimed_by_me(item_id, user).await?;
+        let Some((id, ReportStatus::Draft, _)) = self.latest(item_id).await? else {
+            return Err(Error::Conflict("there is no draft to submit / 无可提交的草稿".into()));
+        };
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
-        let draft = sqlx::query("SELECT id, impression FROM reports WHERE item_id = $1 AND status = 'draft'")
-            .bind(item_id)
-            .fetch_optional(&mut *tx)
+        let impression: String = sqlx::query("SELECT impression FROM reports WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
             .await
             .map_err(Error::db("select draft"))?
-            .ok_or_else(|| Error::Conflict("there is no draft to sign: save one first / 请先保存报告草稿".into()))?;
-        let id: i64 = draft.get("id");
-        if draft.get::<String, _>("impression").trim().is_empty() {
-            return Err(Error::Invalid("a report needs an impression before it is signed / 请填写诊断意见".into()));
+            .get(0);
+        if impression.trim().is_empty() {
+            return Err(Error::Invalid("a report needs an impression before it is submitted / 请填写诊断意见".into()));
         }
-        sqlx::query("UPDATE reports SET status = 'final', signer_id = $1, signed_at = $2, updated_at = $3 WHERE id = $4 AND status = 'draft'")
-            .bind(user.id)
+        sqlx::query("UPDATE reports SET status = 'preliminary', submitted_at = $1, updated_at = $2 WHERE id = $3 AND status = 'draft'")
             .bind(now)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await
-            .map_err(Error::db("sign report"))?;
+            .map_err(Error::db("submit report"))?;
         let moved = sqlx::query(
-            "UPDATE worklist_items SET state = 'reported', new_images_after_report = 0, lease_expires_at = NULL, updated_at = $1 \
+            "UPDATE worklist_items SET state = 'preliminary', lease_expires_at = NULL, updated_at = $1 \
              WHERE id = $2 AND state = 'claimed' AND claimed_by = $3",
         )
         .bind(now)
@@ -175,14 +242,275 @@ impl Worklist {
         .bind(user.id)
         .execute(&mut *tx)
         .await
-        .map_err(Error::db("mark reported"))?
+        .map_err(Error::db("mark preliminary"))?
         .rows_affected();
         if moved != 1 {
             return Err(Error::Conflict("the item is no longer claimed by you".into()));
         }
+        insert_event(&mut tx, item_id, EventKind::Submitted, Some(user.id), now, "").await?;
+        tx.commit().await?;
+        self.report(id).await
+    }
+
+    /// Is `user` a senior reader of the item's pool?
+    fn senior_of(user: &User, pool_id: i64) -> bool {
+        user.role == Role::Reader && user.pool_id == Some(pool_id) && user.seniority == crate::Seniority::Senior
+    }
+
+    /// Sign the report final: the item becomes reported and the site can see it.
+    /// - a draft: by its claimant, unless the pool requires a senior and they are junior;
+    /// - a preliminary report: in a two-level pool by a senior of the pool, else by its
+    ///   author or a senior.
+    pub async fn sign(&self, item_id: i64, user: &User) -> Result<Report, Error> {
+        let item = self.item(item_id).await?;
+        let two_level = self.two_level(item.pool_id).await?;
+        let Some((id, status, author)) = self.latest(item_id).await? else {
+            return Err(Error::Conflict("there is no draft to sign: save one first / 请先保存报告草稿".into()));
+        };
+        let from_state = match status {
+            ReportStatus::Draft => {
+                self.claimed_by_me(item_id, user).await?;
+                if two_level && !Self::senior_of(user, item.pool_id) {
+                    return Err(Error::Forbidden(
+                        "this pool requires a senior's signature: submit the report as preliminary / 本组需上级医生审核签发".into(),
+                    ));
+                }
+                ItemState::Claimed
+            }
+            ReportStatus::Preliminary => {
+                let allowed = Self::senior_of(user, item.pool_id) || (!two_level && user.id == author);
+                if !allowed {
+                    return Err(Error::Forbidden("only a senior reader of this pool signs a preliminary report / 仅上级医生可签发".into()));
+                }
+                ItemState::Preliminary
+            }
+            ReportStatus::Final | ReportStatus::Superseded => {
+                return Err(Error::Conflict("the report is final: add an addendum or issue a correction / 报告已签发".into()))
+            }
+        };
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let impression: String = sqlx::query("SELECT impression FROM reports WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::db("select report"))?
+            .get(0);
+        if impression.trim().is_empty() {
+            return Err(Error::Invalid("a report needs an impression before it is signed / 请填写诊断意见".into()));
+        }
+        sqlx::query(
+            "UPDATE reports SET status = 'final', signer_id = $1, signed_at = $2, updated_at = $3, \
+               submitted_at = COALESCE(submitted_at, $4) WHERE id = $5 AND status = $6",
+        )
+        .bind(user.id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .bind(status.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("sign report"))?;
+        let moved = sqlx::query(
+            "UPDATE worklist_items SET state = 'reported', new_images_after_report = 0, lease_expires_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND state = $3",
+        )
+        .bind(now)
+        .bind(item_id)
+        .bind(from_state.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("mark reported"))?
+        .rows_affected();
+        if moved != 1 {
+            return Err(Error::Conflict("the item changed meanwhile; reload it".into()));
+        }
         insert_event(&mut tx, item_id, EventKind::Signed, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
+    }
+
+    /// A senior edits a preliminary report before signing it (recorded as an event).
+    pub async fn edit_preliminary(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
+        let item = self.item(item_id).await?;
+        if !Self::senior_of(user, item.pool_id) {
+            return Err(Error::Forbidden("only a senior reader of this pool edits a preliminary report / 仅上级医生可修改".into()));
+        }
+        let Some((id, ReportStatus::Preliminary, _)) = self.latest(item_id).await? else {
+            return Err(Error::Conflict("the report is not awaiting sign-off".into()));
+        };
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE reports SET findings = $1, impression = $2, updated_at = $3 WHERE id = $4 AND status = 'preliminary'")
+            .bind(findings)
+            .bind(impression)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("edit report"))?;
+        insert_event(&mut tx, item_id, EventKind::Edited, Some(user.id), now, "").await?;
+        tx.commit().await?;
+        self.report(id).await
+    }
+
+    /// A senior sends a preliminary report back to its author as a draft, with a note.
+    pub async fn send_back(&self, item_id: i64, user: &User, note: &str) -> Result<Report, Error> {
+        let item = self.item(item_id).await?;
+        if !Self::senior_of(user, item.pool_id) {
+            return Err(Error::Forbidden("only a senior reader of this pool sends a report back / 仅上级医生可退回".into()));
+        }
+        let Some((id, ReportStatus::Preliminary, author)) = self.latest(item_id).await? else {
+            return Err(Error::Conflict("the report is not awaiting sign-off".into()));
+        };
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE reports SET status = 'draft', returned_note = $1, updated_at = $2 WHERE id = $3 AND status = 'preliminary'")
+            .bind(note)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("send back"))?;
+        sqlx::query(
+            "UPDATE worklist_items SET state = 'claimed', claimed_by = $1, claimed_at = $2, lease_expires_at = $3, updated_at = $4 \
+             WHERE id = $5 AND state = 'preliminary'",
+        )
+        .bind(author)
+        .bind(now)
+        .bind(now + self.config.lease.as_millis() as i64)
+        .bind(now)
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("send back"))?;
+        insert_event(&mut tx, item_id, EventKind::SentBack, Some(user.id), now, note).await?;
+        tx.commit().await?;
+        self.report(id).await
+    }
+
+    /// The current final report of an item (the one referrers see).
+    async fn current_final(&self, item_id: i64) -> Result<i64, Error> {
+        sqlx::query("SELECT id FROM reports WHERE item_id = $1 AND status = 'final'")
+            .bind(item_id)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select final report"))?
+            .map(|r| r.get(0))
+            .ok_or_else(|| Error::Conflict("the item has no final report yet / 尚无正式报告".into()))
+    }
+
+    /// May `user` change this pool's final reports? A reader of the pool (a senior where
+    /// the pool signs at two levels) or an admin... admins do not write reports.
+    async fn may_amend(&self, user: &User, pool_id: i64) -> Result<(), Error> {
+        let reader = user.role == Role::Reader && user.pool_id == Some(pool_id);
+        if !reader || (self.two_level(pool_id).await? && user.seniority != crate::Seniority::Senior) {
+            return Err(Error::Forbidden("only a reader of this pool (a senior, where it signs at two levels) amends its reports / 无权修改已签发报告".into()));
+        }
+        Ok(())
+    }
+
+    /// Append a signed addendum to the final report.
+    pub async fn addendum(&self, item_id: i64, user: &User, text: &str) -> Result<Report, Error> {
+        let item = self.item(item_id).await?;
+        self.may_amend(user, item.pool_id).await?;
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("an addendum needs text / 请填写补充内容".into()));
+        }
+        let report = self.current_final(item_id).await?;
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("INSERT INTO report_addenda (report_id, item_id, text, author_id, signed_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(report)
+            .bind(item_id)
+            .bind(text.trim())
+            .bind(user.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("insert addendum"))?;
+        insert_event(&mut tx, item_id, EventKind::Addended, Some(user.id), now, "").await?;
+        tx.commit().await?;
+        self.report(report).await
+    }
+
+    /// Issue a correction: a new final version that supersedes the current one, in one
+    /// transaction (the old one is marked superseded only if it still is the final one).
+    pub async fn correct(&self, item_id: i64, user: &User, findings: &str, impression: &str, reason: &str) -> Result<Report, Error> {
+        let item = self.item(item_id).await?;
+        self.may_amend(user, item.pool_id).await?;
+        if impression.trim().is_empty() || reason.trim().is_empty() {
+            return Err(Error::Invalid("a correction needs an impression and a reason / 请填写更正内容和原因".into()));
+        }
+        let old = self.current_final(item_id).await?;
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let n = sqlx::query("UPDATE reports SET status = 'superseded', superseded_at = $1, updated_at = $2 WHERE id = $3 AND status = 'final'")
+            .bind(now)
+            .bind(now)
+            .bind(old)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("supersede report"))?
+            .rows_affected();
+        if n != 1 {
+            return Err(Error::Conflict("the report was corrected meanwhile; reload it / 报告已被他人更正".into()));
+        }
+        let version: i64 = sqlx::query("SELECT MAX(version) FROM reports WHERE item_id = $1")
+            .bind(item_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::db("select version"))?
+            .get(0);
+        let id: i64 = sqlx::query(
+            "INSERT INTO reports (item_id, study_id, site_id, version, status, findings, impression, author_id, signer_id, \
+               created_at, updated_at, signed_at, submitted_at, supersedes, correction_reason) \
+             VALUES ($1, $2, $3, $4, 'final', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        )
+        .bind(item_id)
+        .bind(item.study_pk)
+        .bind(item.site_id)
+        .bind(version + 1)
+        .bind(findings)
+        .bind(impression)
+        .bind(user.id)
+        .bind(user.id)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(old)
+        .bind(reason.trim())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::db("insert correction"))?
+        .get(0);
+        insert_event(&mut tx, item_id, EventKind::Corrected, Some(user.id), now, &format!("report {old} -> {id}: {}", reason.trim())).await?;
+        tx.commit().await?;
+        self.report(id).await
+    }
+
+    /// Load the addenda of these reports (one query).
+    async fn with_addenda(&self, mut reports: Vec<Report>) -> Result<Vec<Report>, Error> {
+        if reports.is_empty() {
+            return Ok(reports);
+        }
+        let ids: Vec<String> = reports.iter().map(|r| r.id.to_string()).collect();
+        // ids are integers we formatted ourselves
+        let sql = format!(
+            "SELECT ad.id, ad.report_id, ad.text, u.display_name, ad.signed_at FROM report_addenda ad \
+             JOIN users u ON u.id = ad.author_id WHERE ad.report_id IN ({}) ORDER BY ad.id",
+            ids.join(", ")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.db.pool()).await.map_err(Error::db("select addenda"))?;
+        for r in rows {
+            let report_id: i64 = r.get(1);
+            if let Some(rep) = reports.iter_mut().find(|x| x.id == report_id) {
+                rep.addenda.push(Addendum { id: r.get(0), text: r.get(2), author: r.get(3), signed_at: r.get(4) });
+            }
+        }
+        Ok(reports)
     }
 
     pub async fn report(&self, id: i64) -> Result<Report, Error> {
@@ -192,40 +520,55 @@ impl Worklist {
             .await
             .map_err(Error::db("select report"))?
             .ok_or_else(|| Error::NotFound(format!("report {id}")))?;
-        report_from_row(&r)
+        let one = self.with_addenda(vec![report_from_row(&r)?]).await?;
+        Ok(one.into_iter().next().expect("one report"))
     }
 
-    /// The latest report of an item (draft or final).
+    /// The latest report of an item (draft, preliminary or final).
     pub async fn report_for_item(&self, item_id: i64) -> Result<Option<Report>, Error> {
         let r = sqlx::query(report_select!("WHERE r.item_id = $1 ORDER BY r.version DESC LIMIT 1"))
             .bind(item_id)
             .fetch_optional(self.db.pool())
             .await
             .map_err(Error::db("select report"))?;
-        r.map(|r| report_from_row(&r)).transpose()
+        match r {
+            Some(r) => Ok(self.with_addenda(vec![report_from_row(&r)?]).await?.into_iter().next()),
+            None => Ok(None),
+        }
     }
 
-    /// Final reports of a site, newest first (the referrer's list).
+    /// Every version of an item's report, oldest first (readers and admins).
+    pub async fn report_history(&self, item_id: i64) -> Result<Vec<Report>, Error> {
+        let rows = sqlx::query(report_select!("WHERE r.item_id = $1 ORDER BY r.version"))
+            .bind(item_id)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("list report versions"))?;
+        self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
+    }
+
+    /// Current final reports of a site, newest first (the referrer's list): superseded
+    /// versions are never listed.
     pub async fn site_reports(&self, site_id: i64) -> Result<Vec<Report>, Error> {
         let rows = sqlx::query(report_select!("WHERE r.site_id = $1 AND r.status = 'final' ORDER BY r.signed_at DESC, r.id DESC"))
             .bind(site_id)
             .fetch_all(self.db.pool())
             .await
             .map_err(Error::db("list reports"))?;
-        rows.iter().map(report_from_row).collect()
+        self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
-    /// All final reports (admin).
+    /// All current final reports (admin).
     pub async fn all_reports(&self) -> Result<Vec<Report>, Error> {
         let rows = sqlx::query(report_select!("WHERE r.status = 'final' ORDER BY r.signed_at DESC, r.id DESC"))
             .fetch_all(self.db.pool())
             .await
             .map_err(Error::db("list reports"))?;
-        rows.iter().map(report_from_row).collect()
+        self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
-    /// May this user read this report? Referrers and technicians: final reports of their
-    /// own site. Readers: reports of their pool's items. Admins: all.
+    /// May this user read this report? Referrers and technicians: the current final
+    /// reports of their own site. Readers: reports of their pool's items. Admins: all.
     pub async fn can_read_report(&self, user: &User, report: &Report) -> Result<bool, Error> {
         Ok(match user.role {
             Role::Admin => true,

@@ -109,7 +109,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
-fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
+pub(crate) fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
     let bad = || Error::Invalid(format!("hours {h:?}: expected FROM-TO in local hours 0-24, e.g. 8-18 or 20-8"));
     let (a, b) = h.split_once('-').ok_or_else(bad)?;
     let (a, b) = (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?);
@@ -117,6 +117,17 @@ fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
         return Err(bad());
     }
     Ok((a, b))
+}
+
+/// Is `at` (ms since the epoch) within local hours `from..to` (wrapping midnight if
+/// `from > to`)?
+pub(crate) fn in_hours(from: u32, to: u32, at: i64, utc_offset_hours: i32) -> bool {
+    let local_hour = ((at.div_euclid(3_600_000) + utc_offset_hours as i64).rem_euclid(24)) as u32;
+    if from <= to {
+        (from..to).contains(&local_hour)
+    } else {
+        local_hour >= from || local_hour < to
+    }
 }
 
 impl Rule {
@@ -129,10 +140,7 @@ impl Rule {
         let hours_ok = match self.hours.as_deref().map(parse_hours) {
             None => true,
             Some(Err(_)) => false,
-            Some(Ok((from, to))) => {
-                let local_hour = ((f.at / 3_600_000 + utc_offset_hours as i64).rem_euclid(24)) as u32;
-                if from <= to { (from..to).contains(&local_hour) } else { local_hour >= from || local_hour < to }
-            }
+            Some(Ok((from, to))) => in_hours(from, to, f.at, utc_offset_hours),
         };
         any(&self.sites, Some(f.site))
             && any(&self.consortia, Some(f.consortium))

@@ -20,6 +20,10 @@ pub enum AlertKind {
     Unrouted,
     /// a study was returned to its site for a retake (to the site)
     QualityRejection,
+    /// a critical finding (to the site, at once)
+    CriticalResult,
+    /// a critical result was not acknowledged in time (to the pool's supervisors)
+    CriticalUnacknowledged,
 }
 
 impl AlertKind {
@@ -28,6 +32,8 @@ impl AlertKind {
             AlertKind::SlaBreach => "sla_breach",
             AlertKind::Unrouted => "unrouted",
             AlertKind::QualityRejection => "quality_rejection",
+            AlertKind::CriticalResult => "critical_result",
+            AlertKind::CriticalUnacknowledged => "critical_unacknowledged",
         }
     }
 }
@@ -68,11 +74,15 @@ pub(crate) async fn insert_alert(
     Ok(())
 }
 
+/// Items an auto-assigning pool pushes to a reader at a time.
+const AUTO_ASSIGN_DEPTH: i64 = 1;
+
 /// What `sla_tick` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TickOutcome {
     pub breached: u64,
     pub leases_expired: u64,
+    pub critical_escalated: u64,
 }
 
 impl Worklist {
@@ -116,7 +126,7 @@ impl Worklist {
     /// every process; conditional UPDATEs make concurrent ticks harmless.
     pub async fn sla_tick(&self) -> Result<TickOutcome, Error> {
         let now = self.now();
-        let mut out = TickOutcome::default();
+        let mut out = TickOutcome { critical_escalated: self.escalate_critical(now).await?, ..Default::default() };
         // reads first, without SQLite's writer lock, so an idle tick costs no write
         let due: Vec<(i64, i64, i64)> = sqlx::query(
             "SELECT id, pool_id, deadline_at FROM worklist_items WHERE state IN ('receiving', 'ready', 'claimed') \
@@ -214,21 +224,33 @@ impl Worklist {
             return Err(Error::Forbidden("only a reader claims from a pool's queue / 仅阅片医生可认领".into()));
         };
         for _ in 0..8 {
-            let candidates: Vec<i64> = sqlx::query(
-                "SELECT id FROM worklist_items WHERE pool_id = $1 AND state = 'ready' \
-                   AND (preferred_reader IS NULL OR preferred_reader = $2) \
-                 ORDER BY CASE WHEN breached_at IS NULL THEN 1 ELSE 0 END, priority, \
-                   CASE WHEN preferred_reader = $3 THEN 0 ELSE 1 END, deadline_at, id LIMIT 5",
-            )
-            .bind(pool)
-            .bind(user.id)
-            .bind(user.id)
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(Error::db("select next item"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            // breached items first (few, if any), then the rest in index order: priority,
+            // deadline (worklist_items_next), so a long queue is not sorted per claim
+            let mut candidates = Vec::new();
+            for breached in [true, false] {
+                // a reader qualified for some modalities only looks further down the queue
+                let limit = if user.modalities.is_empty() { 5 } else { 100 };
+                let sql = format!(
+                    "SELECT w.id, st.modalities FROM worklist_items w JOIN studies st ON st.id = w.study_id \
+                     WHERE w.pool_id = $1 AND w.state = 'ready' AND w.breached_at IS {} NULL \
+                       AND (w.preferred_reader IS NULL OR w.preferred_reader = $2) \
+                     ORDER BY w.priority, w.deadline_at, w.id LIMIT {limit}",
+                    if breached { "NOT" } else { "" }
+                );
+                candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(pool)
+                    .bind(user.id)
+                    .fetch_all(self.db.pool())
+                    .await
+                    .map_err(Error::db("select next item"))?
+                    .iter()
+                    .filter(|r| user.reads(&r.get::<String, _>(1)))
+                    .map(|r| r.get(0))
+                    .collect::<Vec<i64>>();
+                if !candidates.is_empty() {
+                    break;
+                }
+            }
             if candidates.is_empty() {
                 return Ok(None);
             }
@@ -241,6 +263,104 @@ impl Worklist {
             }
         }
         Ok(None)
+    }
+
+    /// Push ready items of auto-assigning pools to their least-loaded on-duty qualified
+    /// readers: a reader gets the next item when they hold none (one at a time, as a
+    /// reading room's dispatcher would). Returns how many were assigned.
+    pub async fn auto_assign_tick(&self) -> Result<u64, Error> {
+        let pools: Vec<i64> = sqlx::query("SELECT id FROM pools WHERE auto_assign = 1")
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("select auto-assign pools"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let now = self.now();
+        let mut assigned = 0;
+        for pool in pools {
+            // readers of the pool on duty now, with how many items they hold
+            let mut readers: Vec<(User, i64)> = Vec::new();
+            let ids: Vec<i64> = sqlx::query("SELECT id FROM users WHERE role = 'reader' AND pool_id = $1 AND disabled = 0")
+                .bind(pool)
+                .fetch_all(self.db.pool())
+                .await
+                .map_err(Error::db("select readers"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for id in ids {
+                let u = self.user(id).await?;
+                if !u.on_duty(now, self.config.utc_offset_hours) {
+                    continue;
+                }
+                let load: i64 = sqlx::query("SELECT COUNT(*) FROM worklist_items WHERE claimed_by = $1 AND state = 'claimed'")
+                    .bind(id)
+                    .fetch_one(self.db.pool())
+                    .await
+                    .map_err(Error::db("count load"))?
+                    .get(0);
+                readers.push((u, load));
+            }
+            if !readers.iter().any(|(_, load)| *load < AUTO_ASSIGN_DEPTH) {
+                continue;
+            }
+            let items: Vec<(i64, String, Option<i64>)> = sqlx::query(
+                "SELECT w.id, st.modalities, w.preferred_reader FROM worklist_items w JOIN studies st ON st.id = w.study_id \
+                 WHERE w.pool_id = $1 AND w.state = 'ready' \
+                 ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id LIMIT 50",
+            )
+            .bind(pool)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("select ready items"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+            for (item, modalities, preferred) in items {
+                let Some(pick) = readers
+                    .iter_mut()
+                    .filter(|(u, load)| *load < AUTO_ASSIGN_DEPTH && u.reads(&modalities) && preferred.is_none_or(|p| p == u.id))
+                    .min_by_key(|(u, load)| (*load, u.id))
+                else {
+                    continue;
+                };
+                let mut tx = self.db.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE worklist_items SET state = 'claimed', claimed_by = $1, claimed_at = $2, lease_expires_at = $3, \
+                       updated_at = $4 WHERE id = $5 AND state = 'ready'",
+                )
+                .bind(pick.0.id)
+                .bind(now)
+                .bind(now + self.config.lease.as_millis() as i64)
+                .bind(now)
+                .bind(item)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("auto-assign"))?
+                .rows_affected();
+                if n == 1 {
+                    let detail = format!("auto-assigned to {} (held {})", pick.0.username, pick.1);
+                    insert_event(&mut tx, item, EventKind::Reassigned, None, now, &detail).await?;
+                    pick.1 += 1;
+                    assigned += 1;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(assigned)
+    }
+
+    pub async fn set_auto_assign(&self, pool_id: i64, on: bool) -> Result<(), Error> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE pools SET auto_assign = $1 WHERE id = $2")
+            .bind(on as i64)
+            .bind(pool_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("update pool"))?;
+        tx.commit().await?;
+        Ok(())
     }
 
     fn may_supervise(user: &User, pool_id: i64) -> bool {
@@ -385,6 +505,18 @@ impl Worklist {
             note
         );
         insert_alert(&mut tx, AlertKind::QualityRejection, None, Some(item.site_id), Some(id), &msg, now).await?;
+        let body = serde_json::json!({
+            "event": "quality_rejection",
+            "item_id": id,
+            "site": item.site_name,
+            "patient_id": item.patient_id,
+            "accession_number": item.accession_number,
+            "study_instance_uid": item.study_instance_uid,
+            "reason": reason.as_str(),
+            "note": note,
+            "at": now,
+        });
+        crate::critical::enqueue_webhook(&mut tx, item.site_id, &body, now).await?;
         tx.commit().await?;
         self.item(id).await
     }

@@ -44,12 +44,13 @@ str_enum!(
         Claimed => "claimed",
         Reported => "reported",
         Rejected => "rejected",
+        Preliminary => "preliminary",
     }
 );
 
 str_enum!(
     /// A report version's status.
-    ReportStatus { Draft => "draft", Final => "final" }
+    ReportStatus { Draft => "draft", Preliminary => "preliminary", Final => "final", Superseded => "superseded" }
 );
 
 str_enum!(
@@ -94,6 +95,15 @@ str_enum!(
         Breached => "breached",
         Rejected => "rejected",
         Requeued => "requeued",
+        Submitted => "submitted",
+        Edited => "edited",
+        SentBack => "sent_back",
+        Addended => "addended",
+        Corrected => "corrected",
+        CriticalFlagged => "critical_flagged",
+        CriticalNotified => "critical_notified",
+        CriticalAcknowledged => "critical_acknowledged",
+        CriticalEscalated => "critical_escalated",
     }
 );
 
@@ -146,6 +156,26 @@ pub struct User {
     pub seniority: Seniority,
     /// supervises their pool: gets its alerts, may reassign its work
     pub supervisor: bool,
+    /// modalities a reader reads (empty: all)
+    pub modalities: Vec<String>,
+    /// daily duty hours, local `FROM-TO` (None: always on duty)
+    pub duty_hours: Option<String>,
+}
+
+impl User {
+    /// May this reader read a study of these modalities (`CR\DX`)?
+    pub fn reads(&self, modalities: &str) -> bool {
+        self.modalities.is_empty() || modalities.split('\\').filter(|m| !m.is_empty()).all(|m| self.modalities.iter().any(|q| q.eq_ignore_ascii_case(m)))
+    }
+
+    /// Is the reader on duty at `at` (ms), local time `utc_offset_hours`?
+    pub fn on_duty(&self, at: i64, utc_offset_hours: i32) -> bool {
+        match self.duty_hours.as_deref().map(crate::routing::parse_hours) {
+            None => true,
+            Some(Err(_)) => false,
+            Some(Ok((from, to))) => crate::routing::in_hours(from, to, at, utc_offset_hours),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +194,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_through_their_database_strings() {
-        for s in [ItemState::Receiving, ItemState::Ready, ItemState::Claimed, ItemState::Reported, ItemState::Rejected] {
+        for s in [ItemState::Receiving, ItemState::Ready, ItemState::Claimed, ItemState::Reported, ItemState::Rejected, ItemState::Preliminary] {
             assert_eq!(ItemState::try_from(s.as_str()).unwrap(), s);
         }
         assert!(ItemState::try_from("pending").is_err());
