@@ -71,7 +71,7 @@ async fn fill(wl: &Worklist, n: usize) -> anyhow::Result<Vec<i64>> {
 
 async fn run(label: &str, database_url: &str, n: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let storage = Storage::open(database_url, &dir.path().join("objects").display().to_string(), Default::default()).await?;
+    let storage = Storage::open(database_url, &format!("file://{}", dir.path().join("objects").display()), Default::default()).await?;
     let wl = Worklist::new(storage.db.clone(), Config::default());
     let t = Instant::now();
     fill(&wl, n).await?;

@@ -281,14 +281,14 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
             let user = worklist
                 .add_user(name, display_name.as_deref().unwrap_or(name), role, site_id, pool_id, password)
                 .await?;
-            let user = if seniority.is_some() || *supervisor {
-                let level = worklist::Seniority::try_from(seniority.as_deref().unwrap_or("junior"))?;
-                worklist.set_qualifications(user.id, level, *supervisor).await?
-            } else {
-                user
-            };
-            let user = if !modalities.is_empty() || duty_hours.is_some() {
-                worklist.set_duty(user.id, modalities, duty_hours.as_deref()).await?
+            let user = if seniority.is_some() || *supervisor || !modalities.is_empty() || duty_hours.is_some() {
+                let q = worklist::directory::ReaderQualifications {
+                    seniority: worklist::Seniority::try_from(seniority.as_deref().unwrap_or("junior"))?,
+                    supervisor: *supervisor,
+                    modalities: modalities.clone(),
+                    duty_hours: duty_hours.clone(),
+                };
+                worklist.set_qualifications(user.id, &q).await?
             } else {
                 user
             };

@@ -34,7 +34,7 @@ macro_rules! on_both {
 
 on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow, stow_rs);
 on_both!(sla_clocks_leases_and_supervision, routing_rules_and_fallback, quality_rejection_and_retake);
-on_both!(two_level_signoff_addendum_and_correction, critical_result_chain, priors_templates_and_turnaround, auto_assign_to_on_duty_qualified_readers);
+on_both!(two_level_signoff_addendum_and_correction, critical_result_chain, priors_templates_and_turnaround, auto_assign_to_on_duty_qualified_readers, directory_api);
 
 fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
     let obj = dicom_object::open_file(path).unwrap();
@@ -1333,7 +1333,11 @@ async fn rendered_pixels_match_an_independent_decode() {
 
 /// Send one synthetic secondary capture of `study` (a new SOP Instance UID each call).
 async fn send_sc(hub: &Hub, calling: &str, patient_id: &str, study: &str, sop: &str) {
-    let ds = synthetic_sc(None, b"Retake^Test", patient_id, study, sop);
+    send_sc_acc(hub, calling, patient_id, study, sop, None).await
+}
+
+async fn send_sc_acc(hub: &Hub, calling: &str, patient_id: &str, study: &str, sop: &str, accession: Option<&str>) {
+    let ds = common::synthetic_sc_with_accession(None, b"Retake^Test", patient_id, study, sop, accession);
     let (port, calling, sop) = (hub.dimse_port, calling.to_string(), sop.to_string());
     let r = tokio::task::spawn_blocking(move || {
         let mut a = scu::connect(port, &calling, &[(SC, &[EXPLICIT_LE])]).unwrap();
@@ -1348,6 +1352,11 @@ async fn send_sc(hub: &Hub, calling: &str, patient_id: &str, study: &str, sop: &
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// A senior reader's qualifications, supervising the pool or not.
+fn senior_quals(supervisor: bool) -> worklist::directory::ReaderQualifications {
+    worklist::directory::ReaderQualifications { seniority: worklist::Seniority::Senior, supervisor, ..Default::default() }
+}
+
 /// SLA targets, deadlines and their breach, claim leases, claim-next order, and the
 /// supervisor's reassignment, on a hand-moved clock (no sleeping for minutes).
 async fn sla_clocks_leases_and_supervision(backend: Backend) {
@@ -1360,7 +1369,7 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
     let r2 = hub.user("rad2", Role::Reader, Some("imaging")).await;
     let sup = hub.user("chief", Role::Reader, Some("imaging")).await;
     let chief = hub.worklist.user_by_name("chief").await.unwrap().unwrap();
-    hub.worklist.set_qualifications(chief.id, worklist::Seniority::Senior, true).await.unwrap();
+    hub.worklist.set_qualifications(chief.id, &senior_quals(true)).await.unwrap();
     // the pool's own STAT target: 20 minutes
     let (code, v) = hub.send(&admin, reqwest::Method::PUT, "/api/admin/pools/imaging/sla", Some(json!({ "stat_minutes": 20 }))).await;
     assert_eq!(code, 200, "{v}");
@@ -1579,6 +1588,24 @@ async fn quality_rejection_and_retake(backend: Backend) {
     let rejected = kinds.iter().position(|k| *k == "rejected").unwrap();
     let requeued = kinds.iter().position(|k| *k == "requeued").expect("requeued event");
     assert!(requeued > rejected, "{kinds:?}");
+
+    // a retake as a new study under the same accession: queued, and linked to the returned one
+    let old_study = "1.2.826.0.1.3680043.10.9.78";
+    send_sc_acc(&hub, "MODA", "P-ACC", old_study, &format!("{old_study}.1"), Some("ACC-778")).await;
+    let old = wait_ready(&hub, &r1, old_study, None).await;
+    assert_eq!(hub.send(&r1, Method::POST, &format!("/api/worklist/{old}/claim"), None).await.0, 200);
+    let (code, _) = hub.send(&r1, Method::POST, &format!("/api/worklist/{old}/reject"), Some(json!({ "reason": "positioning" }))).await;
+    assert_eq!(code, 200);
+    let new_study = "1.2.826.0.1.3680043.10.9.79";
+    send_sc_acc(&hub, "MODA", "P-ACC", new_study, &format!("{new_study}.1"), Some("ACC-778")).await;
+    let new = wait_ready(&hub, &r1, new_study, None).await;
+    let trail = |id: i64| {
+        let tech = tech.clone();
+        let hub = &hub;
+        async move { hub.get_json(&tech, &format!("/api/worklist/{id}/events")).await.to_string() }
+    };
+    assert!(trail(new).await.contains(&format!("retake of item {old}")));
+    assert!(trail(old).await.contains(&format!("retake arrived as item {new}")));
     hub.stop().await;
 }
 
@@ -1735,7 +1762,7 @@ async fn two_level_signoff_addendum_and_correction(backend: Backend) {
     let junior = hub.user("junior", Role::Reader, Some("imaging")).await;
     let senior = hub.user("senior", Role::Reader, Some("imaging")).await;
     let s = hub.worklist.user_by_name("senior").await.unwrap().unwrap();
-    hub.worklist.set_qualifications(s.id, worklist::Seniority::Senior, false).await.unwrap();
+    hub.worklist.set_qualifications(s.id, &senior_quals(false)).await.unwrap();
     let (code, v) = hub.send(&admin, Method::PUT, "/api/admin/pools/imaging", Some(json!({ "two_level_signoff": true }))).await;
     assert_eq!(code, 200, "{v}");
     let id = ready_item(&hub, "MODA", &junior, "P-2L", "1.2.826.0.1.3680043.10.9.501").await;
@@ -1854,7 +1881,7 @@ async fn critical_result_chain(backend: Backend) {
     let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
     let sup = hub.user("chief", Role::Reader, Some("imaging")).await;
     let chief = hub.worklist.user_by_name("chief").await.unwrap().unwrap();
-    hub.worklist.set_qualifications(chief.id, worklist::Seniority::Senior, true).await.unwrap();
+    hub.worklist.set_qualifications(chief.id, &senior_quals(true)).await.unwrap();
     let (code, v) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-A/webhook", Some(json!({ "url": hook }))).await;
     assert_eq!(code, 200, "{v}");
     let (code, _) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-A/webhook", Some(json!({ "url": "ftp://x" }))).await;
@@ -2032,5 +2059,47 @@ async fn auto_assign_to_on_duty_qualified_readers(backend: Backend) {
     assert_eq!(holder, night_id, "pushed to the reader on night duty");
     let events = hub.get_json(&admin, &format!("/api/worklist/{other}/events")).await;
     assert!(events.as_array().unwrap().iter().any(|e| e["detail"].as_str().unwrap_or("").starts_with("auto-assigned to night")), "{events}");
+    hub.stop().await;
+}
+
+/// The directory through the admin API: a site of a new consortium with its AE titles, a
+/// pool, a senior supervising reader; bad requests change nothing.
+async fn directory_api(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let (code, v) = hub
+        .send(&admin, Method::POST, "/api/admin/sites", Some(json!({ "name": "Village-7", "ae_titles": ["V7DR"], "consortium": "North", "charset_fallback": "GBK" })))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["ae_titles"], json!(["V7DR"]));
+    let (code, v) = hub.send(&admin, Method::POST, "/api/admin/sites", Some(json!({ "name": "Dup", "ae_titles": ["V7DR"] }))).await;
+    assert!(code == 400 || code == 409, "an AE title belongs to one site: {code} {v}");
+    let (code, v) = hub.send(&admin, Method::POST, "/api/admin/pools", Some(json!({ "name": "north-xray", "kind": "imaging", "consortium": "North" }))).await;
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = hub
+        .send(
+            &admin,
+            Method::POST,
+            "/api/admin/users",
+            Some(json!({ "username": "north-chief", "role": "reader", "pool": "north-xray", "password": "chief-password",
+                         "seniority": "senior", "supervisor": true, "modalities": ["CR", "DX"], "duty_hours": "8-18" })),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!((v["seniority"].as_str(), v["supervisor"].as_bool()), (Some("senior"), Some(true)));
+    assert_eq!(v["modalities"], json!(["CR", "DX"]));
+    let (code, _) = hub
+        .send(&admin, Method::POST, "/api/admin/users", Some(json!({ "username": "bad-hours", "role": "reader", "pool": "north-xray", "password": "reader-password", "duty_hours": "9-99" })))
+        .await;
+    assert_eq!(code, 422);
+    let users = hub.get_json(&admin, "/api/admin/users").await;
+    assert!(users.as_array().unwrap().iter().all(|u| u["username"] != "bad-hours"), "nothing half-made");
+    let (code, _) = hub.send(&admin, Method::POST, "/api/admin/users", Some(json!({ "username": "t1", "role": "technician", "site": "Nowhere", "password": "tech-password" }))).await;
+    assert_eq!(code, 422);
+    let tech = hub.user("tech-x", Role::Technician, Some("Village-7")).await;
+    assert_eq!(hub.get(&tech, "/api/admin/users").await.status(), 403);
+    // the new site's modality can send at once
+    let (code, out) = hub.storescu("V7DR", &[], &[data("pydicom/test_files/CT_small.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
     hub.stop().await;
 }

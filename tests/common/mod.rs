@@ -292,6 +292,11 @@ pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// A small secondary-capture data set with the given raw (already encoded) name bytes.
 pub fn synthetic_sc(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study: &str, sop: &str) -> Vec<u8> {
+    synthetic_sc_with_accession(charset, name, patient_id, study, sop, None)
+}
+
+/// [`synthetic_sc`] with an Accession Number.
+pub fn synthetic_sc_with_accession(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study: &str, sop: &str, accession: Option<&str>) -> Vec<u8> {
     let mut d = Vec::new();
     if let Some(cs) = charset {
         d.extend(elem(0x0008, 0x0005, "CS", cs));
@@ -299,6 +304,9 @@ pub fn synthetic_sc(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study
     d.extend(elem(0x0008, 0x0016, "UI", SC.as_bytes()));
     d.extend(elem(0x0008, 0x0018, "UI", sop.as_bytes()));
     d.extend(elem(0x0008, 0x0020, "DA", b"20261122"));
+    if let Some(acc) = accession {
+        d.extend(elem(0x0008, 0x0050, "SH", acc.as_bytes()));
+    }
     d.extend(elem(0x0008, 0x0060, "CS", b"OT"));
     d.extend(elem(0x0010, 0x0010, "PN", name));
     d.extend(elem(0x0010, 0x0020, "LO", patient_id.as_bytes()));

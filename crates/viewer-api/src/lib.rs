@@ -99,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}/ack", post(workflow::acknowledge))
         .route("/admin/routing-rules", get(workflow::routing_rules).put(workflow::put_routing_rules))
         .route("/admin/pools", get(workflow::pools).post(workflow::add_pool))
+        .route("/admin/sites", get(workflow::sites).post(workflow::add_site))
+        .route("/admin/users", get(workflow::users).post(workflow::add_user))
         .route("/admin/pools/{pool}/sla", put(workflow::put_sla))
         .route("/admin/pools/{pool}", put(reporting::pool_settings))
         .route("/admin/sites/{name}/webhook", put(reporting::set_webhook))

@@ -200,10 +200,10 @@ pub async fn pool_settings(State(st): State<AppState>, caller: Caller, Path(pool
     require(&caller, &[Role::Admin])?;
     let pool = st.worklist.pool_by_name(&pool).await?;
     if let Some(on) = b.two_level_signoff {
-        st.worklist.set_two_level(pool.id, on).await?;
+        st.worklist.set_pool_flag(pool.id, worklist::directory::PoolFlag::TwoLevelSignoff, on).await?;
     }
     if let Some(on) = b.auto_assign {
-        st.worklist.set_auto_assign(pool.id, on).await?;
+        st.worklist.set_pool_flag(pool.id, worklist::directory::PoolFlag::AutoAssign, on).await?;
     }
     Ok(Json(serde_json::json!({ "pool": pool.name, "two_level_signoff": st.worklist.two_level(pool.id).await?, "auto_assign": b.auto_assign })))
 }
@@ -224,15 +224,14 @@ pub struct Qualifications {
 pub async fn qualifications(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Qualifications>) -> ApiResult<Json<worklist::User>> {
     require(&caller, &[Role::Admin])?;
     let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
-    let seniority = match &b.seniority {
-        Some(s) => worklist::Seniority::try_from(s.as_str())?,
-        None => user.seniority,
-    };
-    let user = st.worklist.set_qualifications(user.id, seniority, b.supervisor.unwrap_or(user.supervisor)).await?;
-    let modalities = b.modalities.unwrap_or(user.modalities.clone());
-    let hours = match b.duty_hours {
-        Some(h) => Some(h).filter(|h| !h.trim().is_empty()),
-        None => user.duty_hours.clone(),
-    };
-    Ok(Json(st.worklist.set_duty(user.id, &modalities, hours.as_deref()).await?))
+    let mut q = worklist::directory::ReaderQualifications::from(&user);
+    if let Some(s) = &b.seniority {
+        q.seniority = worklist::Seniority::try_from(s.as_str())?;
+    }
+    q.supervisor = b.supervisor.unwrap_or(q.supervisor);
+    q.modalities = b.modalities.unwrap_or(q.modalities);
+    if let Some(h) = b.duty_hours {
+        q.duty_hours = Some(h).filter(|h| !h.trim().is_empty());
+    }
+    Ok(Json(st.worklist.set_qualifications(user.id, &q).await?))
 }

@@ -186,3 +186,91 @@ pub async fn pools(State(st): State<AppState>, caller: Caller) -> ApiResult<Json
     require(&caller, &[Role::Admin])?;
     Ok(Json(st.worklist.pools().await?))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteBody {
+    name: String,
+    ae_titles: Vec<String>,
+    /// consortium name (created if new); the default consortium when absent
+    consortium: Option<String>,
+    /// e.g. GBK, for modalities that send no Specific Character Set
+    charset_fallback: Option<String>,
+}
+
+/// `GET /api/admin/sites`
+pub async fn sites(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<storage::Site>>> {
+    require(&caller, &[Role::Admin])?;
+    Ok(Json(storage::sites::list_sites(&st.storage.db).await?))
+}
+
+/// `POST /api/admin/sites {"name", "ae_titles": [...], "consortium", "charset_fallback"}`
+pub async fn add_site(State(st): State<AppState>, caller: Caller, Json(b): Json<SiteBody>) -> ApiResult<Json<storage::Site>> {
+    require(&caller, &[Role::Admin])?;
+    let consortium = b.consortium.as_deref().unwrap_or(storage::sites::DEFAULT_CONSORTIUM);
+    let cid = storage::sites::ensure_consortium(&st.storage.db, consortium).await?;
+    Ok(Json(storage::sites::add_site(&st.storage.db, &b.name, cid, &b.ae_titles, b.charset_fallback.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    username: String,
+    /// admin | technician | reader | referrer
+    role: String,
+    password: String,
+    display_name: Option<String>,
+    /// technicians and referrers
+    site: Option<String>,
+    /// readers
+    pool: Option<String>,
+    seniority: Option<String>,
+    #[serde(default)]
+    supervisor: bool,
+    #[serde(default)]
+    modalities: Vec<String>,
+    duty_hours: Option<String>,
+}
+
+/// `GET /api/admin/users`
+pub async fn users(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<worklist::User>>> {
+    require(&caller, &[Role::Admin])?;
+    Ok(Json(st.worklist.users().await?))
+}
+
+/// `POST /api/admin/users {"username", "role", "password", "site" | "pool", …}`
+pub async fn add_user(State(st): State<AppState>, caller: Caller, Json(b): Json<UserBody>) -> ApiResult<Json<worklist::User>> {
+    require(&caller, &[Role::Admin])?;
+    let role = Role::try_from(b.role.as_str())?;
+    let site = match &b.site {
+        Some(s) => Some(
+            storage::sites::site_by_name(&st.storage.db, s)
+                .await?
+                .ok_or_else(|| ApiError::Unprocessable(format!("site {s:?} does not exist")))?
+                .id,
+        ),
+        None => None,
+    };
+    let pool = match &b.pool {
+        Some(p) => Some(st.worklist.pool_by_name(p).await?.id),
+        None => None,
+    };
+    // check the qualifications before the account exists: nothing half-made
+    let q = worklist::directory::ReaderQualifications {
+        seniority: worklist::Seniority::try_from(b.seniority.as_deref().unwrap_or("junior"))?,
+        supervisor: b.supervisor,
+        modalities: b.modalities,
+        duty_hours: b.duty_hours.filter(|h| !h.trim().is_empty()),
+    };
+    if let Some(h) = &q.duty_hours {
+        worklist::routing::parse_hours(h)?;
+    }
+    let user = st
+        .worklist
+        .add_user(&b.username, b.display_name.as_deref().unwrap_or(&b.username), role, site, pool, &b.password)
+        .await?;
+    if role != Role::Reader {
+        return Ok(Json(user));
+    }
+    Ok(Json(st.worklist.set_qualifications(user.id, &q).await?))
+}

@@ -19,6 +19,35 @@ pub struct Pool {
     pub kind: PoolKind,
 }
 
+/// A reader's qualifications (see [`Worklist::set_qualifications`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReaderQualifications {
+    pub seniority: Seniority,
+    pub supervisor: bool,
+    pub modalities: Vec<String>,
+    pub duty_hours: Option<String>,
+}
+
+impl From<&User> for ReaderQualifications {
+    fn from(u: &User) -> Self {
+        ReaderQualifications {
+            seniority: u.seniority,
+            supervisor: u.supervisor,
+            modalities: u.modalities.clone(),
+            duty_hours: u.duty_hours.clone(),
+        }
+    }
+}
+
+/// Pool settings that are switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolFlag {
+    /// juniors' reports need a senior's signature
+    TwoLevelSignoff,
+    /// ready items are pushed to the least-loaded on-duty qualified reader
+    AutoAssign,
+}
+
 /// The passwords we refuse outright: too short to be a password.
 const MIN_PASSWORD_LEN: usize = 8;
 
@@ -197,6 +226,18 @@ impl Worklist {
         user_from_row(&r)
     }
 
+    /// Every account, by user name (admins' directory view).
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        let rows = sqlx::query(
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours \
+             FROM users ORDER BY username",
+        )
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(Error::db("list users"))?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, Error> {
         let r = sqlx::query(
             "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours FROM users WHERE username = $1",
@@ -208,17 +249,24 @@ impl Worklist {
         r.map(|r| user_from_row(&r)).transpose()
     }
 
-    /// A reader's seniority and whether they supervise their pool (get its alerts, may
-    /// reassign its work).
-    pub async fn set_qualifications(&self, user_id: i64, seniority: Seniority, supervisor: bool) -> Result<User, Error> {
+    /// Set a reader's qualifications: seniority, supervision of their pool (its alerts,
+    /// reassigning its work), the modalities they read (empty: all) and their daily duty
+    /// hours (local `FROM-TO`; None: always on duty).
+    pub async fn set_qualifications(&self, user_id: i64, q: &ReaderQualifications) -> Result<User, Error> {
         let user = self.user(user_id).await?;
         if user.role != Role::Reader {
             return Err(Error::Invalid(format!("{} is a {}, not a reader", user.username, user.role)));
         }
+        if let Some(h) = &q.duty_hours {
+            crate::routing::parse_hours(h)?;
+        }
+        let mods: Vec<String> = q.modalities.iter().map(|m| m.trim().to_ascii_uppercase()).filter(|m| !m.is_empty()).collect();
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE users SET seniority = $1, supervisor = $2 WHERE id = $3")
-            .bind(seniority.as_str())
-            .bind(supervisor as i64)
+        sqlx::query("UPDATE users SET seniority = $1, supervisor = $2, modalities = $3, duty_hours = $4 WHERE id = $5")
+            .bind(q.seniority.as_str())
+            .bind(q.supervisor as i64)
+            .bind(mods.join("\\"))
+            .bind(q.duty_hours.as_deref().unwrap_or(""))
             .bind(user_id)
             .execute(&mut *tx)
             .await
@@ -227,23 +275,21 @@ impl Worklist {
         self.user(user_id).await
     }
 
-    /// A reader's qualifications: the modalities they read (empty: all) and their daily
-    /// duty hours (local `FROM-TO`; None: always on duty).
-    pub async fn set_duty(&self, user_id: i64, modalities: &[String], duty_hours: Option<&str>) -> Result<User, Error> {
-        if let Some(h) = duty_hours {
-            crate::routing::parse_hours(h)?;
-        }
-        let mods: Vec<String> = modalities.iter().map(|m| m.trim().to_ascii_uppercase()).filter(|m| !m.is_empty()).collect();
+    /// Turn a pool setting on or off.
+    pub async fn set_pool_flag(&self, pool_id: i64, flag: PoolFlag, on: bool) -> Result<(), Error> {
+        let column = match flag {
+            PoolFlag::TwoLevelSignoff => "two_level_signoff",
+            PoolFlag::AutoAssign => "auto_assign",
+        };
         let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE users SET modalities = $1, duty_hours = $2 WHERE id = $3")
-            .bind(mods.join("\\"))
-            .bind(duty_hours.unwrap_or(""))
-            .bind(user_id)
+        sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE pools SET {column} = $1 WHERE id = $2")))
+            .bind(on as i64)
+            .bind(pool_id)
             .execute(&mut *tx)
             .await
-            .map_err(Error::db("update user"))?;
+            .map_err(Error::db("update pool"))?;
         tx.commit().await?;
-        self.user(user_id).await
+        Ok(())
     }
 
     pub async fn count_admins(&self) -> Result<i64, Error> {

@@ -184,18 +184,6 @@ impl Worklist {
             .is_some_and(|r| r.get::<i64, _>(0) != 0))
     }
 
-    pub async fn set_two_level(&self, pool_id: i64, on: bool) -> Result<(), Error> {
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE pools SET two_level_signoff = $1 WHERE id = $2")
-            .bind(on as i64)
-            .bind(pool_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("update pool"))?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The latest version's id and status.
     async fn latest(&self, item_id: i64) -> Result<Option<(i64, ReportStatus, i64)>, Error> {
         sqlx::query("SELECT id, status, author_id FROM reports WHERE item_id = $1 ORDER BY version DESC LIMIT 1")
@@ -331,15 +319,21 @@ impl Worklist {
         self.report(id).await
     }
 
-    /// A senior edits a preliminary report before signing it (recorded as an event).
-    pub async fn edit_preliminary(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
+    /// The preliminary report a senior of the item's pool acts on: (report id, author).
+    async fn awaiting_signoff(&self, item_id: i64, user: &User) -> Result<(i64, i64), Error> {
         let item = self.item(item_id).await?;
         if !Self::senior_of(user, item.pool_id) {
-            return Err(Error::Forbidden("only a senior reader of this pool edits a preliminary report / 仅上级医生可修改".into()));
+            return Err(Error::Forbidden("only a senior reader of this pool acts on a preliminary report / 仅上级医生可审核".into()));
         }
-        let Some((id, ReportStatus::Preliminary, _)) = self.latest(item_id).await? else {
-            return Err(Error::Conflict("the report is not awaiting sign-off".into()));
-        };
+        match self.latest(item_id).await? {
+            Some((id, ReportStatus::Preliminary, author)) => Ok((id, author)),
+            _ => Err(Error::Conflict("the report is not awaiting sign-off / 报告不在待审核状态".into())),
+        }
+    }
+
+    /// A senior edits a preliminary report before signing it (recorded as an event).
+    pub async fn edit_preliminary(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
+        let (id, _) = self.awaiting_signoff(item_id, user).await?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         sqlx::query("UPDATE reports SET findings = $1, impression = $2, updated_at = $3 WHERE id = $4 AND status = 'preliminary'")
@@ -357,13 +351,7 @@ impl Worklist {
 
     /// A senior sends a preliminary report back to its author as a draft, with a note.
     pub async fn send_back(&self, item_id: i64, user: &User, note: &str) -> Result<Report, Error> {
-        let item = self.item(item_id).await?;
-        if !Self::senior_of(user, item.pool_id) {
-            return Err(Error::Forbidden("only a senior reader of this pool sends a report back / 仅上级医生可退回".into()));
-        }
-        let Some((id, ReportStatus::Preliminary, author)) = self.latest(item_id).await? else {
-            return Err(Error::Conflict("the report is not awaiting sign-off".into()));
-        };
+        let (id, author) = self.awaiting_signoff(item_id, user).await?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         sqlx::query("UPDATE reports SET status = 'draft', returned_note = $1, updated_at = $2 WHERE id = $3 AND status = 'preliminary'")

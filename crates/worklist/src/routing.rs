@@ -109,7 +109,7 @@ fn wildcard(pattern: &str, text: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
-pub(crate) fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
+pub fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
     let bad = || Error::Invalid(format!("hours {h:?}: expected FROM-TO in local hours 0-24, e.g. 8-18 or 20-8"));
     let (a, b) = h.split_once('-').ok_or_else(bad)?;
     let (a, b) = (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?);

@@ -351,18 +351,6 @@ impl Worklist {
         Ok(assigned)
     }
 
-    pub async fn set_auto_assign(&self, pool_id: i64, on: bool) -> Result<(), Error> {
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE pools SET auto_assign = $1 WHERE id = $2")
-            .bind(on as i64)
-            .bind(pool_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("update pool"))?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     fn may_supervise(user: &User, pool_id: i64) -> bool {
         user.role == Role::Admin || (user.role == Role::Reader && user.supervisor && user.pool_id == Some(pool_id))
     }

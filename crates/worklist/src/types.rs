@@ -70,6 +70,12 @@ str_enum!(
     Seniority { Junior => "junior", Senior => "senior" }
 );
 
+impl Default for Seniority {
+    fn default() -> Self {
+        Seniority::Junior
+    }
+}
+
 str_enum!(
     /// What kind of reading a pool does.
     PoolKind { Imaging => "imaging", Ecg => "ecg" }
