@@ -9,13 +9,14 @@ log() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. Debian packages: DCMTK (storescu/echoscu/dcmj2pnm as modalities and oracle), cmake
-#    (CharLS, the JPEG-LS codec, builds with it), fonts-noto-cjk (the ECG paper's Chinese
-#    header when rasterised).
+# 1. Debian packages: DCMTK (storescu/echoscu/dcmj2pnm as modalities and oracle), Chromium
+#    (the browser tests), cmake (CharLS, the JPEG-LS codec, builds with it), fonts-noto-cjk
+#    (the ECG paper's Chinese header when rasterised).
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian"
   as_root apt-get update -qq
@@ -32,6 +33,14 @@ if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client, numpy, PI
     "numpy==2.4.6" "pillow==13.0.0" "pylibjpeg==2.1.0" "pylibjpeg-libjpeg==2.5.0" "pylibjpeg-openjpeg==2.6.0"
 fi
 export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"
+
+# 2b. The browser tests' driver: playwright-core from npm (pinned by package-lock.json),
+#     driving Debian's Chromium (never a downloaded browser).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  log "installing playwright-core for the browser tests"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+fi
+export READHUB_TEST_BROWSER=1
 
 # 3. A throwaway PostgreSQL cluster from the binaries on the machine, loopback only.
 #    initdb refuses to run as root, so as root the cluster belongs to the postgres user.

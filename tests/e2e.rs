@@ -1417,6 +1417,8 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
     // nobody may write the report of someone else's claim
     let (code, _) = hub.send(&r2, reqwest::Method::PUT, &format!("/api/worklist/{mr}/report"), Some(json!({ "impression": "x" }))).await;
     assert_eq!(code, 409);
+    let (code, _) = hub.send(&r2, reqwest::Method::POST, &format!("/api/worklist/{mr}/report/sign"), None).await;
+    assert_eq!(code, 409, "nor sign it");
     assert!(hub.worklist.report_for_item(mr).await.unwrap().is_none(), "nothing written");
 
     // the reader walks away: 16 minutes later the lease has lapsed, and at 26 minutes
@@ -2101,5 +2103,42 @@ async fn directory_api(backend: Backend) {
     // the new site's modality can send at once
     let (code, out) = hub.storescu("V7DR", &[], &[data("pydicom/test_files/CT_small.dcm")]).await;
     assert_eq!(code, 0, "{out}");
+    hub.stop().await;
+}
+
+/// The web viewer in Chromium (playwright-core): a film pushed with storescu is on the
+/// reader's worklist, claimed with N, rendered (canvas pixels checked, and changed by a
+/// window/level drag), signed; the site's referrer sees and prints the report, another
+/// site's referrer does not. Screenshots go to target/browser-shots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_reads_a_film() {
+    if std::env::var("READHUB_TEST_BROWSER").is_err() {
+        eprintln!("skipped: READHUB_TEST_BROWSER is not set (the README's test command installs Chromium and playwright-core and sets it)");
+        return;
+    }
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let ref_a = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
+    let ref_b = hub.user("doc-b", Role::Referrer, Some("Township-B")).await;
+    let (code, out) = hub.storescu("MODA", &[], &[data("pydicom-data/RG1_UNCR.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().any(|i| i["state"] == "ready") }).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots = root.join("target/browser-shots");
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/read_film.mjs"))
+        .arg(&hub.base)
+        .arg(&shots)
+        .args([format!("{}:{}", reader.0, reader.1), format!("{}:{}", ref_a.0, ref_a.1), format!("{}:{}", ref_b.0, ref_b.1)])
+        .arg("胸部正位片未见明显异常。")
+        .output()
+        .await
+        .expect("node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
+    assert_eq!(text.matches("\nok   ").count() + text.starts_with("ok   ") as usize, 6, "{text}");
     hub.stop().await;
 }

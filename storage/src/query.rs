@@ -102,11 +102,20 @@ struct Sql {
     text: String,
     args: AnyArguments,
     n: usize,
+    /// SQLite's LIKE is case-insensitive and never uses an index: a wildcard with a
+    /// literal prefix also gets a byte-order range on the column (exact under SQLite's
+    /// BINARY collation). PostgreSQL's planner does that itself on a text_pattern_ops index.
+    prefix_ranges: bool,
 }
 
 impl Sql {
-    fn new(base: &str) -> Self {
-        Sql { text: base.to_string(), args: AnyArguments::default(), n: 0 }
+    fn new(db: &Db, base: &str) -> Self {
+        Sql {
+            text: base.to_string(),
+            args: AnyArguments::default(),
+            n: 0,
+            prefix_ranges: db.backend() == crate::db::Backend::Sqlite,
+        }
     }
     fn bind<T>(&mut self, v: T) -> String
     where
@@ -135,9 +144,21 @@ fn scope_clause(sql: &mut Sql, scope: Scope) {
     }
 }
 
+/// `AND column >= prefix AND column < prefix+U+10FFFF` for a wildcard value with a literal
+/// prefix, where the backend needs it to use an index (see [`Sql::prefix_ranges`]).
+fn prefix_range(sql: &mut Sql, column: &str, value: &str) {
+    let prefix: String = value.chars().take_while(|c| *c != '*' && *c != '?').collect();
+    if sql.prefix_ranges && !prefix.is_empty() {
+        let lo = sql.bind(prefix.clone());
+        let hi = sql.bind(format!("{prefix}\u{10FFFF}"));
+        sql.push(&format!(" AND {column} >= {lo} AND {column} < {hi}"));
+    }
+}
+
 /// Text matching as QIDO does it: wildcards if present, else exact (names case-insensitively).
 fn match_clause(sql: &mut Sql, column: &str, value: &str) {
     if has_wildcard(value) {
+        prefix_range(sql, column, value);
         let p = sql.bind(like_pattern(value));
         sql.push(&format!(" AND {column} LIKE {p} ESCAPE '\\'"));
     } else {
@@ -168,7 +189,7 @@ fn date_clause(sql: &mut Sql, range: &str) -> Result<(), Error> {
 
 /// Search studies within `scope`.
 pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec<StudyRow>, Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(db, 
         "SELECT st.id, st.site_id, st.study_uid, st.study_date, st.study_time, st.accession_number, st.study_id, \
            st.study_description, st.referring_physician, st.modalities, st.num_series, st.num_instances, \
            p.patient_id, p.issuer, p.name, p.birth_date, p.sex \
@@ -190,13 +211,17 @@ pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec
     }
     if let Some(name) = &q.patient_name {
         // any stored term (whole value or one component group) matches, case-insensitively
+        // driven from the term index (not one probe per patient): the matching patients
         let upper = name.to_uppercase();
-        let (op, val) = if has_wildcard(&upper) { ("LIKE", like_pattern(&upper)) } else { ("=", upper) };
-        let p = sql.bind(val);
-        let esc = if op == "LIKE" { " ESCAPE '\\'" } else { "" };
-        sql.push(&format!(
-            " AND EXISTS (SELECT 1 FROM patient_name_terms t WHERE t.patient_id = p.id AND t.term {op} {p}{esc})"
-        ));
+        sql.push(" AND p.id IN (SELECT t.patient_id FROM patient_name_terms t WHERE 1 = 1");
+        if has_wildcard(&upper) {
+            prefix_range(&mut sql, "t.term", &upper);
+            let p = sql.bind(like_pattern(&upper));
+            sql.push(&format!(" AND t.term LIKE {p} ESCAPE '\\')"));
+        } else {
+            let p = sql.bind(upper);
+            sql.push(&format!(" AND t.term = {p})"));
+        }
     }
     for m in &q.modalities_in_study {
         let p = sql.bind(m.clone());
@@ -387,7 +412,7 @@ fn uid_list(sql: &mut Sql, column: &str, uids: &[String]) {
 
 /// Search series within `scope` (optionally within one study).
 pub async fn search_series(db: &Db, scope: Scope, q: &SeriesQuery) -> Result<Vec<SeriesRow>, Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(db, 
         "SELECT st.study_uid, se.series_uid, se.modality, se.series_number, se.series_description, se.body_part, \
            se.num_instances, se.id \
          FROM series se JOIN studies st ON st.id = se.study_id WHERE se.num_instances > 0",
@@ -440,7 +465,7 @@ pub struct InstanceQuery {
 
 /// Search the current instances within `scope`.
 pub async fn search_instances(db: &Db, scope: Scope, q: &InstanceQuery) -> Result<Vec<InstanceRow>, Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(db, 
         "SELECT i.id, i.site_id, i.study_id, st.study_uid, se.series_uid, i.sop_instance_uid, i.sop_class_uid, \
            i.transfer_syntax_uid, i.instance_number, i.number_of_frames, i.rows_, i.columns_, se.modality, \
            i.blob_key, i.size_bytes, i.sha256, i.version \
@@ -483,7 +508,7 @@ pub async fn metadata(
     series_uid: Option<&str>,
     sop_instance_uid: Option<&str>,
 ) -> Result<Vec<(String, String, String, String)>, Error> {
-    let mut sql = Sql::new(
+    let mut sql = Sql::new(db, 
         "SELECT st.study_uid, se.series_uid, i.sop_instance_uid, i.metadata_json \
          FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
          WHERE i.is_current = 1 AND i.metadata_json IS NOT NULL",
@@ -532,7 +557,7 @@ pub async fn representative_metadata(
         Level::Series => "series_id",
         Level::Instance => "id",
     };
-    let mut sql = Sql::new(&format!(
+    let mut sql = Sql::new(db, &format!(
         "SELECT i.{column}, i.metadata_json FROM instances i WHERE i.id IN \
          (SELECT MIN(j.id) FROM instances j WHERE j.is_current = 1 AND j.metadata_json IS NOT NULL AND j.{column} IN ("
     ));

@@ -45,6 +45,12 @@ pub async fn me(caller: Caller) -> Json<worklist::User> {
     Json(caller.0)
 }
 
+/// `GET /api/session`: the signed-in user, or null (200 either way: a signed-out browser
+/// is not an error).
+pub async fn session(caller: Option<Caller>) -> Json<Option<worklist::User>> {
+    Json(caller.map(|c| c.0))
+}
+
 #[derive(Deserialize)]
 pub struct QueueQuery {
     pool: Option<i64>,

@@ -93,6 +93,20 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// `Option<Caller>`: no credentials (or wrong ones) is `None`, not a 401; for the routes a
+/// signed-out browser asks, such as `GET /api/session`.
+impl axum::extract::OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        match <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(c) => Ok(Some(c)),
+            Err(ApiError::Unauthorized) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Refuse unless the caller has one of `roles`.
 pub fn require(caller: &Caller, roles: &[Role]) -> Result<(), ApiError> {
     if roles.contains(&caller.0.role) {

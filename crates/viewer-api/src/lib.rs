@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", post(api::login))
         .route("/logout", post(api::logout))
         .route("/me", get(api::me))
+        .route("/session", get(api::session))
         .route("/worklist", get(api::queue))
         .route("/worklist/{id}", get(api::item))
         .route("/worklist/{id}/claim", post(api::claim))
@@ -150,13 +151,27 @@ pub fn router(state: AppState) -> Router {
     let cors_layer = cors(&state.config.cors_origins);
     let app = Router::new()
         .route("/", get(ui::index))
+        .route("/app/{file}", get(ui::asset))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .nest("/api", api)
         .nest("/dicom-web", dicomweb);
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
-    app.layer(
+    app.layer(axum::middleware::from_fn(quiet_401_for_the_viewer))
+        .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path())
             }),
         )
         .with_state(state)
+}
+
+/// The web viewer marks its requests (`X-Requested-With`); a 401 to them carries no
+/// `WWW-Authenticate`, or the browser would pop its own Basic login box over the viewer's.
+async fn quiet_401_for_the_viewer(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let from_viewer = req.headers().contains_key("x-requested-with");
+    let mut resp = next.run(req).await;
+    if from_viewer {
+        resp.headers_mut().remove(axum::http::header::WWW_AUTHENTICATE);
+    }
+    resp
 }

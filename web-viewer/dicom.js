@@ -1,0 +1,59 @@
+// Pixels for the viewer: one frame fetched through WADO-RS as uncompressed little-endian
+// samples (readhub decodes compressed syntaxes on the server), windowed here so a
+// window/level drag needs no round trip.
+
+/** The first value of a DICOM JSON attribute. */
+export const value = (meta, tag, dflt = undefined) => meta[tag]?.Value?.[0] ?? dflt;
+
+/** The body of the first part of a multipart/related response. */
+export function firstPart(buffer, contentType) {
+  const m = /boundary="?([^";]+)"?/i.exec(contentType || '');
+  const bytes = new Uint8Array(buffer);
+  if (!m) return bytes;
+  const enc = new TextEncoder();
+  const find = (needle, from) => {
+    outer: for (let i = from; i <= bytes.length - needle.length; i++) {
+      for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  const start = find(enc.encode('\r\n\r\n'), find(enc.encode('--' + m[1]), 0)) + 4;
+  const end = find(enc.encode('\r\n--' + m[1]), start);
+  return bytes.subarray(start, end < 0 ? bytes.length : end);
+}
+
+/** A decoded monochrome frame: modality values (rescale applied) and its geometry. */
+export function frameFromBytes(bytes, meta) {
+  const rows = value(meta, '00280010'), cols = value(meta, '00280011');
+  const bits = value(meta, '00280100', 16), signed = value(meta, '00280103', 0) === 1;
+  const slope = Number(value(meta, '00281053', 1)), intercept = Number(value(meta, '00281052', 0));
+  const n = rows * cols;
+  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const raw = bits === 8 ? new Uint8Array(buf, 0, n) : signed ? new Int16Array(buf, 0, n) : new Uint16Array(buf, 0, n);
+  const values = new Float32Array(n);
+  let lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = raw[i] * slope + intercept;
+    values[i] = v;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const photometric = String(value(meta, '00280004', 'MONOCHROME2')).trim();
+  let center = Number(value(meta, '00281050', NaN)), width = Number(value(meta, '00281051', NaN));
+  if (!(width > 0)) { center = (lo + hi) / 2; width = Math.max(hi - lo, 1); }
+  return { rows, cols, values, lo, hi, center, width, invert: photometric === 'MONOCHROME1' };
+}
+
+/** Window a frame into RGBA pixels (PS3.3 C.11.2.1.2 linear function). */
+export function windowInto(frame, center, width, invert, rgba) {
+  const { values } = frame;
+  const c = center - 0.5, w = Math.max(width - 1, 1);
+  for (let i = 0, j = 0; i < values.length; i++, j += 4) {
+    let y = ((values[i] - c) / w + 0.5) * 255;
+    y = y < 0 ? 0 : y > 255 ? 255 : y;
+    if (invert) y = 255 - y;
+    rgba[j] = rgba[j + 1] = rgba[j + 2] = y;
+    rgba[j + 3] = 255;
+  }
+}
