@@ -121,8 +121,10 @@ pub async fn run_with_clock(
     let mut ticker_stop = stop_rx.clone();
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut planner = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
+                _ = planner.tick() => wl.db.optimize().await,
                 _ = tick.tick() => {
                     if let Err(e) = wl.promote_ready(wl.now()).await {
                         tracing::warn!(error = %e, "promoting ready items failed");

@@ -129,7 +129,20 @@ impl Db {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
         };
         db.migrate().await?;
+        db.optimize().await;
         Ok(db)
+    }
+
+    /// Refresh the query planner's statistics where the database needs it asked: SQLite
+    /// plans without them (and then walks a 10^5-item queue where a partial index would
+    /// answer at once). `PRAGMA optimize` analyses only what changed; run at start and
+    /// periodically. PostgreSQL's autovacuum does this itself.
+    pub async fn optimize(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA optimize=0x10002").execute(&self.pool).await {
+                tracing::warn!(error = %e, "PRAGMA optimize failed");
+            }
+        }
     }
 
     /// Apply every pending migration of this backend's tree.

@@ -227,7 +227,19 @@ impl Worklist {
             // breached items first (few, if any), then the rest in index order: priority,
             // deadline (worklist_items_next), so a long queue is not sorted per claim
             let mut candidates = Vec::new();
+            // is anything breached? (a probe the planner answers from the partial index)
+            let any_breached = sqlx::query(
+                "SELECT id FROM worklist_items WHERE breached_at IS NOT NULL AND pool_id = $1 AND state = 'ready' LIMIT 1",
+            )
+            .bind(pool)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select breached items"))?
+            .is_some();
             for breached in [true, false] {
+                if breached && !any_breached {
+                    continue;
+                }
                 // a reader qualified for some modalities only looks further down the queue
                 let limit = if user.modalities.is_empty() { 5 } else { 100 };
                 let sql = format!(
