@@ -1304,6 +1304,7 @@ async fn rendered_pixels_match_an_independent_decode() {
         ("-xv", "pydicom-data/693_J2KR.dcm", 1, false),                   // CT, J2K lossless, window
         ("-xw", "pydicom/test_files/JPEG2000.dcm", 1, true),              // J2K lossy
         ("-xt", "pydicom/test_files/MR_small_jpeg_ls_lossless.dcm", 1, false), // JPEG-LS lossless
+        ("-xx", "pydicom/test_files/JPGExtended.dcm", 1, true),           // JPEG extended, 12-bit
         ("-xs", "pydicom-data/JPEG-LL.dcm", 1, false),                    // JPEG lossless, 16-bit
         ("-xs", "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm", 1, false), // JPEG lossless, 8-bit
         ("-xr", "pydicom-data/emri_small_RLE.dcm", 5, false),             // RLE, 16-bit multi-frame

@@ -491,7 +491,8 @@ async fn instance_body(blobs: storage::BlobStore, inst: InstanceRow, target: Opt
             let out = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
                 use dicom_encoding::TransferSyntaxIndex;
                 use dicom_pixeldata::Transcode;
-                let mut obj = dicom_object::from_reader(&file[128..]).map_err(std::io::Error::other)?;
+                let obj = dicom_object::from_reader(&file[128..]).map_err(std::io::Error::other)?;
+                let mut obj = crate::render::native_if_jpeg12(obj).map_err(|e| std::io::Error::other(e.to_string()))?;
                 let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
                     .get(ts)
                     .ok_or_else(|| std::io::Error::other(format!("unknown transfer syntax {ts}")))?;
@@ -782,6 +783,7 @@ pub async fn retrieve_frames(
     let parts = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(String, Vec<u8>)>> {
         use dicom_pixeldata::PixelDecoder;
         let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+        let obj = if as_stored { obj } else { crate::render::native_if_jpeg12(obj)? };
         let n_frames = obj
             .element_opt(dicom_dictionary_std::tags::NUMBER_OF_FRAMES)
             .ok()

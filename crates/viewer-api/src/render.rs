@@ -86,12 +86,64 @@ pub struct Rendered {
     pub content_type: &'static str,
 }
 
+/// JPEG Extended (Process 2 & 4) with 12-bit samples is beyond jpeg-decoder, dicom-pixeldata's
+/// JPEG codec (STACK-FACTS §2). Such an object is turned into its native equivalent
+/// (explicit VR little endian, 16-bit samples) by decoding each frame with libjpeg-turbo-rs,
+/// a pure-Rust port of libjpeg-turbo with 12-bit support; every other object is returned
+/// as it is. Rendering, decoded frames and transcoding then go the usual way.
+pub fn native_if_jpeg12(mut obj: dicom_object::DefaultDicomObject) -> Result<dicom_object::DefaultDicomObject, ApiError> {
+    use dicom_dictionary_std::tags;
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    let bits = obj.element_opt(tags::BITS_ALLOCATED).ok().flatten().and_then(|e| e.to_int::<u16>().ok()).unwrap_or(8);
+    if ts != "1.2.840.10008.1.2.4.51" || bits <= 8 {
+        return Ok(obj);
+    }
+    let frames = obj
+        .element_opt(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_int::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let bad = |why: String| ApiError::Unprocessable(format!("12-bit JPEG pixel data cannot be decoded: {why}"));
+    let fragments: Vec<Vec<u8>> = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|e| bad(e.to_string()))?
+        .value()
+        .fragments()
+        .ok_or_else(|| bad("the pixel data is not encapsulated".into()))?
+        .to_vec();
+    let per_frame = if fragments.len() == frames {
+        fragments
+    } else if frames == 1 {
+        vec![fragments.concat()]
+    } else {
+        return Err(bad(format!("{} fragments for {frames} frames", fragments.len())));
+    };
+    let mut native = Vec::new();
+    for f in &per_frame {
+        let img = libjpeg_turbo_rs::precision::decompress_12bit(f).map_err(|e| bad(e.to_string()))?;
+        native.reserve(img.data.len() * 2);
+        for s in img.data {
+            native.extend_from_slice(&(s as u16).to_le_bytes());
+        }
+    }
+    obj.put(dicom_object::mem::InMemElement::new(
+        tags::PIXEL_DATA,
+        dicom_core::VR::OW,
+        dicom_core::PrimitiveValue::U8(native.into()),
+    ));
+    obj.update_meta(|m| m.set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN));
+    Ok(obj)
+}
+
 /// Render frame `frame` (1-based) of a stored Part-10 file.
 pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendered, ApiError> {
     if file.len() < 132 || &file[128..132] != b"DICM" {
         return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
     }
     let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
+    let obj = native_if_jpeg12(obj)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
         ApiError::Unprocessable(format!("this instance's pixel data cannot be rendered: {e}"))
     })?;
