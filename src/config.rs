@@ -55,6 +55,9 @@ pub struct Config {
     /// Minutes a critical result may stay unacknowledged before the pool's supervisors
     /// are alerted.
     pub critical_ack_minutes: u64,
+    /// The DICOM attribute the modality's priority flag is read from (keyword or
+    /// `gggg,eeee`); STAT / HIGH / URGENT raise an item's priority.
+    pub priority_attribute: String,
     /// Ordered routing rules (`[[routing_rules]]`); installed as a new rule set version at
     /// start when they differ from the current one. Empty: keep what the admin API set.
     pub routing_rules: Vec<worklist::routing::Rule>,
@@ -85,6 +88,7 @@ impl Default for Config {
             sla_routine_minutes: 24 * 60,
             utc_offset_hours: 8,
             critical_ack_minutes: 15,
+            priority_attribute: "RequestedProcedurePriority".into(),
             routing_rules: Vec::new(),
         }
     }
@@ -124,11 +128,18 @@ impl Config {
         }
     }
 
-    pub fn limits(&self) -> storage::Limits {
-        storage::Limits {
+    pub fn limits(&self) -> anyhow::Result<storage::Limits> {
+        use dicom_core::dictionary::DataDictionary;
+        let priority_attribute = dicom_dictionary_std::StandardDataDictionary
+            .parse_tag(self.priority_attribute.trim())
+            .with_context(|| {
+                format!("priority_attribute {:?} is neither a DICOM keyword nor a tag (gggg,eeee)", self.priority_attribute)
+            })?;
+        Ok(storage::Limits {
             max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
             max_header_bytes: (self.max_header_mb.saturating_mul(1024 * 1024)) as usize,
-        }
+            priority_attribute,
+        })
     }
 
     pub fn gateway(&self, enrollment_consortium_id: i64) -> dicom_gateway::Config {

@@ -44,7 +44,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Worklist, i64)> {
 /// [`open`] with the worklist on a given clock (tests move time by hand).
 pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -> anyhow::Result<(Storage, Worklist, i64)> {
     let db_url = config.database_url()?;
-    let storage = Storage::open(&db_url, &config.object_store_url()?, config.limits())
+    let storage = Storage::open(&db_url, &config.object_store_url()?, config.limits()?)
         .await
         .context("cannot open storage")?;
     let worklist = Worklist::with_clock(storage.db.clone(), config.worklist(), clock);

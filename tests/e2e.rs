@@ -1834,6 +1834,10 @@ async fn two_level_signoff_addendum_and_correction(backend: Backend) {
     assert_eq!(hub.get(&referrer, &format!("/api/reports/{first}")).await.status(), 404, "the superseded version is not served to referrers");
     let print = hub.get(&referrer, &format!("/api/reports/{}/print", v["id"])).await.text().await.unwrap();
     assert!(print.contains("右下肺炎"), "the print page shows the current version");
+    hub.get(&referrer, &format!("/api/reports/{}", v["id"])).await;
+    let events = hub.get_json(&admin, &path("/events")).await;
+    let delivered: Vec<&Value> = events.as_array().unwrap().iter().filter(|e| e["kind"] == "delivered").collect();
+    assert_eq!(delivered.len(), 1, "delivered once, when the site first opened it: {events}");
     // readers and admins: the whole history, with times to the minute or better
     let h = hub.get_json(&admin, &path("/report/history")).await;
     let h = h.as_array().unwrap();
@@ -2142,4 +2146,24 @@ async fn browser_reads_a_film() {
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
     assert_eq!(text.matches("\nok   ").count() + text.starts_with("ok   ") as usize, 6, "{text}");
     hub.stop().await;
+}
+
+/// The modality's priority flag is read from the configured attribute (here, for the test,
+/// Accession Number); an unknown attribute is refused at start with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_from_a_configured_attribute() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.priority_attribute = "0008,0050".into()).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let study = "1.2.826.0.1.3680043.10.9.801";
+    send_sc_acc(&hub, "MODA", "P-PRIO", study, &format!("{study}.1"), Some("STAT")).await;
+    let id = wait_ready(&hub, &r1, study, None).await;
+    let item = hub.get_json(&r1, &format!("/api/worklist/{id}")).await["item"].clone();
+    assert_eq!(item["priority"], "stat");
+    assert_eq!(item["deadline_at"].as_i64().unwrap() - item["arrived_at"].as_i64().unwrap(), 30 * 60 * 1000);
+    hub.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = readhub::Config { data_dir: dir.path().to_path_buf(), priority_attribute: "UrgencyOfTheClinic".into(), ..readhub::Config::default() };
+    let err = format!("{:#}", readhub::open(&config).await.err().expect("refused"));
+    assert!(err.contains("UrgencyOfTheClinic"), "{err}");
 }

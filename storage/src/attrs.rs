@@ -156,7 +156,7 @@ pub fn is_valid_uid(s: &str) -> bool {
 }
 
 /// Parse the header and pull out the indexed attributes, decoding text per the site policy.
-pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<InstanceAttrs, AttrError> {
+pub fn extract(header: &SniffedHeader, policy: &DecodePolicy, priority_attribute: Tag) -> Result<InstanceAttrs, AttrError> {
     let obj = InMemDicomObject::read_dataset_with_ts(&header.bytes[..], header.parse_ts)
         .map_err(|e| AttrError::Parse(e.to_string()))?;
     let terms = &header.charset_terms;
@@ -194,11 +194,11 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<Instance
         let e = obj.element_opt(tag).ok().flatten()?;
         e.to_int::<i64>().ok()
     };
-    let priority = text(tags::REQUESTED_PROCEDURE_PRIORITY).or_else(|| {
+    let priority = text(priority_attribute).or_else(|| {
         // modalities that copy the worklist put it inside Request Attributes Sequence
         let seq = obj.element_opt(tags::REQUEST_ATTRIBUTES_SEQUENCE).ok().flatten()?;
         let item = seq.items()?.first()?;
-        let e = item.element_opt(tags::REQUESTED_PROCEDURE_PRIORITY).ok().flatten()?;
+        let e = item.element_opt(priority_attribute).ok().flatten()?;
         let s = e.to_str().ok()?.trim().to_string();
         (!s.is_empty()).then_some(s)
     });

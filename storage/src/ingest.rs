@@ -329,7 +329,7 @@ impl InstanceWriter {
                 let policy = DecodePolicy {
                     fallback: site.charset_fallback.as_deref().and_then(Charset::from_term),
                 };
-                Ok(attrs::extract(&h, &policy)?)
+                Ok(attrs::extract(&h, &policy, storage.limits.priority_attribute)?)
             })
             .and_then(|a| check_announced(a, announced.as_ref()))
             .and_then(|a| match &expected_study {

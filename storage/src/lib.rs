@@ -65,6 +65,9 @@ pub struct Limits {
     /// The attributes before the bulk data may not exceed this; it also caps what any single
     /// declared element length can make the parser allocate.
     pub max_header_bytes: usize,
+    /// Where the technician's priority flag is read from (STAT / HIGH / ROUTINE …), at the
+    /// top level or inside Request Attributes Sequence.
+    pub priority_attribute: dicom_core::Tag,
 }
 
 impl Default for Limits {
@@ -72,6 +75,7 @@ impl Default for Limits {
         Limits {
             max_instance_bytes: 4 * 1024 * 1024 * 1024,
             max_header_bytes: 64 * 1024 * 1024,
+            priority_attribute: dicom_dictionary_std::tags::REQUESTED_PROCEDURE_PRIORITY,
         }
     }
 }

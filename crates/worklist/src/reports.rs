@@ -555,6 +555,26 @@ impl Worklist {
         self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
+    /// The first time someone of the site opens a report version, it has been delivered
+    /// (an event with who and when; later views add nothing).
+    pub async fn note_delivered(&self, report: &Report, user: &User) -> Result<(), Error> {
+        let detail = format!("report {} v{}", report.id, report.version);
+        let seen = sqlx::query("SELECT 1 FROM item_events WHERE item_id = $1 AND kind = 'delivered' AND detail = $2")
+            .bind(report.item_id)
+            .bind(&detail)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(Error::db("select delivery"))?
+            .is_some();
+        if seen {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        insert_event(&mut tx, report.item_id, EventKind::Delivered, Some(user.id), self.now(), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// May this user read this report? Referrers and technicians: the current final
     /// reports of their own site. Readers: reports of their pool's items. Admins: all.
     pub async fn can_read_report(&self, user: &User, report: &Report) -> Result<bool, Error> {

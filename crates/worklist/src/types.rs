@@ -110,6 +110,7 @@ str_enum!(
         CriticalNotified => "critical_notified",
         CriticalAcknowledged => "critical_acknowledged",
         CriticalEscalated => "critical_escalated",
+        Delivered => "delivered",
     }
 );
 
