@@ -49,6 +49,9 @@ def dataset(i):
 def worker(args):
     n, start, stop, host, port, aec, aet = args
     ae = AE(ae_title=aet)
+    # a receiver busy committing may take a while to answer an association request
+    ae.acse_timeout = 120
+    ae.dimse_timeout = 120
     ae.add_requested_context(SC, ExplicitVRLittleEndian)
     failures = 0
     i = start
@@ -73,9 +76,11 @@ def main():
     p.add_argument("--aet", default="BENCH")
     p.add_argument("--studies", type=int, default=100_000)
     p.add_argument("--processes", type=int, default=4)
+    p.add_argument("--start", type=int, default=0, help="first study index (to top up a store)")
     a = p.parse_args()
     step = (a.studies + a.processes - 1) // a.processes
-    jobs = [(n, n * step, min((n + 1) * step, a.studies), "127.0.0.1", a.port, a.aec, a.aet) for n in range(a.processes)]
+    jobs = [(n, a.start + n * step, a.start + min((n + 1) * step, a.studies), "127.0.0.1", a.port, a.aec, a.aet)
+            for n in range(a.processes)]
     with mp.Pool(a.processes) as pool:
         for line in pool.map(worker, jobs):
             print(line)

@@ -35,6 +35,7 @@ macro_rules! on_both {
 on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search, read_report_flow, stow_rs);
 on_both!(sla_clocks_leases_and_supervision, routing_rules_and_fallback, quality_rejection_and_retake);
 on_both!(two_level_signoff_addendum_and_correction, critical_result_chain, priors_templates_and_turnaround, auto_assign_to_on_duty_qualified_readers, directory_api);
+on_both!(claim_next_under_contention);
 
 fn sop_of(path: &std::path::Path) -> (String, String, String, String) {
     let obj = dicom_object::open_file(path).unwrap();
@@ -2166,4 +2167,43 @@ async fn priority_from_a_configured_attribute() {
     let config = readhub::Config { data_dir: dir.path().to_path_buf(), priority_attribute: "UrgencyOfTheClinic".into(), ..readhub::Config::default() };
     let err = format!("{:#}", readhub::open(&config).await.err().expect("refused"));
     assert!(err.contains("UrgencyOfTheClinic"), "{err}");
+}
+
+/// Eight readers ask for the next item at once until the queue is empty: every item is
+/// claimed exactly once, and nobody is told "nothing left" while items remain.
+async fn claim_next_under_contention(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let mut readers = Vec::new();
+    for r in 0..8 {
+        hub.user(&format!("rad{r}"), Role::Reader, Some("imaging")).await;
+        readers.push(hub.worklist.user_by_name(&format!("rad{r}")).await.unwrap().unwrap());
+    }
+    const N: usize = 40;
+    for i in 0..N {
+        let study = format!("1.2.826.0.1.3680043.10.9.900.{i}");
+        send_sc(&hub, "MODA", &format!("P-RACE{i}"), &study, &format!("{study}.1")).await;
+    }
+    let viewer = hub.user("viewer", Role::Reader, Some("imaging")).await;
+    hub.eventually("all queued", || async { hub.queue(&viewer).await.iter().filter(|i| i["state"] == "ready").count() == N }).await;
+    let mut tasks = Vec::new();
+    for r in readers {
+        let wl = hub.worklist.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(item) = wl.claim_next(&r).await.expect("claim next") {
+                mine.push(item.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((all.len(), unique.len()), (N, N), "{all:?}");
+    hub.stop().await;
 }

@@ -223,7 +223,9 @@ impl Worklist {
         let Some(pool) = user.pool_id.filter(|_| user.role == Role::Reader) else {
             return Err(Error::Forbidden("only a reader claims from a pool's queue / 仅阅片医生可认领".into()));
         };
-        for _ in 0..8 {
+        // Several readers asking at once race for the same first items; a lost race means
+        // another reader progressed, so keep going (bounded) rather than answer "nothing".
+        for _ in 0..64 {
             // breached items first (few, if any), then the rest in index order: priority,
             // deadline (worklist_items_next), so a long queue is not sorted per claim
             let mut candidates = Vec::new();
@@ -241,7 +243,7 @@ impl Worklist {
                     continue;
                 }
                 // a reader qualified for some modalities only looks further down the queue
-                let limit = if user.modalities.is_empty() { 5 } else { 100 };
+                let limit = if user.modalities.is_empty() { 10 } else { 100 };
                 let sql = format!(
                     "SELECT w.id, st.modalities FROM worklist_items w JOIN studies st ON st.id = w.study_id \
                      WHERE w.pool_id = $1 AND w.state = 'ready' AND w.breached_at IS {} NULL \
