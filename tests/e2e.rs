@@ -1584,8 +1584,14 @@ async fn quality_rejection_and_retake(backend: Backend) {
     let alerts = hub.get_json(&tech, "/api/alerts").await;
     assert!(alerts.as_array().unwrap().iter().any(|a| a["kind"] == "quality_rejection" && a["item_id"] == id));
     assert!(hub.get_json(&tech_b, "/api/alerts").await.as_array().unwrap().is_empty());
-    // the retake: a new image of the same study reopens the item and queues it again
-    send_sc(&hub, "MODA", "P-RETAKE", study, "1.2.826.0.1.3680043.10.9.77.2").await;
+    // the retake, pushed by the modality (storescu): a new image of the same study reopens
+    // the item and queues it again
+    let dir = tempfile::tempdir().unwrap();
+    let retake = dir.path().join("retake.dcm");
+    let sop = "1.2.826.0.1.3680043.10.9.77.2";
+    std::fs::write(&retake, common::part10(SC, sop, &synthetic_sc(None, b"Retake^Test", "P-RETAKE", study, sop))).unwrap();
+    let (code, out) = hub.storescu("MODA", &[], &[retake]).await;
+    assert_eq!(code, 0, "{out}");
     hub.eventually("the retake is queued", || async { hub.queue(&r1).await.iter().any(|i| i["id"] == id && i["state"] == "ready") }).await;
     let events = hub.get_json(&tech, &format!("/api/worklist/{id}/events")).await;
     let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();

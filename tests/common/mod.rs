@@ -295,6 +295,22 @@ pub fn synthetic_sc(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study
     synthetic_sc_with_accession(charset, name, patient_id, study, sop, None)
 }
 
+/// A Part-10 file (preamble, DICM, file meta group) around an explicit VR LE data set, for
+/// peers such as storescu that send files.
+pub fn part10(sop_class: &str, sop: &str, dataset: &[u8]) -> Vec<u8> {
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop)
+        .transfer_syntax(EXPLICIT_LE)
+        .build()
+        .expect("file meta");
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).expect("write file meta");
+    out.extend_from_slice(dataset);
+    out
+}
+
 /// [`synthetic_sc`] with an Accession Number.
 pub fn synthetic_sc_with_accession(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study: &str, sop: &str, accession: Option<&str>) -> Vec<u8> {
     let mut d = Vec::new();
