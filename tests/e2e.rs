@@ -413,6 +413,19 @@ async fn read_report_flow(backend: Backend) {
     assert_eq!(hub.get_json(&ref_b, "/api/reports").await, json!([]));
     assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}")).await.status(), 404);
     assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}/print")).await.status(), 404);
+    // the server's PDF: A4, the Chinese impression extractable, the CJK font embedded as a subset
+    let pdf = hub.get(&ref_a, &format!("/api/reports/{report_id}/pdf")).await;
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let pdf = pdf.bytes().await.unwrap();
+    let (text, info, fonts) = pdf_inspect(&pdf);
+    assert!(text.contains("胸部正位片未见明显异常。") && text.contains("双肺纹理清晰，心影不大。"), "{text}");
+    assert!(text.contains("Township-A 影像诊断报告") && text.contains(item["patient_id"].as_str().unwrap()), "{text}");
+    let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or_default().to_string();
+    assert_eq!((field("Pages:").as_str(), field("Page size:").as_str()), ("1", "595.28 x 841.89 pts (A4)"), "{info}");
+    assert!(fonts.lines().any(|l| l.contains("NotoSansCJK") && l.contains(" yes yes ")), "embedded subset: {fonts}");
+    assert!(pdf.len() < 200_000, "a subset, not the 19 MB font: {} bytes", pdf.len());
+    assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}/pdf")).await.status(), 404);
     let seen_by_b = hub.get(&ref_b, "/dicom-web/studies").await;
     assert_eq!(seen_by_b.status(), 204, "site B finds no study of site A");
     let inst = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["instances"][0].clone();
@@ -2210,4 +2223,19 @@ async fn each_claimed_once(tasks: Vec<tokio::task::JoinHandle<Vec<i64>>>, n: usi
     unique.dedup();
     assert_eq!(all.len(), n, "claims: {all:?}");
     assert_eq!(unique.len(), n, "an item was claimed twice: {all:?}");
+}
+
+/// The text (`pdftotext`), page geometry (`pdfinfo`) and fonts (`pdffonts`) of a PDF, from
+/// poppler-utils: an independent reader of what the server wrote.
+fn pdf_inspect(pdf: &[u8]) -> (String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let run = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(tool).args(args).arg(&path).args(if tool == "pdftotext" { vec!["-"] } else { vec![] }).output();
+        let out = out.unwrap_or_else(|e| panic!("{tool} (poppler-utils, installed by scripts/test.sh): {e}"));
+        assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    (run("pdftotext", &["-enc", "UTF-8"]), run("pdfinfo", &[]), run("pdffonts", &[]))
 }

@@ -304,7 +304,7 @@ pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rend
 const PX_PER_MM: f32 = 6.0;
 
 /// The system's fonts, scanned once (memory-mapped, so the CJK fonts cost no heap).
-fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+pub(crate) fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
     static FONTS: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> = std::sync::OnceLock::new();
     FONTS
         .get_or_init(|| {

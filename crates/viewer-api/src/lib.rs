@@ -8,6 +8,7 @@ mod dicomweb;
 pub mod ecg;
 pub mod error;
 mod html;
+mod pdf;
 mod print;
 mod stow;
 pub mod render;
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/reports", get(api::reports))
         .route("/reports/{id}", get(api::report))
         .route("/reports/{id}/print", get(print::report_page))
+        .route("/reports/{id}/pdf", get(pdf::report_pdf_route))
         .route("/waveforms/{study}/{series}/{sop}", get(dicomweb::waveform));
     let dicomweb = Router::new()
         .route("/studies", get(dicomweb::search_studies).post(stow::store))
