@@ -405,6 +405,8 @@ async fn read_report_flow(backend: Backend) {
     let list = hub.get_json(&ref_a, "/api/reports").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["impression"], "胸部正位片未见明显异常。");
+    assert!(list[0]["delivered_at"].is_null(), "unread until the site opens it");
+    assert_eq!(list[0]["critical_count"], 0);
     assert_eq!(list[0]["patient_id"], item["patient_id"]);
     let page = hub.get(&ref_a, &format!("/api/reports/{report_id}/print")).await;
     assert_eq!(page.status(), 200);
@@ -426,6 +428,14 @@ async fn read_report_flow(backend: Backend) {
     assert!(fonts.lines().any(|l| l.contains("NotoSansCJK") && l.contains(" yes yes ")), "embedded subset: {fonts}");
     assert!(pdf.len() < 200_000, "a subset, not the 19 MB font: {} bytes", pdf.len());
     assert_eq!(hub.get(&ref_b, &format!("/api/reports/{report_id}/pdf")).await.status(), 404);
+    // opened: no longer unread; the search finds it by patient ID (any case) and study date
+    let pid = item["patient_id"].as_str().unwrap().to_lowercase();
+    let found = hub.get_json(&ref_a, &format!("/api/reports?q={pid}")).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert!(found[0]["delivered_at"].is_i64(), "{found}");
+    assert_eq!(hub.get_json(&ref_a, "/api/reports?q=no-such-patient").await, json!([]));
+    assert_eq!(hub.get_json(&ref_a, "/api/reports?from=1900-01-01&to=1900-12-31").await, json!([]));
+    assert_eq!(hub.get(&ref_a, "/api/reports?from=yesterday").await.status(), 400);
     let seen_by_b = hub.get(&ref_b, "/dicom-web/studies").await;
     assert_eq!(seen_by_b.status(), 204, "site B finds no study of site A");
     let inst = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["instances"][0].clone();

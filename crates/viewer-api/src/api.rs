@@ -169,12 +169,30 @@ pub async fn site_studies(State(st): State<AppState>, caller: Caller) -> ApiResu
 }
 
 /// Final reports the caller may read: their site's (referrers, technicians) or all (admins).
-pub async fn reports(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<worklist::reports::Report>>> {
+/// `GET /api/reports?q=&from=YYYYMMDD&to=YYYYMMDD&limit=`: the site's reports, unread and
+/// unacknowledged critical ones first; `q` matches patient name or ID.
+#[derive(Deserialize)]
+pub struct ReportsQuery {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn reports(State(st): State<AppState>, caller: Caller, Query(q): Query<ReportsQuery>) -> ApiResult<Json<Vec<worklist::reports::Report>>> {
+    let date = |d: Option<String>| -> ApiResult<Option<String>> {
+        match d.map(|d| d.replace('-', "")).filter(|d| !d.is_empty()) {
+            Some(d) if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(d)),
+            Some(d) => Err(ApiError::BadRequest(format!("date '{d}' is not YYYYMMDD or YYYY-MM-DD / 日期格式应为 YYYY-MM-DD"))),
+            None => Ok(None),
+        }
+    };
     match caller.0.role {
         Role::Admin => Ok(Json(st.worklist.all_reports().await?)),
         Role::Referrer | Role::Technician => {
             let site = caller.0.site_id.ok_or_else(|| ApiError::Forbidden("you belong to no site".into()))?;
-            Ok(Json(st.worklist.site_reports(site).await?))
+            let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000) };
+            Ok(Json(st.worklist.site_reports(site, &search).await?))
         }
         Role::Reader => Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
     }

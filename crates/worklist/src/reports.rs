@@ -46,6 +46,21 @@ pub struct Report {
     /// the senior's note when the preliminary report was sent back
     pub returned_note: Option<String>,
     pub addenda: Vec<Addendum>,
+    /// when the site first opened this version (None: unread at the site)
+    pub delivered_at: Option<i64>,
+    /// critical results flagged on the study, and the first one not yet acknowledged
+    pub critical_count: i64,
+    pub open_critical_id: Option<i64>,
+}
+
+/// A referrer's search over the site's reports: patient name or ID (substring,
+/// case-insensitive), study date range (YYYYMMDD, inclusive).
+#[derive(Debug, Clone, Default)]
+pub struct ReportSearch {
+    pub text: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: i64,
 }
 
 /// A signed note appended to a final report.
@@ -64,7 +79,11 @@ macro_rules! report_select {
                a.display_name AS author, sg.display_name AS signer, r.created_at, r.updated_at, r.signed_at, \
                st.study_uid, st.accession_number, st.study_date, st.study_description, st.modalities, \
                p.patient_id, p.name AS patient_name, p.sex, p.birth_date, r.submitted_at, r.supersedes, \
-               r.superseded_at, r.returned_note, r.correction_reason \
+               r.superseded_at, r.returned_note, r.correction_reason, \
+               (SELECT MIN(e.at) FROM item_events e WHERE e.item_id = r.item_id AND e.kind = 'delivered' \
+                  AND e.detail = 'report ' || CAST(r.id AS TEXT) || ' v' || CAST(r.version AS TEXT)) AS delivered_at, \
+               (SELECT COUNT(*) FROM critical_results c WHERE c.item_id = r.item_id) AS critical_count, \
+               (SELECT MIN(c.id) FROM critical_results c WHERE c.item_id = r.item_id AND c.acknowledged_at IS NULL) AS open_critical_id \
              FROM reports r \
              JOIN studies st ON st.id = r.study_id \
              JOIN patients p ON p.id = st.patient_id \
@@ -107,6 +126,9 @@ fn report_from_row(r: &sqlx::any::AnyRow) -> Result<Report, Error> {
         superseded_at: r.get("superseded_at"),
         returned_note: r.get("returned_note"),
         addenda: Vec::new(),
+        delivered_at: r.get("delivered_at"),
+        critical_count: r.get("critical_count"),
+        open_critical_id: r.get("open_critical_id"),
     })
 }
 
@@ -537,12 +559,27 @@ impl Worklist {
 
     /// Current final reports of a site, newest first (the referrer's list): superseded
     /// versions are never listed.
-    pub async fn site_reports(&self, site_id: i64) -> Result<Vec<Report>, Error> {
-        let rows = sqlx::query(report_select!("WHERE r.site_id = $1 AND r.status = 'final' ORDER BY r.signed_at DESC, r.id DESC"))
-            .bind(site_id)
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(Error::db("list reports"))?;
+    pub async fn site_reports(&self, site_id: i64, search: &ReportSearch) -> Result<Vec<Report>, Error> {
+        // The site's unread reports and those with an unacknowledged critical result come
+        // first: that is what a referring doctor must see before anything else.
+        let like = search.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| format!("%{}%", t.to_lowercase().replace('%', "").replace('_', "")));
+        let rows = sqlx::query(concat!(
+            "SELECT * FROM (",
+            report_select!(
+                "WHERE r.site_id = $1 AND r.status = 'final' \
+                   AND ($2 IS NULL OR LOWER(p.patient_id) LIKE $2 OR LOWER(COALESCE(p.name, '')) LIKE $2) \
+                   AND ($3 IS NULL OR st.study_date >= $3) AND ($4 IS NULL OR st.study_date <= $4)"
+            ),
+            ") x ORDER BY (x.open_critical_id IS NULL), (x.delivered_at IS NOT NULL), x.signed_at DESC, x.id DESC LIMIT $5"
+        ))
+        .bind(site_id)
+        .bind(like)
+        .bind(search.from.clone())
+        .bind(search.to.clone())
+        .bind(if search.limit > 0 { search.limit } else { 500 })
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(Error::db("list reports"))?;
         self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
