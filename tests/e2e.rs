@@ -2133,12 +2133,15 @@ async fn directory_api(backend: Backend) {
     hub.stop().await;
 }
 
-/// The web viewer in Chromium (playwright-core): a film pushed with storescu is on the
-/// reader's worklist, claimed with N, rendered (canvas pixels checked, and changed by a
-/// window/level drag), signed; the site's referrer sees and prints the report, another
-/// site's referrer does not. Screenshots go to target/browser-shots.
+/// The web viewer in Chromium (tests/browser/viewer.mjs): a film pushed with storescu is on
+/// the reader's worklist, claimed with N, rendered (canvas pixels checked, changed by a
+/// window/level drag and by invert), signed; a length on a CT of known Pixel Spacing reads
+/// the expected mm; a synthetic ECG of known rhythm shows 12 labelled leads and calipers
+/// read its RR interval; the site's referrer sees, prints and gets the PDF, another site's
+/// referrer does not; a technician's folder upload refuses exactly the file that is not
+/// DICOM; the admin's dashboard. Screenshots go to target/browser-shots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn browser_reads_a_film() {
+async fn browser_reads_films_and_ecgs() {
     if std::env::var("READHUB_TEST_BROWSER").is_err() {
         eprintln!("skipped: READHUB_TEST_BROWSER is not set (the README's test command installs Chromium and playwright-core and sets it)");
         return;
@@ -2147,26 +2150,56 @@ async fn browser_reads_a_film() {
     hub.site("Township-A", &["MODA"], None).await;
     hub.site("Township-B", &["MODB"], None).await;
     let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
     let ref_a = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
     let ref_b = hub.user("doc-b", Role::Referrer, Some("Township-B")).await;
-    let (code, out) = hub.storescu("MODA", &[], &[data("pydicom-data/RG1_UNCR.dcm")]).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    // a CR film (Pixel Spacing 0\0: uncalibrated), then a CT of known Pixel Spacing, then a
+    // synthetic ECG of known rhythm, all pushed by storescu
+    let dir = tempfile::tempdir().unwrap();
+    let ecg = dir.path().join("ecg.dcm");
+    let out = std::process::Command::new(common::python()).arg(root().join("tests/peers/make_ecg.py")).arg(&ecg).output().unwrap();
+    assert!(out.status.success(), "make_ecg.py: {}", String::from_utf8_lossy(&out.stderr));
+    for (file, ready) in [(data("pydicom-data/RG1_UNCR.dcm"), 1), (data("pydicom-data/693_UNCR.dcm"), 2)] {
+        let (code, out) = hub.storescu("MODA", &[], &[file]).await;
+        assert_eq!(code, 0, "{out}");
+        hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().filter(|i| i["state"] == "ready").count() == ready }).await;
+    }
+    let (code, out) = hub.storescu("MODA", &[], &[ecg.clone()]).await;
     assert_eq!(code, 0, "{out}");
-    hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().any(|i| i["state"] == "ready") }).await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shots = root.join("target/browser-shots");
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/read_film.mjs"))
-        .arg(&hub.base)
-        .arg(&shots)
-        .args([format!("{}:{}", reader.0, reader.1), format!("{}:{}", ref_a.0, ref_a.1), format!("{}:{}", ref_b.0, ref_b.1)])
-        .arg("胸部正位片未见明显异常。")
-        .output()
-        .await
-        .expect("node");
+    hub.eventually("the ECG is ready", || async { hub.queue(&ecg_reader).await.iter().any(|i| i["state"] == "ready") }).await;
+    // the technician's folder: two DICOM files and one that is not
+    let upload = dir.path().join("from-the-clinic");
+    std::fs::create_dir_all(upload.join("series1")).unwrap();
+    std::fs::copy(data("pydicom/test_files/MR_small.dcm"), upload.join("series1/IM0001")).unwrap();
+    std::fs::copy(data("pydicom/test_files/CT_small.dcm"), upload.join("IM0002.dcm")).unwrap();
+    std::fs::write(upload.join("readme.txt"), "scanned request form, not an image\n").unwrap();
+
+    let shots = root().join("target/browser-shots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let cred = |u: &(String, String)| json!([u.0, u.1]);
+    let config = json!({
+        "base": hub.base, "shots": shots,
+        "reader": cred(&reader), "ecgReader": cred(&ecg_reader), "referrerA": cred(&ref_a), "referrerB": cred(&ref_b),
+        "technician": cred(&tech), "admin": cred(&admin),
+        "impression": "胸部正位片未见明显异常。", "filmPatientId": "9RG1",
+        "ct": { "rows": 512, "cols": 512, "spacing": 0.478516 },
+        "ecg": { "firstR": 0.4, "rr": 0.8 },
+        "uploadDir": upload, "uploadCount": 3, "notDicom": "readme.txt", "uploadPatientId": "4MR1",
+    });
+    let config_path = dir.path().join("browser.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = tokio::process::Command::new("node").arg(root().join("tests/browser/viewer.mjs")).arg(&config_path).output().await.expect("node");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
-    assert_eq!(text.matches("\nok   ").count() + text.starts_with("ok   ") as usize, 6, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 10, "{text}");
+    // what the browser did is what the server holds
+    let stored = hub.get_json(&tech, "/api/site/studies").await;
+    assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "4MR1"), "{stored}");
+    assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "1CT1"), "{stored}");
+    assert!(stored.as_array().unwrap().iter().any(|i| i["priority"] == "stat"), "{stored}");
     hub.stop().await;
 }
 
@@ -2248,4 +2281,8 @@ fn pdf_inspect(pdf: &[u8]) -> (String, String, String) {
         String::from_utf8(out.stdout).unwrap()
     };
     (run("pdftotext", &["-enc", "UTF-8"]), run("pdfinfo", &[]), run("pdffonts", &[]))
+}
+
+fn root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -1,6 +1,7 @@
 // readhub's web viewer: plain ES modules, served by readhub itself. It speaks only the
 // public API: /api (JSON) and /dicom-web. Chinese by default, English switchable.
-import { value, firstPart, frameFromBytes, windowInto } from './dicom.js';
+import { Viewport, toolbar, handleKey, seriesStrip } from './viewer.js';
+import { EcgViewer, handleEcgKey } from './ecg.js';
 
 const T = {
   zh: {
@@ -12,6 +13,17 @@ const T = {
     window: '窗宽/窗位', reports: '报告', print: '打印', corrected: '已更正', studies: '本机构检查',
     reason: '退回原因', none: '无', receiving: '接收中', ready: '待读', claimed: '阅片中', preliminary: '待审核',
     reported: '已报告', rejected: '已退回', admin: '管理', noReports: '暂无报告', loading: '加载中…',
+    submit: '提交审核', critical: '危急值', criticalFinding: '危急值内容', flagCritical: '上报危急值', flagged: '已上报危急值',
+    reject: '退回重拍', rejectNote: '退回说明', addendum: '补充报告', addAddendum: '签发补充报告', sendBack: '退回修改', note: '说明',
+    priors: '既往检查', compare: '对比', closeCompare: '关闭对比', noPriors: '无既往检查', all: '全部', mine: '我的',
+    filter: '筛选', search: '搜索', from: '从', to: '至', unread: '未读', acknowledge: '确认危急值', acknowledged: '已确认',
+    pdf: 'PDF', view: '查看', upload: '上传 DICOM', chooseFiles: '选择文件', chooseFolder: '选择文件夹',
+    dropHere: '将 DICOM 文件或文件夹拖放到此处', uploading: '上传中', stored: '已接收', refused: '拒收', notDicom: '不是 DICOM 文件（缺少 DICM 标识）',
+    file: '文件', size: '大小', progress: '进度', result: '结果', flagStat: '标记急诊', queued: '已入队',
+    sites: '机构', pools: '阅片组', users: '用户', rules: '路由规则', sla: 'SLA 设置', turnaround: '工作量与周转', add: '添加', saveRules: '保存规则',
+    name: '名称', aeTitles: 'AE Title', consortium: '医共体', kind: '类型', role: '角色', display: '显示名', arrivedN: '到达', reportedN: '已报告', breachedN: '超时', rejectedN: '退回',
+    p50: 'P50 分钟', p90: 'P90 分钟', by: '分组', day: '日期', reader: '医生', pool: '阅片组', statMin: '急诊(分钟)', urgentMin: '加急(分钟)', routineMin: '常规(分钟)',
+    positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
   en: {
     login: 'Log in', username: 'User name', password: 'Password', logout: 'Log out', loginFailed: 'Login failed',
@@ -22,6 +34,17 @@ const T = {
     window: 'W/L', reports: 'Reports', print: 'Print', corrected: 'Corrected', studies: 'Our studies',
     reason: 'Returned for', none: 'none', receiving: 'Receiving', ready: 'Ready', claimed: 'Reading', preliminary: 'Awaiting sign-off',
     reported: 'Reported', rejected: 'Returned', admin: 'Admin', noReports: 'No reports yet', loading: 'Loading…',
+    submit: 'Submit for sign-off', critical: 'Critical', criticalFinding: 'Critical finding', flagCritical: 'Flag critical result', flagged: 'Critical result flagged',
+    reject: 'Return for retake', rejectNote: 'Note for the site', addendum: 'Addendum', addAddendum: 'Sign addendum', sendBack: 'Send back', note: 'Note',
+    priors: 'Priors', compare: 'Compare', closeCompare: 'Close comparison', noPriors: 'No prior studies', all: 'All', mine: 'Mine',
+    filter: 'Filter', search: 'Search', from: 'From', to: 'To', unread: 'Unread', acknowledge: 'Acknowledge', acknowledged: 'Acknowledged',
+    pdf: 'PDF', view: 'View', upload: 'Upload DICOM', chooseFiles: 'Choose files', chooseFolder: 'Choose folder',
+    dropHere: 'Drop DICOM files or a folder here', uploading: 'Uploading', stored: 'Stored', refused: 'Refused', notDicom: 'not a DICOM file (no DICM marker)',
+    file: 'File', size: 'Size', progress: 'Progress', result: 'Result', flagStat: 'Flag STAT', queued: 'Queued',
+    sites: 'Sites', pools: 'Pools', users: 'Users', rules: 'Routing rules', sla: 'SLA', turnaround: 'Turnaround', add: 'Add', saveRules: 'Save rules',
+    name: 'Name', aeTitles: 'AE titles', consortium: 'Consortium', kind: 'Kind', role: 'Role', display: 'Display name', arrivedN: 'Arrived', reportedN: 'Reported', breachedN: 'Breached', rejectedN: 'Returned',
+    p50: 'p50 min', p90: 'p90 min', by: 'By', day: 'Day', reader: 'Reader', pool: 'Pool', statMin: 'STAT (min)', urgentMin: 'Urgent (min)', routineMin: 'Routine (min)',
+    positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
 };
 let lang = localStorage.getItem('readhub.lang') || 'zh';
@@ -113,7 +136,23 @@ async function worklistView() {
       note.textContent = x.message;
     }
   };
-  const render = (items) => {
+  // filters: the reader narrows the queue by site, modality and priority, or to their own claims
+  const filters = { site: h('select', { name: 'site' }), modality: h('select', { name: 'modality' }), priority: h('select', { name: 'priority' }), mine: h('input', { type: 'checkbox', name: 'mine' }) };
+  let last = [];
+  const options = (sel, values, label) => {
+    const keep = sel.value;
+    sel.replaceChildren(h('option', { value: '' }, `${label}: ${t('all')}`), ...values.map((v) => h('option', { value: v }, t(v))));
+    sel.value = values.includes(keep) ? keep : '';
+  };
+  const render = (all) => {
+    last = all;
+    options(filters.site, [...new Set(all.map((i) => i.site_name))].sort(), t('site'));
+    options(filters.modality, [...new Set(all.flatMap((i) => i.modalities.split(/[\\,]/)).filter(Boolean))].sort(), t('modality'));
+    options(filters.priority, ['stat', 'urgent', 'routine'], t('priority'));
+    const items = all.filter((i) => (!filters.site.value || i.site_name === filters.site.value)
+      && (!filters.modality.value || i.modalities.split(/[\\,]/).includes(filters.modality.value))
+      && (!filters.priority.value || i.priority === filters.priority.value)
+      && (!filters.mine.checked || i.claimed_by === me.id));
     tbody.replaceChildren(...items.map((it) => {
       const mine = it.claimed_by === me.id;
       return h('tr', { class: `prio-${it.priority} state-${it.state}${it.breached_at ? ' breached' : ''}`, 'data-item': it.id },
@@ -137,10 +176,12 @@ async function worklistView() {
   };
   show(h('section', {},
     h('h2', {}, t('worklist'), ' ', h('button', { id: 'claim-next', onclick: claimNext }, t('claimNext'))),
+    h('div', { class: 'filters' }, filters.site, filters.modality, filters.priority, h('label', {}, filters.mine, t('mine'))),
     note,
     h('table', { class: 'worklist' },
       h('thead', {}, h('tr', {}, ...['priority', 'state', 'site', 'patient', 'modality', 'arrived', 'deadline', ''].map((k) => h('th', {}, k ? t(k) : '')))),
       tbody)));
+  for (const f of Object.values(filters)) f.addEventListener('change', () => render(last));
   await refresh();
   timers.push(setInterval(refresh, 5000));
   timers.push(setInterval(() => {
@@ -154,68 +195,32 @@ async function worklistView() {
 }
 
 // ---- reader: one study ----------------------------------------------------------------
-/** A canvas that shows one instance: the server's rendered JPEG first, then the frame's
- * own samples, windowed here (drag: horizontal = width, vertical = level). */
-function imageViewer(inst) {
-  const canvas = h('canvas', { class: 'image', 'data-state': 'loading' });
-  const label = h('span', { class: 'wl' });
-  const ctx = canvas.getContext('2d');
-  let frame = null, center = 0, width = 1, rgba = null, pending = false;
-  const paint = () => {
-    pending = false;
-    windowInto(frame, center, width, frame.invert, rgba.data);
-    ctx.putImageData(rgba, 0, 0);
-    label.textContent = `${t('window')} ${Math.round(width)} / ${Math.round(center)}`;
-  };
-  const preview = new Image();
-  preview.onload = () => {
-    if (frame) return; // the samples arrived first
-    canvas.width = preview.naturalWidth;
-    canvas.height = preview.naturalHeight;
-    ctx.drawImage(preview, 0, 0);
-    canvas.dataset.state = 'preview';
-  };
-  preview.src = `${inst.rendered_url}?viewport=1024,1024`;
-  (async () => {
-    const meta = (await api(`${inst.retrieve_url}/metadata`))[0];
-    const photometric = String(value(meta, '00280004', '')).trim();
-    if (!photometric.startsWith('MONOCHROME')) return; // colour: the rendered image is the image
-    const r = await fetch(`${inst.retrieve_url}/frames/1`, {
-      credentials: 'same-origin',
-      headers: {
-        accept: 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
-        'x-requested-with': 'readhub-viewer',
-      },
-    });
-    if (!r.ok) return;
-    frame = frameFromBytes(firstPart(await r.arrayBuffer(), r.headers.get('content-type')), meta);
-    ({ center, width } = frame);
-    canvas.width = frame.cols;
-    canvas.height = frame.rows;
-    rgba = ctx.createImageData(frame.cols, frame.rows);
-    paint();
-    canvas.dataset.state = 'pixels';
-  })().catch((x) => { label.textContent = x.message; });
-  let drag = null;
-  canvas.addEventListener('pointerdown', (e) => { if (frame) { drag = { x: e.clientX, y: e.clientY, center, width }; canvas.setPointerCapture(e.pointerId); } });
-  canvas.addEventListener('pointermove', (e) => {
-    if (!drag) return;
-    const range = Math.max(frame.hi - frame.lo, 1), k = range / 512;
-    width = Math.max(1, drag.width + (e.clientX - drag.x) * k);
-    center = drag.center + (e.clientY - drag.y) * k;
-    if (!pending) { pending = true; requestAnimationFrame(paint); }
-  });
-  canvas.addEventListener('pointerup', () => { drag = null; });
-  return h('div', { class: 'viewer' }, canvas, label);
+const isWaveform = (sopClass) => String(sopClass || '').startsWith('1.2.840.10008.5.1.4.1.1.9.');
+
+/** The images of a study: series thumbnails, a viewport with its toolbar, measurements. */
+async function imagePane(studyUid, { prior = false } = {}) {
+  const vp = new Viewport({ lang: () => lang, prior });
+  const pane = h('div', { class: `image-pane${prior ? ' prior' : ''}` });
+  const { strip, series } = await seriesStrip(studyUid, (uid) => vp.loadSeries(studyUid, uid));
+  pane.append(strip, toolbar(vp, () => lang), vp.el, vp.list);
+  const first = series.find((s) => !['SR', 'PR', 'KO', 'ECG', 'DOC'].includes(s.modality)) || series[0];
+  if (first) {
+    first.first?.classList.add('on');
+    vp.loadSeries(studyUid, first.uid).catch((x) => { vp.corners[3].textContent = x.message; });
+  }
+  return { pane, vp };
 }
 
 async function itemView(id) {
   const data = await api(`/api/worklist/${id}`);
   const { item, instances } = data;
   const report = data.report || {};
-  const findings = h('textarea', { name: 'findings', rows: 8 }, report.findings || '');
-  const impression = h('textarea', { name: 'impression', rows: 4 }, report.impression || '');
-  const status = h('p', { class: 'note', role: 'status', id: 'report-status' }, report.status ? t(report.status === 'final' ? 'signed' : 'saved') : '');
+  const mineClaimed = item.state === 'claimed' && item.claimed_by === me.id;
+  const findings = h('textarea', { name: 'findings', rows: 8, readonly: !mineClaimed && item.state !== 'preliminary' }, report.findings || '');
+  const impression = h('textarea', { name: 'impression', rows: 4, readonly: !mineClaimed && item.state !== 'preliminary' }, report.impression || '');
+  const statusText = { final: t('signed'), preliminary: t('preliminary'), draft: t('saved') }[report.status] || '';
+  const status = h('p', { class: 'note', role: 'status', id: 'report-status' }, statusText);
+  const fail = (x) => { status.textContent = x.message; };
   const save = async () => api(`/api/worklist/${id}/report`, { method: 'PUT', body: JSON.stringify({ findings: findings.value, impression: impression.value }) });
   const templates = await api(`/api/report-templates?item=${id}`).catch(() => []);
   const picker = h('select', { name: 'template', onchange: () => {
@@ -224,48 +229,316 @@ async function itemView(id) {
     findings.value = lang === 'zh' ? tpl.findings_zh : tpl.findings_en;
     impression.value = lang === 'zh' ? tpl.impression_zh : tpl.impression_en;
   } }, h('option', { value: '' }, `${t('template')}…`), ...templates.map((x) => h('option', { value: x.id }, lang === 'zh' ? x.name_zh : x.name_en)));
-  const buttons = item.state === 'claimed' && item.claimed_by === me.id
-    ? [
-      h('button', { id: 'save-draft', onclick: async () => { try { await save(); status.textContent = t('saved'); } catch (x) { status.textContent = x.message; } } }, t('saveDraft')),
-      h('button', { id: 'sign', onclick: async () => {
-        try { await save(); await api(`/api/worklist/${id}/report/sign`, { method: 'POST' }); status.textContent = t('signed'); } catch (x) { status.textContent = x.message; }
-      } }, t('sign')),
-      h('button', { onclick: async () => { await api(`/api/worklist/${id}/release`, { method: 'POST' }); worklistView(); } }, t('release')),
-    ]
-    : [];
+  // after any step that changes the item, draw it again from the server's state
+  const step = (fn, done) => async () => {
+    try { await fn(); await itemView(id); if (done) document.getElementById('report-status').textContent = done; } catch (x) { fail(x); }
+  };
+  const buttons = [];
+  const extra = [];
+  if (mineClaimed) {
+    buttons.push(
+      h('button', { type: 'button', id: 'save-draft', onclick: async () => { try { await save(); status.textContent = t('saved'); } catch (x) { fail(x); } } }, t('saveDraft')),
+      h('button', { type: 'button', id: 'submit', onclick: step(async () => { await save(); await api(`/api/worklist/${id}/report/submit`, { method: 'POST' }); }) }, t('submit')),
+      h('button', { type: 'button', id: 'sign', class: 'primary', onclick: step(async () => { await save(); await api(`/api/worklist/${id}/report/sign`, { method: 'POST' }); }) }, t('sign')),
+      h('button', { type: 'button', onclick: async () => { await api(`/api/worklist/${id}/release`, { method: 'POST' }).catch(fail); worklistView(); } }, t('release')),
+    );
+    const reason = h('select', { name: 'reject-reason' }, ...['positioning', 'exposure', 'motion', 'artefact', 'wrong_patient_or_part', 'incomplete'].map((r) => h('option', { value: r }, t(r))));
+    const note = h('input', { name: 'reject-note', placeholder: t('rejectNote') });
+    extra.push(h('details', { class: 'reject' }, h('summary', {}, t('reject')), reason, note,
+      h('button', { type: 'button', id: 'reject', onclick: async () => {
+        try { await api(`/api/worklist/${id}/reject`, { method: 'POST', body: JSON.stringify({ reason: reason.value, note: note.value }) }); worklistView(); } catch (x) { fail(x); }
+      } }, t('reject'))));
+  }
+  if (item.state === 'preliminary') {
+    const note = h('input', { name: 'send-back-note', placeholder: t('note') });
+    buttons.push(
+      h('button', { type: 'button', id: 'sign', class: 'primary', onclick: step(async () => {
+        await api(`/api/worklist/${id}/report/preliminary`, { method: 'PUT', body: JSON.stringify({ findings: findings.value, impression: impression.value }) });
+        await api(`/api/worklist/${id}/report/sign`, { method: 'POST' });
+      }) }, t('sign')),
+      note, h('button', { type: 'button', onclick: step(() => api(`/api/worklist/${id}/report/send-back`, { method: 'POST', body: JSON.stringify({ note: note.value }) })) }, t('sendBack')));
+  }
+  if (mineClaimed || item.state === 'preliminary' || item.state === 'reported') {
+    const finding = h('input', { name: 'critical-finding', placeholder: t('criticalFinding') });
+    extra.push(h('details', { class: 'critical' }, h('summary', {}, t('critical')), finding,
+      h('button', { type: 'button', id: 'flag-critical', onclick: async () => {
+        try { await api(`/api/worklist/${id}/critical`, { method: 'POST', body: JSON.stringify({ finding: finding.value }) }); status.textContent = t('flagged'); } catch (x) { fail(x); }
+      } }, t('flagCritical'))));
+  }
+  if (report.status === 'final') {
+    const text = h('textarea', { name: 'addendum', rows: 3 });
+    extra.push(h('details', { class: 'addendum' }, h('summary', {}, t('addendum')), text,
+      h('button', { type: 'button', onclick: step(() => api(`/api/worklist/${id}/report/addendum`, { method: 'POST', body: JSON.stringify({ text: text.value }) }), t('signed')) }, t('addAddendum'))));
+  }
+  const addenda = (report.addenda || []).map((a) => h('p', { class: 'addendum-text' }, `${t('addendum')} · ${a.author} · ${fmtTime(a.signed_at)}: ${a.text}`));
+
+  // the images (or the ECG) beside the report
+  const images = h('div', { class: 'images' });
+  let vp = null, ecg = null, compare = null;
+  const waveform = instances.find((i) => isWaveform(i.sop_class_uid));
+  if (waveform) {
+    ecg = new EcgViewer(`/api/waveforms/${waveform.study_instance_uid}/${waveform.series_instance_uid}/${waveform.sop_instance_uid}`, { lang: () => lang });
+    images.append(ecg.el);
+    ecg.load().catch((x) => { images.append(h('p', { class: 'error' }, x.message)); });
+  } else {
+    const main = await imagePane(item.study_instance_uid);
+    vp = main.vp;
+    images.append(main.pane);
+  }
+  // the patient's priors, their reports one click away, and side by side on request
+  const priorsBox = h('details', { class: 'priors', id: 'priors' }, h('summary', {}, t('priors')));
+  api(`/api/worklist/${id}/priors`).then((priors) => {
+    priorsBox.querySelector('summary').textContent = `${t('priors')} (${priors.length})`;
+    if (!priors.length) priorsBox.append(h('p', { class: 'note' }, t('noPriors')));
+    for (const p of priors) {
+      priorsBox.append(h('div', { class: 'prior' },
+        h('b', {}, `${p.study_date || ''} ${p.modalities} ${p.study_description || ''}`),
+        h('p', {}, p.impression || '—'),
+        waveform ? '' : h('button', { type: 'button', class: 'compare', onclick: async () => {
+          if (compare) compare.pane.remove();
+          compare = await imagePane(p.study_instance_uid, { prior: true });
+          images.classList.add('split');
+          images.append(compare.pane);
+        } }, t('compare'))));
+    }
+  }).catch(() => {});
   show(h('section', { class: 'reading' },
-    h('div', { class: 'images' }, ...instances.slice(0, 1).map(imageViewer)),
+    images,
     h('form', { class: 'report', onsubmit: (e) => e.preventDefault() },
       h('h2', {}, `${personName(item.patient_name)} · ${item.patient_id} · ${item.modalities} · ${item.site_name}`),
-      h('p', { class: `prio-${item.priority}` }, `${t(item.priority)} · ${t('deadline')} ${fmtTime(item.deadline_at)}`),
-      picker,
+      h('p', { class: `prio-${item.priority}` }, `${t(item.priority)} · ${t(item.state)} · ${t('deadline')} ${fmtTime(item.deadline_at)}`),
+      report.returned_note ? h('p', { class: 'error' }, `${t('sendBack')}: ${report.returned_note}`) : '',
+      mineClaimed ? picker : '',
       h('label', {}, t('findings'), findings), h('label', {}, t('impression'), impression),
+      ...addenda,
       h('div', { class: 'buttons' }, ...buttons, h('button', { type: 'button', onclick: () => worklistView() }, t('back'))),
-      status)));
+      ...extra, priorsBox, status)));
+  document.onkeydown = (e) => {
+    if (e.target.closest('input, textarea, select')) return;
+    if (ecg ? handleEcgKey(ecg, e) : handleKey(vp, e)) e.preventDefault();
+  };
 }
 
-// ---- referrer: reports; technician: the site's studies ----------------------------------
-async function reportsView() {
-  const reports = await api('/api/reports');
+// ---- referrer: the site's reports ---------------------------------------------------------
+async function reportsView(query = {}) {
+  const q = h('input', { name: 'q', placeholder: `${t('patient')} / ID`, value: query.q || '' });
+  const from = h('input', { name: 'from', type: 'date', value: query.from || '' });
+  const to = h('input', { name: 'to', type: 'date', value: query.to || '' });
+  const note = h('p', { class: 'note', role: 'status' });
+  const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v));
+  let reports = [];
+  try { reports = await api(`/api/reports?${params}`); } catch (x) { note.textContent = x.message; }
+  const ack = (r) => async (e) => {
+    try { await api(`/api/critical/${r.open_critical_id}/ack`, { method: 'POST' }); e.target.replaceWith(h('span', { class: 'tag' }, t('acknowledged'))); } catch (x) { note.textContent = x.message; }
+  };
   show(h('section', {}, h('h2', {}, t('reports')),
+    h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); reportsView({ q: q.value, from: from.value, to: to.value }); } },
+      q, h('label', {}, t('from'), from), h('label', {}, t('to'), to), h('button', { type: 'submit' }, t('search'))),
+    note,
     reports.length ? h('table', { class: 'reports' },
       h('thead', {}, h('tr', {}, ...['patient', 'modality', 'impression', 'signed', ''].map((k) => h('th', {}, k ? t(k) : '')))),
-      h('tbody', {}, ...reports.map((r) => h('tr', { 'data-report': r.id },
-        h('td', {}, `${personName(r.patient_name)} (${r.patient_id})`), h('td', {}, r.modalities),
-        h('td', { class: 'impression' }, r.impression, r.corrected ? h('span', { class: 'tag' }, t('corrected')) : ''),
+      h('tbody', {}, ...reports.map((r) => h('tr', { 'data-report': r.id, class: `${r.delivered_at ? '' : 'unread'}${r.open_critical_id ? ' critical' : ''}` },
+        h('td', {}, `${personName(r.patient_name)} (${r.patient_id})`, r.delivered_at ? '' : h('span', { class: 'tag' }, t('unread'))),
+        h('td', {}, `${r.modalities} ${r.study_date || ''}`),
+        h('td', { class: 'impression' }, r.impression, r.corrected ? h('span', { class: 'tag' }, t('corrected')) : '',
+          r.critical_count ? h('span', { class: 'tag critical' }, t('critical')) : ''),
         h('td', {}, fmtTime(r.signed_at)),
-        h('td', {}, h('a', { href: `/api/reports/${r.id}/print`, target: '_blank' }, t('print')))))))
+        h('td', { class: 'actions' },
+          r.open_critical_id ? h('button', { type: 'button', class: 'ack', onclick: ack(r) }, t('acknowledge')) : '',
+          h('a', { href: `/api/reports/${r.id}/print`, target: '_blank', class: 'print' }, t('print')), ' ',
+          h('a', { href: `/api/reports/${r.id}/pdf`, target: '_blank', class: 'pdf' }, t('pdf')))))))
       : h('p', { class: 'note' }, t('noReports'))));
 }
 
+// ---- technician: upload, and what became of the site's studies ----------------------------------
+/** Every file under a dropped folder (DataTransfer entries, read recursively). */
+async function filesOf(dataTransfer) {
+  const out = [];
+  const walk = async (entry, path) => {
+    if (entry.isFile) {
+      const f = await new Promise((res, rej) => entry.file(res, rej));
+      out.push({ file: f, path: path + f.name });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const e of batch) await walk(e, `${path}${entry.name}/`);
+      }
+    }
+  };
+  const entries = [...dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length) for (const e of entries) await walk(e, '');
+  else for (const f of dataTransfer.files) out.push({ file: f, path: f.name });
+  return out;
+}
+
+/** STOW-RS one file: a multipart/related body, with upload progress (XHR has it, fetch not). */
+function stowOne(file, onProgress) {
+  return new Promise((resolve) => {
+    const boundary = `readhub-${Math.random().toString(16).slice(2)}`;
+    const body = new Blob([`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`, file, `\r\n--${boundary}--\r\n`]);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/dicom-web/studies');
+    xhr.setRequestHeader('content-type', `multipart/related; type="application/dicom"; boundary=${boundary}`);
+    xhr.setRequestHeader('accept', 'application/dicom+json');
+    xhr.setRequestHeader('x-requested-with', 'readhub-viewer');
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+    xhr.onload = () => {
+      let json = null;
+      try { json = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      const failed = json?.['00081198']?.Value?.[0];
+      if (xhr.status === 200 || (xhr.status === 202 && !failed)) resolve({ ok: true });
+      else resolve({ ok: false, reason: failed?.['00000902']?.Value?.[0] || json?.error || `HTTP ${xhr.status}` });
+    };
+    xhr.onerror = () => resolve({ ok: false, reason: 'network error / 网络错误' });
+    xhr.send(body);
+  });
+}
+
+function uploadPanel(onDone) {
+  const rows = h('tbody');
+  const summary = h('p', { class: 'note', role: 'status', id: 'upload-summary' });
+  const run = async (list) => {
+    const jobs = list.map(({ file, path }) => {
+      const bar = h('progress', { max: 1, value: 0 });
+      const result = h('td', { class: 'result' }, '');
+      const tr = h('tr', { 'data-file': path }, h('td', {}, path), h('td', {}, `${(file.size / 1024).toFixed(0)} KB`), h('td', {}, bar), result);
+      rows.append(tr);
+      return { file, path, bar, result, tr };
+    });
+    let stored = 0, refused = 0;
+    const next = async () => {
+      for (let job = jobs.shift(); job; job = jobs.shift()) {
+        // a file without the Part 10 "DICM" marker is refused here, before it costs the
+        // clinic's slow line anything; the server checks everything else
+        const magic = new Uint8Array(await job.file.slice(128, 132).arrayBuffer());
+        let res;
+        if (String.fromCharCode(...magic) !== 'DICM') res = { ok: false, reason: t('notDicom') };
+        else {
+          job.result.textContent = t('uploading');
+          res = await stowOne(job.file, (f) => { job.bar.value = f; });
+        }
+        job.bar.value = res.ok ? 1 : job.bar.value;
+        job.tr.dataset.state = res.ok ? 'stored' : 'refused';
+        job.result.textContent = res.ok ? t('stored') : `${t('refused')}: ${res.reason}`;
+        if (res.ok) stored++; else refused++;
+        summary.textContent = `${t('stored')} ${stored} · ${t('refused')} ${refused}`;
+      }
+    };
+    await Promise.all([next(), next()]); // two at a time: a slow line stays busy, not flooded
+    summary.dataset.done = '1';
+    onDone();
+  };
+  const files = h('input', { type: 'file', multiple: true, name: 'files', onchange: (e) => run([...e.target.files].map((f) => ({ file: f, path: f.name }))) });
+  const folder = h('input', { type: 'file', multiple: true, webkitdirectory: true, name: 'folder', onchange: (e) => run([...e.target.files].map((f) => ({ file: f, path: f.webkitRelativePath || f.name }))) });
+  const zone = h('div', { class: 'dropzone', id: 'dropzone',
+    ondragover: (e) => { e.preventDefault(); zone.classList.add('over'); },
+    ondragleave: () => zone.classList.remove('over'),
+    ondrop: async (e) => { e.preventDefault(); zone.classList.remove('over'); run(await filesOf(e.dataTransfer)); } },
+  t('dropHere'), h('div', {}, h('label', {}, t('chooseFiles'), ' ', files), ' ', h('label', {}, t('chooseFolder'), ' ', folder)));
+  return h('section', { class: 'upload' }, h('h2', {}, t('upload')), zone,
+    h('table', { class: 'uploads' }, h('thead', {}, h('tr', {}, ...['file', 'size', 'progress', 'result'].map((k) => h('th', {}, t(k))))), rows), summary);
+}
+
 async function siteStudiesView() {
-  const items = await api('/api/site/studies');
-  show(h('section', {}, h('h2', {}, t('studies')),
-    h('table', { class: 'studies' },
-      h('thead', {}, h('tr', {}, ...['patient', 'modality', 'arrived', 'state', 'reason'].map((k) => h('th', {}, t(k))))),
-      h('tbody', {}, ...items.map((it) => h('tr', { class: `state-${it.state}` },
-        h('td', {}, `${personName(it.patient_name)} (${it.patient_id})`), h('td', {}, it.modalities), h('td', {}, fmtTime(it.arrived_at)),
-        h('td', {}, t(it.state)), h('td', {}, it.rejected_reason ? `${it.rejected_reason} ${it.rejected_note || ''}` : '')))))));
+  const tbody = h('tbody');
+  const note = h('p', { class: 'note', role: 'status' });
+  const refresh = async () => {
+    const items = await api('/api/site/studies');
+    tbody.replaceChildren(...items.map((it) => h('tr', { class: `state-${it.state} prio-${it.priority}`, 'data-item': it.id },
+      h('td', { class: 'prio' }, t(it.priority)),
+      h('td', {}, `${personName(it.patient_name)} (${it.patient_id})`), h('td', {}, it.modalities), h('td', {}, fmtTime(it.arrived_at)),
+      h('td', { class: 'state' }, t(it.state)), h('td', {}, it.rejected_reason ? `${t(it.rejected_reason)} ${it.rejected_note || ''}` : ''),
+      h('td', {}, me.role === 'technician' && it.priority !== 'stat' && ['receiving', 'ready', 'claimed'].includes(it.state)
+        ? h('button', { type: 'button', class: 'stat', onclick: async () => {
+          try { await api(`/api/worklist/${it.id}/priority`, { method: 'POST', body: JSON.stringify({ priority: 'stat' }) }); refresh(); } catch (x) { note.textContent = x.message; }
+        } }, t('flagStat')) : ''))));
+  };
+  show(uploadPanel(() => refresh().catch(() => {})),
+    h('section', {}, h('h2', {}, t('studies')), note,
+      h('table', { class: 'studies' },
+        h('thead', {}, h('tr', {}, ...['priority', 'patient', 'modality', 'arrived', 'state', 'reason', ''].map((k) => h('th', {}, k ? t(k) : '')))),
+        tbody)));
+  await refresh();
+  timers.push(setInterval(() => refresh().catch(() => {}), 10000));
+}
+
+// ---- admin: directory, routing, SLA, turnaround ------------------------------------------------
+function table(cols, rows) {
+  return h('table', {}, h('thead', {}, h('tr', {}, ...cols.map(([k]) => h('th', {}, t(k))))),
+    h('tbody', {}, ...rows.map((r) => h('tr', {}, ...cols.map(([, f]) => h('td', {}, f(r)))))));
+}
+
+/** A bar chart (SVG) of reported studies and p90 per group. */
+function turnaroundChart(rows) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  const w = 640, bar = 22, hgt = rows.length * (bar + 6) + 10;
+  svg.setAttribute('viewBox', `0 0 ${w} ${hgt}`);
+  svg.setAttribute('class', 'chart');
+  const max = Math.max(1, ...rows.map((r) => r.arrived));
+  rows.forEach((r, i) => {
+    const y = 5 + i * (bar + 6);
+    const mk = (tag, attrs, text) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text) e.textContent = text; svg.append(e); };
+    mk('text', { x: 0, y: y + 15, fill: '#e8eaed', 'font-size': 12 }, r.group);
+    mk('rect', { x: 160, y, width: (r.arrived / max) * 300, height: bar, fill: '#3a424e' });
+    mk('rect', { x: 160, y, width: (r.reported / max) * 300, height: bar, fill: '#1e8e3e' });
+    mk('text', { x: 470, y: y + 15, fill: '#e8eaed', 'font-size': 12 }, `${r.reported}/${r.arrived} · p50 ${r.p50_minutes?.toFixed(1) ?? '–'} · p90 ${r.p90_minutes?.toFixed(1) ?? '–'} min`);
+  });
+  return svg;
+}
+
+async function adminView(tab = 'turnaround') {
+  const tabs = ['turnaround', 'sites', 'pools', 'users', 'rules', 'reports'];
+  const nav = h('nav', { class: 'tabs' }, ...tabs.map((k) => h('button', { type: 'button', class: k === tab ? 'on' : '', 'data-tab': k, onclick: () => (k === 'reports' ? reportsView() : adminView(k)) }, t(k))));
+  const note = h('p', { class: 'note', role: 'status' });
+  const body = h('div', { class: 'admin' });
+  const guard = (fn) => async (e) => { e.preventDefault(); try { await fn(); adminView(tab); } catch (x) { note.textContent = x.message; } };
+  show(h('section', {}, h('h2', {}, t('admin')), nav, note, body));
+  try {
+    if (tab === 'turnaround') {
+      const day = (d) => d.toISOString().slice(0, 10);
+      const from = h('input', { type: 'date', name: 'from', value: day(new Date(Date.now() - 30 * 864e5)) });
+      const to = h('input', { type: 'date', name: 'to', value: day(new Date()) });
+      const by = h('select', { name: 'by' }, ...['site', 'pool', 'reader', 'day'].map((k) => h('option', { value: k }, t(k === 'site' ? 'site' : k))));
+      const out = h('div');
+      const load = async () => {
+        const rows = await api(`/api/stats/turnaround?from=${from.value}&to=${to.value}&by=${by.value}`);
+        out.replaceChildren(turnaroundChart(rows), table([['name', (r) => r.group], ['arrivedN', (r) => r.arrived], ['reportedN', (r) => r.reported], ['breachedN', (r) => r.breached], ['rejectedN', (r) => r.rejected], ['p50', (r) => r.p50_minutes?.toFixed(1) ?? ''], ['p90', (r) => r.p90_minutes?.toFixed(1) ?? '']], rows));
+      };
+      body.append(h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); load().catch((x) => { note.textContent = x.message; }); } }, h('label', {}, t('from'), from), h('label', {}, t('to'), to), h('label', {}, t('by'), by), h('button', { type: 'submit' }, t('search'))), out);
+      await load();
+    } else if (tab === 'sites') {
+      const sites = await api('/api/admin/sites');
+      const name = h('input', { name: 'name', required: true }), aes = h('input', { name: 'ae_titles', placeholder: 'AE1,AE2' }), cons = h('input', { name: 'consortium' });
+      body.append(table([['name', (s) => s.name], ['aeTitles', (s) => s.ae_titles.join(', ')], ['consortium', (s) => s.consortium_id]], sites),
+        h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/sites', { method: 'POST', body: JSON.stringify({ name: name.value, ae_titles: aes.value.split(',').map((x) => x.trim()).filter(Boolean), consortium: cons.value || null }) })) },
+          h('label', {}, t('name'), name), h('label', {}, t('aeTitles'), aes), h('label', {}, t('consortium'), cons), h('button', { type: 'submit' }, t('add'))));
+    } else if (tab === 'pools') {
+      const pools = await api('/api/admin/pools');
+      const name = h('input', { name: 'name', required: true }), kind = h('select', { name: 'kind' }, h('option', { value: 'imaging' }, 'imaging'), h('option', { value: 'ecg' }, 'ecg'));
+      const sla = (p) => {
+        const s = h('input', { type: 'number', min: 1, name: 'stat', placeholder: t('statMin') }), u = h('input', { type: 'number', min: 1, name: 'urgent', placeholder: t('urgentMin') }), r = h('input', { type: 'number', min: 1, name: 'routine', placeholder: t('routineMin') });
+        return h('form', { class: 'inline', onsubmit: guard(() => api(`/api/admin/pools/${encodeURIComponent(p.name)}/sla`, { method: 'PUT', body: JSON.stringify({ stat_minutes: Number(s.value) || null, urgent_minutes: Number(u.value) || null, routine_minutes: Number(r.value) || null }) })) }, s, u, r, h('button', { type: 'submit' }, t('sla')));
+      };
+      body.append(table([['name', (p) => p.name], ['kind', (p) => p.kind], ['consortium', (p) => p.consortium_id], ['sla', sla]], pools),
+        h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/pools', { method: 'POST', body: JSON.stringify({ name: name.value, kind: kind.value }) })) }, h('label', {}, t('name'), name), h('label', {}, t('kind'), kind), h('button', { type: 'submit' }, t('add'))));
+    } else if (tab === 'users') {
+      const users = await api('/api/admin/users');
+      const f = Object.fromEntries(['username', 'password', 'display_name', 'site', 'pool'].map((k) => [k, h('input', { name: k, type: k === 'password' ? 'password' : 'text' })]));
+      const role = h('select', { name: 'role' }, ...['reader', 'referrer', 'technician', 'admin'].map((r) => h('option', { value: r }, r)));
+      body.append(table([['username', (u) => u.username], ['display', (u) => u.display_name], ['role', (u) => u.role], ['site', (u) => u.site_id ?? ''], ['pool', (u) => u.pool_id ?? ''], ['modality', (u) => u.modalities.join(',')]], users),
+        h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/users', { method: 'POST', body: JSON.stringify({ username: f.username.value, password: f.password.value, role: role.value, display_name: f.display_name.value || null, site: f.site.value || null, pool: f.pool.value || null }) })) },
+          ...Object.entries(f).map(([k, el]) => h('label', {}, t(k === 'display_name' ? 'display' : k), el)), h('label', {}, t('role'), role), h('button', { type: 'submit' }, t('add'))));
+    } else if (tab === 'rules') {
+      const set = await api('/api/admin/routing-rules');
+      const text = h('textarea', { name: 'rules', rows: 18, class: 'code' }, JSON.stringify(set?.rules ?? [], null, 2));
+      body.append(h('p', { class: 'note' }, set ? `v${set.version}` : ''), h('form', { onsubmit: guard(() => api('/api/admin/routing-rules', { method: 'PUT', body: text.value })) }, text, h('button', { type: 'submit' }, t('saveRules'))));
+    }
+  } catch (x) {
+    note.textContent = x.message;
+  }
 }
 
 // ---- start ------------------------------------------------------------------------------
@@ -290,7 +563,7 @@ async function boot() {
   if (me.role === 'reader') return worklistView();
   if (me.role === 'referrer') return reportsView();
   if (me.role === 'technician') return siteStudiesView();
-  return reportsView();
+  return adminView();
 }
 
 document.getElementById('lang').addEventListener('click', () => {

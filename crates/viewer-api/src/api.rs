@@ -168,9 +168,7 @@ pub async fn site_studies(State(st): State<AppState>, caller: Caller) -> ApiResu
     Ok(Json(st.worklist.site_items(site).await?))
 }
 
-/// Final reports the caller may read: their site's (referrers, technicians) or all (admins).
-/// `GET /api/reports?q=&from=YYYYMMDD&to=YYYYMMDD&limit=`: the site's reports, unread and
-/// unacknowledged critical ones first; `q` matches patient name or ID.
+/// The search of `GET /api/reports`.
 #[derive(Deserialize)]
 pub struct ReportsQuery {
     q: Option<String>,
@@ -179,6 +177,9 @@ pub struct ReportsQuery {
     limit: Option<i64>,
 }
 
+/// Final reports the caller may read: their site's (referrers, technicians) or all (admins).
+/// `GET /api/reports?q=&from=YYYYMMDD&to=YYYYMMDD&limit=`: the site's reports, unread and
+/// unacknowledged critical ones first; `q` matches patient name or ID.
 pub async fn reports(State(st): State<AppState>, caller: Caller, Query(q): Query<ReportsQuery>) -> ApiResult<Json<Vec<worklist::reports::Report>>> {
     let date = |d: Option<String>| -> ApiResult<Option<String>> {
         match d.map(|d| d.replace('-', "")).filter(|d| !d.is_empty()) {

@@ -15,6 +15,8 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (include_str!("../../../web-viewer/app.js"), "text/javascript; charset=utf-8"),
         "dicom.js" => (include_str!("../../../web-viewer/dicom.js"), "text/javascript; charset=utf-8"),
+        "viewer.js" => (include_str!("../../../web-viewer/viewer.js"), "text/javascript; charset=utf-8"),
+        "ecg.js" => (include_str!("../../../web-viewer/ecg.js"), "text/javascript; charset=utf-8"),
         "style.css" => (include_str!("../../../web-viewer/style.css"), "text/css; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };

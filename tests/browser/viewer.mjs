@@ -1,0 +1,207 @@
+// The web viewer end to end, in Debian's Chromium (headless), against a real readhub that
+// tests/e2e.rs (browser_reads_films_and_ecgs) has started and filled:
+//   - the reader claims a pushed film with N, the pixels render and change on a
+//     window/level drag, signs; then claims a CT of known Pixel Spacing and measures it;
+//   - the ECG physician opens a synthetic 12-lead ECG of known rhythm (RR 800 ms): 12
+//     labelled leads, and calipers between two R peaks read 800 ms / 75 bpm;
+//   - the referrer of the site sees, prints and gets the PDF of the report; another site's
+//     referrer sees nothing;
+//   - the technician uploads a folder with one file that is not DICOM: exactly that one is
+//     refused; flags a study STAT;
+//   - the admin's turnaround dashboard.
+// Screenshots of every screen go to SHOT_DIR.
+//   node viewer.mjs CONFIG.json
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const { base, shots } = cfg;
+fs.mkdirSync(shots, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-gpu'],
+});
+const problems = [];
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[49]/.test(m.text())) problems.push(`console: ${m.text()}`); });
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+const step = (what) => console.log(`ok   ${what}`);
+const shot = (name) => page.screenshot({ path: `${shots}/${name}.png` });
+
+async function login([user, pw]) {
+  // a fresh start: no session cookie, so the page boots into its login form
+  await page.context().clearCookies();
+  await page.goto(base + '/');
+  await page.waitForSelector('form.login input[name=username]');
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', pw);
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('#who:not(:empty)');
+}
+
+/** Mean and standard deviation of the main viewport's luminance. */
+const canvasStats = () => page.evaluate(() => {
+  const c = document.querySelector('.viewport:not(.prior) canvas.image');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0, s = 0, s2 = 0;
+  for (let i = 0; i < d.length; i += 4 * 7) { n++; s += d[i]; s2 += d[i] * d[i]; }
+  const mean = s / n;
+  return { mean, std: Math.sqrt(s2 / n - mean * mean), w: c.width, h: c.height };
+});
+
+async function drag(from, to) {
+  await page.mouse.move(from.x, from.y);
+  await page.mouse.down();
+  await page.mouse.move(to.x, to.y, { steps: 8 });
+  await page.mouse.up();
+}
+
+try {
+  // ---- the reader: worklist, claim next with the keyboard, the image, window/level, sign
+  await login(cfg.reader);
+  await page.waitForSelector('table.worklist tr[data-item]');
+  const row = page.locator('table.worklist tr[data-item]').first();
+  if (!(await row.getAttribute('class')).includes('prio-')) throw new Error('worklist rows carry no priority colour');
+  await shot('01-worklist');
+  step('the pushed films are on the reader\'s worklist, coloured by priority');
+  await page.keyboard.press('n');
+  await page.waitForSelector('.viewport canvas.image[data-state=pixels]', { timeout: 60000 });
+  const before = await canvasStats();
+  if (before.std < 10) throw new Error(`the image is blank: ${JSON.stringify(before)}`);
+  step(`claimed with N; the film renders (luminance mean ${before.mean.toFixed(1)}, sd ${before.std.toFixed(1)})`);
+  const box = await page.locator('.viewport').first().boundingBox();
+  const mid = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+  await drag(mid, { x: mid.x + 150, y: mid.y + 80 });
+  await page.waitForTimeout(300);
+  const after = await canvasStats();
+  if (Math.abs(after.mean - before.mean) < 2 && Math.abs(after.std - before.std) < 2) {
+    throw new Error(`window/level drag changed nothing: ${JSON.stringify({ before, after })}`);
+  }
+  await page.keyboard.press('i');
+  await page.waitForTimeout(200);
+  const inverted = await canvasStats();
+  if (Math.abs(inverted.mean - after.mean) < 5) throw new Error(`invert changed nothing: ${JSON.stringify({ after, inverted })}`);
+  await page.keyboard.press('i');
+  step(`window/level drag and invert change the pixels (mean ${before.mean.toFixed(1)} -> ${after.mean.toFixed(1)} -> ${inverted.mean.toFixed(1)})`);
+  const corners = await page.locator('.viewport .corner.tl').innerText();
+  if (!corners.includes(cfg.filmPatientId)) throw new Error(`overlay lacks the patient ID: ${corners}`);
+  await page.fill('textarea[name=impression]', cfg.impression);
+  await page.click('#sign');
+  await page.waitForFunction(() => ['已签发', 'Signed'].includes(document.querySelector('#report-status')?.textContent));
+  if (await page.locator('#sign').count()) throw new Error('the signed report still offers Sign');
+  await shot('02-reading-signed');
+  step('the reader signs the report; the editor turns read-only');
+
+  // ---- a length measurement on a CT of known Pixel Spacing
+  await page.click('text=/返回|Back/');
+  await page.waitForSelector('table.worklist tr[data-item]');
+  await page.keyboard.press('n');
+  await page.waitForSelector('.viewport canvas.image[data-state=pixels]', { timeout: 60000 });
+  await page.keyboard.press('l');
+  const vp = await page.locator('.viewport').first().boundingBox();
+  const { rows, cols, spacing } = cfg.ct;
+  const scale = Math.min(vp.width / cols, vp.height / rows);
+  const toScreen = (x, y) => ({ x: vp.x + vp.width / 2 + (x - cols / 2) * scale, y: vp.y + vp.height / 2 + (y - rows / 2) * scale });
+  const [x1, x2, y] = [100, 400, 256];
+  await drag(toScreen(x1, y), toScreen(x2, y));
+  const m = await page.locator('ul.measurements li[data-kind=length]').first().innerText();
+  const mm = Number(/([\d.]+) mm/.exec(m)?.[1]);
+  const expected = (x2 - x1) * spacing;
+  if (!(Math.abs(mm - expected) <= 1.0)) throw new Error(`length reads "${m}", expected ${expected.toFixed(1)} mm`);
+  const basis = await page.locator('ul.measurements li.basis').innerText();
+  if (!/Pixel Spacing/.test(basis)) throw new Error(`the measurement does not say its basis: ${basis}`);
+  await shot('03-measurement');
+  step(`a length measurement reads ${mm} mm (expected ${expected.toFixed(1)} mm, ${basis})`);
+
+  // ---- the ECG physician: 12 labelled leads, calipers between R peaks
+  await login(cfg.ecgReader);
+  await page.waitForSelector('table.worklist tr[data-item]');
+  await page.keyboard.press('n');
+  await page.waitForSelector('svg.ecg-paper g.lead[data-rhythm]', { timeout: 60000 });
+  const labels = await page.locator('svg.ecg-paper g.lead text.lead-label').allTextContents();
+  const want = ['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
+  const missing = want.filter((l) => !labels.includes(l));
+  if (missing.length) throw new Error(`leads missing: ${missing} (labels: ${labels})`);
+  const device = await page.locator('.ecg-side dl.device').innerText();
+  if (!device.includes('424') || !/QTc/.test(device)) throw new Error(`the device's measurements are not shown: ${device}`);
+  await page.keyboard.press('c');
+  const [ra, rb] = await page.evaluate(({ t1, t2 }) => {
+    const svg = document.querySelector('svg.ecg-paper');
+    const g = svg.querySelector('g.lead[data-rhythm]');
+    const x0 = Number(g.dataset.x0), y = Number(g.dataset.baseline), ctm = svg.getScreenCTM();
+    // the paper runs at 25 mm/s: time t is x0 + t * 25 mm along the rhythm strip
+    return [t1, t2].map((t) => { const p = new DOMPoint(x0 + t * 25, y - 10).matrixTransform(ctm); return { x: p.x, y: p.y }; });
+  }, { t1: cfg.ecg.firstR + cfg.ecg.rr * 2, t2: cfg.ecg.firstR + cfg.ecg.rr * 3 });
+  await drag(ra, rb);
+  const readout = await page.locator('#caliper-readout').innerText();
+  const ms = Number(/(\d+) ms/.exec(readout)?.[1]), bpm = Number(/(\d+) bpm/.exec(readout)?.[1]);
+  const rrMs = cfg.ecg.rr * 1000;
+  if (!(Math.abs(ms - rrMs) <= 8 && Math.abs(bpm - 60000 / rrMs) <= 1)) throw new Error(`calipers read "${readout}", expected ${rrMs} ms / ${60000 / rrMs} bpm`);
+  await shot('04-ecg');
+  await page.selectOption('select[name=layout]', '12x1');
+  await page.waitForFunction(() => !document.querySelector('svg.ecg-paper g.lead[data-rhythm]') && document.querySelectorAll('svg.ecg-paper g.lead').length === 12);
+  await shot('05-ecg-12x1');
+  step(`the ECG shows 12 labelled leads and the device's measurements; calipers read ${readout}`);
+
+  // ---- the referrer of the site: unread report, print page, PDF
+  await login(cfg.referrerA);
+  await page.waitForSelector('table.reports td.impression');
+  const text = await page.locator('table.reports').innerText();
+  if (!text.includes(cfg.impression)) throw new Error(`referrer A's list lacks the report: ${text}`);
+  if (!(await page.locator('table.reports tr.unread').count())) throw new Error('a report never opened is not marked unread');
+  await shot('06-referrer');
+  const [print] = await Promise.all([page.waitForEvent('popup'), page.click('table.reports a.print')]);
+  await print.waitForLoadState();
+  if (!(await print.content()).includes(cfg.impression)) throw new Error('the print page lacks the impression');
+  await print.screenshot({ path: `${shots}/07-print.png` });
+  await print.close();
+  const pdfHref = await page.locator('table.reports a.pdf').first().getAttribute('href');
+  const pdf = await page.request.get(base + pdfHref);
+  if (pdf.headers()['content-type'] !== 'application/pdf' || (await pdf.body()).subarray(0, 5).toString() !== '%PDF-') throw new Error('the PDF link gives no PDF');
+  step('the referrer of the site sees the unread report, prints it and gets its PDF');
+
+  // ---- another site's referrer sees nothing
+  await login(cfg.referrerB);
+  await page.waitForSelector('section h2');
+  if ((await page.content()).includes(cfg.impression)) throw new Error('referrer B sees site A\'s report');
+  await shot('08-other-site');
+  step('the referrer of another site does not');
+
+  // ---- the technician: a folder upload with one file that is not DICOM, and a STAT flag
+  await login(cfg.technician);
+  await page.waitForSelector('#dropzone');
+  await page.setInputFiles('input[name=folder]', cfg.uploadDir);
+  await page.waitForSelector('#upload-summary[data-done]', { timeout: 60000 });
+  const results = await page.$$eval('table.uploads tr[data-file]', (trs) => trs.map((tr) => ({ file: tr.dataset.file, state: tr.dataset.state, result: tr.querySelector('td.result').textContent })));
+  const refused = results.filter((r) => r.state === 'refused');
+  const stored = results.filter((r) => r.state === 'stored');
+  if (refused.length !== 1 || !refused[0].file.endsWith(cfg.notDicom) || stored.length !== results.length - 1 || results.length !== cfg.uploadCount) {
+    throw new Error(`upload results: ${JSON.stringify(results)}`);
+  }
+  await page.waitForSelector(`table.studies tr[data-item] >> text=${cfg.uploadPatientId}`, { timeout: 30000 });
+  await shot('09-technician-upload');
+  const statRow = page.locator('table.studies tr[data-item]', { has: page.locator('button.stat') }).first();
+  const statId = await statRow.getAttribute('data-item');
+  await statRow.locator('button.stat').click();
+  await page.waitForSelector(`table.studies tr[data-item="${statId}"].prio-stat`);
+  step(`the technician uploads a folder: ${stored.length} stored, exactly ${refused[0].file} refused (${refused[0].result}); flags a study STAT`);
+
+  // ---- the admin: turnaround dashboard and the directory
+  await login(cfg.admin);
+  await page.waitForSelector('svg.chart');
+  await shot('10-admin-turnaround');
+  await page.click('nav.tabs button[data-tab=users]');
+  await page.waitForSelector('.admin table td');
+  await shot('11-admin-users');
+  step('the admin sees the turnaround dashboard and the directory');
+} catch (e) {
+  await page.screenshot({ path: `${shots}/failed.png` }).catch(() => {});
+  problems.push(String(e.stack || e));
+}
+await browser.close();
+if (problems.length) {
+  console.error('FAILED:\n  ' + problems.join('\n  '));
+  process.exit(1);
+}

@@ -1,0 +1,216 @@
+// The ECG viewer: the samples (µV per lead, from /api/waveforms) drawn as SVG on the
+// standard paper grid, in millimetres, so the paper speed and gain are exact at any zoom.
+// Calipers read milliseconds, millivolts and the heart rate from the paper geometry.
+
+const SVG = 'http://www.w3.org/2000/svg';
+const LABELS = {
+  zh: { speed: '走纸速度', gain: '增益', layout: '导联布局', caliper: '测量尺 (C)', clear: '清除', device: '设备测量', filters: '滤波', rhythm: '节律', noWaveform: '无法读取波形' },
+  en: { speed: 'Speed', gain: 'Gain', layout: 'Layout', caliper: 'Calipers (C)', clear: 'Clear', device: 'Device measurements', filters: 'Filters', rhythm: 'Rhythm', noWaveform: 'Waveform unreadable' },
+};
+const ORDER = ['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
+const GRID_3x4 = [['I', 'aVR', 'V1', 'V4'], ['II', 'aVL', 'V2', 'V5'], ['III', 'aVF', 'V3', 'V6']];
+const LEFT = 8; // mm of paper before the first trace (calibration pulse)
+
+function el(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** The ECG viewer for one waveform instance. */
+export class EcgViewer {
+  constructor(url, { lang = () => 'zh' } = {}) {
+    this.url = url;
+    this.lang = lang;
+    this.speed = 25; // mm/s
+    this.gain = 10; // mm/mV
+    this.layout = '3x4';
+    this.calipers = [];
+    this.el = document.createElement('div');
+    this.el.className = 'ecg';
+    this.paper = document.createElement('div');
+    this.paper.className = 'paper';
+    this.side = document.createElement('aside');
+    this.side.className = 'ecg-side';
+    this.readout = document.createElement('p');
+    this.readout.id = 'caliper-readout';
+    this.readout.setAttribute('role', 'status');
+    this.el.append(this.controls(), this.paper, this.side);
+  }
+
+  t(k) { return LABELS[this.lang()][k] ?? k; }
+
+  async load() {
+    const r = await fetch(this.url, { credentials: 'same-origin', headers: { 'x-requested-with': 'readhub-viewer' } });
+    if (!r.ok) {
+      this.paper.textContent = `${this.t('noWaveform')}: HTTP ${r.status}`;
+      return;
+    }
+    this.wf = await r.json();
+    this.leads = new Map(this.wf.channels.map((c) => [c.label, c.samples_uv]));
+    this.duration = this.wf.channels[0].samples_uv.length / this.wf.sampling_frequency;
+    this.draw();
+    this.sidePanel();
+  }
+
+  controls() {
+    const bar = document.createElement('div');
+    bar.className = 'toolbar';
+    const select = (name, label, options, current, set) => {
+      const s = document.createElement('select');
+      s.name = name;
+      s.title = label;
+      for (const [v, text] of options) s.append(new Option(text, v, false, String(v) === String(current)));
+      s.addEventListener('change', () => { set(s.value); this.calipers = []; this.draw(); });
+      const l = document.createElement('label');
+      l.append(label, ' ', s);
+      bar.append(l);
+    };
+    select('speed', this.t('speed'), [[25, '25 mm/s'], [50, '50 mm/s']], this.speed, (v) => { this.speed = Number(v); });
+    select('gain', this.t('gain'), [[5, '5 mm/mV'], [10, '10 mm/mV'], [20, '20 mm/mV']], this.gain, (v) => { this.gain = Number(v); });
+    select('layout', this.t('layout'), [['3x4', '3×4 + II'], ['12x1', '12×1']], this.layout, (v) => { this.layout = v; });
+    const cal = document.createElement('button');
+    cal.type = 'button';
+    cal.dataset.action = 'calipers';
+    cal.textContent = this.t('caliper');
+    cal.addEventListener('click', () => { this.caliperMode = !this.caliperMode; cal.classList.toggle('on', this.caliperMode); });
+    const clear = document.createElement('button');
+    clear.type = 'button';
+    clear.textContent = this.t('clear');
+    clear.addEventListener('click', () => { this.calipers = []; this.drawCalipers(); });
+    bar.append(cal, clear);
+    this.calButton = cal;
+    return bar;
+  }
+
+  /** Lay the leads out: each a strip with its start time on the paper. */
+  strips() {
+    const pitch = Math.max(3 * this.gain, 15); // mm between baselines
+    const out = [];
+    if (this.layout === '12x1') {
+      ORDER.filter((l) => this.leads.has(l)).forEach((l, row) => out.push({ lead: l, t0: 0, t1: this.duration, x: LEFT, y: pitch * (row + 0.5) + 4 }));
+      return { strips: out, height: pitch * (out.length + 0.2) + 4, width: LEFT + this.duration * this.speed + 4 };
+    }
+    const col = this.duration / 4;
+    GRID_3x4.forEach((row, r) => row.forEach((l, c) => {
+      if (this.leads.has(l)) out.push({ lead: l, t0: c * col, t1: (c + 1) * col, x: LEFT + c * col * this.speed, y: pitch * (r + 0.5) + 4 });
+    }));
+    const rhythm = this.leads.has('II') ? 'II' : this.wf.channels[0].label;
+    out.push({ lead: rhythm, t0: 0, t1: this.duration, x: LEFT, y: pitch * 3.5 + 4, rhythm: true });
+    return { strips: out, height: pitch * 4.2 + 4, width: LEFT + this.duration * this.speed + 4 };
+  }
+
+  draw() {
+    if (!this.wf) return;
+    const { strips, width, height } = this.strips();
+    const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, width: `${width * 4}`, height: `${height * 4}`, class: 'ecg-paper' });
+    this.svg = svg;
+    const defs = el('defs');
+    const small = el('pattern', { id: 'ecg-mm', width: 1, height: 1, patternUnits: 'userSpaceOnUse' });
+    small.append(el('path', { d: 'M1 0H0V1', fill: 'none', stroke: '#f4c6c6', 'stroke-width': 0.06 }));
+    const big = el('pattern', { id: 'ecg-5mm', width: 5, height: 5, patternUnits: 'userSpaceOnUse' });
+    big.append(el('rect', { width: 5, height: 5, fill: 'url(#ecg-mm)' }), el('path', { d: 'M5 0H0V5', fill: 'none', stroke: '#e58f8f', 'stroke-width': 0.15 }));
+    defs.append(small, big);
+    svg.append(defs, el('rect', { width, height, fill: '#fff' }), el('rect', { width, height, fill: 'url(#ecg-5mm)' }));
+    const fs = this.wf.sampling_frequency;
+    for (const s of strips) {
+      const samples = this.leads.get(s.lead);
+      const g = el('g', { class: 'lead', 'data-lead': s.lead, 'data-x0': s.x, 'data-t0': s.t0, 'data-baseline': s.y, ...(s.rhythm ? { 'data-rhythm': '1' } : {}) });
+      // the 1 mV calibration pulse at the start of each row
+      if (s.t0 === 0) {
+        const h = this.gain;
+        g.append(el('path', { d: `M${s.x - 7} ${s.y}h1.5v${-h}h${0.2 * this.speed}v${h}h1.5`, fill: 'none', stroke: '#000', 'stroke-width': 0.2 }));
+      }
+      const i0 = Math.floor(s.t0 * fs), i1 = Math.min(samples.length, Math.ceil(s.t1 * fs));
+      const pts = [];
+      for (let i = i0; i < i1; i++) pts.push(`${(s.x + (i / fs - s.t0) * this.speed).toFixed(2)},${(s.y - (samples[i] / 1000) * this.gain).toFixed(2)}`);
+      g.append(el('polyline', { points: pts.join(' '), fill: 'none', stroke: '#000', 'stroke-width': 0.2, 'stroke-linejoin': 'round' }));
+      g.append(el('text', { x: s.x + 1, y: s.y - this.gain * 0.9, 'font-size': 3.5, 'font-weight': 'bold', class: 'lead-label' }, s.rhythm ? `${s.lead} ${this.t('rhythm')}` : s.lead));
+      svg.append(g);
+    }
+    svg.append(el('text', { x: width - 60, y: height - 1.5, 'font-size': 3 }, `${this.speed} mm/s  ${this.gain} mm/mV  ${fs} Hz`));
+    this.calLayer = el('g', { class: 'calipers' });
+    svg.append(this.calLayer);
+    this.bindCalipers(svg);
+    this.paper.replaceChildren(svg);
+    this.drawCalipers();
+  }
+
+  /** Paper millimetres under a pointer. */
+  toPaper(e) {
+    const p = new DOMPoint(e.clientX, e.clientY).matrixTransform(this.svg.getScreenCTM().inverse());
+    return { x: p.x, y: p.y };
+  }
+
+  bindCalipers(svg) {
+    let active = null;
+    svg.addEventListener('pointerdown', (e) => {
+      if (!this.caliperMode) return;
+      svg.setPointerCapture(e.pointerId);
+      const p = this.toPaper(e);
+      active = { a: p, b: p };
+      this.calipers.push(active);
+      this.drawCalipers();
+    });
+    svg.addEventListener('pointermove', (e) => {
+      if (!active) return;
+      active.b = this.toPaper(e);
+      this.drawCalipers();
+    });
+    svg.addEventListener('pointerup', () => { active = null; });
+  }
+
+  /** Interval, amplitude and rate of one caliper, from the paper geometry. */
+  measure(c) {
+    const ms = (Math.abs(c.b.x - c.a.x) / this.speed) * 1000;
+    const mv = Math.abs(c.b.y - c.a.y) / this.gain;
+    return { ms, mv, bpm: ms > 0 ? 60000 / ms : 0 };
+  }
+
+  drawCalipers() {
+    if (!this.calLayer) return;
+    this.calLayer.replaceChildren();
+    const lines = [];
+    this.calipers.forEach((c, i) => {
+      const m = this.measure(c);
+      const y = Math.min(c.a.y, c.b.y) - 3;
+      const g = el('g', { class: 'caliper' });
+      g.append(
+        el('line', { x1: c.a.x, y1: c.a.y - 8, x2: c.a.x, y2: c.a.y + 8, stroke: '#1565c0', 'stroke-width': 0.25 }),
+        el('line', { x1: c.b.x, y1: c.b.y - 8, x2: c.b.x, y2: c.b.y + 8, stroke: '#1565c0', 'stroke-width': 0.25 }),
+        el('line', { x1: c.a.x, y1: y, x2: c.b.x, y2: y, stroke: '#1565c0', 'stroke-width': 0.25 }),
+        el('text', { x: Math.min(c.a.x, c.b.x), y: y - 1, 'font-size': 3, fill: '#1565c0' }, `${Math.round(m.ms)} ms · ${Math.round(m.bpm)} bpm · ${m.mv.toFixed(2)} mV`),
+      );
+      this.calLayer.append(g);
+      lines.push(`#${i + 1}: ${Math.round(m.ms)} ms, ${Math.round(m.bpm)} bpm, ${m.mv.toFixed(2)} mV`);
+    });
+    this.readout.textContent = lines.join('  ');
+  }
+
+  sidePanel() {
+    const wf = this.wf;
+    const dl = document.createElement('dl');
+    dl.className = 'device';
+    for (const a of wf.annotations || []) {
+      const dt = document.createElement('dt');
+      dt.textContent = a.name || '';
+      const dd = document.createElement('dd');
+      dd.textContent = a.value !== null && a.value !== undefined ? `${a.value} ${a.unit || ''}` : a.text || '';
+      dl.append(dt, dd);
+    }
+    const h = document.createElement('h3');
+    h.textContent = this.t('device');
+    const f = document.createElement('p');
+    f.className = 'note';
+    f.textContent = `${this.t('filters')}: ${wf.filter_low_hz ?? '–'}–${wf.filter_high_hz ?? '–'} Hz${wf.notch_hz ? `, notch ${wf.notch_hz} Hz` : ''}; ${wf.sampling_frequency} Hz`;
+    this.side.replaceChildren(h, dl, f, this.readout);
+  }
+}
+
+/** Keyboard: C toggles the calipers. */
+export function handleEcgKey(v, e) {
+  if (!v || (e.key !== 'c' && e.key !== 'C')) return false;
+  v.calButton.click();
+  return true;
+}
