@@ -59,6 +59,9 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -
     Ok((storage, worklist, consortium))
 }
 
+/// How long open HTTP connections may finish after a stop is asked for.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+
 /// Serve until `shutdown` resolves.
 pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     run_with_clock(config, listeners, shutdown, Arc::new(worklist::SystemClock)).await
@@ -156,8 +159,23 @@ pub async fn run_with_clock(
         stopped(stop_rx.clone()),
     ));
     let app = viewer_api::router(viewer_api::AppState::with_config(storage.clone(), worklist.clone(), config.http()));
-    let http = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let http_result = http.await;
+    let serve = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let mut http = tokio::spawn(std::future::IntoFuture::into_future(serve));
+    // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
+    // retrieve on a dead VPN link) must not keep the hub from stopping.
+    let stop = stopped(stop_rx.clone());
+    let drain_limit = async move {
+        stop.await;
+        tokio::time::sleep(HTTP_DRAIN).await;
+    };
+    let http_result = tokio::select! {
+        r = &mut http => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        () = drain_limit => {
+            tracing::warn!(after = ?HTTP_DRAIN, "HTTP connections still open after the stop: closing them");
+            http.abort();
+            Ok(())
+        }
+    };
     let _ = gateway.await;
     let _ = consumer.await;
     let _ = ticker.await;

@@ -284,7 +284,12 @@ fn multipart_response(part_type: &str, boundary: &str, parts: &[(String, Vec<u8>
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    multipart_headers(Response::new(Body::from(body)), part_type, boundary)
+    let mut resp = Response::new(Body::from(body));
+    let compressed = |ct: &str| ct.split("transfer-syntax=").nth(1).is_some_and(|ts| !crate::is_native(ts.trim()));
+    if !parts.is_empty() && parts.iter().all(|(ct, _)| compressed(ct)) {
+        resp.extensions_mut().insert(crate::Precompressed);
+    }
+    multipart_headers(resp, part_type, boundary)
 }
 
 fn multipart_headers(mut resp: Response, part_type: &str, boundary: &str) -> ApiResult<Response> {
@@ -535,11 +540,15 @@ fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) 
         let ct = format!("application/dicom; transfer-syntax={ts}");
         let stream = futures::stream::once(instance_body(blobs, inst, target)).map_ok(|(_, body)| body).try_flatten();
         let mut resp = Response::new(Body::from_stream(stream));
+        if !crate::is_native(&ts) {
+            resp.extensions_mut().insert(crate::Precompressed);
+        }
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
         return Ok(resp);
     }
     let boundary = format!("readhub-{}", &plan[0].0.sha256[..24]);
+    let all_compressed = plan.iter().all(|(inst, target)| !crate::is_native(target.unwrap_or(&inst.transfer_syntax_uid)));
     let b = boundary.clone();
     let parts = futures::stream::iter(plan)
         .then(move |(inst, target)| {
@@ -558,7 +567,11 @@ fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) 
         .try_flatten();
     let tail = format!("--{boundary}--\r\n");
     let body = parts.chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
-    multipart_headers(Response::new(Body::from_stream(body)), "application/dicom", &boundary)
+    let mut resp = Response::new(Body::from_stream(body));
+    if all_compressed {
+        resp.extensions_mut().insert(crate::Precompressed);
+    }
+    multipart_headers(resp, "application/dicom", &boundary)
 }
 
 /// Thumbnails (PS3.18 8.3.5.1.3): an instance's first frame, the middle instance of a

@@ -159,12 +159,42 @@ pub fn router(state: AppState) -> Router {
         .nest("/dicom-web", dicomweb);
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
     app.layer(axum::middleware::from_fn(quiet_401_for_the_viewer))
+        .layer(compression())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path())
             }),
         )
         .with_state(state)
+}
+
+/// HTTP compression (gzip, fastest level) where it pays: JSON, DICOM JSON, the viewer's
+/// files, SVG ECGs and native pixel data (16-bit frames and uncompressed instances shrink to
+/// about half, which is what a 20 Mbit/s township line needs). Not for JPEG/PNG renderings,
+/// PDFs or compressed transfer syntaxes, which are already as small as they get.
+fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    use tower_http::compression::{CompressionLayer, CompressionLevel};
+    let already_compressed = |_: axum::http::StatusCode, _: axum::http::Version, _: &axum::http::HeaderMap, ext: &axum::http::Extensions| {
+        ext.get::<Precompressed>().is_none()
+    };
+    CompressionLayer::new().quality(CompressionLevel::Fastest).compress_when(
+        SizeAbove::new(1024)
+            .and(NotForContentType::IMAGES)
+            .and(NotForContentType::const_new("application/pdf"))
+            .and(NotForContentType::GRPC)
+            .and(already_compressed),
+    )
+}
+
+/// Marks a response whose body is DICOM data in a compressed transfer syntax: gzip would
+/// spend CPU for nothing.
+#[derive(Clone, Copy)]
+pub(crate) struct Precompressed;
+
+/// Native (uncompressed) transfer syntaxes: their pixel data compresses well with gzip.
+pub(crate) fn is_native(ts: &str) -> bool {
+    matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2")
 }
 
 /// The web viewer marks its requests (`X-Requested-With`); a 401 to them carries no
