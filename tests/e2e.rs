@@ -2183,6 +2183,15 @@ async fn browser_reads_films_and_ecgs() {
         assert_eq!(code, 0, "{out}");
         hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().filter(|i| i["state"] == "ready").count() == ready }).await;
     }
+    // a four-slice CT series, then a CR study (three series) of the same patient: the prior
+    let dd = "pydicom/test_files/dicomdirtests/77654033";
+    let ct: Vec<_> = ["17106", "17136", "17166", "17196"].iter().map(|f| data(&format!("{dd}/CT2/{f}"))).collect();
+    let (code, out) = hub.storescu("MODA", &[], &ct).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the CT is ready", || async { hub.queue(&reader).await.iter().filter(|i| i["state"] == "ready").count() == 3 }).await;
+    let cr = [data(&format!("{dd}/CR1/6154")), data(&format!("{dd}/CR2/6247")), data(&format!("{dd}/CR3/6278"))];
+    let (code, out) = hub.storescu("MODA", &[], &cr).await;
+    assert_eq!(code, 0, "{out}");
     let (code, out) = hub.storescu("MODA", &[], &[ecg.clone()]).await;
     assert_eq!(code, 0, "{out}");
     hub.eventually("the ECG is ready", || async { hub.queue(&ecg_reader).await.iter().any(|i| i["state"] == "ready") }).await;
@@ -2200,7 +2209,8 @@ async fn browser_reads_films_and_ecgs() {
         "base": hub.base, "shots": shots,
         "reader": cred(&reader), "ecgReader": cred(&ecg_reader), "referrerA": cred(&ref_a), "referrerB": cred(&ref_b),
         "technician": cred(&tech), "admin": cred(&admin),
-        "impression": "胸部正位片未见明显异常。", "filmPatientId": "9RG1",
+        "impression": "胸部正位片未见明显异常。", "critical": "右侧气胸，肺压缩约50%", "filmPatientId": "9RG1",
+        "series": { "slices": 4, "priorSeries": 3 },
         "ct": { "rows": 512, "cols": 512, "spacing": 0.478516 },
         "ecg": { "firstR": 0.4, "rr": 0.8 },
         "uploadDir": upload, "uploadCount": 3, "notDicom": "readme.txt", "uploadPatientId": "4MR1",
@@ -2211,7 +2221,10 @@ async fn browser_reads_films_and_ecgs() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
-    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 10, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 11, "{text}");
+    let critical = hub.get_json(&admin, "/api/critical").await;
+    assert_eq!(critical[0]["finding"], "右侧气胸，肺压缩约50%", "{critical}");
+    assert_eq!(critical[0]["acknowledged_by_name"], "doc-a", "acknowledged in the browser: {critical}");
     // what the browser did is what the server holds
     let stored = hub.get_json(&tech, "/api/site/studies").await;
     assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "4MR1"), "{stored}");

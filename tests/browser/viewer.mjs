@@ -87,6 +87,11 @@ try {
   step(`window/level drag and invert change the pixels (mean ${before.mean.toFixed(1)} -> ${after.mean.toFixed(1)} -> ${inverted.mean.toFixed(1)})`);
   const corners = await page.locator('.viewport .corner.tl').innerText();
   if (!corners.includes(cfg.filmPatientId)) throw new Error(`overlay lacks the patient ID: ${corners}`);
+  // a critical result (危急值) flagged before signing: the site must acknowledge it
+  await page.click('details.critical summary');
+  await page.fill('input[name=critical-finding]', cfg.critical);
+  await page.click('#flag-critical');
+  await page.waitForFunction(() => ['已上报危急值', 'Critical result flagged'].includes(document.querySelector('#report-status')?.textContent));
   await page.fill('textarea[name=impression]', cfg.impression);
   await page.click('#sign');
   await page.waitForFunction(() => ['已签发', 'Signed'].includes(document.querySelector('#report-status')?.textContent));
@@ -112,8 +117,35 @@ try {
   if (!(Math.abs(mm - expected) <= 1.0)) throw new Error(`length reads "${m}", expected ${expected.toFixed(1)} mm`);
   const basis = await page.locator('ul.measurements li.basis').innerText();
   if (!/Pixel Spacing/.test(basis)) throw new Error(`the measurement does not say its basis: ${basis}`);
+  // an angle: one arm dragged to the vertex, the other placed with a click (a right angle)
+  await page.keyboard.press('a');
+  await drag(toScreen(256, 100), toScreen(256, 256));
+  const end = toScreen(400, 256);
+  await page.mouse.click(end.x, end.y);
+  const angle = await page.locator('ul.measurements li[data-kind=angle]').first().innerText();
+  const deg = Number(/([\d.]+)°/.exec(angle)?.[1]);
+  if (!(Math.abs(deg - 90) <= 1)) throw new Error(`angle reads "${angle}", expected 90°`);
   await shot('03-measurement');
-  step(`a length measurement reads ${mm} mm (expected ${expected.toFixed(1)} mm, ${basis})`);
+  step(`a length measurement reads ${mm} mm (expected ${expected.toFixed(1)} mm, ${basis}); a right angle reads ${deg}°`);
+
+  // ---- a CT series: slices scroll with the keys; the patient's prior study side by side
+  await page.click('text=/返回|Back/');
+  await page.waitForSelector('table.worklist tr[data-item]');
+  await page.keyboard.press('n');
+  await page.waitForSelector('.viewport canvas.image[data-state=pixels]', { timeout: 60000 });
+  const slices = cfg.series.slices;
+  await page.keyboard.press('ArrowDown');
+  await page.waitForFunction((n) => document.querySelector('.viewport .corner.br')?.textContent.includes(`2/${n}`), slices);
+  for (let k = 2; k < slices; k++) await page.keyboard.press('ArrowDown');
+  await page.waitForFunction((n) => document.querySelector('.viewport .corner.br')?.textContent.includes(`${n}/${n}`), slices);
+  await page.waitForSelector('.viewport canvas.image[data-state=pixels]');
+  await page.click('#priors summary');
+  await page.click('#priors button.compare');
+  await page.waitForSelector('.viewport.prior canvas.image[data-state=pixels]', { timeout: 60000 });
+  const priorSeries = await page.locator('.image-pane.prior .series-strip .series').count();
+  if (priorSeries !== cfg.series.priorSeries) throw new Error(`the prior shows ${priorSeries} series, expected ${cfg.series.priorSeries}`);
+  await shot('03b-series-and-prior');
+  step(`the reader scrolls through ${slices} slices with the keys and opens the prior study (${priorSeries} series) side by side`);
 
   // ---- the ECG physician: 12 labelled leads, calipers between R peaks
   await login(cfg.ecgReader);
@@ -151,7 +183,11 @@ try {
   const text = await page.locator('table.reports').innerText();
   if (!text.includes(cfg.impression)) throw new Error(`referrer A's list lacks the report: ${text}`);
   if (!(await page.locator('table.reports tr.unread').count())) throw new Error('a report never opened is not marked unread');
+  const first = page.locator('table.reports tbody tr').first();
+  if (!(await first.getAttribute('class')).includes('critical')) throw new Error('the report with a critical result is not first');
   await shot('06-referrer');
+  await first.locator('button.ack').click();
+  await page.waitForSelector('table.reports tbody tr >> text=/已确认|Acknowledged/');
   const [print] = await Promise.all([page.waitForEvent('popup'), page.click('table.reports a.print')]);
   await print.waitForLoadState();
   if (!(await print.content()).includes(cfg.impression)) throw new Error('the print page lacks the impression');
@@ -160,7 +196,7 @@ try {
   const pdfHref = await page.locator('table.reports a.pdf').first().getAttribute('href');
   const pdf = await page.request.get(base + pdfHref);
   if (pdf.headers()['content-type'] !== 'application/pdf' || (await pdf.body()).subarray(0, 5).toString() !== '%PDF-') throw new Error('the PDF link gives no PDF');
-  step('the referrer of the site sees the unread report, prints it and gets its PDF');
+  step('the referrer of the site sees the unread report with its critical result first, acknowledges it, prints it and gets its PDF');
 
   // ---- another site's referrer sees nothing
   await login(cfg.referrerB);
