@@ -1207,6 +1207,11 @@ async fn stow_rs(backend: Backend) {
     assert_eq!(all[0]["00180060"]["Value"][0], json!(150.0), "KVP: {all}");
     let pixel = all[0]["7FE00010"]["BulkDataURI"].as_str().unwrap_or_default();
     assert!(pixel.starts_with("http") && pixel.contains(&url), "pixel data by reference: {all}");
+    // asked for at study level, bulk data still points at the instance that holds it
+    let inc = hub.get_json(&tech, &format!("/dicom-web/studies?StudyInstanceUID={study}&includefield=7FE00010")).await;
+    let pixel = inc[0]["7FE00010"]["BulkDataURI"].as_str().unwrap_or_default().to_string();
+    assert!(pixel.contains(&format!("{url}/bulkdata/7FE00010")), "{inc}");
+    assert_eq!(hub.get(&tech, &pixel.replace(&hub.base, "")).await.status(), 200, "{pixel}");
     let r = hub.get(&tech, "/dicom-web/studies?includefield=NoSuchKeyword").await;
     assert_eq!(r.status(), 400);
     // WADO-RS study retrieve: every instance as a part; thumbnails

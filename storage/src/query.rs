@@ -548,7 +548,7 @@ pub async fn representative_metadata(
     db: &Db,
     level: Level,
     pks: &[i64],
-) -> Result<std::collections::HashMap<i64, String>, Error> {
+) -> Result<std::collections::HashMap<i64, Representative>, Error> {
     if pks.is_empty() {
         return Ok(Default::default());
     }
@@ -558,7 +558,9 @@ pub async fn representative_metadata(
         Level::Instance => "id",
     };
     let mut sql = Sql::new(db, &format!(
-        "SELECT i.{column}, i.metadata_json FROM instances i WHERE i.id IN \
+        "SELECT i.{column}, i.metadata_json, st.study_uid, se.series_uid, i.sop_instance_uid \
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
+         WHERE i.id IN \
          (SELECT MIN(j.id) FROM instances j WHERE j.is_current = 1 AND j.metadata_json IS NOT NULL AND j.{column} IN ("
     ));
     let ps: Vec<String> = pks.iter().map(|pk| sql.bind(*pk)).collect();
@@ -569,5 +571,20 @@ pub async fn representative_metadata(
         .fetch_all(db.pool())
         .await
         .map_err(Error::db("select representative metadata"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let rep = Representative { metadata_json: r.get(1), study_uid: r.get(2), series_uid: r.get(3), sop_instance_uid: r.get(4) };
+            (r.get(0), rep)
+        })
+        .collect())
+}
+
+/// One instance's cached DICOM JSON and where it lives (its BulkDataURIs point there).
+#[derive(Debug, Clone)]
+pub struct Representative {
+    pub metadata_json: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_instance_uid: String,
 }

@@ -161,8 +161,11 @@ impl IncludeField {
         let pks: Vec<i64> = results.iter().map(|r| r.0).collect();
         let docs = storage::query::representative_metadata(&st.storage.db, level, &pks).await?;
         for (pk, obj) in results.iter_mut() {
-            let Some(doc) = docs.get(pk) else { continue };
-            let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(doc) else { continue };
+            let Some(rep) = docs.get(pk) else { continue };
+            let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(&rep.metadata_json) else { continue };
+            // bulk data is the representative instance's, whatever level the result is
+            let instance_url =
+                format!("{base}/dicom-web/studies/{}/series/{}/instances/{}", rep.study_uid, rep.series_uid, rep.sop_instance_uid);
             for (tag, value) in meta {
                 let wanted = match self {
                     IncludeField::Tags(tags) => tags.contains(&tag),
@@ -177,9 +180,8 @@ impl IncludeField {
                     continue;
                 }
                 let value = if let Some(uri) = value.get("BulkDataURI").and_then(Value::as_str) {
-                    // the cached document's placeholder becomes this instance's address
-                    let url = obj.get("00081190").and_then(|v| v["Value"][0].as_str()).unwrap_or(base);
-                    json!({ "vr": value["vr"], "BulkDataURI": uri.replace(storage::attrs::INSTANCE_URL, url) })
+                    // the cached document's placeholder becomes the instance's address
+                    json!({ "vr": value["vr"], "BulkDataURI": uri.replace(storage::attrs::INSTANCE_URL, &instance_url) })
                 } else {
                     value
                 };
