@@ -19,6 +19,33 @@ const LABELS = {
 };
 
 const headers = { 'x-requested-with': 'readhub-viewer' };
+
+/** Decoded frames, shared by every viewport and kept across studies (a reader goes back to
+ * the film they just read, or to a prior): least recently used out first, within a budget
+ * of samples in memory (a float per pixel). */
+const FRAMES = new Map();
+const BUDGET = 768 * 1024 * 1024;
+let held = 0;
+function cached(key, load) {
+  if (FRAMES.has(key)) {
+    const e = FRAMES.get(key);
+    FRAMES.delete(key); // re-insert: Map order is the recency order
+    FRAMES.set(key, e);
+    return e.promise;
+  }
+  const e = { promise: load(), bytes: 0 };
+  FRAMES.set(key, e);
+  e.promise.then((f) => {
+    e.bytes = f.values ? f.values.byteLength : f.rows * f.cols * 4;
+    held += e.bytes;
+    for (const [k, old] of FRAMES) {
+      if (held <= BUDGET || k === key) break;
+      FRAMES.delete(k);
+      held -= old.bytes;
+    }
+  }, () => FRAMES.delete(key));
+  return e.promise;
+}
 const NATIVE = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
 
 /** Fetch JSON from the API (same origin, session cookie). */
@@ -65,7 +92,6 @@ export class Viewport {
     this.list.className = 'measurements';
     this.stack = [];
     this.index = 0;
-    this.cache = new Map();
     this.metas = new Map();
     this.measures = new Map();
     this.tool = 'wl';
@@ -100,24 +126,20 @@ export class Viewport {
 
   key(e) { return `${e.sop}#${e.frame}`; }
 
-  /** The decoded samples of one stack entry, fetched once (and kept while near). */
+  /** The decoded samples of one stack entry, fetched once (see `cached`). */
   frame(i) {
     const e = this.stack[i];
     if (!e) return null;
-    const k = this.key(e);
-    if (!this.cache.has(k)) {
+    return cached(`${e.url}#${e.frame}`, () => {
       const photometric = String(value(e.meta, '00280004', '')).trim();
-      const p = photometric.startsWith('MONOCHROME')
+      return photometric.startsWith('MONOCHROME')
         ? fetch(`${e.url}/frames/${e.frame}`, { credentials: 'same-origin', headers: { ...headers, accept: NATIVE } })
           .then(async (r) => {
             if (!r.ok) throw new Error(`frame ${e.frame}: HTTP ${r.status}`);
             return frameFromBytes(firstPart(await r.arrayBuffer(), r.headers.get('content-type')), e.meta);
           })
         : this.renderedImage(e).then((img) => ({ image: img, rows: img.naturalHeight, cols: img.naturalWidth, colour: true }));
-      p.catch(() => this.cache.delete(k));
-      this.cache.set(k, p);
-    }
-    return this.cache.get(k);
+    });
   }
 
   renderedImage(e, viewport) {
@@ -139,9 +161,10 @@ export class Viewport {
     const rows = Number(value(e.meta, '00280010')), cols = Number(value(e.meta, '00280011'));
     this.geometry = { rows, cols, spacing: spacingOf(e.meta) };
     if (!this.view) this.resetView();
+    const fresh = !FRAMES.has(`${e.url}#${e.frame}`);
     const want = this.frame(i);
     let done = false;
-    if (this.canvas.dataset.state === 'empty') {
+    if (this.canvas.dataset.state === 'empty' && fresh) {
       // a slow line: the server's small JPEG first, replaced when the samples arrive
       this.renderedImage(e, '1024,1024').then((img) => {
         if (done || this.index !== i) return;
@@ -170,12 +193,6 @@ export class Viewport {
   preload(i) {
     const want = [i + 1, i + 2, i + 3, i + 4, i - 1, i - 2].filter((j) => j >= 0 && j < this.stack.length);
     (async () => { for (const j of want) await this.frame(j)?.catch(() => {}); })();
-    if (this.cache.size > 96) {
-      for (const [k] of this.cache) {
-        const j = this.stack.findIndex((e) => this.key(e) === k);
-        if (Math.abs(j - this.index) > 24) this.cache.delete(k);
-      }
-    }
   }
 
   // ---- view state --------------------------------------------------------------------------
