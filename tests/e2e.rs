@@ -2206,6 +2206,8 @@ async fn browser_reads_films_and_ecgs() {
     std::fs::copy(data("pydicom/test_files/MR_small.dcm"), upload.join("series1/IM0001")).unwrap();
     std::fs::copy(data("pydicom/test_files/CT_small.dcm"), upload.join("IM0002.dcm")).unwrap();
     std::fs::write(upload.join("readme.txt"), "scanned request form, not an image\n").unwrap();
+    let truncated = dir.path().join("truncated.dcm");
+    std::fs::write(&truncated, &std::fs::read(data("pydicom/test_files/CT_small.dcm")).unwrap()[..3000]).unwrap();
 
     let shots = root().join("target/browser-shots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -2218,7 +2220,7 @@ async fn browser_reads_films_and_ecgs() {
         "series": { "slices": 4, "priorSeries": 3 },
         "ct": { "rows": 512, "cols": 512, "spacing": 0.478516 },
         "ecg": { "firstR": 0.4, "rr": 0.8 },
-        "uploadDir": upload, "uploadCount": 3, "notDicom": "readme.txt", "uploadPatientId": "4MR1",
+        "uploadDir": upload, "uploadCount": 3, "truncated": truncated, "notDicom": "readme.txt", "uploadPatientId": "4MR1",
     });
     let config_path = dir.path().join("browser.json");
     std::fs::write(&config_path, config.to_string()).unwrap();

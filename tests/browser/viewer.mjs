@@ -216,13 +216,18 @@ try {
   if (refused.length !== 1 || !refused[0].file.endsWith(cfg.notDicom) || stored.length !== results.length - 1 || results.length !== cfg.uploadCount) {
     throw new Error(`upload results: ${JSON.stringify(results)}`);
   }
+  // a file that looks like DICOM but is cut short: the server refuses it and says why
+  await page.setInputFiles('input[name=files]', cfg.truncated);
+  await page.waitForFunction(() => document.querySelectorAll('table.uploads tr[data-state]').length === 4);
+  const cut = await page.locator('table.uploads tr[data-state=refused]').last().innerText();
+  if (!cut.includes('truncated.dcm') || cut.includes('DICM')) throw new Error(`the server's refusal is not shown: ${cut}`);
   await page.waitForSelector(`table.studies tr[data-item] >> text=${cfg.uploadPatientId}`, { timeout: 30000 });
   await shot('09-technician-upload');
   const statRow = page.locator('table.studies tr[data-item]', { has: page.locator('button.stat') }).first();
   const statId = await statRow.getAttribute('data-item');
   await statRow.locator('button.stat').click();
   await page.waitForSelector(`table.studies tr[data-item="${statId}"].prio-stat`);
-  step(`the technician uploads a folder: ${stored.length} stored, exactly ${refused[0].file} refused (${refused[0].result}); flags a study STAT`);
+  step(`the technician uploads a folder: ${stored.length} stored, exactly ${refused[0].file} refused (${refused[0].result}); a cut-short file is refused with the server's reason (${cut.split('\t').pop()}); flags a study STAT`);
 
   // ---- the admin: turnaround dashboard and the directory
   await login(cfg.admin);
