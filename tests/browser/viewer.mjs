@@ -84,7 +84,14 @@ try {
   const inverted = await canvasStats();
   if (Math.abs(inverted.mean - after.mean) < 5) throw new Error(`invert changed nothing: ${JSON.stringify({ after, inverted })}`);
   await page.keyboard.press('i');
-  step(`window/level drag and invert change the pixels (mean ${before.mean.toFixed(1)} -> ${after.mean.toFixed(1)} -> ${inverted.mean.toFixed(1)})`);
+  // this film's Pixel Spacing is 0\0: a length is in pixels, and says it is uncalibrated
+  await page.keyboard.press('l');
+  await drag({ x: mid.x - 100, y: mid.y }, { x: mid.x + 100, y: mid.y });
+  const px = await page.locator('ul.measurements li[data-kind=length]').first().innerText();
+  const pxBasis = await page.locator('ul.measurements li.basis').innerText();
+  if (!/ px$/.test(px) || !/未校准|uncalibrated/.test(pxBasis)) throw new Error(`an uncalibrated length reads "${px}" (${pxBasis})`);
+  await page.keyboard.press('w');
+  step(`window/level drag and invert change the pixels (mean ${before.mean.toFixed(1)} -> ${after.mean.toFixed(1)} -> ${inverted.mean.toFixed(1)}); on this uncalibrated film a length reads ${px}`);
   const corners = await page.locator('.viewport .corner.tl').innerText();
   if (!corners.includes(cfg.filmPatientId)) throw new Error(`overlay lacks the patient ID: ${corners}`);
   // a critical result (危急值) flagged before signing: the site must acknowledge it
@@ -116,7 +123,7 @@ try {
   const expected = (x2 - x1) * spacing;
   if (!(Math.abs(mm - expected) <= 1.0)) throw new Error(`length reads "${m}", expected ${expected.toFixed(1)} mm`);
   const basis = await page.locator('ul.measurements li.basis').innerText();
-  if (!/Pixel Spacing/.test(basis)) throw new Error(`the measurement does not say its basis: ${basis}`);
+  if (!/Pixel Spacing/.test(basis) || /Imager/.test(basis)) throw new Error(`the measurement does not say its basis: ${basis}`);
   // an angle: one arm dragged to the vertex, the other placed with a click (a right angle)
   await page.keyboard.press('a');
   await drag(toScreen(256, 100), toScreen(256, 256));
