@@ -105,6 +105,10 @@ export class EcgViewer {
     if (!this.wf) return;
     const { strips, width, height } = this.strips();
     const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, width: `${width * 4}`, height: `${height * 4}`, class: 'ecg-paper' });
+    // one scale of millimetres for every setting: at 25 mm/s the strip fits the pane, at
+    // 50 mm/s it is twice as long (and scrolls), as on paper
+    const fit = LEFT + this.duration * 25 + 4;
+    svg.style.width = `${(100 * width) / fit}%`;
     this.svg = svg;
     const defs = el('defs');
     const small = el('pattern', { id: 'ecg-mm', width: 1, height: 1, patternUnits: 'userSpaceOnUse' });
@@ -129,7 +133,7 @@ export class EcgViewer {
       g.append(el('text', { x: s.x + 1, y: s.y - this.gain * 0.9, 'font-size': 3.5, 'font-weight': 'bold', class: 'lead-label' }, s.rhythm ? `${s.lead} ${this.t('rhythm')}` : s.lead));
       svg.append(g);
     }
-    svg.append(el('text', { x: width - 60, y: height - 1.5, 'font-size': 3 }, `${this.speed} mm/s  ${this.gain} mm/mV  ${fs} Hz`));
+    svg.append(el('text', { x: width - 60, y: height - 1.5, 'font-size': 3, class: 'settings' }, `${this.speed} mm/s  ${this.gain} mm/mV  ${fs} Hz`));
     this.calLayer = el('g', { class: 'calipers' });
     svg.append(this.calLayer);
     this.bindCalipers(svg);

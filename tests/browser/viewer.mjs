@@ -166,23 +166,35 @@ try {
   const device = await page.locator('.ecg-side dl.device').innerText();
   if (!device.includes('424') || !/QTc/.test(device)) throw new Error(`the device's measurements are not shown: ${device}`);
   await page.keyboard.press('c');
-  const [ra, rb] = await page.evaluate(({ t1, t2 }) => {
+  /** Screen points of two R peaks on a strip, from the paper geometry (speed in mm/s). */
+  const peaks = (selector, speed) => page.evaluate(({ sel, mmPerS, t1, t2 }) => {
     const svg = document.querySelector('svg.ecg-paper');
-    const g = svg.querySelector('g.lead[data-rhythm]');
+    const g = svg.querySelector(sel);
     const x0 = Number(g.dataset.x0), y = Number(g.dataset.baseline), ctm = svg.getScreenCTM();
-    // the paper runs at 25 mm/s: time t is x0 + t * 25 mm along the rhythm strip
-    return [t1, t2].map((t) => { const p = new DOMPoint(x0 + t * 25, y - 10).matrixTransform(ctm); return { x: p.x, y: p.y }; });
-  }, { t1: cfg.ecg.firstR + cfg.ecg.rr * 2, t2: cfg.ecg.firstR + cfg.ecg.rr * 3 });
-  await drag(ra, rb);
-  const readout = await page.locator('#caliper-readout').innerText();
-  const ms = Number(/(\d+) ms/.exec(readout)?.[1]), bpm = Number(/(\d+) bpm/.exec(readout)?.[1]);
+    // time t is x0 + t * speed along the strip
+    return [t1, t2].map((t) => { const p = new DOMPoint(x0 + t * mmPerS, y - 10).matrixTransform(ctm); return { x: p.x, y: p.y }; });
+  }, { sel: selector, mmPerS: speed, t1: cfg.ecg.firstR + cfg.ecg.rr * 2, t2: cfg.ecg.firstR + cfg.ecg.rr * 3 });
   const rrMs = cfg.ecg.rr * 1000;
-  if (!(Math.abs(ms - rrMs) <= 8 && Math.abs(bpm - 60000 / rrMs) <= 1)) throw new Error(`calipers read "${readout}", expected ${rrMs} ms / ${60000 / rrMs} bpm`);
+  const caliper = async (selector, speed) => {
+    const [ra, rb] = await peaks(selector, speed);
+    await drag(ra, rb);
+    const readout = await page.locator('#caliper-readout').innerText();
+    const ms = Number(/(\d+) ms/.exec(readout)?.[1]), bpm = Number(/(\d+) bpm/.exec(readout)?.[1]);
+    if (!(Math.abs(ms - rrMs) <= 8 && Math.abs(bpm - 60000 / rrMs) <= 1)) throw new Error(`calipers at ${speed} mm/s read "${readout}", expected ${rrMs} ms / ${60000 / rrMs} bpm`);
+    return { readout, span: rb.x - ra.x };
+  };
+  const { readout, span: span25 } = await caliper('g.lead[data-rhythm]', 25);
   await shot('04-ecg');
   await page.selectOption('select[name=layout]', '12x1');
   await page.waitForFunction(() => !document.querySelector('svg.ecg-paper g.lead[data-rhythm]') && document.querySelectorAll('svg.ecg-paper g.lead').length === 12);
   await shot('05-ecg-12x1');
-  step(`the ECG shows 12 labelled leads and the device's measurements; calipers read ${readout}`);
+  // at 50 mm/s the same interval is twice as long on screen and still reads the same
+  await page.selectOption('select[name=speed]', '50');
+  await page.waitForFunction(() => document.querySelector('svg.ecg-paper text.settings')?.textContent.includes('50 mm/s'));
+  const { span: span50 } = await caliper('g.lead[data-lead=II]', 50);
+  if (!(Math.abs(span50 / span25 - 2) < 0.05)) throw new Error(`50 mm/s is not twice 25 mm/s on screen: ${span25} px vs ${span50} px`);
+  await shot('05b-ecg-50mm');
+  step(`the ECG shows 12 labelled leads and the device's measurements; calipers read ${readout}, the same at 50 mm/s over twice the paper`);
 
   // ---- the referrer of the site: unread report, print page, PDF
   await login(cfg.referrerA);
