@@ -380,27 +380,34 @@ impl Worklist {
         // one ORDER BY would sort every open item of the pool. Instead each leg (the breached
         // items, then each open state) is read in index order up to the limit, and only
         // those few rows are merged: 0.4–0.6 s → milliseconds at 10^5 open items.
-        let rows = sqlx::query(item_select!(
-            "WHERE w.id IN (\
+        // The limit is written into the text (it is a clamped integer): PostgreSQL plans a
+        // prepared statement generically after five runs, and with LIMIT $n unknown it sorts
+        // the whole pool instead of reading the index (measured: 57 ms against 6 ms).
+        let limit = limit.clamp(1, 100_000);
+        let sql = format!(
+            concat!(item_select!(
+                "WHERE w.id IN (\
                SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND breached_at IS NOT NULL \
-                   AND state IN ('receiving', 'ready', 'claimed', 'preliminary') ORDER BY priority, deadline_at, id LIMIT $2) AS b \
+                   AND state IN ('receiving', 'ready', 'claimed', 'preliminary') ORDER BY priority, deadline_at, id LIMIT {limit}) AS b \
                UNION ALL SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND new_images_after_report = 1 \
-                   AND state = 'reported' ORDER BY priority, deadline_at, id LIMIT $2) AS n \
+                   AND state = 'reported' ORDER BY priority, deadline_at, id LIMIT {limit}) AS n \
                UNION ALL SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND state = 'receiving' \
-                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT $2) AS s1 \
+                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT {limit}) AS s1 \
                UNION ALL SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND state = 'ready' \
-                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT $2) AS s2 \
+                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT {limit}) AS s2 \
                UNION ALL SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND state = 'claimed' \
-                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT $2) AS s3 \
+                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT {limit}) AS s3 \
                UNION ALL SELECT id FROM (SELECT id FROM worklist_items WHERE pool_id = $1 AND state = 'preliminary' \
-                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT $2) AS s4) \
-             ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id LIMIT $2"
-        ))
-        .bind(pool_id)
-        .bind(limit.clamp(1, 100_000))
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(Error::db("list queue"))?;
+                   AND breached_at IS NULL ORDER BY priority, deadline_at, id LIMIT {limit}) AS s4) \
+             ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id LIMIT {limit}"
+            )),
+            limit = limit
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(pool_id)
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("list queue"))?;
         rows.iter().map(item_from_row).collect()
     }
 
