@@ -163,25 +163,33 @@ async function worklistView() {
         h('td', {}, it.modalities),
         h('td', {}, fmtTime(it.arrived_at)),
         h('td', { class: 'sla', 'data-deadline': it.deadline_at ?? '' }, it.breached_at ? t('breached') : slaText(it.deadline_at)),
-        h('td', {}, mine ? h('button', { onclick: () => itemView(it.id) }, t('open')) : ''));
+        h('td', {}, mine || isAdmin ? h('button', { onclick: () => itemView(it.id) }, t('open')) : ''));
     }));
   };
+  // an admin (or supervisor's desk) looks at any pool's queue, read-only
+  const isAdmin = me.role === 'admin';
+  const poolSel = isAdmin ? h('select', { name: 'pool' }) : null;
+  if (poolSel) {
+    const pools = await api('/api/admin/pools').catch(() => []);
+    poolSel.append(...pools.map((p) => h('option', { value: p.id }, `${t('pool')}: ${p.name}`)));
+  }
   const refresh = async () => {
     try {
-      render(await api('/api/worklist?limit=200'));
+      render(await api(`/api/worklist?limit=200${poolSel ? `&pool=${poolSel.value}` : ''}`));
     } catch (x) {
       if (x.status === 401) return loginView();
       note.textContent = x.message;
     }
   };
   show(h('section', {},
-    h('h2', {}, t('worklist'), ' ', h('button', { id: 'claim-next', onclick: claimNext }, t('claimNext'))),
-    h('div', { class: 'filters' }, filters.site, filters.modality, filters.priority, h('label', {}, filters.mine, t('mine'))),
+    h('h2', {}, t('worklist'), ' ', isAdmin ? h('button', { type: 'button', onclick: () => adminView() }, t('admin')) : h('button', { id: 'claim-next', onclick: claimNext }, t('claimNext'))),
+    h('div', { class: 'filters' }, poolSel || '', filters.site, filters.modality, filters.priority, isAdmin ? '' : h('label', {}, filters.mine, t('mine'))),
     note,
     h('table', { class: 'worklist' },
       h('thead', {}, h('tr', {}, ...['priority', 'state', 'site', 'patient', 'modality', 'arrived', 'deadline', ''].map((k) => h('th', {}, k ? t(k) : '')))),
       tbody)));
   for (const f of Object.values(filters)) f.addEventListener('change', () => render(last));
+  poolSel?.addEventListener('change', refresh);
   await refresh();
   timers.push(setInterval(refresh, 5000));
   timers.push(setInterval(() => {
@@ -190,7 +198,7 @@ async function worklistView() {
     }
   }, 1000));
   document.onkeydown = (e) => {
-    if ((e.key === 'n' || e.key === 'N') && !e.target.closest('input, textarea')) claimNext();
+    if (!isAdmin && (e.key === 'n' || e.key === 'N') && !e.target.closest('input, textarea')) claimNext();
   };
 }
 
@@ -331,7 +339,7 @@ async function reportsView(query = {}) {
   const ack = (r) => async (e) => {
     try { await api(`/api/critical/${r.open_critical_id}/ack`, { method: 'POST' }); e.target.replaceWith(h('span', { class: 'tag' }, t('acknowledged'))); } catch (x) { note.textContent = x.message; }
   };
-  show(h('section', {}, h('h2', {}, t('reports')),
+  show(h('section', {}, h('h2', {}, t('reports'), me.role === 'admin' ? [' ', h('button', { type: 'button', onclick: () => adminView() }, t('admin'))] : ''),
     h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); reportsView({ q: q.value, from: from.value, to: to.value }); } },
       q, h('label', {}, t('from'), from), h('label', {}, t('to'), to), h('button', { type: 'submit' }, t('search'))),
     note,
@@ -490,8 +498,9 @@ function turnaroundChart(rows) {
 }
 
 async function adminView(tab = 'turnaround') {
-  const tabs = ['turnaround', 'sites', 'pools', 'users', 'rules', 'reports'];
-  const nav = h('nav', { class: 'tabs' }, ...tabs.map((k) => h('button', { type: 'button', class: k === tab ? 'on' : '', 'data-tab': k, onclick: () => (k === 'reports' ? reportsView() : adminView(k)) }, t(k))));
+  const tabs = ['turnaround', 'worklist', 'sites', 'pools', 'users', 'rules', 'reports'];
+  const screens = { reports: () => reportsView(), worklist: () => worklistView() };
+  const nav = h('nav', { class: 'tabs' }, ...tabs.map((k) => h('button', { type: 'button', class: k === tab ? 'on' : '', 'data-tab': k, onclick: () => (screens[k] || (() => adminView(k)))() }, t(k))));
   const note = h('p', { class: 'note', role: 'status' });
   const body = h('div', { class: 'admin' });
   const guard = (fn) => async (e) => { e.preventDefault(); try { await fn(); adminView(tab); } catch (x) { note.textContent = x.message; } };

@@ -255,7 +255,14 @@ try {
   await page.click('nav.tabs button[data-tab=users]');
   await page.waitForSelector('.admin table td');
   await shot('11-admin-users');
-  step('the admin sees the turnaround dashboard and the directory');
+  // any pool's queue, chosen from the pools
+  await page.click('nav.tabs button[data-tab=worklist]');
+  await page.waitForSelector('select[name=pool]');
+  const ecgPool = await page.$eval('select[name=pool]', (sel) => [...sel.options].find((o) => o.text.endsWith(': ecg'))?.value);
+  await page.selectOption('select[name=pool]', ecgPool);
+  await page.waitForSelector('table.worklist tr[data-item] >> text=ECG-SYN-75');
+  await shot('12-admin-worklist');
+  step('the admin sees the turnaround dashboard, the directory and any pool\'s queue');
 } catch (e) {
   await page.screenshot({ path: `${shots}/failed.png` }).catch(() => {});
   problems.push(String(e.stack || e));
