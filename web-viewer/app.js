@@ -205,21 +205,38 @@ async function worklistView() {
 // ---- reader: one study ----------------------------------------------------------------
 const isWaveform = (sopClass) => String(sopClass || '').startsWith('1.2.840.10008.5.1.4.1.1.9.');
 
-/** The images of a study: series thumbnails, a viewport with its toolbar, measurements. */
-async function imagePane(studyUid, { prior = false } = {}) {
+/** The images of a study: series thumbnails, a viewport with its toolbar, measurements.
+ * With a `hint` (an instance the worklist item already listed) the film's preview and its
+ * series start at once, in parallel with the thumbnails: fewer round trips before the
+ * reader sees something on a slow line. */
+function imagePane(studyUid, { prior = false, hint = null } = {}) {
   const vp = new Viewport({ lang: () => lang, prior });
-  const pane = h('div', { class: `image-pane${prior ? ' prior' : ''}` });
-  const { strip, series } = await seriesStrip(studyUid, (uid) => vp.loadSeries(studyUid, uid));
-  pane.append(strip, toolbar(vp, () => lang), vp.el, vp.list);
-  const first = series.find((s) => !['SR', 'PR', 'KO', 'ECG', 'DOC'].includes(s.modality)) || series[0];
-  if (first) {
-    first.first?.classList.add('on');
-    vp.loadSeries(studyUid, first.uid).catch((x) => { vp.corners[3].textContent = x.message; });
+  let strip = h('div', { class: 'series-strip' });
+  const pane = h('div', { class: `image-pane${prior ? ' prior' : ''}` }, strip, toolbar(vp, () => lang), vp.el, vp.list);
+  let opened = null;
+  const open = (uid) => {
+    opened = uid;
+    vp.loadSeries(studyUid, uid).catch((x) => { vp.corners[3].textContent = x.message; });
+  };
+  if (hint) {
+    vp.earlyPreview(hint);
+    open(hint.series_instance_uid);
   }
+  seriesStrip(studyUid, open).then(({ strip: real, series }) => {
+    strip.replaceWith(real);
+    strip = real;
+    const first = series.find((x) => x.uid === opened) || series.find((x) => !['SR', 'PR', 'KO', 'ECG', 'DOC'].includes(x.modality)) || series[0];
+    first?.first?.classList.add('on');
+    if (!opened && first) open(first.uid);
+  }).catch((x) => { vp.corners[3].textContent = x.message; });
   return { pane, vp };
 }
 
+/** The instance a study opens on: the first one with pixels (not a report or a state). */
+const firstImage = (instances) => instances.find((i) => i.rows && i.columns && !/^1\.2\.840\.10008\.5\.1\.4\.1\.1\.(88|11|59|104)\./.test(i.sop_class_uid));
+
 async function itemView(id) {
+  const templatesLater = api(`/api/report-templates?item=${id}`).catch(() => []);
   const data = await api(`/api/worklist/${id}`);
   const { item, instances } = data;
   const report = data.report || {};
@@ -230,7 +247,7 @@ async function itemView(id) {
   const status = h('p', { class: 'note', role: 'status', id: 'report-status' }, statusText);
   const fail = (x) => { status.textContent = x.message; };
   const save = async () => api(`/api/worklist/${id}/report`, { method: 'PUT', body: JSON.stringify({ findings: findings.value, impression: impression.value }) });
-  const templates = await api(`/api/report-templates?item=${id}`).catch(() => []);
+  const templates = await templatesLater;
   const picker = h('select', { name: 'template', onchange: () => {
     const tpl = templates.find((x) => x.id === picker.value);
     if (!tpl) return;
@@ -289,7 +306,7 @@ async function itemView(id) {
     images.append(ecg.el);
     ecg.load().catch((x) => { images.append(h('p', { class: 'error' }, x.message)); });
   } else {
-    const main = await imagePane(item.study_instance_uid);
+    const main = imagePane(item.study_instance_uid, { hint: firstImage(instances) });
     vp = main.vp;
     images.append(main.pane);
   }
@@ -304,7 +321,7 @@ async function itemView(id) {
         h('p', {}, p.impression || '—'),
         waveform ? '' : h('button', { type: 'button', class: 'compare', onclick: async () => {
           if (compare) compare.pane.remove();
-          compare = await imagePane(p.study_instance_uid, { prior: true });
+          compare = imagePane(p.study_instance_uid, { prior: true });
           images.classList.add('split');
           images.append(compare.pane);
         } }, t('compare'))));

@@ -152,6 +152,24 @@ export class Viewport {
     });
   }
 
+  /** The rendered preview of an instance known before its series' metadata (the worklist
+   * item lists rows and columns): drawn while the metadata and samples travel. */
+  earlyPreview(inst) {
+    if (!inst?.rows || !inst?.columns) return;
+    this.early = inst.sop_instance_uid;
+    const img = new Image();
+    img.onload = () => {
+      if (this.canvas.dataset.state !== 'empty') return;
+      if (this.stack.length && this.stack[this.index]?.sop !== inst.sop_instance_uid) return; // the series opened elsewhere
+      if (!this.geometry) this.geometry = { rows: inst.rows, cols: inst.columns, spacing: { row: 1, col: 1, source: 'uncalibrated' } };
+      if (!this.view) this.resetView();
+      this.current = { image: img, rows: inst.rows, cols: inst.columns, preview: true };
+      this.canvas.dataset.state = 'preview';
+      this.draw();
+    };
+    img.src = `${inst.retrieve_url}/${inst.number_of_frames > 1 ? 'frames/1/rendered' : 'rendered'}?viewport=1024,1024`;
+  }
+
   /** Show stack entry i: the preview if the samples are not here yet, then the samples. */
   async show(i) {
     if (!this.stack.length) return;
@@ -164,7 +182,7 @@ export class Viewport {
     const fresh = !FRAMES.has(`${e.url}#${e.frame}`);
     const want = this.frame(i);
     let done = false;
-    if (this.canvas.dataset.state === 'empty' && fresh) {
+    if (this.canvas.dataset.state === 'empty' && fresh && this.early !== e.sop) {
       // a slow line: the server's small JPEG first, replaced when the samples arrive
       this.renderedImage(e, '1024,1024').then((img) => {
         if (done || this.index !== i) return;
