@@ -453,6 +453,9 @@ async fn read_report_flow(backend: Backend) {
     assert_eq!(hub.get_json(&ref_a, "/api/reports?q=no-such-patient").await, json!([]));
     assert_eq!(hub.get_json(&ref_a, "/api/reports?from=1900-01-01&to=1900-12-31").await, json!([]));
     assert_eq!(hub.get(&ref_a, "/api/reports?from=yesterday").await.status(), 400);
+    // an admin searches every site's reports the same way
+    assert_eq!(hub.get_json(&admin, &format!("/api/reports?q={pid}")).await.as_array().unwrap().len(), 1);
+    assert_eq!(hub.get_json(&admin, "/api/reports?q=no-such-patient").await, json!([]));
     let seen_by_b = hub.get(&ref_b, "/dicom-web/studies").await;
     assert_eq!(seen_by_b.status(), 204, "site B finds no study of site A");
     let inst = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["instances"][0].clone();

@@ -188,15 +188,13 @@ pub async fn reports(State(st): State<AppState>, caller: Caller, Query(q): Query
             None => Ok(None),
         }
     };
-    match caller.0.role {
-        Role::Admin => Ok(Json(st.worklist.all_reports().await?)),
-        Role::Referrer | Role::Technician => {
-            let site = caller.0.site_id.ok_or_else(|| ApiError::Forbidden("you belong to no site".into()))?;
-            let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000) };
-            Ok(Json(st.worklist.site_reports(site, &search).await?))
-        }
-        Role::Reader => Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
-    }
+    let site = match caller.0.role {
+        Role::Admin => None,
+        Role::Referrer | Role::Technician => Some(caller.0.site_id.ok_or_else(|| ApiError::Forbidden("you belong to no site".into()))?),
+        Role::Reader => return Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
+    };
+    let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000) };
+    Ok(Json(st.worklist.site_reports(site, &search).await?))
 }
 
 pub(crate) async fn readable_report(st: &AppState, caller: &Caller, id: i64) -> ApiResult<worklist::reports::Report> {

@@ -557,16 +557,17 @@ impl Worklist {
         self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
-    /// Current final reports of a site, newest first (the referrer's list): superseded
-    /// versions are never listed.
-    pub async fn site_reports(&self, site_id: i64, search: &ReportSearch) -> Result<Vec<Report>, Error> {
+    /// Current final reports of one site (or of all sites: `None`, for admins) that match
+    /// the search, newest first after the unread and critical ones; superseded versions are
+    /// never listed.
+    pub async fn site_reports(&self, site_id: Option<i64>, search: &ReportSearch) -> Result<Vec<Report>, Error> {
         // The site's unread reports and those with an unacknowledged critical result come
         // first: that is what a referring doctor must see before anything else.
         let like = search.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| format!("%{}%", t.to_lowercase().replace('%', "").replace('_', "")));
         let rows = sqlx::query(concat!(
             "SELECT * FROM (",
             report_select!(
-                "WHERE r.site_id = $1 AND r.status = 'final' \
+                "WHERE ($1 IS NULL OR r.site_id = $1) AND r.status = 'final' \
                    AND ($2 IS NULL OR LOWER(p.patient_id) LIKE $2 OR LOWER(COALESCE(p.name, '')) LIKE $2) \
                    AND ($3 IS NULL OR st.study_date >= $3) AND ($4 IS NULL OR st.study_date <= $4)"
             ),
@@ -583,14 +584,6 @@ impl Worklist {
         self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
     }
 
-    /// All current final reports (admin).
-    pub async fn all_reports(&self) -> Result<Vec<Report>, Error> {
-        let rows = sqlx::query(report_select!("WHERE r.status = 'final' ORDER BY r.signed_at DESC, r.id DESC"))
-            .fetch_all(self.db.pool())
-            .await
-            .map_err(Error::db("list reports"))?;
-        self.with_addenda(rows.iter().map(report_from_row).collect::<Result<_, _>>()?).await
-    }
 
     /// The first time someone of the site opens a report version, it has been delivered
     /// (an event with who and when; later views add nothing).
