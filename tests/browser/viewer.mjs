@@ -132,8 +132,24 @@ try {
   const angle = await page.locator('ul.measurements li[data-kind=angle]').first().innerText();
   const deg = Number(/([\d.]+)°/.exec(angle)?.[1]);
   if (!(Math.abs(deg - 90) <= 1)) throw new Error(`angle reads "${angle}", expected 90°`);
+  // presets, rotation, zoom: the overlay says what the reader sees
+  await page.keyboard.press('2');
+  await page.waitForFunction(() => document.querySelector('.viewport .corner.bl').textContent.includes('W 350 L 50'));
+  await page.keyboard.press('r');
+  await page.waitForFunction(() => document.querySelector('.viewport .corner.bl').textContent.includes('90°'));
+  const zoomBefore = await page.locator('.viewport .corner.bl').innerText();
+  const c = toScreen(256, 256);
+  await page.mouse.move(c.x, c.y);
+  await page.keyboard.down('Control');
+  await page.mouse.wheel(0, -300);
+  await page.keyboard.up('Control');
+  await page.waitForFunction((z) => document.querySelector('.viewport .corner.bl').innerText !== z, zoomBefore);
+  const zoomAfter = await page.locator('.viewport .corner.bl').innerText();
+  const pct = (txt) => Number(/(\d+)%/.exec(txt)?.[1]);
+  if (!(pct(zoomAfter) > pct(zoomBefore))) throw new Error(`zoom did not grow: ${zoomBefore} -> ${zoomAfter}`);
   await shot('03-measurement');
-  step(`a length measurement reads ${mm} mm (expected ${expected.toFixed(1)} mm, ${basis}); a right angle reads ${deg}°`);
+  await page.keyboard.press('Escape');
+  step(`a length measurement reads ${mm} mm (expected ${expected.toFixed(1)} mm, ${basis}); a right angle reads ${deg}°; the mediastinum preset, rotation and zoom (${pct(zoomBefore)}% -> ${pct(zoomAfter)}%) show in the overlay`);
 
   // ---- a CT series: slices scroll with the keys; the patient's prior study side by side
   await page.click('text=/返回|Back/');
@@ -212,10 +228,21 @@ try {
   if (!(await print.content()).includes(cfg.impression)) throw new Error('the print page lacks the impression');
   await print.screenshot({ path: `${shots}/07-print.png` });
   await print.close();
+  // the search: by patient ID, and one that finds nothing
+  await page.fill('form.search input[name=q]', cfg.filmPatientId);
+  await page.click('form.search button[type=submit]');
+  await page.waitForFunction((pid) => [...document.querySelectorAll('table.reports tbody tr')].length >= 1
+    && [...document.querySelectorAll('table.reports tbody tr')].every((tr) => tr.textContent.includes(pid)), cfg.filmPatientId);
+  await page.fill('form.search input[name=q]', 'no-such-patient');
+  await page.click('form.search button[type=submit]');
+  await page.waitForFunction(() => !document.querySelector('table.reports'));
+  await page.fill('form.search input[name=q]', '');
+  await page.click('form.search button[type=submit]');
+  await page.waitForSelector('table.reports a.pdf');
   const pdfHref = await page.locator('table.reports a.pdf').first().getAttribute('href');
   const pdf = await page.request.get(base + pdfHref);
   if (pdf.headers()['content-type'] !== 'application/pdf' || (await pdf.body()).subarray(0, 5).toString() !== '%PDF-') throw new Error('the PDF link gives no PDF');
-  step('the referrer of the site sees the unread report with its critical result first, acknowledges it, prints it and gets its PDF');
+  step('the referrer of the site sees the unread report with its critical result first, acknowledges it, prints it, searches, and gets its PDF');
 
   // ---- another site's referrer sees nothing
   await login(cfg.referrerB);
