@@ -351,8 +351,13 @@ async function reportsView(query = {}) {
   const to = h('input', { name: 'to', type: 'date', value: query.to || '' });
   const note = h('p', { class: 'note', role: 'status' });
   const params = new URLSearchParams(Object.entries(query).filter(([, v]) => v));
-  let reports = [];
-  try { reports = await api(`/api/reports?${params}`); } catch (x) { note.textContent = x.message; }
+  let reports = [], critical = [];
+  try {
+    [reports, critical] = await Promise.all([api(`/api/reports?${params}`), api('/api/critical').catch(() => [])]);
+  } catch (x) { note.textContent = x.message; }
+  // what the critical result is, not only that there is one
+  const findings = new Map();
+  for (const c of critical) findings.set(c.item_id, [...(findings.get(c.item_id) || []), c]);
   const ack = (r) => async (e) => {
     try { await api(`/api/critical/${r.open_critical_id}/ack`, { method: 'POST' }); e.target.replaceWith(h('span', { class: 'tag' }, t('acknowledged'))); } catch (x) { note.textContent = x.message; }
   };
@@ -366,7 +371,8 @@ async function reportsView(query = {}) {
         h('td', {}, `${personName(r.patient_name)} (${r.patient_id})`, r.delivered_at ? '' : h('span', { class: 'tag' }, t('unread'))),
         h('td', {}, `${r.modalities} ${r.study_date || ''}`),
         h('td', { class: 'impression' }, r.impression, r.corrected ? h('span', { class: 'tag' }, t('corrected')) : '',
-          r.critical_count ? h('span', { class: 'tag critical' }, t('critical')) : ''),
+          ...(findings.get(r.item_id) || []).map((c) => h('p', { class: 'critical-finding' }, h('span', { class: 'tag critical' }, t('critical')), ` ${c.finding}`,
+            c.acknowledged_at ? h('span', { class: 'note' }, ` · ${t('acknowledged')} ${c.acknowledged_by_name || ''} ${fmtTime(c.acknowledged_at)}`) : ''))),
         h('td', {}, fmtTime(r.signed_at)),
         h('td', { class: 'actions' },
           r.open_critical_id ? h('button', { type: 'button', class: 'ack', onclick: ack(r) }, t('acknowledge')) : '',

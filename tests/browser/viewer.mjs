@@ -220,6 +220,7 @@ try {
   if (!(await page.locator('table.reports tr.unread').count())) throw new Error('a report never opened is not marked unread');
   const first = page.locator('table.reports tbody tr').first();
   if (!(await first.getAttribute('class')).includes('critical')) throw new Error('the report with a critical result is not first');
+  if (!(await first.innerText()).includes(cfg.critical)) throw new Error('the referrer is not told what the critical result is');
   await shot('06-referrer');
   await first.locator('button.ack').click();
   await page.waitForSelector('table.reports tbody tr >> text=/已确认|Acknowledged/');
