@@ -383,6 +383,18 @@ export class Viewport {
     this.draw();
   }
 
+  /** Zoom to `scale` keeping the image point under (clientX, clientY) where it is. */
+  zoomAbout(clientX, clientY, scale) {
+    const r = this.el.getBoundingClientRect();
+    const at = new DOMPoint(clientX - r.left, clientY - r.top);
+    const p = this.matrix().inverse().transformPoint(at);
+    this.view.fit = false;
+    this.view.zoom = Math.max(0.02, Math.min(40, scale));
+    const q = this.matrix().transformPoint(p);
+    this.view.panX += at.x - q.x;
+    this.view.panY += at.y - q.y;
+  }
+
   setTool(tool) {
     this.tool = tool;
     this.el.dataset.tool = tool;
@@ -426,7 +438,7 @@ export class Viewport {
         return redraw(true);
       }
       if (drag.tool === 'pan') { v.panX = drag.v.panX + dx; v.panY = drag.v.panY + dy; return redraw(false); }
-      if (drag.tool === 'zoom') { v.fit = false; v.zoom = Math.max(0.02, drag.scale * Math.exp(-dy / 200)); return redraw(false); }
+      if (drag.tool === 'zoom') { this.zoomAbout(drag.x, drag.y, drag.scale * Math.exp(-dy / 200)); return redraw(false); }
     });
     this.el.addEventListener('pointerup', (e) => {
       if (this.draft && drag) {
@@ -450,8 +462,7 @@ export class Viewport {
       if (!this.view) return;
       e.preventDefault();
       if (e.ctrlKey) {
-        this.view.fit = false;
-        this.view.zoom = Math.max(0.02, this.scale() * Math.exp(-e.deltaY / 300));
+        this.zoomAbout(e.clientX, e.clientY, this.scale() * Math.exp(-e.deltaY / 300));
         this.draw();
       } else this.act('scroll', Math.sign(e.deltaY));
     }, { passive: false });

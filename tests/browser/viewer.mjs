@@ -138,7 +138,7 @@ try {
   await page.keyboard.press('r');
   await page.waitForFunction(() => document.querySelector('.viewport .corner.bl').textContent.includes('90°'));
   const zoomBefore = await page.locator('.viewport .corner.bl').innerText();
-  const c = toScreen(256, 256);
+  const c = { x: vp.x + vp.width * 0.3, y: vp.y + vp.height * 0.4 };
   await page.mouse.move(c.x, c.y);
   await page.keyboard.down('Control');
   await page.mouse.wheel(0, -300);
