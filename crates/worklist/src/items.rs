@@ -117,33 +117,25 @@ impl Worklist {
         let priority = Priority::from_dicom(inst.attrs.requested_priority.as_deref());
         let opened = if first_in_association { 1i64 } else { 0 };
 
-        // The 2nd…Nth instance of a study in one association changes nothing but the time of
-        // the last instance (for the stall horizon) and, rarely, a higher priority. Writing
-        // that for every CT slice costs a commit (an fsync on SQLite) per instance, so it is
-        // written at most once a second, read first without the writer lock.
-        if !first_in_association {
-            if let Some(r) = sqlx::query("SELECT id, last_instance_at, priority FROM worklist_items WHERE study_id = $1")
-                .bind(inst.study_pk)
-                .fetch_optional(self.db.pool())
-                .await
-                .map_err(Error::db("select item"))?
-            {
-                let last: i64 = r.get("last_instance_at");
-                let current: i64 = r.get("priority");
-                if now - last < 1000 && (priority as i64) >= current {
-                    return Ok(r.get::<i64, _>("id"));
-                }
-            }
-        }
-
-        // Routing (the rule set, the site, its consortium) is only needed to open an item;
-        // later instances of a known study update the item where it already is.
-        let known = sqlx::query("SELECT 1 FROM worklist_items WHERE study_id = $1")
+        // One read without the writer lock serves two decisions. The 2nd…Nth instance of a
+        // study in one association changes nothing but the time of the last instance (for
+        // the stall horizon) and, rarely, a higher priority: writing that for every CT slice
+        // would cost a commit (an fsync on SQLite) per instance, so it is written at most
+        // once a second. And routing (the rule set, the site, its consortium) is only needed
+        // to open an item: later instances update the item where it already is.
+        let seen = sqlx::query("SELECT id, last_instance_at, priority FROM worklist_items WHERE study_id = $1")
             .bind(inst.study_pk)
             .fetch_optional(self.db.pool())
             .await
-            .map_err(Error::db("select item"))?
-            .is_some();
+            .map_err(Error::db("select item"))?;
+        if let Some(r) = seen.as_ref().filter(|_| !first_in_association) {
+            let last: i64 = r.get("last_instance_at");
+            let current: i64 = r.get("priority");
+            if now - last < 1000 && (priority as i64) >= current {
+                return Ok(r.get::<i64, _>("id"));
+            }
+        }
+        let known = seen.is_some();
         let a = &inst.attrs;
         let routed = if known {
             None
