@@ -5,22 +5,29 @@
 /** The first value of a DICOM JSON attribute. */
 export const value = (meta, tag, dflt = undefined) => meta[tag]?.Value?.[0] ?? dflt;
 
-/** The body of the first part of a multipart/related response. */
+/** The body of a one-part multipart/related response (one WADO-RS frame). The headers
+ * are found from the front and the part's end from the back (the closing delimiter is the
+ * last thing in the body), so a 15 MB frame is not scanned byte by byte in JavaScript. */
 export function firstPart(buffer, contentType) {
   const m = /boundary="?([^";]+)"?/i.exec(contentType || '');
   const bytes = new Uint8Array(buffer);
   if (!m) return bytes;
   const enc = new TextEncoder();
+  const at = (needle, i) => needle.every((b, j) => bytes[i + j] === b);
   const find = (needle, from) => {
-    outer: for (let i = from; i <= bytes.length - needle.length; i++) {
-      for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
-      return i;
-    }
+    for (let i = from; i <= bytes.length - needle.length; i++) if (at(needle, i)) return i;
     return -1;
   };
-  const start = find(enc.encode('\r\n\r\n'), find(enc.encode('--' + m[1]), 0)) + 4;
-  const end = find(enc.encode('\r\n--' + m[1]), start);
-  return bytes.subarray(start, end < 0 ? bytes.length : end);
+  const findLast = (needle) => {
+    for (let i = bytes.length - needle.length; i >= 0; i--) if (at(needle, i)) return i;
+    return -1;
+  };
+  const open = find([...enc.encode('--' + m[1])], 0);
+  const start = find([...enc.encode('\r\n\r\n')], open) + 4;
+  // the viewer asks for one frame, so the part ends at the closing delimiter (were there
+  // more parts, the samples read from the front would still be this part's)
+  const end = findLast([...enc.encode('\r\n--' + m[1])]);
+  return bytes.subarray(start, end < start ? bytes.length : end);
 }
 
 /** A decoded monochrome frame: modality values (rescale applied) and its geometry. */
