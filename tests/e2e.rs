@@ -1432,6 +1432,9 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
         let (code, out) = hub.storescu("MODA", &[], &[data(f)]).await;
         assert_eq!(code, 0, "{out}");
     }
+    // the gateway hands instances to the worklist asynchronously: the items must exist
+    // before the clock moves, or their arrival would be stamped with a later time
+    hub.eventually("both studies arrived", || async { hub.queue(&r1).await.len() == 2 }).await;
     let arrived = clock.now_ms();
     // past the quiet period (the associations' ends are noted asynchronously: keep moving)
     hub.eventually("both studies ready", || async {
