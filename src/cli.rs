@@ -134,6 +134,12 @@ pub struct ServeArgs {
     /// Browser origins allowed cross-origin (CORS), comma-separated
     #[arg(long, env = "READHUB_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
+    #[arg(long, env = "READHUB_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Tests only: stall the hand-over to the worklist (arrivals wait in the database)
+    #[arg(long, env = "READHUB_TEST_HOLD_ARRIVALS", hide = true)]
+    pub test_hold_arrivals: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +221,12 @@ impl Cli {
                   critical_ack_minutes);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
+            }
+            if let Some(n) = &s.node_name {
+                c.node_name = Some(n.clone());
+            }
+            if let Some(h) = s.test_hold_arrivals {
+                c.hold_arrivals = h;
             }
         }
         Ok(c)

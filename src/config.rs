@@ -61,6 +61,13 @@ pub struct Config {
     /// Ordered routing rules (`[[routing_rules]]`); installed as a new rule set version at
     /// start when they differ from the current one. Empty: keep what the admin API set.
     pub routing_rules: Vec<worklist::routing::Rule>,
+    /// This process's stable name among the nodes sharing one database (the transfers it
+    /// was receiving when it died are ended when it starts again). Default:
+    /// `<hostname>:<data_dir>`.
+    pub node_name: Option<String>,
+    /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
+    #[serde(skip)]
+    pub hold_arrivals: bool,
 }
 
 impl Default for Config {
@@ -90,6 +97,8 @@ impl Default for Config {
             critical_ack_minutes: 15,
             priority_attribute: "RequestedProcedurePriority".into(),
             routing_rules: Vec::new(),
+            node_name: None,
+            hold_arrivals: false,
         }
     }
 }
@@ -160,6 +169,19 @@ impl Config {
         }
     }
 
+    /// This node's stable name (see `node_name`).
+    pub fn node_name(&self) -> anyhow::Result<storage::NodeName> {
+        if let Some(n) = self.node_name.as_deref().filter(|n| !n.trim().is_empty()) {
+            return Ok(storage::NodeName::new(n.trim()));
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        Ok(storage::NodeName::new(format!("{host}:{}", self.absolute_data_dir()?.display())))
+    }
+
     pub fn worklist(&self) -> worklist::Config {
         worklist::Config {
             quiet_period: Duration::from_secs(self.quiet_period_secs),
@@ -169,6 +191,7 @@ impl Config {
                 .map(|m| Duration::from_secs(m.max(1) * 60)),
             utc_offset_hours: self.utc_offset_hours,
             critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
+            hold_arrivals: self.hold_arrivals,
             ..Default::default()
         }
     }

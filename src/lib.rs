@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use dicom_gateway::GatewayEvent;
 use storage::Storage;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use worklist::Worklist;
 
 pub use config::Config;
@@ -105,16 +104,15 @@ pub async fn run_with_clock(
         }
     };
 
-    // gateway → worklist
-    let (events_tx, mut events_rx) = mpsc::channel::<GatewayEvent>(1024);
-    let wl = worklist.clone();
-    let consumer = tokio::spawn(async move {
-        while let Some(ev) = events_rx.recv().await {
-            if let Err(e) = handle_event(&wl, ev).await {
-                tracing::error!(error = %e, "worklist update failed");
-            }
-        }
-    });
+    // ingest → worklist: storage writes each arrival with its index row; one consumer
+    // applies them, woken by every acknowledgement and on a tick (retries, other nodes)
+    let node = config.node_name()?;
+    worklist.recover_transfers(&node).await.context("cannot recover the transfers of the last run")?;
+    let transfers = storage::Transfers::new(node);
+    let wake = Arc::new(Notify::new());
+    // the consumer stops after the listeners, so the last instances are applied too
+    let (consumer_stop, consumer_stop_rx) = watch::channel(false);
+    let consumer = tokio::spawn(consume_arrivals(worklist.clone(), wake.clone(), consumer_stop_rx));
 
     // the sites' webhooks (critical results, quality rejections), from the durable outbox
     let notifier = tokio::spawn(notify::run(worklist.clone(), stop_rx.clone()));
@@ -155,10 +153,10 @@ pub async fn run_with_clock(
         listeners.dimse,
         storage.clone(),
         config.gateway(consortium),
-        events_tx,
+        dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone() },
         stopped(stop_rx.clone()),
     ));
-    let app = viewer_api::router(viewer_api::AppState::with_config(storage.clone(), worklist.clone(), config.http()));
+    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), config.http()));
     let serve = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let mut http = tokio::spawn(std::future::IntoFuture::into_future(serve));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
@@ -177,6 +175,8 @@ pub async fn run_with_clock(
         }
     };
     let _ = gateway.await;
+    // what the last associations stored is applied before the database closes
+    let _ = consumer_stop.send(true);
     let _ = consumer.await;
     let _ = ticker.await;
     let _ = notifier.await;
@@ -185,12 +185,22 @@ pub async fn run_with_clock(
     http_result.context("HTTP server failed")
 }
 
-async fn handle_event(wl: &Worklist, ev: GatewayEvent) -> Result<(), worklist::Error> {
-    match ev {
-        GatewayEvent::InstanceStored { instance, first_in_association, .. } => {
-            wl.instance_arrived(&instance, first_in_association).await?;
+/// The arrival consumer loop: apply arrivals when woken (an acknowledgement) or every
+/// half second (arrivals postponed after an error, or written by another node), until the
+/// stop; then once more, so nothing acknowledged waits for the next start.
+async fn consume_arrivals(wl: Worklist, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let stopping = tokio::select! {
+            _ = wake.notified() => false,
+            _ = tick.tick() => false,
+            _ = stop.changed() => *stop.borrow(),
+        };
+        if let Err(e) = wl.consume_arrivals().await {
+            tracing::warn!(error = %e, "applying arrivals to the worklist failed; will retry");
         }
-        GatewayEvent::AssociationEnded { study_pks, .. } => wl.association_ended(&study_pks).await?,
+        if stopping {
+            break;
+        }
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@ use crate::blob::{BlobKey, BlobWriter};
 use crate::charset::{self, Charset, DecodePolicy};
 use crate::db::now_ms;
 use crate::header::{HeaderError, HeaderSniffer};
+use crate::arrival::Transfer;
 use crate::sites::Site;
 use crate::{Error, Storage};
 
@@ -46,18 +47,26 @@ impl IngestError {
         matches!(self, IngestError::Storage(_))
     }
 
-    /// The DICOM status that reports this refusal: in a C-STORE-RSP, and as the Failure
-    /// Reason (0008,1197) of a STOW-RS response (PS3.4 B.2.3).
-    pub fn dimse_status(&self) -> u16 {
+    /// What kind of refusal this is; each edge says it in its own protocol (a C-STORE-RSP
+    /// status, a STOW-RS Failure Reason).
+    pub fn refusal(&self) -> Refusal {
         match self {
-            // Refused: out of resources (retry later)
-            IngestError::TooLarge { .. } | IngestError::Storage(_) => 0xA700,
-            // Error: data set does not match SOP class (or what was announced for it)
-            IngestError::Mismatch { .. } => 0xA900,
-            // Error: cannot understand
-            IngestError::NotDicom(_) | IngestError::Attributes(_) => 0xC000,
+            IngestError::TooLarge { .. } | IngestError::Storage(_) => Refusal::OutOfResources,
+            IngestError::Mismatch { .. } => Refusal::DataSetMismatch,
+            IngestError::NotDicom(_) | IngestError::Attributes(_) => Refusal::CannotUnderstand,
         }
     }
+}
+
+/// The kinds of refusal of PS3.4 B.2.3, which C-STORE and STOW-RS both report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// out of resources: too large, or storage failed (the sender may retry later)
+    OutOfResources,
+    /// the data set does not match its SOP class or what was announced for it
+    DataSetMismatch,
+    /// not DICOM, truncated, or a required attribute missing
+    CannotUnderstand,
 }
 
 /// What happened to an instance that was accepted.
@@ -96,7 +105,8 @@ pub struct Announced {
 pub struct InstanceWriter {
     storage: Storage,
     site: Site,
-    source: String,
+    /// the association or request this instance arrives in (its arrival names it)
+    transfer: Transfer,
     announced: Option<Announced>,
     ts_uid: String,
     /// None until the file meta group of a Part-10 upload has been read
@@ -118,7 +128,7 @@ impl Storage {
     pub async fn begin_instance(
         &self,
         site: &Site,
-        source: &str,
+        transfer: &Transfer,
         ts_uid: &str,
         announced: Announced,
         source_ae: Option<&str>,
@@ -157,7 +167,7 @@ impl Storage {
         Ok(InstanceWriter {
             storage: self.clone(),
             site: site.clone(),
-            source: source.to_string(),
+            transfer: transfer.clone(),
             announced: Some(announced),
             ts_uid,
             sniffer: Some(sniffer),
@@ -175,12 +185,12 @@ impl Storage {
 impl Storage {
     /// Begin receiving a complete Part-10 file (as STOW-RS delivers it). It is stored byte
     /// for byte; its file meta group says what it is.
-    pub fn begin_part10(&self, site: &Site, source: &str) -> InstanceWriter {
+    pub fn begin_part10(&self, site: &Site, transfer: &Transfer) -> InstanceWriter {
         let key = BlobKey::new_instance(site.id);
         InstanceWriter {
             storage: self.clone(),
             site: site.clone(),
-            source: source.to_string(),
+            transfer: transfer.clone(),
             announced: None,
             ts_uid: String::new(),
             sniffer: None,
@@ -299,7 +309,7 @@ impl InstanceWriter {
         let InstanceWriter {
             storage,
             site,
-            source,
+            transfer,
             announced,
             ts_uid,
             sniffer,
@@ -350,7 +360,7 @@ impl InstanceWriter {
         let sha256 = hex::encode(hasher.finalize());
         let path = blob.finish().await?;
         debug_assert_eq!(path, key.as_path());
-        match record(&storage, &site, &source, &attrs, &ts_uid, &path, size, &sha256).await {
+        match record(&storage, &site, &transfer, &attrs, &ts_uid, &path, size, &sha256).await {
             Ok((study_pk, outcome, version)) => {
                 if outcome == IngestOutcome::Duplicate {
                     if let Err(e) = storage.blobs.delete(&path).await {
@@ -417,7 +427,7 @@ fn check_announced(a: InstanceAttrs, announced: Option<&Announced>) -> Result<In
 async fn record(
     storage: &Storage,
     site: &Site,
-    source: &str,
+    transfer: &Transfer,
     a: &InstanceAttrs,
     ts_uid: &str,
     blob_key: &str,
@@ -425,6 +435,7 @@ async fn record(
     sha256: &str,
 ) -> Result<(i64, IngestOutcome, i64), Error> {
     let now = now_ms();
+    let source = transfer.source.as_str();
     let issuer = a.issuer_of_patient_id.clone().unwrap_or_else(|| site.issuer.clone());
     let mut tx = storage.db.begin_write().await?;
 
@@ -555,11 +566,11 @@ async fn record(
         }
         None => (IngestOutcome::Stored, 1),
     };
-    sqlx::query(
+    let instance_pk: i64 = sqlx::query(
         "INSERT INTO instances (series_id, study_id, site_id, sop_instance_uid, sop_class_uid, version, is_current, \
            instance_number, transfer_syntax_uid, rows_, columns_, number_of_frames, blob_key, size_bytes, sha256, \
            received_at, source, metadata_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(series_pk)
     .bind(study_pk)
@@ -578,9 +589,10 @@ async fn record(
     .bind(now)
     .bind(source)
     .bind(a.metadata_json.clone())
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(Error::db("insert instance"))?;
+    .map_err(Error::db("insert instance"))?
+    .get(0);
 
     // Keep the study/series summaries QIDO answers from, incrementally: recounting all of a
     // study's instances for each one would make a large CT quadratic. Each UPDATE … RETURNING
@@ -628,6 +640,8 @@ async fn record(
             .await
             .map_err(Error::db("update study summary"))?;
     }
+    // the hand-over to the worklist, durable with the index row (storage::arrival)
+    crate::arrival::record_instance(&mut tx, transfer, study_pk, instance_pk, now).await?;
     tx.commit().await?;
     Ok((study_pk, outcome, version))
 }

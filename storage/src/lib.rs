@@ -5,6 +5,7 @@
 //! [`ingest::InstanceWriter`] and `finish` it; success means durable bytes and a committed
 //! index row, and any error leaves nothing visible.
 
+pub mod arrival;
 pub mod attrs;
 pub mod blob;
 pub mod charset;
@@ -15,6 +16,7 @@ pub mod query;
 pub mod sites;
 pub mod sop;
 
+pub use arrival::{Arrival, ArrivalKind, NodeName, Transfer, TransferId, Transfers};
 pub use blob::{BlobKey, BlobStore};
 pub use db::{now_ms, Backend, Db};
 pub use ingest::{IngestError, IngestOutcome, InstanceWriter, StoredInstance};

@@ -1,5 +1,5 @@
 //! Read paths of the index: scoped study search (QIDO-RS) and instance lookup (WADO-RS).
-//! Every query takes a [`Scope`]: sites are tenants, and a caller sees only their part.
+//! Every query takes a [`StudyFilter`]: sites are tenants, and a caller sees only their part.
 
 use serde::Serialize;
 use sqlx::any::AnyArguments;
@@ -7,15 +7,33 @@ use sqlx::{Arguments, Row};
 
 use crate::{Db, Error};
 
-/// What part of the archive a caller may see.
+/// Which studies a query may return. The caller (the worklist's visibility rule) decides;
+/// storage only applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// everything (admins)
+pub enum StudyFilter {
+    /// every study
     All,
-    /// the studies of one site (technicians and referrers)
+    /// the studies of one site
     Site(i64),
-    /// the studies routed to one reading pool (readers)
-    Pool(i64),
+    /// the studies another module selects (a reading pool's), see [`StudySelection`]
+    Selected(StudySelection),
+    /// none
+    Nothing,
+}
+
+/// A set of studies chosen by a query that belongs to another module (e.g. "the studies
+/// routed to pool 7"): a fixed `SELECT study_id …` with one `?` for its one key. Storage
+/// applies it as `studies.id IN (…)` without knowing the tables it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StudySelection {
+    subquery: &'static str,
+    key: i64,
+}
+
+impl StudySelection {
+    pub const fn new(subquery: &'static str, key: i64) -> Self {
+        StudySelection { subquery, key }
+    }
 }
 
 /// Study-level search keys (PS3.18 10.6, the subset this index answers).
@@ -130,17 +148,18 @@ impl Sql {
     }
 }
 
-fn scope_clause(sql: &mut Sql, scope: Scope) {
+fn scope_clause(sql: &mut Sql, scope: StudyFilter) {
     match scope {
-        Scope::All => {}
-        Scope::Site(site) => {
+        StudyFilter::All => {}
+        StudyFilter::Site(site) => {
             let p = sql.bind(site);
             sql.push(&format!(" AND st.site_id = {p}"));
         }
-        Scope::Pool(pool) => {
-            let p = sql.bind(pool);
-            sql.push(&format!(" AND EXISTS (SELECT 1 FROM worklist_items w WHERE w.study_id = st.id AND w.pool_id = {p})"));
+        StudyFilter::Selected(sel) => {
+            let p = sql.bind(sel.key);
+            sql.push(&format!(" AND st.id IN ({})", sel.subquery.replacen('?', &p, 1)));
         }
+        StudyFilter::Nothing => sql.push(" AND 1 = 0"),
     }
 }
 
@@ -188,7 +207,7 @@ fn date_clause(sql: &mut Sql, range: &str) -> Result<(), Error> {
 }
 
 /// Search studies within `scope`.
-pub async fn search_studies(db: &Db, scope: Scope, q: &StudyQuery) -> Result<Vec<StudyRow>, Error> {
+pub async fn search_studies(db: &Db, scope: StudyFilter, q: &StudyQuery) -> Result<Vec<StudyRow>, Error> {
     let mut sql = Sql::new(db, 
         "SELECT st.id, st.site_id, st.study_uid, st.study_date, st.study_time, st.accession_number, st.study_id, \
            st.study_description, st.referring_physician, st.modalities, st.num_series, st.num_instances, \
@@ -298,51 +317,24 @@ fn instance_from_row(r: &sqlx::any::AnyRow) -> InstanceRow {
     }
 }
 
-fn in_scope(scope: Scope, row: &InstanceRow, pool_of_study: Option<i64>) -> bool {
-    match scope {
-        Scope::All => true,
-        Scope::Site(s) => row.site_id == s,
-        Scope::Pool(p) => pool_of_study == Some(p),
-    }
-}
-
-async fn pool_of_study(db: &Db, study_pk: i64) -> Result<Option<i64>, Error> {
-    Ok(sqlx::query("SELECT pool_id FROM worklist_items WHERE study_id = $1")
-        .bind(study_pk)
-        .fetch_optional(db.pool())
-        .await
-        .map_err(Error::db("select pool of study"))?
-        .map(|r| r.get(0)))
-}
-
 /// The current version of an instance, if the caller may see it.
 pub async fn find_instance(
     db: &Db,
-    scope: Scope,
+    scope: StudyFilter,
     study_uid: &str,
     series_uid: &str,
     sop_instance_uid: &str,
 ) -> Result<Option<InstanceRow>, Error> {
-    let rows = sqlx::query(instance_select!(
-        "AND st.study_uid = $1 AND se.series_uid = $2 AND i.sop_instance_uid = $3 ORDER BY i.site_id"
-    ))
-    .bind(study_uid)
-    .bind(series_uid)
-    .bind(sop_instance_uid)
-    .fetch_all(db.pool())
-    .await
-    .map_err(Error::db("select instance"))?;
-    for r in &rows {
-        let row = instance_from_row(r);
-        let pool = match scope {
-            Scope::Pool(_) => pool_of_study(db, row.study_pk).await?,
-            _ => None,
-        };
-        if in_scope(scope, &row, pool) {
-            return Ok(Some(row));
-        }
-    }
-    Ok(None)
+    let mut sql = Sql::new(db, instance_select!(""));
+    scope_clause(&mut sql, scope);
+    let (a, b, c) = (sql.bind(study_uid.to_string()), sql.bind(series_uid.to_string()), sql.bind(sop_instance_uid.to_string()));
+    sql.push(&format!(" AND st.study_uid = {a} AND se.series_uid = {b} AND i.sop_instance_uid = {c} ORDER BY i.site_id LIMIT 1"));
+    let Sql { text, args, .. } = sql;
+    let row = sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select instance"))?;
+    Ok(row.as_ref().map(instance_from_row))
 }
 
 /// The current instances of a study (by its index key), in series and instance order.
@@ -411,7 +403,7 @@ fn uid_list(sql: &mut Sql, column: &str, uids: &[String]) {
 }
 
 /// Search series within `scope` (optionally within one study).
-pub async fn search_series(db: &Db, scope: Scope, q: &SeriesQuery) -> Result<Vec<SeriesRow>, Error> {
+pub async fn search_series(db: &Db, scope: StudyFilter, q: &SeriesQuery) -> Result<Vec<SeriesRow>, Error> {
     let mut sql = Sql::new(db, 
         "SELECT st.study_uid, se.series_uid, se.modality, se.series_number, se.series_description, se.body_part, \
            se.num_instances, se.id \
@@ -464,7 +456,7 @@ pub struct InstanceQuery {
 }
 
 /// Search the current instances within `scope`.
-pub async fn search_instances(db: &Db, scope: Scope, q: &InstanceQuery) -> Result<Vec<InstanceRow>, Error> {
+pub async fn search_instances(db: &Db, scope: StudyFilter, q: &InstanceQuery) -> Result<Vec<InstanceRow>, Error> {
     let mut sql = Sql::new(db, 
         "SELECT i.id, i.site_id, i.study_id, st.study_uid, se.series_uid, i.sop_instance_uid, i.sop_class_uid, \
            i.transfer_syntax_uid, i.instance_number, i.number_of_frames, i.rows_, i.columns_, se.modality, \
@@ -503,7 +495,7 @@ pub async fn search_instances(db: &Db, scope: Scope, q: &InstanceQuery) -> Resul
 /// instance), with their UIDs: one query, no blob reads.
 pub async fn metadata(
     db: &Db,
-    scope: Scope,
+    scope: StudyFilter,
     study_uid: &str,
     series_uid: Option<&str>,
     sop_instance_uid: Option<&str>,

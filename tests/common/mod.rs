@@ -43,16 +43,18 @@ pub async fn pg_database() -> Option<String> {
     Some(url.to_string())
 }
 
-/// Skip a PostgreSQL test when no cluster was provided (the README's test command always
-/// provides one, so CI runs both backends).
-#[macro_export]
-macro_rules! pg_or_skip {
-    ($backend:expr) => {
-        if $backend == common::Backend::Postgres && std::env::var("READHUB_TEST_PG_URL").is_err() {
-            eprintln!("skipped: READHUB_TEST_PG_URL is not set (run the README's test command)");
-            return;
-        }
-    };
+/// Is the peer a test needs present (its environment variable set by the README's test
+/// command)? Outside CI a missing peer skips the test, saying so; when `CI` is set it fails
+/// it: CI never passes a test it did not run.
+pub fn peer_present(var: &str, what: &str) -> bool {
+    if std::env::var_os(var).is_some() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing: {var} is not set, and CI must run every test (run the README's test command)");
+    }
+    eprintln!("skipped: {var} is not set: {what} (the README's test command sets it)");
+    false
 }
 
 pub struct Hub {

@@ -5,13 +5,12 @@ use std::collections::HashSet;
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
 use dicom_ul::{Pdu, ServerAssociationOptions};
-use storage::ingest::Announced;
-use storage::{IngestError, InstanceWriter, Site, Storage};
+use storage::ingest::{Announced, Refusal};
+use storage::{IngestError, InstanceWriter, Site, Storage, Transfer};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::dimse::{self, Command, Status};
-use crate::{syntaxes, Config, GatewayEvent};
+use crate::{syntaxes, Config, Handover};
 
 /// Access control: the calling AE title must be registered to a site (or enrollment is open).
 #[derive(Debug, Clone)]
@@ -56,11 +55,10 @@ enum Rx {
 }
 
 pub(crate) async fn serve(
-    id: u64,
     socket: TcpStream,
     storage: Storage,
     config: &Config,
-    events: mpsc::Sender<GatewayEvent>,
+    handover: &Handover,
 ) {
     // read per association, so a site added with `readhub site add` (or by another
     // process) is known at once
@@ -114,9 +112,11 @@ pub(crate) async fn serve(
         .collect();
     tracing::info!(site = %site.name, contexts = contexts.len(), "association accepted");
 
-    let mut studies: Vec<i64> = Vec::new();
+    let transfer = handover.transfers.begin("assoc", format!("dimse:{calling}"));
+    tracing::Span::current().record("dimse.transfer", transfer.id.as_str());
+    // did this association store anything new (then its end is news for the worklist)
+    let mut handed_over = false;
     let mut rx = Rx::Idle { command: Vec::new() };
-    let source = format!("dimse:{calling}");
     let (mut stored, mut failed) = (0u32, 0u32);
     loop {
         let pdu = match assoc.receive().await {
@@ -133,7 +133,7 @@ pub(crate) async fn serve(
         match pdu {
             Pdu::PData { data } => {
                 for pdv in data {
-                    let reply = match handle_pdv(&mut rx, pdv, &contexts, &storage, &site, &source, &calling).await {
+                    let reply = match handle_pdv(&mut rx, pdv, &contexts, &storage, &site, &transfer, &calling).await {
                         Ok(r) => r,
                         Err(reason) => {
                             tracing::warn!(%reason, "protocol error; aborting association");
@@ -141,7 +141,7 @@ pub(crate) async fn serve(
                                 w.abort().await;
                             }
                             let _ = assoc.abort().await;
-                            emit_end(&events, id, site.id, studies).await;
+                            end_transfer(&storage, handover, &transfer, handed_over).await;
                             return;
                         }
                     };
@@ -149,19 +149,12 @@ pub(crate) async fn serve(
                     match outcome {
                         Some(Ok(inst)) => {
                             stored += 1;
-                            // a byte-identical re-send changes nothing downstream
-                            let counts = inst.outcome != storage::IngestOutcome::Duplicate;
-                            let first = counts && !studies.contains(&inst.study_pk);
-                            if first {
-                                studies.push(inst.study_pk);
+                            // a byte-identical re-send changes nothing downstream (and has
+                            // no arrival); anything else is waiting for the consumer
+                            if inst.outcome != storage::IngestOutcome::Duplicate {
+                                handed_over = true;
+                                handover.wake.notify_one();
                             }
-                            let _ = events
-                                .send(GatewayEvent::InstanceStored {
-                                    association: id,
-                                    instance: Box::new(inst),
-                                    first_in_association: first,
-                                })
-                                .await;
                         }
                         Some(Err(())) => failed += 1,
                         None => {}
@@ -177,7 +170,7 @@ pub(crate) async fn serve(
                     if let Err(e) = assoc.send(&msg).await {
                         tracing::warn!(error = %e, "could not send response; aborting association");
                         let _ = assoc.abort().await;
-                        emit_end(&events, id, site.id, studies).await;
+                        end_transfer(&storage, handover, &transfer, handed_over).await;
                         return;
                     }
                 }
@@ -207,17 +200,20 @@ pub(crate) async fn serve(
             }
         }
     }
-    emit_end(&events, id, site.id, studies).await;
+    end_transfer(&storage, handover, &transfer, handed_over).await;
 }
 
-async fn emit_end(events: &mpsc::Sender<GatewayEvent>, id: u64, site_id: i64, study_pks: Vec<i64>) {
-    let _ = events
-        .send(GatewayEvent::AssociationEnded {
-            association: id,
-            site_id,
-            study_pks,
-        })
-        .await;
+/// The association has ended: its studies may become ready after the quiet period. If this
+/// cannot be recorded (database down), the next start of this node ends the transfer, and
+/// the stall horizon covers the rest.
+async fn end_transfer(storage: &Storage, handover: &Handover, transfer: &Transfer, handed_over: bool) {
+    if !handed_over {
+        return;
+    }
+    match storage::arrival::end_transfer(&storage.db, transfer).await {
+        Ok(()) => handover.wake.notify_one(),
+        Err(e) => tracing::error!(error = %e, "could not record the end of the association's transfer"),
+    }
 }
 
 async fn site_for(storage: &Storage, config: &Config, calling: &str) -> Option<Site> {
@@ -253,7 +249,7 @@ async fn handle_pdv(
     contexts: &[(u8, String, String)],
     storage: &Storage,
     site: &Site,
-    source: &str,
+    transfer: &Transfer,
     calling: &str,
 ) -> Result<Reply, String> {
     match rx {
@@ -283,7 +279,7 @@ async fn handle_pdv(
                         sop_instance_uid: cmd.sop_instance_uid.clone(),
                     };
                     let (writer, error) = match storage
-                        .begin_instance(site, source, ts, announced, Some(calling))
+                        .begin_instance(site, transfer, ts, announced, Some(calling))
                         .await
                     {
                         Ok(w) => (Some(w), None),
@@ -352,11 +348,11 @@ async fn handle_pdv(
     }
 }
 
-/// The DIMSE status for a refused instance.
+/// The DIMSE status for a refused instance (PS3.4 B.2.3).
 pub fn status_for(e: &IngestError) -> Status {
-    match e.dimse_status() {
-        0xA700 => Status::OutOfResources,
-        0xA900 => Status::DataSetMismatch,
-        _ => Status::CannotUnderstand,
+    match e.refusal() {
+        Refusal::OutOfResources => Status::OutOfResources,
+        Refusal::DataSetMismatch => Status::DataSetMismatch,
+        Refusal::CannotUnderstand => Status::CannotUnderstand,
     }
 }

@@ -5,7 +5,9 @@
 //! into a [`storage::InstanceWriter`], never buffered whole) → **persist** (`finish`: durable
 //! blob + committed index) → **respond** (C-STORE-RSP with the real status: success only
 //! when durable; 0xA700/0xA900/0xC000 with an Error Comment otherwise, and the association
-//! stays open). It depends on `storage` only and reports what arrived as [`GatewayEvent`]s.
+//! stays open). It depends on `storage` only: what it stores is handed to the worklist by
+//! storage's durable arrival queue (`storage::arrival`), in the same transaction as the
+//! index row; the gateway only wakes the consumer and ends its transfer.
 
 mod association;
 mod dimse;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use storage::Storage;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
 pub use association::AeAccess;
@@ -52,22 +54,13 @@ impl Default for Config {
     }
 }
 
-/// What the gateway tells the rest of readhub.
+/// How the gateway hands what it stored over: each association is a transfer (its
+/// arrivals are written by storage with the index rows); `wake` tells the worklist's
+/// consumer that arrivals are waiting.
 #[derive(Debug, Clone)]
-pub enum GatewayEvent {
-    /// An instance is durable and indexed. `first_in_association` is true for the first
-    /// instance of its study within this association.
-    InstanceStored {
-        association: u64,
-        instance: Box<storage::StoredInstance>,
-        first_in_association: bool,
-    },
-    /// An association ended (released, aborted or timed out) after touching these studies.
-    AssociationEnded {
-        association: u64,
-        site_id: i64,
-        study_pks: Vec<i64>,
-    },
+pub struct Handover {
+    pub transfers: Arc<storage::Transfers>,
+    pub wake: Arc<Notify>,
 }
 
 /// Accept associations on `listener` until `shutdown` resolves; then wait for the open
@@ -76,7 +69,7 @@ pub async fn run(
     listener: TcpListener,
     storage: Storage,
     config: Config,
-    events: mpsc::Sender<GatewayEvent>,
+    handover: Handover,
     shutdown: impl Future<Output = ()>,
 ) {
     let config = Arc::new(config);
@@ -101,13 +94,13 @@ pub async fn run(
         let _ = socket.set_nodelay(true);
         let storage = storage.clone();
         let config = config.clone();
-        let events = events.clone();
+        let handover = handover.clone();
         let slots = slots.clone();
-        let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.calling_ae = tracing::field::Empty);
+        let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.calling_ae = tracing::field::Empty, dimse.transfer = tracing::field::Empty);
         tasks.spawn(
             async move {
                 let Ok(_permit) = slots.acquire_owned().await else { return };
-                association::serve(id, socket, storage, &config, events).await;
+                association::serve(socket, storage, &config, &handover).await;
             }
             .instrument(span),
         );

@@ -7,7 +7,7 @@ use axum::response::{AppendHeaders, IntoResponse};
 use axum::Json;
 use serde::Deserialize;
 use worklist::items::ItemView;
-use worklist::{Role, Worklist};
+use worklist::{Role, Scope, Worklist};
 
 use crate::auth::{require, session_token, Caller, SESSION_COOKIE};
 use crate::error::{ApiError, ApiResult};
@@ -61,19 +61,19 @@ pub struct QueueQuery {
 /// A reader's pool queue (admins may name any pool).
 pub async fn queue(State(st): State<AppState>, caller: Caller, Query(q): Query<QueueQuery>) -> ApiResult<Json<Vec<ItemView>>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
-    let pool = match (caller.0.role, q.pool, caller.0.pool_id) {
-        (Role::Admin, Some(p), _) => p,
-        (Role::Admin, None, _) => return Err(ApiError::BadRequest("give ?pool=ID".into())),
-        (_, Some(p), Some(mine)) if p != mine => return Err(ApiError::Forbidden("not your pool / 非本阅片组".into())),
-        (_, _, Some(mine)) => mine,
-        (_, _, None) => return Err(ApiError::Forbidden("you belong to no pool".into())),
+    let pool = match (caller.scope(), q.pool) {
+        (Scope::All, Some(p)) => p,
+        (Scope::All, None) => return Err(ApiError::BadRequest("give ?pool=ID".into())),
+        (Scope::Pool(mine), Some(p)) if p != mine => return Err(ApiError::Forbidden("not your pool / 非本阅片组".into())),
+        (Scope::Pool(mine), _) => mine,
+        _ => return Err(ApiError::Forbidden("you belong to no pool".into())),
     };
     Ok(Json(st.worklist.queue_page(pool, q.limit.unwrap_or(500)).await?))
 }
 
 pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiResult<ItemView> {
     let item = w.item(id).await?;
-    if !Worklist::can_see(&caller.0, &item) {
+    if !caller.scope().sees(item.site_id, Some(item.pool_id)) {
         // not 403: do not confirm that another site's item exists
         return Err(ApiError::NotFound(format!("worklist item {id} not found")));
     }
@@ -164,7 +164,9 @@ pub async fn sign(State(st): State<AppState>, caller: Caller, Path(id): Path<i64
 /// What became of a site's studies (technicians, referrers of the site).
 pub async fn site_studies(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ItemView>>> {
     require(&caller, &[Role::Technician, Role::Referrer])?;
-    let site = caller.0.site_id.ok_or_else(|| ApiError::Forbidden("you belong to no site".into()))?;
+    let Scope::Site(site) = caller.scope() else {
+        return Err(ApiError::Forbidden("you belong to no site".into()));
+    };
     Ok(Json(st.worklist.site_items(site).await?))
 }
 
@@ -188,10 +190,11 @@ pub async fn reports(State(st): State<AppState>, caller: Caller, Query(q): Query
             None => Ok(None),
         }
     };
-    let site = match caller.0.role {
-        Role::Admin => None,
-        Role::Referrer | Role::Technician => Some(caller.0.site_id.ok_or_else(|| ApiError::Forbidden("you belong to no site".into()))?),
-        Role::Reader => return Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
+    let site = match caller.scope() {
+        Scope::All => None,
+        Scope::Site(s) => Some(s),
+        Scope::Pool(_) => return Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
+        Scope::Nothing => return Err(ApiError::Forbidden("you belong to no site".into())),
     };
     let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000) };
     Ok(Json(st.worklist.site_reports(site, &search).await?))

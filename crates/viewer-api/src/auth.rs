@@ -10,8 +10,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use storage::query::Scope;
-use worklist::{Role, User};
+use storage::query::StudyFilter;
+use worklist::{Role, Scope, User};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -28,13 +28,14 @@ pub struct BasicCache(Mutex<HashMap<[u8; 32], (User, Instant)>>);
 pub struct Caller(pub User);
 
 impl Caller {
-    /// The part of the archive this caller may see through DICOMweb.
+    /// What this caller may see (the worklist's one visibility rule).
     pub fn scope(&self) -> Scope {
-        match self.0.role {
-            Role::Admin => Scope::All,
-            Role::Reader => Scope::Pool(self.0.pool_id.unwrap_or(-1)),
-            Role::Technician | Role::Referrer => Scope::Site(self.0.site_id.unwrap_or(-1)),
-        }
+        Scope::of(&self.0)
+    }
+
+    /// The studies this caller may see through DICOMweb.
+    pub fn studies(&self) -> StudyFilter {
+        self.scope().study_filter()
     }
 }
 

@@ -79,7 +79,7 @@ pub async fn search_studies(
     }
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
-    let rows = storage::query::search_studies(&st.storage.db, caller.scope(), &q).await?;
+    let rows = storage::query::search_studies(&st.storage.db, caller.studies(), &q).await?;
     let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
@@ -325,7 +325,7 @@ pub async fn search_series(
     }
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
-    let rows = storage::query::search_series(&st.storage.db, caller.scope(), &q).await?;
+    let rows = storage::query::search_series(&st.storage.db, caller.studies(), &q).await?;
     let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
@@ -386,7 +386,7 @@ pub async fn search_instances(
     }
     (q.limit, q.offset) = (common.limit, common.offset);
     let base = st.public_base(&headers);
-    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
     let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
@@ -418,7 +418,7 @@ async fn find(st: &AppState, caller: &Caller, study: &str, series: &str, sop: &s
     check_uid("StudyInstanceUID", study)?;
     check_uid("SeriesInstanceUID", series)?;
     check_uid("SOPInstanceUID", sop)?;
-    storage::query::find_instance(&st.storage.db, caller.scope(), study, series, sop)
+    storage::query::find_instance(&st.storage.db, caller.studies(), study, series, sop)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {sop} not found")))
 }
@@ -462,7 +462,7 @@ pub async fn retrieve_study_or_series(
 ) -> ApiResult<Response> {
     let uids = PathUids::from(Some(path))?;
     let q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, limit: Some(10_000), ..Default::default() };
-    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound("no such study or series here".into()));
     }
@@ -593,7 +593,7 @@ pub async fn thumbnail(
         limit: Some(10_000),
         ..Default::default()
     };
-    let rows = storage::query::search_instances(&st.storage.db, caller.scope(), &q).await?;
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
     let first_series = rows.first().map(|r| r.series_uid.clone()).ok_or_else(|| ApiError::NotFound("nothing to show".into()))?;
     let in_series: Vec<&InstanceRow> = rows.iter().filter(|r| r.series_uid == first_series).collect();
     let pick = in_series[in_series.len() / 2].clone();
@@ -679,7 +679,7 @@ pub async fn retrieve_metadata(
 ) -> ApiResult<Response> {
     let PathUids { study, series, sop } = PathUids::from(Some(path))?;
     let study = study.unwrap_or_default();
-    let rows = storage::query::metadata(&st.storage.db, caller.scope(), &study, series.as_deref(), sop.as_deref()).await?;
+    let rows = storage::query::metadata(&st.storage.db, caller.studies(), &study, series.as_deref(), sop.as_deref()).await?;
     if rows.is_empty() {
         return Err(ApiError::NotFound(format!("no instances of study {study} here")));
     }

@@ -42,19 +42,18 @@ pub struct AppState {
     pub worklist: Worklist,
     pub config: Arc<Config>,
     pub basic_cache: Arc<auth::BasicCache>,
+    /// STOW-RS requests are transfers, like associations (storage::arrival)
+    pub transfers: Arc<storage::Transfers>,
 }
 
 impl AppState {
-    pub fn new(storage: Storage, worklist: Worklist) -> Self {
-        Self::with_config(storage, worklist, Config::default())
-    }
-
-    pub fn with_config(storage: Storage, worklist: Worklist, config: Config) -> Self {
+    pub fn new(storage: Storage, worklist: Worklist, transfers: Arc<storage::Transfers>, config: Config) -> Self {
         AppState {
             storage,
             worklist,
             config: Arc::new(config),
             basic_cache: Arc::new(auth::BasicCache::default()),
+            transfers,
         }
     }
 

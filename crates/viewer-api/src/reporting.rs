@@ -132,7 +132,7 @@ pub async fn templates(State(st): State<AppState>, caller: Caller, Query(q): Que
             let item = visible_item(&st.worklist, &caller, id).await?;
             let series = storage::query::search_series(
                 &st.storage.db,
-                storage::query::Scope::All,
+                storage::query::StudyFilter::Site(item.site_id),
                 &storage::query::SeriesQuery { study_uid: Some(item.study_instance_uid.clone()), ..Default::default() },
             )
             .await?;

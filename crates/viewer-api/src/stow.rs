@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use storage::ingest::Refusal;
 use storage::StoredInstance;
 use worklist::Role;
 
@@ -92,14 +93,14 @@ async fn stow(
     }
     .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
     let boundary = boundary(&headers)?;
-    let source = format!("stow:{}", caller.0.username);
+    let transfer = st.transfers.begin("stow", format!("stow:{}", caller.0.username));
+    let mut handed_over = false;
     let limit = st.storage.limits.max_instance_bytes;
     let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(limit + 64 * 1024));
     let mut multipart = multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
 
     let mut referenced: Vec<Value> = Vec::new();
     let mut failed: Vec<Value> = Vec::new();
-    let mut studies: Vec<i64> = Vec::new();
     let mut study_uids: Vec<String> = Vec::new();
     let base = st.public_base(&headers);
     let mut parts = 0;
@@ -111,9 +112,7 @@ async fn stow(
                 // a broken body: what was already stored stays stored (and is reported by
                 // the log); the client is told the request was malformed
                 tracing::warn!(error = %e, stored = referenced.len(), "malformed STOW-RS body");
-                if !studies.is_empty() {
-                    let _ = st.worklist.association_ended(&studies).await;
-                }
+                hand_over(&st, &transfer, handed_over).await;
                 return Err(ApiError::BadRequest(format!("malformed multipart body: {e}")));
             }
         };
@@ -123,7 +122,7 @@ async fn stow(
             failed.push(failure(None, 0xC000, &format!("part {parts} is {}, not application/dicom", part_type.unwrap_or_default())));
             continue;
         }
-        let mut writer = st.storage.begin_part10(&site, &source);
+        let mut writer = st.storage.begin_part10(&site, &transfer);
         if let Some(s) = &study {
             writer.expect_study(s);
         }
@@ -150,21 +149,14 @@ async fn stow(
             }
             // the body itself is broken (cut short, bad framing): a malformed request
             tracing::warn!(error = %e, stored = referenced.len(), "STOW-RS body cut short");
-            if !studies.is_empty() {
-                let _ = st.worklist.association_ended(&studies).await;
-            }
+            hand_over(&st, &transfer, handed_over).await;
             return Err(ApiError::BadRequest(format!("malformed multipart body: part {parts} is cut short ({e})")));
         }
         let uids = writer.announced();
         match writer.finish().await {
             Ok(inst) => {
-                let first = !studies.contains(&inst.study_pk);
-                if first && inst.outcome != storage::IngestOutcome::Duplicate {
-                    studies.push(inst.study_pk);
-                }
-                if let Err(e) = st.worklist.instance_arrived(&inst, first).await {
-                    tracing::error!(error = %e, "worklist update failed after STOW-RS");
-                }
+                // its arrival was written with its index row (a duplicate has none)
+                handed_over |= inst.outcome != storage::IngestOutcome::Duplicate;
                 if !study_uids.contains(&inst.attrs.study_uid) {
                     study_uids.push(inst.attrs.study_uid.clone());
                 }
@@ -172,15 +164,11 @@ async fn stow(
             }
             Err(e) => {
                 tracing::warn!(error = %e, part = parts, "STOW-RS part refused");
-                failed.push(failure(uids.as_ref().map(|(c, i)| (c.as_str(), i.as_str())), e.dimse_status(), &e.to_string()));
+                failed.push(failure(uids.as_ref().map(|(c, i)| (c.as_str(), i.as_str())), failure_reason(&e), &e.to_string()));
             }
         }
     }
-    if !studies.is_empty() {
-        if let Err(e) = st.worklist.association_ended(&studies).await {
-            tracing::error!(error = %e, "worklist update failed after STOW-RS");
-        }
-    }
+    hand_over(&st, &transfer, handed_over).await;
     if parts == 0 {
         return Err(ApiError::BadRequest("the multipart body has no parts".into()));
     }
@@ -204,6 +192,32 @@ async fn stow(
     let mut resp = (status, serde_json::to_vec(&Value::Object(out)).unwrap_or_default()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
     Ok(resp)
+}
+
+/// The request is over: end its transfer and apply the arrivals now (the same consumer as
+/// for C-STORE), so the worklist is current when the client hears back. If either fails,
+/// the background consumer and the next start finish the job: what was stored is durable
+/// and its arrivals with it.
+async fn hand_over(st: &AppState, transfer: &storage::Transfer, handed_over: bool) {
+    if !handed_over {
+        return;
+    }
+    if let Err(e) = storage::arrival::end_transfer(&st.storage.db, transfer).await {
+        tracing::error!(error = %e, "could not record the end of the STOW-RS transfer");
+    }
+    if let Err(e) = st.worklist.consume_arrivals().await {
+        tracing::error!(error = %e, "worklist update after STOW-RS failed; the background consumer retries");
+    }
+}
+
+/// The Failure Reason (0008,1197) of a refused part: the codes of PS3.4 B.2.3, as a
+/// C-STORE-RSP would carry them.
+fn failure_reason(e: &storage::IngestError) -> u16 {
+    match e.refusal() {
+        Refusal::OutOfResources => 0xA700,
+        Refusal::DataSetMismatch => 0xA900,
+        Refusal::CannotUnderstand => 0xC000,
+    }
 }
 
 fn reference(base: &str, inst: &StoredInstance) -> Value {

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use worklist::items::ItemView;
 use worklist::routing::{Rule, RuleSet};
-use worklist::sla::Alert;
+use worklist::alerts::Alert;
 use worklist::{Priority, RejectReason, Role};
 
 use crate::api::visible_item;
@@ -263,7 +263,7 @@ pub async fn add_user(State(st): State<AppState>, caller: Caller, Json(b): Json<
         duty_hours: b.duty_hours.filter(|h| !h.trim().is_empty()),
     };
     if let Some(h) = &q.duty_hours {
-        worklist::routing::parse_hours(h)?;
+        worklist::hours::parse_hours(h)?;
     }
     let user = st
         .worklist

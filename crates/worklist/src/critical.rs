@@ -6,8 +6,10 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::items::insert_event;
-use crate::sla::{insert_alert, AlertKind};
+use crate::alerts::{raise_alert, AlertKind};
+use crate::events::record_event;
+use crate::outbox::enqueue_webhook;
+use crate::scope::Scope;
 use crate::{Error, EventKind, Role, User, Worklist};
 
 /// One critical result and its chain.
@@ -64,43 +66,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> CriticalResult {
     }
 }
 
-/// Queue a webhook delivery to a site (if it has a webhook) inside `tx`.
-pub(crate) async fn enqueue_webhook(tx: &mut storage::db::WriteTx<'_>, site_id: i64, body: &serde_json::Value, now: i64) -> Result<(), Error> {
-    let url: Option<String> = sqlx::query("SELECT webhook_url FROM sites WHERE id = $1")
-        .bind(site_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(Error::db("select site webhook"))?
-        .and_then(|r| r.get::<Option<String>, _>(0))
-        .filter(|u| !u.trim().is_empty());
-    if let Some(url) = url {
-        sqlx::query("INSERT INTO webhook_outbox (site_id, url, body, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(site_id)
-            .bind(url)
-            .bind(body.to_string())
-            .bind(now)
-            .bind(now)
-            .execute(&mut **tx)
-            .await
-            .map_err(Error::db("queue webhook"))?;
-    }
-    Ok(())
-}
-
-/// A webhook delivery that is due.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: i64,
-    pub url: String,
-    pub body: String,
-    pub attempts: i64,
-}
-
 impl Worklist {
     /// A reader of the item's pool flags a critical finding. The site is notified at once.
     pub async fn flag_critical(&self, item_id: i64, user: &User, finding: &str) -> Result<CriticalResult, Error> {
         let item = self.item(item_id).await?;
-        if user.role != Role::Reader || user.pool_id != Some(item.pool_id) {
+        if user.role != Role::Reader || !Scope::of(user).sees(item.site_id, Some(item.pool_id)) {
             return Err(Error::Forbidden("only a reader of this item's pool flags a critical result / 仅本组医生可报危急值".into()));
         }
         if finding.trim().is_empty() {
@@ -123,7 +93,7 @@ impl Worklist {
         .await
         .map_err(Error::db("insert critical result"))?
         .get(0);
-        insert_event(&mut tx, item_id, EventKind::CriticalFlagged, Some(user.id), now, finding.trim()).await?;
+        record_event(&mut tx, item_id, EventKind::CriticalFlagged, Some(user.id), now, finding.trim()).await?;
         let msg = format!(
             "危急值 CRITICAL RESULT: patient {} {} ({}): {} — please acknowledge / 请立即确认",
             item.patient_id,
@@ -131,7 +101,7 @@ impl Worklist {
             item.accession_number.as_deref().unwrap_or(&item.study_instance_uid),
             finding.trim()
         );
-        insert_alert(&mut tx, AlertKind::CriticalResult, None, Some(item.site_id), Some(item_id), &msg, now).await?;
+        raise_alert(&mut tx, AlertKind::CriticalResult, None, Some(item.site_id), Some(item_id), &msg, now).await?;
         let body = serde_json::json!({
             "event": "critical_result",
             "critical_result_id": id,
@@ -146,7 +116,7 @@ impl Worklist {
             "acknowledge": format!("/api/critical/{id}/ack"),
         });
         enqueue_webhook(&mut tx, item.site_id, &body, now).await?;
-        insert_event(&mut tx, item_id, EventKind::CriticalNotified, None, now, "in-app alert; site webhook queued if configured").await?;
+        record_event(&mut tx, item_id, EventKind::CriticalNotified, None, now, "in-app alert; site webhook queued if configured").await?;
         tx.commit().await?;
         self.critical_result(id).await
     }
@@ -164,11 +134,7 @@ impl Worklist {
     /// Critical results a user may see: the site's (referrers, technicians), the pool's
     /// (readers), all (admins). Unacknowledged first.
     pub async fn critical_results(&self, user: &User) -> Result<Vec<CriticalResult>, Error> {
-        let (clause, key) = match user.role {
-            Role::Admin => ("$1 = 0", 0),
-            Role::Reader => ("c.pool_id = $1", user.pool_id.unwrap_or(-1)),
-            Role::Technician | Role::Referrer => ("c.site_id = $1", user.site_id.unwrap_or(-1)),
-        };
+        let (clause, key) = Scope::of(user).sql("c.site_id", "c.pool_id", 1);
         let sql = format!("{SELECT} WHERE {clause} ORDER BY CASE WHEN c.acknowledged_at IS NULL THEN 0 ELSE 1 END, c.id DESC LIMIT 500");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(key)
@@ -182,10 +148,11 @@ impl Worklist {
     /// acknowledgement stands.
     pub async fn acknowledge_critical(&self, id: i64, user: &User) -> Result<CriticalResult, Error> {
         let c = self.critical_result(id).await?;
-        let allowed = matches!(user.role, Role::Referrer | Role::Technician) && user.site_id == Some(c.site_id);
+        let scope = Scope::of(user);
+        let allowed = matches!(user.role, Role::Referrer | Role::Technician) && scope.sees(c.site_id, Some(c.pool_id));
         if !allowed {
             // another site's result is not even confirmed to exist
-            return Err(if user.role == Role::Admin || user.pool_id == Some(c.pool_id) {
+            return Err(if scope.sees(c.site_id, Some(c.pool_id)) {
                 Error::Forbidden("the referring site acknowledges a critical result / 由申请科室确认".into())
             } else {
                 Error::NotFound(format!("critical result {id}"))
@@ -214,7 +181,7 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("acknowledge alert"))?;
-            insert_event(&mut tx, c.item_id, EventKind::CriticalAcknowledged, Some(user.id), now, &format!("critical result {id}")).await?;
+            record_event(&mut tx, c.item_id, EventKind::CriticalAcknowledged, Some(user.id), now, &format!("critical result {id}")).await?;
         }
         tx.commit().await?;
         self.critical_result(id).await
@@ -252,8 +219,8 @@ impl Worklist {
             if done == 1 {
                 let minutes = self.config.critical_ack.as_secs() / 60;
                 let msg = format!("critical result {id} (item {item_id}) unacknowledged after {minutes} min / 危急值超时未确认");
-                insert_alert(&mut tx, AlertKind::CriticalUnacknowledged, Some(pool_id), None, Some(item_id), &msg, now).await?;
-                insert_event(&mut tx, item_id, EventKind::CriticalEscalated, None, now, &format!("critical result {id}")).await?;
+                raise_alert(&mut tx, AlertKind::CriticalUnacknowledged, Some(pool_id), None, Some(item_id), &msg, now).await?;
+                record_event(&mut tx, item_id, EventKind::CriticalEscalated, None, now, &format!("critical result {id}")).await?;
                 n += 1;
             }
         }
@@ -261,65 +228,4 @@ impl Worklist {
         Ok(n)
     }
 
-    /// Set (or clear, with None) a site's webhook URL.
-    pub async fn set_site_webhook(&self, site_id: i64, url: Option<&str>) -> Result<(), Error> {
-        if let Some(u) = url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(Error::Invalid(format!("webhook {u:?} must be an http:// or https:// URL")));
-            }
-        }
-        let mut tx = self.db.begin_write().await?;
-        sqlx::query("UPDATE sites SET webhook_url = $1 WHERE id = $2")
-            .bind(url)
-            .bind(site_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::db("set webhook"))?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Webhook deliveries that are due now.
-    pub async fn due_deliveries(&self, limit: i64) -> Result<Vec<Delivery>, Error> {
-        let rows = sqlx::query(
-            "SELECT id, url, body, attempts FROM webhook_outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
-             ORDER BY id LIMIT $2",
-        )
-        .bind(self.now())
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(Error::db("select deliveries"))?;
-        Ok(rows.iter().map(|r| Delivery { id: r.get(0), url: r.get(1), body: r.get(2), attempts: r.get(3) }).collect())
-    }
-
-    /// Record a delivery attempt: delivered, or failed with a retry after a backoff
-    /// (2^attempts seconds, at most 10 minutes; the outbox keeps trying).
-    pub async fn record_delivery(&self, id: i64, outcome: Result<(), String>) -> Result<(), Error> {
-        let now = self.now();
-        let mut tx = self.db.begin_write().await?;
-        match outcome {
-            Ok(()) => sqlx::query("UPDATE webhook_outbox SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
-                .bind(now)
-                .bind(id),
-            Err(e) => {
-                let attempts: i64 = sqlx::query("SELECT attempts FROM webhook_outbox WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(Error::db("select delivery"))?
-                    .get(0);
-                let backoff_s = 2i64.saturating_pow(attempts.clamp(0, 20) as u32).min(600);
-                sqlx::query("UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
-                    .bind(e)
-                    .bind(now + backoff_s * 1000)
-                    .bind(id)
-            }
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("record delivery"))?;
-        tx.commit().await?;
-        Ok(())
-    }
 }

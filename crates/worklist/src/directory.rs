@@ -258,7 +258,7 @@ impl Worklist {
             return Err(Error::Invalid(format!("{} is a {}, not a reader", user.username, user.role)));
         }
         if let Some(h) = &q.duty_hours {
-            crate::routing::parse_hours(h)?;
+            crate::hours::parse_hours(h)?;
         }
         let mods: Vec<String> = q.modalities.iter().map(|m| m.trim().to_ascii_uppercase()).filter(|m| !m.is_empty()).collect();
         let mut tx = self.db.begin_write().await?;

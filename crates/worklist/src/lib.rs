@@ -2,18 +2,30 @@
 //! typed states, exclusive claims, and reports. It reads study metadata from `storage` and
 //! owns the workflow tables (migrated by `storage::Db`, one migrator per backend).
 //!
-//! Every state change is one conditional UPDATE (`… WHERE state = 'ready'`), so exactly one
-//! of several concurrent claimants wins on SQLite and on PostgreSQL alike, also across
-//! several readhub processes, and is recorded as an event with actor and time.
+//! Every state change is one [`transition::Transition`]: a conditional UPDATE (`… WHERE
+//! state IN (…)`), so exactly one of several concurrent claimants wins on SQLite and on
+//! PostgreSQL alike, also across several readhub processes, recorded as an event with actor
+//! and time. What arrives (C-STORE, STOW-RS) reaches the items through one consumer
+//! ([`arrivals`]); who sees what is one rule ([`Scope`]).
 
+pub mod alerts;
+pub mod arrivals;
+pub mod claims;
 pub mod critical;
 pub mod directory;
+pub mod events;
+pub mod hours;
 pub mod items;
+pub mod outbox;
+pub mod rejection;
 pub mod reports;
 pub mod routing;
+pub mod scope;
 pub mod sla;
 pub mod stats;
+pub mod supervision;
 pub mod templates;
+mod transition;
 pub mod types;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,6 +34,7 @@ use std::time::Duration;
 
 use storage::Db;
 
+pub use scope::Scope;
 pub use types::*;
 
 /// Worklist settings (a section of readhub's config).
@@ -43,6 +56,9 @@ pub struct Config {
     pub utc_offset_hours: i32,
     /// A critical result unacknowledged this long escalates to the pool's supervisors.
     pub critical_ack: Duration,
+    /// Fault injection for tests only: arrivals are not applied (the hand-over stalls), to
+    /// prove that an acknowledged instance reaches the worklist after a crash.
+    pub hold_arrivals: bool,
 }
 
 impl Default for Config {
@@ -55,6 +71,7 @@ impl Default for Config {
             sla_defaults: [Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600), Duration::from_secs(24 * 3600)],
             utc_offset_hours: 8,
             critical_ack: Duration::from_secs(15 * 60),
+            hold_arrivals: false,
         }
     }
 }

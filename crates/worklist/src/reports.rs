@@ -9,7 +9,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 
-use crate::items::insert_event;
+use crate::events::record_event;
+use crate::scope::Scope;
+use crate::transition::Transition;
 use crate::{Error, EventKind, ItemState, ReportStatus, Role, User, Worklist};
 
 /// A report with what a referrer needs to read and print it.
@@ -191,7 +193,7 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("renew lease"))?;
-        insert_event(&mut tx, item_id, EventKind::Drafted, Some(user.id), now, "").await?;
+        record_event(&mut tx, item_id, EventKind::Drafted, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -243,21 +245,14 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("submit report"))?;
-        let moved = sqlx::query(
-            "UPDATE worklist_items SET state = 'preliminary', lease_expires_at = NULL, updated_at = $1 \
-             WHERE id = $2 AND state = 'claimed' AND claimed_by = $3",
-        )
-        .bind(now)
-        .bind(item_id)
-        .bind(user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("mark preliminary"))?
-        .rows_affected();
-        if moved != 1 {
+        let moved = Transition::new(item_id, &[ItemState::Claimed], ItemState::Preliminary, EventKind::Submitted, Some(user.id), now)
+            .set("lease_expires_at", None::<i64>)
+            .only_if("claimed_by =", user.id)
+            .apply(&mut tx)
+            .await?;
+        if !moved {
             return Err(Error::Conflict("the item is no longer claimed by you".into()));
         }
-        insert_event(&mut tx, item_id, EventKind::Submitted, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -322,21 +317,14 @@ impl Worklist {
         .execute(&mut *tx)
         .await
         .map_err(Error::db("sign report"))?;
-        let moved = sqlx::query(
-            "UPDATE worklist_items SET state = 'reported', new_images_after_report = 0, lease_expires_at = NULL, updated_at = $1 \
-             WHERE id = $2 AND state = $3",
-        )
-        .bind(now)
-        .bind(item_id)
-        .bind(from_state.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("mark reported"))?
-        .rows_affected();
-        if moved != 1 {
+        let moved = Transition::new(item_id, &[from_state], ItemState::Reported, EventKind::Signed, Some(user.id), now)
+            .set("new_images_after_report", 0)
+            .set("lease_expires_at", None::<i64>)
+            .apply(&mut tx)
+            .await?;
+        if !moved {
             return Err(Error::Conflict("the item changed meanwhile; reload it".into()));
         }
-        insert_event(&mut tx, item_id, EventKind::Signed, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -366,7 +354,7 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("edit report"))?;
-        insert_event(&mut tx, item_id, EventKind::Edited, Some(user.id), now, "").await?;
+        record_event(&mut tx, item_id, EventKind::Edited, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -383,19 +371,14 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("send back"))?;
-        sqlx::query(
-            "UPDATE worklist_items SET state = 'claimed', claimed_by = $1, claimed_at = $2, lease_expires_at = $3, updated_at = $4 \
-             WHERE id = $5 AND state = 'preliminary'",
-        )
-        .bind(author)
-        .bind(now)
-        .bind(now + self.config.lease.as_millis() as i64)
-        .bind(now)
-        .bind(item_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::db("send back"))?;
-        insert_event(&mut tx, item_id, EventKind::SentBack, Some(user.id), now, note).await?;
+        let moved = Transition::new(item_id, &[ItemState::Preliminary], ItemState::Claimed, EventKind::SentBack, Some(user.id), now)
+            .claim_by(Some(author), Some(now + self.config.lease.as_millis() as i64))
+            .detail(note)
+            .apply(&mut tx)
+            .await?;
+        if !moved {
+            return Err(Error::Conflict("the item changed meanwhile; reload it".into()));
+        }
         tx.commit().await?;
         self.report(id).await
     }
@@ -440,7 +423,7 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert addendum"))?;
-        insert_event(&mut tx, item_id, EventKind::Addended, Some(user.id), now, "").await?;
+        record_event(&mut tx, item_id, EventKind::Addended, Some(user.id), now, "").await?;
         tx.commit().await?;
         self.report(report).await
     }
@@ -496,7 +479,7 @@ impl Worklist {
         .await
         .map_err(Error::db("insert correction"))?
         .get(0);
-        insert_event(&mut tx, item_id, EventKind::Corrected, Some(user.id), now, &format!("report {old} -> {id}: {}", reason.trim())).await?;
+        record_event(&mut tx, item_id, EventKind::Corrected, Some(user.id), now, &format!("report {old} -> {id}: {}", reason.trim())).await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -600,7 +583,7 @@ impl Worklist {
             return Ok(());
         }
         let mut tx = self.db.begin_write().await?;
-        insert_event(&mut tx, report.item_id, EventKind::Delivered, Some(user.id), self.now(), &detail).await?;
+        record_event(&mut tx, report.item_id, EventKind::Delivered, Some(user.id), self.now(), &detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -608,10 +591,13 @@ impl Worklist {
     /// May this user read this report? Referrers and technicians: the current final
     /// reports of their own site. Readers: reports of their pool's items. Admins: all.
     pub async fn can_read_report(&self, user: &User, report: &Report) -> Result<bool, Error> {
-        Ok(match user.role {
-            Role::Admin => true,
-            Role::Referrer | Role::Technician => user.site_id == Some(report.site_id) && report.status == ReportStatus::Final,
-            Role::Reader => self.item(report.item_id).await?.pool_id == user.pool_id.unwrap_or(-1),
+        let scope = Scope::of(user);
+        Ok(match scope {
+            Scope::All => true,
+            // a site sees the current final reports only, not drafts in the making
+            Scope::Site(_) => scope.sees(report.site_id, None) && report.status == ReportStatus::Final,
+            Scope::Pool(_) => scope.sees(report.site_id, Some(self.item(report.item_id).await?.pool_id)),
+            Scope::Nothing => false,
         })
     }
 }

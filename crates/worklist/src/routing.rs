@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::directory::Pool;
+use crate::hours::{in_hours, parse_hours};
 use crate::{Error, PoolKind, Priority, Role, Worklist};
 
 /// One routing rule as written in the config (`[[routing.rules]]`) or the admin API. Empty
@@ -107,27 +108,6 @@ fn wildcard(pattern: &str, text: &str) -> bool {
         }
     }
     p[i..].iter().all(|c| *c == '*')
-}
-
-pub fn parse_hours(h: &str) -> Result<(u32, u32), Error> {
-    let bad = || Error::Invalid(format!("hours {h:?}: expected FROM-TO in local hours 0-24, e.g. 8-18 or 20-8"));
-    let (a, b) = h.split_once('-').ok_or_else(bad)?;
-    let (a, b) = (a.trim().parse::<u32>().map_err(|_| bad())?, b.trim().parse::<u32>().map_err(|_| bad())?);
-    if a > 24 || b > 24 {
-        return Err(bad());
-    }
-    Ok((a, b))
-}
-
-/// Is `at` (ms since the epoch) within local hours `from..to` (wrapping midnight if
-/// `from > to`)?
-pub(crate) fn in_hours(from: u32, to: u32, at: i64, utc_offset_hours: i32) -> bool {
-    let local_hour = ((at.div_euclid(3_600_000) + utc_offset_hours as i64).rem_euclid(24)) as u32;
-    if from <= to {
-        (from..to).contains(&local_hour)
-    } else {
-        local_hour >= from || local_hour < to
-    }
 }
 
 impl Rule {

@@ -177,10 +177,10 @@ impl User {
 
     /// Is the reader on duty at `at` (ms), local time `utc_offset_hours`?
     pub fn on_duty(&self, at: i64, utc_offset_hours: i32) -> bool {
-        match self.duty_hours.as_deref().map(crate::routing::parse_hours) {
+        match self.duty_hours.as_deref().map(crate::hours::parse_hours) {
             None => true,
             Some(Err(_)) => false,
-            Some(Ok((from, to))) => crate::routing::in_hours(from, to, at, utc_offset_hours),
+            Some(Ok((from, to))) => crate::hours::in_hours(from, to, at, utc_offset_hours),
         }
     }
 }

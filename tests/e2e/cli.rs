@@ -1,0 +1,151 @@
+//! The readhub binary: CLI, configuration layering, serve and stop.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_cli_and_serve() {
+    let bin = env!("CARGO_BIN_EXE_readhub");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut c = std::process::Command::new(bin);
+        c.args(args).env("READHUB_DATA_DIR", dir.path()).env_remove("READHUB_DATABASE_URL");
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, out) = run(&["site", "add", "Township-A", "--ae", "MODA", "--ae", "MODA2", "--charset-fallback", "GBK"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["site", "add", "Bad", "--ae", "WAY-TOO-LONG-AE-TITLE"], None);
+    assert!(!ok && out.contains("AE title"), "{out}");
+    let (ok, out) = run(&["site", "add", "Dup", "--ae", "MODA"], None);
+    assert!(!ok && out.contains("already registered"), "{out}");
+    let (ok, out) = run(&["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("reader-password\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["user", "add", "ref1", "--role", "referrer", "--pool", "imaging", "--password-stdin"], Some("referrer-password\n"));
+    assert!(!ok && out.contains("site"), "{out}");
+    let (ok, out) = run(&["user", "add", "weak", "--role", "admin", "--password-stdin"], Some("short\n"));
+    assert!(!ok && out.contains("at least"), "{out}");
+    let (ok, out) = run(&["site", "list"], None);
+    assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK"), "{out}");
+    // pools, turnaround targets, a senior supervising reader
+    let (ok, out) = run(&["pool", "add", "ct-specialists", "--kind", "imaging"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["pool", "sla", "ct-specialists", "--stat", "20"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["pool", "sla", "ct-specialists", "--stat", "0"], None);
+    assert!(!ok && out.contains("out of range"), "{out}");
+    let (ok, out) = run(&["pool", "list"], None);
+    let line = out.lines().find(|l| l.contains("ct-specialists")).unwrap_or_default();
+    assert!(ok && line.split_whitespace().collect::<Vec<_>>()[3..] == ["20", "120", "1440"], "{out}");
+    let (ok, out) = run(&["user", "add", "chief", "--role", "reader", "--pool", "ct-specialists", "--seniority", "senior", "--supervisor", "--password-stdin"], Some("chief-password\n"));
+    assert!(ok && out.contains("senior"), "{out}");
+
+    // layering: a TOML file, overridden by the environment, overridden by flags
+    let toml = dir.path().join("readhub.toml");
+    std::fs::write(&toml, "ae_title = \"FROMFILE\"\nquiet_period_secs = 3\nhttp_addr = \"127.0.0.1:1\"\n").unwrap();
+    let first_log_line = |args: Vec<&'static str>| {
+        let toml = toml.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            let mut child = tokio::process::Command::new(bin)
+                .args(["--config"])
+                .arg(&toml)
+                .args(args)
+                .env("READHUB_DATA_DIR", &dir)
+                .env("READHUB_DICOM_ADDR", "127.0.0.1:0")
+                .env("READHUB_HTTP_ADDR", "127.0.0.1:0")
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+            while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+                if line.contains("readhub listening") {
+                    let _ = child.kill().await;
+                    return line;
+                }
+            }
+            panic!("serve never logged its addresses");
+        }
+    };
+    let line = first_log_line(vec!["serve"]).await;
+    assert!(line.contains("dimse.ae_title=FROMFILE"), "the file sets the AE title: {line}");
+    let http_addr = line.split("http.addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert_ne!(http_addr, "127.0.0.1:1", "the environment overrides the file's http_addr: {line}");
+    let line = first_log_line(vec!["serve", "--ae-title", "FROMFLAG"]).await;
+    assert!(line.contains("dimse.ae_title=FROMFLAG"), "a flag overrides the file: {line}");
+    std::fs::write(&toml, "no_such_setting = 1\n").unwrap();
+    let (ok, out) = run(&["--config", toml.to_str().unwrap(), "site", "list"], None);
+    assert!(!ok && out.contains("invalid config file") && out.contains("no_such_setting"), "{out}");
+
+    let mut serve = tokio::process::Command::new(bin)
+        .args(["serve"])
+        .env("READHUB_DATA_DIR", dir.path())
+        .env("READHUB_DICOM_ADDR", "127.0.0.1:0")
+        .env("READHUB_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let (mut http, mut admin_hint) = (None, false);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+        admin_hint |= line.contains("no admin account yet");
+        if let Some(rest) = line.split("http.addr=").nth(1) {
+            http = Some(rest.split_whitespace().next().unwrap().to_string());
+            break;
+        }
+    }
+    let http = http.expect("serve logs the bound HTTP address");
+    assert!(admin_hint, "a hub without an admin says how to create one");
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&json!({"username": "rad1", "password": "reader-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly"));
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let me = reqwest::Client::new().get(format!("http://{http}/api/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.json::<Value>().await.unwrap()["role"], "reader");
+    let bad = reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&json!({"username": "rad1", "password": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    // SIGTERM: a clean stop
+    let pid = serve.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), serve.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// A client that stops reading a large response (a dead VPN link mid-retrieve) does not
+/// keep the hub from stopping: open connections get a bounded time to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stop_is_not_held_by_a_stalled_client() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let (code, out) = hub.storescu("MODA", &[], &[data("pydicom-data/RG1_UNCR.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    let (study, ..) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
+    let stalled = hub.get(&admin, &format!("/dicom-web/studies/{study}")).await;
+    assert_eq!(stalled.status(), 200);
+    let started = std::time::Instant::now();
+    hub.stop().await; // within 30 s, or it panics
+    eprintln!("stopped {:?} after the stop with a stalled 7 MB retrieve open", started.elapsed());
+    drop(stalled);
+}

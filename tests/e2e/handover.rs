@@ -1,0 +1,186 @@
+//! The hand-over from ingest to the worklist survives a crash: the real binary is killed
+//! (SIGKILL) right after a C-STORE success whose hand-over was held back, and while an
+//! association is still sending a study; after a restart each study is in the reader's
+//! queue and ready after the quiet period, not after the stall horizon.
+
+use super::*;
+
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::io::AsyncBufReadExt;
+
+/// One `readhub serve` process on ephemeral ports.
+struct Served {
+    child: tokio::process::Child,
+    http: String,
+    dimse_port: u16,
+}
+
+/// The readhub CLI on `dir` (site and user set-up).
+fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_readhub"));
+    c.args(args).env("READHUB_DATA_DIR", dir).env_remove("READHUB_DATABASE_URL");
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "readhub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Start `readhub serve` on `dir` and wait for the addresses it logs.
+async fn serve(dir: &Path, env: &[(&str, &str)]) -> Served {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_readhub"));
+    c.arg("serve")
+        .env("READHUB_DATA_DIR", dir)
+        .env_remove("READHUB_DATABASE_URL")
+        .env("READHUB_DICOM_ADDR", "127.0.0.1:0")
+        .env("READHUB_HTTP_ADDR", "127.0.0.1:0")
+        .env("READHUB_QUIET_PERIOD_SECS", "2")
+        .env("READHUB_STALL_HORIZON_SECS", "600")
+        .env("READHUB_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let field = |line: &str, key: &str| line.split(key).nth(1).map(|r| r.split_whitespace().next().unwrap().to_string());
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await {
+        if line.contains("readhub listening") {
+            let http = field(&line, "http.addr=").expect("http.addr logged");
+            let dimse = field(&line, "dimse.addr=").expect("dimse.addr logged");
+            let dimse_port = dimse.rsplit(':').next().unwrap().parse().unwrap();
+            // keep draining the log so the hub never blocks on a full pipe
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Served { child, http, dimse_port };
+        }
+    }
+    panic!("readhub serve never logged its addresses");
+}
+
+impl Served {
+    /// SIGKILL: no drain, no shutdown path.
+    async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "killed, not stopped: {status:?}");
+    }
+
+    async fn queue(&self, who: (&str, &str)) -> Vec<Value> {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/api/worklist", self.http))
+            .basic_auth(who.0, Some(who.1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Poll the reader's queue until an item of `study` is in `state`; how long it took.
+    async fn until_state(&self, who: (&str, &str), study: &str, state: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let q = self.queue(who).await;
+            if q.iter().any(|i| i["study_instance_uid"] == study && i["state"] == state) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "study {study} not {state} after {limit:?}: {q:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn set_up(dir: &Path) {
+    cli(dir, &["site", "add", "Township-1", "--ae", "TOWNSHIP1"], None);
+    cli(dir, &["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("radiologist-pw\n"));
+}
+
+const READER: (&str, &str) = ("rad1", "radiologist-pw");
+
+/// Acknowledged, then killed before the worklist saw it: after the restart the study is in
+/// the queue, and ready after the quiet period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_then_killed_before_the_handover() {
+    let dir = tempfile::tempdir().unwrap();
+    set_up(dir.path());
+    let file = data("pydicom-data/RG1_UNCR.dcm");
+    let (study, ..) = sop_of(&file);
+
+    // the hand-over is held back (fault injection): the instance is acknowledged and indexed,
+    // the worklist has not seen it
+    let hub = serve(dir.path(), &[("READHUB_TEST_HOLD_ARRIVALS", "true")]).await;
+    let out = tokio::process::Command::new("storescu")
+        .args(["-aet", "TOWNSHIP1", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .arg(&file)
+        .output()
+        .await
+        .expect("storescu (DCMTK)");
+    assert!(out.status.success(), "C-STORE acknowledged: {}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(hub.queue(READER).await.is_empty(), "the hand-over was held: no item yet");
+    hub.kill9().await;
+
+    let hub = serve(dir.path(), &[]).await;
+    hub.until_state(READER, &study, "receiving", Duration::from_secs(30)).await;
+    // ready after the quiet period (2 s), nowhere near the stall horizon (600 s)
+    hub.until_state(READER, &study, "ready", Duration::from_secs(30)).await;
+    let q = hub.queue(READER).await;
+    let item = q.iter().find(|i| i["study_instance_uid"] == study).unwrap();
+    assert_eq!(item["num_instances"], 1);
+    let events: Vec<Value> = reqwest::Client::new()
+        .get(format!("http://{}/api/worklist/{}/events", hub.http, item["id"]))
+        .basic_auth(READER.0, Some(READER.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["arrived", "routed", "ready"], "{events:?}");
+    hub.kill9().await;
+}
+
+/// Killed while an association is still sending a study (the item is receiving): after the
+/// restart the transfer cut off by the crash is ended, and the study is ready after the
+/// quiet period instead of the stall horizon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receiving_when_killed_is_ready_after_the_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    set_up(dir.path());
+    let study = "1.2.826.0.1.3680043.8.498.70001";
+    let hub = serve(dir.path(), &[]).await;
+    let port = hub.dimse_port;
+    let data = synthetic_sc(None, b"Receiving^Killed", "PK1", study, "1.2.826.0.1.3680043.8.498.70001.1");
+    // one instance sent, the association left open: the sender is still "sending"
+    let scu = tokio::task::spawn_blocking(move || {
+        let mut scu = scu::connect(port, "TOWNSHIP1", &[(SC, &[EXPLICIT_LE])]).expect("association");
+        let r = scu.store(SC, "1.2.826.0.1.3680043.8.498.70001.1", &data).expect("C-STORE");
+        assert_eq!(r.status, 0, "{r:?}");
+        scu
+    })
+    .await
+    .unwrap();
+    hub.until_state(READER, study, "receiving", Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let q = hub.queue(READER).await;
+    assert!(
+        q.iter().any(|i| i["study_instance_uid"] == study && i["state"] == "receiving"),
+        "an open association keeps the study receiving past the quiet period: {q:?}"
+    );
+    hub.kill9().await;
+    drop(scu);
+
+    let hub = serve(dir.path(), &[]).await;
+    let took = hub.until_state(READER, study, "ready", Duration::from_secs(60)).await;
+    assert!(took < Duration::from_secs(60), "ready after the quiet period, not the 600 s stall horizon ({took:?})");
+    hub.kill9().await;
+}

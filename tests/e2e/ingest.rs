@@ -1,0 +1,610 @@
+//! Ingest: C-STORE from DCMTK, pynetdicom and a dicom-ul SCU sending exact bytes; what is
+//! refused and why; durability of what is acknowledged.
+
+use super::*;
+
+on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search);
+
+async fn ingest_every_sample_syntax(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    // (storescu flag proposing the file's own syntax, file, transfer syntax kept as received)
+    let samples: &[(&str, &str, Option<&str>)] = &[
+        ("-xv", "pydicom-data/RG1_J2KR.dcm", Some("1.2.840.10008.1.2.4.90")),
+        ("-xw", "pydicom-data/RG1_J2KI.dcm", Some("1.2.840.10008.1.2.4.91")),
+        ("-xt", "pydicom-data/emri_small_jpeg_ls_lossless.dcm", Some("1.2.840.10008.1.2.4.80")),
+        ("-xs", "pydicom-data/JPEG-LL.dcm", Some("1.2.840.10008.1.2.4.70")),
+        ("-xy", "pydicom-data/color3d_jpeg_baseline.dcm", Some("1.2.840.10008.1.2.4.50")),
+        ("-xx", "pydicom/test_files/JPGExtended.dcm", Some("1.2.840.10008.1.2.4.51")),
+        ("-xr", "pydicom-data/emri_small_RLE.dcm", Some("1.2.840.10008.1.2.5")),
+        ("-xr", "debian-octave-dicom/US-PAL-8-10x-echo.dcm", Some("1.2.840.10008.1.2.5")),
+        ("-xd", "pydicom/test_files/image_dfl.dcm", Some("1.2.840.10008.1.2.1.99")),
+        ("-xb", "pydicom-data/OBXXXX1A_expb_2frame.dcm", Some("1.2.840.10008.1.2.2")),
+        ("-xi", "pynetdicom/CTImageStorage.dcm", Some("1.2.840.10008.1.2")),
+        ("-xe", "pydicom-data/RG1_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/eCT_Supplemental.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/MR2_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom-data/US1_UNCR.dcm", Some("1.2.840.10008.1.2.1")),
+        ("-xe", "pydicom/test_files/waveform_ecg.dcm", Some("1.2.840.10008.1.2.1")),
+    ];
+    for (flag, file, _) in samples {
+        let (code, out) = hub.storescu("MODA", &[flag], &[data(file)]).await;
+        assert_eq!(code, 0, "storescu {flag} {file} failed:\n{out}");
+    }
+    for (_, file, ts) in samples {
+        let (study, series, sop, pid) = sop_of(&data(file));
+        storage::query::find_instance(&hub.storage.db, StudyFilter::All, &study, &series, &sop)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{file} is not indexed"));
+        if let Some(ts) = ts {
+            // some samples share a SOP Instance UID across encodings: each is its own version
+            use sqlx::Row;
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE sop_instance_uid = $1 AND transfer_syntax_uid = $2")
+                .bind(&sop)
+                .bind(*ts)
+                .fetch_one(hub.storage.db.pool())
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 1, "{file} was not stored in the syntax it was sent in");
+        }
+        let studies = storage::query::search_studies(
+            &hub.storage.db,
+            StudyFilter::All,
+            &storage::query::StudyQuery { study_uids: vec![study.clone()], ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(studies.len(), 1, "{file}");
+        assert_eq!(studies[0].patient_id, pid, "{file}: Patient ID as dcmdump shows it");
+    }
+    // WADO-RS frames: the J2K lossless CR as stored, and decoded to exactly the pixels of
+    // the uncompressed original
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let frame_parts = |body: &[u8], boundary: &str| -> Vec<(String, Vec<u8>)> {
+        let marker = format!("--{boundary}\r\n");
+        let mut out = Vec::new();
+        let mut rest = body;
+        while let Some(p) = rest.windows(marker.len()).position(|w| w == marker.as_bytes()) {
+            rest = &rest[p + marker.len()..];
+            let h_end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let ct = String::from_utf8_lossy(&rest[..h_end]).to_string();
+            rest = &rest[h_end + 4..];
+            let end = rest.windows(boundary.len() + 4).position(|w| w == format!("\r\n--{boundary}").as_bytes()).unwrap();
+            out.push((ct, rest[..end].to_vec()));
+            rest = &rest[end + 2..];
+        }
+        out
+    };
+    // RG1_J2KR is RG1_UNCR losslessly compressed (its own SOP Instance UID)
+    let (study, series, sop, _) = sop_of(&data("pydicom-data/RG1_J2KR.dcm"));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1");
+    let r = hub.get_accept(&admin, &url, "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*").await;
+    assert_eq!(r.status(), 200);
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let parts = frame_parts(&r.bytes().await.unwrap(), &boundary);
+    assert_eq!(parts.len(), 1);
+    assert!(parts[0].0.contains("1.2.840.10008.1.2.4.90"), "{}", parts[0].0);
+    assert_eq!(&parts[0].1[..4], &[0xFF, 0x4F, 0xFF, 0x51], "a JPEG 2000 codestream, as stored");
+    let r = hub.get(&admin, &url).await;
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let decoded = frame_parts(&r.bytes().await.unwrap(), &boundary);
+    let original = dicom_object::open_file(data("pydicom-data/RG1_UNCR.dcm")).unwrap();
+    let native = original.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
+    assert_eq!(decoded[0].1.len(), native.len());
+    assert!(decoded[0].1 == native, "lossless J2K decodes to the original pixels");
+    // over HTTP compression (what browsers ask for): native pixels travel gzipped and
+    // arrive the same; the JPEG 2000 codestream as stored is not compressed again
+    let gz = |accept: &'static str| {
+        hub.http().get(format!("{}{url}", hub.base)).basic_auth(&admin.0, Some(&admin.1)).header("accept", accept).header("accept-encoding", "gzip").send()
+    };
+    let r = gz("multipart/related; type=\"application/octet-stream\"").await.unwrap();
+    assert_eq!(r.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    let packed = r.bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut unpacked).unwrap();
+    assert!(frame_parts(&unpacked, &boundary)[0].1 == native, "gzip is transparent");
+    // (a noisy 15-bit CR gains only ~13%: BENCHMARKS.md has the figures)
+    assert!(packed.len() < native.len(), "16-bit CR pixels gzip to {} of {} bytes", packed.len(), native.len());
+    let r = gz("multipart/related; type=\"application/octet-stream\"; transfer-syntax=*").await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none(), "a JPEG 2000 frame is not gzipped again");
+    assert_eq!(&r.bytes().await.unwrap()[..2], b"--");
+    // the whole instance, transcoded on request to explicit VR little endian
+    let inst_url = url.replace("/frames/1", "");
+    let r = hub.get_accept(&admin, &inst_url, "application/dicom; transfer-syntax=1.2.840.10008.1.2.1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/dicom; transfer-syntax=1.2.840.10008.1.2.1");
+    let file = r.bytes().await.unwrap();
+    let obj = dicom_object::from_reader(&file[128..]).unwrap();
+    assert_eq!(obj.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.1");
+    assert!(obj.element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap().to_bytes().unwrap()[..] == native[..]);
+    let r = hub.get_accept(&admin, &inst_url, "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.50").await;
+    assert_eq!(r.status(), 406, "lossy re-encoding is not offered");
+    assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/2")).await.status(), 400);
+    assert_eq!(hub.get(&admin, &url.replace("frames/1", "frames/0")).await.status(), 400);
+    // a sample without a Study Instance UID is refused with a reason, not stored
+    let (code, out) = hub.storescu("MODA", &["-v", "-xu"], &[data("pydicom/test_files/JPEGLSNearLossless_16.dcm")]).await;
+    assert_eq!(code, 192, "storescu reports the refusal:\n{out}");
+    assert!(out.contains("Error: CannotUnderstand"), "{out}");
+    hub.stop().await;
+}
+
+async fn byte_identity_duplicates_and_versions(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let (class, sop, ts, bytes) = dataset_bytes(&data("pydicom-data/RG1_UNCR.dcm"));
+    let port = hub.dimse_port;
+    let (b1, c1, s1) = (bytes.clone(), class.clone(), sop.clone());
+    let tsc = ts.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&c1, &[&tsc])]).unwrap();
+        let first = a.store(&c1, &s1, &b1).unwrap();
+        let again = a.store(&c1, &s1, &b1).unwrap();
+        let mut changed = b1.clone();
+        let n = changed.len();
+        changed[n - 1] ^= 0xFF; // one pixel byte differs
+        let version2 = a.store(&c1, &s1, &changed).unwrap();
+        a.release();
+        (first, again, version2, changed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(results.0.status, 0x0000, "{:?}", results.0);
+    assert_eq!(results.1.status, 0x0000, "a byte-identical re-send succeeds: {:?}", results.1);
+    assert_eq!(results.2.status, 0x0000, "different bytes are kept as a new version: {:?}", results.2);
+
+    let (study, series, _, _) = sop_of(&data("pydicom-data/RG1_UNCR.dcm"));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    // bare application/dicom: the current version, byte for byte as sent
+    let r = hub.get_accept(&admin, &url, "application/dicom; transfer-syntax=*").await;
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(strip_meta(&body), results.3, "retrieved data set differs from the one sent");
+    // multipart/related (the WADO-RS default): one part, same bytes
+    let r = hub.get(&admin, &url).await;
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("multipart/related; type=\"application/dicom\"; boundary="), "{ct}");
+    let boundary = ct.split("boundary=").nth(1).unwrap().to_string();
+    let body = r.bytes().await.unwrap();
+    let start = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let end_marker = format!("\r\n--{boundary}--\r\n");
+    assert!(body.ends_with(end_marker.as_bytes()));
+    assert_eq!(strip_meta(&body[start..body.len() - end_marker.len()]), results.3);
+    // conditional GET
+    let r = hub
+        .http()
+        .get(format!("{}{url}", hub.base))
+        .basic_auth(&admin.0, Some(&admin.1))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // index: one current instance, two versions, and an audit trail of both decisions
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT version, is_current FROM instances WHERE sop_instance_uid = $1 ORDER BY version")
+        .bind(&sop)
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap();
+    let v: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(v, vec![(1, 0), (2, 1)]);
+    let decisions: Vec<String> = sqlx::query("SELECT decision FROM ingest_audit WHERE sop_instance_uid = $1 ORDER BY id")
+        .bind(&sop)
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(decisions, vec!["duplicate", "new_version"]);
+    let studies = hub.get_json(&admin, &format!("/dicom-web/studies?StudyInstanceUID={study}")).await;
+    assert_eq!(studies[0]["00201208"]["Value"][0], json!(1), "versions do not count as instances");
+    hub.stop().await;
+}
+
+async fn charsets_and_name_search(backend: Backend) {
+    let hub = Hub::start(backend).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Village-G", &["MODG"], Some("GBK")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let ref_a = hub.user("ref-a", Role::Referrer, Some("Township-A")).await;
+    let mut iso2022 = b"Li^Si=\x1b$)A".to_vec();
+    iso2022.extend(gbk("李^四"));
+    let cases: Vec<(&str, Option<Vec<u8>>, Vec<u8>, &str)> = vec![
+        ("MODA", Some(b"GB18030".to_vec()), encoding_rs::GB18030.encode("Zhang^San=张^三").0.into_owned(), "P1"),
+        ("MODA", Some(b"\\ISO 2022 IR 58".to_vec()), iso2022, "P2"),
+        ("MODG", None, gbk("王^五"), "P3"),
+        ("MODG", Some(b"ISO_IR 100".to_vec()), gbk("赵^六"), "P4"),
+        ("MODA", Some(b"ISO_IR 192".to_vec()), "钱^七".as_bytes().to_vec(), "P5"),
+        ("MODG", None, gbk("孙^八"), "P1"),
+    ];
+    let port = hub.dimse_port;
+    for (i, (ae, cs, name, pid)) in cases.into_iter().enumerate() {
+        let study = format!("1.2.826.0.1.3680043.10.1.{}", i + 1);
+        let sop = format!("1.2.826.0.1.3680043.10.2.{}", i + 1);
+        let ds = synthetic_sc(cs.as_deref(), &name, pid, &study, &sop);
+        let ae = ae.to_string();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut a = scu::connect(port, &ae, &[(SC, &[EXPLICIT_LE])]).unwrap();
+            let r = a.store(SC, &sop, &ds).unwrap();
+            a.release();
+            r
+        })
+        .await
+        .unwrap();
+        assert_eq!(r.status, 0, "{r:?}");
+    }
+    let names = |v: &Value| -> Vec<(String, String)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let pn = &s["00100010"]["Value"][0];
+                (
+                    pn["Alphabetic"].as_str().unwrap_or("").to_string(),
+                    pn["Ideographic"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let q = |n: &str| format!("/dicom-web/studies?PatientName={}", url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>());
+    assert_eq!(names(&hub.get_json(&admin, &q("张*")).await), vec![("Zhang^San".into(), "张^三".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("zhang*")).await), vec![("Zhang^San".into(), "张^三".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("Zhang^San=张^三")).await).len(), 1);
+    assert_eq!(names(&hub.get_json(&admin, &q("李^四")).await), vec![("Li^Si".into(), "李^四".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("王*")).await), vec![("王^五".into(), "".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("赵*")).await), vec![("赵^六".into(), "".into())]);
+    assert_eq!(names(&hub.get_json(&admin, &q("钱?七")).await), vec![("钱^七".into(), "".into())]);
+    // a wildcard applies to the whole value too (PS3.4 C.2.2.2.4), so this matches across groups
+    assert_eq!(names(&hub.get_json(&admin, &q("Zh*三")).await).len(), 1);
+    assert_eq!(names(&hub.get_json(&admin, &q("三*")).await).len(), 0, "a group matches from its start");
+    // the same Patient ID at two sites is two patients
+    let p1 = hub.get_json(&admin, "/dicom-web/studies?PatientID=P1").await;
+    let issuers: std::collections::BTreeSet<String> =
+        p1.as_array().unwrap().iter().map(|s| s["00100021"]["Value"][0].as_str().unwrap().to_string()).collect();
+    assert_eq!(issuers.len(), 2, "{p1}");
+    let p1_a = hub.get_json(&ref_a, "/dicom-web/studies?PatientID=P1").await;
+    assert_eq!(names(&p1_a), vec![("Zhang^San".into(), "张^三".into())]);
+    // metadata carries the names as UTF-8, whatever the modality sent
+    let meta = hub.get_json(&admin, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.2/metadata").await;
+    assert_eq!(meta[0]["00100010"]["Value"][0]["Ideographic"], "李^四", "{meta}");
+    assert_eq!(meta[0]["00080005"]["Value"][0], "ISO_IR 192");
+    let meta = hub.get_json(&admin, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.4/metadata").await;
+    assert_eq!(meta[0]["00100010"]["Value"][0]["Alphabetic"], "赵^六", "{meta}");
+    assert_eq!(hub.get(&ref_a, "/dicom-web/studies/1.2.826.0.1.3680043.10.1.4/metadata").await.status(), 404, "another site's study");
+    let r = hub.get(&admin, "/dicom-web/studies?StudyDate=2026-11").await;
+    assert_eq!(r.status(), 400);
+    let in_range = hub.get_json(&admin, "/dicom-web/studies?StudyDate=20261101-20261130").await;
+    assert_eq!(in_range.as_array().unwrap().len(), 6);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn echo_and_unregistered_ae() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ok = tokio::process::Command::new("echoscu")
+        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .output()
+        .await
+        .expect("echoscu (DCMTK)");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = tokio::process::Command::new("echoscu")
+        .args(["-aet", "STRANGER", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("Calling AE Title Not Recognized"), "{err}");
+    let (code, out) = hub.storescu("STRANGER", &[], &[data("pynetdicom/CTImageStorage.dcm")]).await;
+    assert_ne!(code, 0, "{out}");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn open_enrollment_registers_new_sites() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.open_enrollment = true).await;
+    let (code, out) = hub.storescu("NEWCLINIC", &[], &[data("pynetdicom/CTImageStorage.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    let site = storage::sites::site_for_ae(&hub.storage.db, "NEWCLINIC").await.unwrap().expect("enrolled");
+    assert_eq!(site.name, "NEWCLINIC");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_and_nothing_half_visible() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.max_instance_mb = 2).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let truncated = dataset_bytes(&data("pydicom/test_files/MR_truncated.dcm"));
+    let bomb = std::fs::read(data("pydicom/test_files/UN_sequence.dcm")).unwrap();
+    let big = dataset_bytes(&data("pydicom-data/RG1_UNCR.dcm"));
+    let port = hub.dimse_port;
+    let out = tokio::task::spawn_blocking(move || {
+        let mr = "1.2.840.10008.5.1.4.1.1.4";
+        let cr = "1.2.840.10008.5.1.4.1.1.1";
+        let mut a = scu::connect(
+            port,
+            "MODA",
+            &[(&ct.0, &[EXPLICIT_LE]), (mr, &[EXPLICIT_LE]), (cr, &[EXPLICIT_LE]), (SC, &[EXPLICIT_LE])],
+        )
+        .unwrap();
+        let garbage: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let r_garbage = a.store(&ct.0, &ct.1, &garbage).unwrap();
+        let r_trunc = a.store(mr, &truncated.1, &truncated.3).unwrap();
+        // the 674-byte file whose element declares 3.7 GB: refused before any allocation
+        let bomb_ds = if &bomb[128..132] == b"DICM" { strip_meta(&bomb) } else { bomb.clone() };
+        let r_bomb = a.store(SC, "1.2.3.4", &bomb_ds).unwrap();
+        let r_mismatch = a.store(&ct.0, "1.2.826.0.1.3680043.10.99", &ct.3).unwrap();
+        let r_big = a.store(cr, &big.1, &big.3).unwrap();
+        let r_ok = a.store(&ct.0, &ct.1, &ct.3).unwrap();
+        a.release();
+        (r_garbage, r_trunc, r_bomb, r_mismatch, r_big, r_ok)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.status, 0xC000, "garbage: {:?}", out.0);
+    assert!(out.0.comment.as_deref().unwrap_or("").contains("not valid DICOM"), "{:?}", out.0);
+    assert_eq!(out.1.status, 0xC000, "truncated: {:?}", out.1);
+    assert!(out.1.comment.as_deref().unwrap_or("").contains("truncated"), "{:?}", out.1);
+    assert_eq!(out.2.status, 0xC000, "oversized declared length: {:?}", out.2);
+    assert_eq!(out.3.status, 0xA900, "SOP Instance UID mismatch: {:?}", out.3);
+    assert_eq!(out.4.status, 0xA700, "over the size limit: {:?}", out.4);
+    assert_eq!(out.5.status, 0x0000, "the association keeps serving: {:?}", out.5);
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 1, "only the valid instance is indexed");
+    assert_eq!(object_files(hub.data_dir()), 1, "no blob of a refused instance is left behind");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negotiation_rejects_unknown_sop_class_and_syntax() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let accepted = tokio::task::spawn_blocking(move || {
+        let rt_plan = "1.2.840.10008.5.1.4.1.1.481.5";
+        let ct = "1.2.840.10008.5.1.4.1.1.2";
+        let a = scu::connect(port, "MODA", &[(rt_plan, &[EXPLICIT_LE]), (ct, &["1.2.3.4.5.6"]), (ct, &[EXPLICIT_LE])]).unwrap();
+        let r = (a.context(rt_plan), a.context(ct));
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.0, None, "an unknown SOP class is rejected in negotiation");
+    assert_eq!(accepted.1.map(|c| c.1), Some(EXPLICIT_LE.to_string()), "only the supported syntax is accepted");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_and_aborted_peers() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.peer_timeout_secs = 2).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let mr = dataset_bytes(&data("pydicom-data/MR2_UNCR.dcm"));
+    let us = dataset_bytes(&data("pydicom-data/US1_UNCR.dcm"));
+    let (ct2, mr2) = (ct.clone(), mr.clone());
+    // A: one instance acknowledged, then half of the next, then silence
+    let stalled = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct2.0, &[EXPLICIT_LE]), (&mr2.0, &[EXPLICIT_LE])]).unwrap();
+        let first = a.store(&ct2.0, &ct2.1, &ct2.3).unwrap();
+        let (pc, _) = a.context(&mr2.0).unwrap();
+        a.send_store(pc, &mr2.0, &mr2.1, &mr2.3[..mr2.3.len() / 2], false).unwrap();
+        let started = std::time::Instant::now();
+        let dropped = a.receive_fails();
+        (first, dropped, started.elapsed())
+    });
+    // B, meanwhile, is not slowed down
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let us2 = us.clone();
+    let other = tokio::task::spawn_blocking(move || {
+        let mut b = scu::connect(port, "MODA", &[(&us2.0, &[EXPLICIT_LE])]).unwrap();
+        let started = std::time::Instant::now();
+        let r = b.store(&us2.0, &us2.1, &us2.3).unwrap();
+        b.release();
+        (r, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.0.status, 0);
+    let (first, dropped, waited) = stalled.await.unwrap();
+    assert_eq!(first.status, 0);
+    assert!(dropped, "the stalled peer is aborted");
+    assert!(waited >= Duration::from_secs(1), "aborted after the peer timeout, not at once ({waited:?})");
+    // C: aborts mid-transfer
+    let mr3 = mr.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = scu::connect(port, "MODA", &[(&mr3.0, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = c.context(&mr3.0).unwrap();
+        c.send_store(pc, &mr3.0, &mr3.1, &mr3.3[..100_000], false).unwrap();
+        c.abort();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    use sqlx::Row;
+    let sops: Vec<String> = sqlx::query("SELECT sop_instance_uid FROM instances ORDER BY sop_instance_uid")
+        .fetch_all(hub.storage.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected = vec![ct.1.clone(), us.1.clone()];
+    expected.sort();
+    assert_eq!(sops, expected, "acknowledged instances kept; the interrupted ones not indexed");
+    assert_eq!(object_files(hub.data_dir()), 2, "no partial blob left");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pynetdicom_concurrent_associations() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["PYNET1", "PYNET2", "PYNET3", "PYNET4"], None).await;
+    let files = [
+        "pynetdicom/CTImageStorage.dcm",
+        "pynetdicom/MRImageStorage_ExplicitVRBigEndian.dcm",
+        "pynetdicom/MRImageStorage_JPG2000_Lossless.dcm",
+        "pynetdicom/SCImageStorage_Deflated.dcm",
+        "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
+        "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",
+        "pydicom-data/US1_J2KR.dcm",
+        "pydicom/test_files/waveform_ecg.dcm",
+    ];
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pynetdicom_store.py");
+    let out = tokio::process::Command::new(common::python())
+        .arg(&script)
+        .args(["--port", &hub.dimse_port.to_string(), "--associations", "4"])
+        .args(files.iter().map(|f| data(f)))
+        .output()
+        .await
+        .expect("python");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pynetdicom sender failed (is the test venv set up?):\n{text}");
+    assert_eq!(text.matches("status=0x0000").count(), files.len() * 4, "{text}");
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances WHERE is_current = 1").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, files.len() as i64, "each instance once, however many associations sent it");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sop_classes_without_samples_are_accepted_and_routed() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let rad = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let pdf = {
+        let mut e = common::elem(0x0042, 0x0011, "OB", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n");
+        e.extend(common::elem(0x0042, 0x0012, "LO", b"application/pdf"));
+        e
+    };
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("1.2.840.10008.5.1.4.1.1.1.1", "DX", vec![]),      // DX for presentation
+        ("1.2.840.10008.5.1.4.1.1.1.1.1", "DX", vec![]),    // DX for processing
+        ("1.2.840.10008.5.1.4.1.1.1.2", "MG", vec![]),      // mammography
+        ("1.2.840.10008.5.1.4.1.1.9.1.2", "ECG", vec![]),   // general ECG
+        ("1.2.840.10008.5.1.4.1.1.9.1.3", "ECG", vec![]),   // ambulatory ECG
+        ("1.2.840.10008.5.1.4.1.1.104.1", "DOC", pdf),      // encapsulated PDF
+        ("1.2.840.10008.5.1.4.1.1.7.2", "OT", vec![]),      // multi-frame grayscale byte SC
+        ("1.2.840.10008.5.1.4.1.1.3.1", "US", vec![]),      // US multi-frame
+    ];
+    let port = hub.dimse_port;
+    let statuses = tokio::task::spawn_blocking(move || {
+        let contexts: Vec<(&str, &[&str])> = cases.iter().map(|(c, _, _)| (*c, &[EXPLICIT_LE][..])).collect();
+        let mut a = scu::connect(port, "MODA", &contexts).unwrap();
+        let mut out = Vec::new();
+        for (i, (class, modality, extra)) in cases.iter().enumerate() {
+            let study = format!("1.2.826.0.1.3680043.10.50.{i}");
+            let sop = format!("1.2.826.0.1.3680043.10.51.{i}");
+            let ds = synthetic(class, modality, &study, &sop, extra);
+            out.push((class.to_string(), a.store(class, &sop, &ds).unwrap().status));
+        }
+        a.release();
+        out
+    })
+    .await
+    .unwrap();
+    for (class, status) in &statuses {
+        assert_eq!(*status, 0, "{class}");
+    }
+    hub.eventually("two ECGs in the ECG pool, six studies in imaging", || async {
+        hub.queue(&ecg_reader).await.len() == 2 && hub.queue(&rad).await.len() == 6
+    })
+    .await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_listed_transfer_syntax_is_accepted() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let syntaxes: Vec<&'static str> = dicom_gateway::syntaxes::TRANSFER_SYNTAXES.to_vec();
+    let accepted = tokio::task::spawn_blocking(move || {
+        syntaxes
+            .iter()
+            .map(|ts| {
+                let a = scu::connect(port, "MODA", &[("1.2.840.10008.5.1.4.1.1.2", &[ts])]).unwrap();
+                let got = a.context("1.2.840.10008.5.1.4.1.1.2").map(|c| c.1);
+                a.release();
+                (ts.to_string(), got)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.len(), 13);
+    for (ts, got) in accepted {
+        assert_eq!(got.as_deref(), Some(ts.as_str()), "{ts} must be accepted as proposed");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_storage_failure_answers_out_of_resources_and_indexes_nothing() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let objects = hub.data_dir().join("objects");
+    // the object store breaks under the hub (as a full or failed disk would): its directory
+    // is replaced by a file, so no object can be written
+    std::fs::rename(&objects, hub.data_dir().join("objects.away")).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    let ct = dataset_bytes(&data("pynetdicom/CTImageStorage.dcm"));
+    let port = hub.dimse_port;
+    let ct2 = ct.clone();
+    let failed = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct2.0, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(&ct2.0, &ct2.1, &ct2.3).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.status, 0xA700, "{failed:?}");
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 0);
+    // the disk comes back: the modality's retry succeeds
+    std::fs::remove_file(&objects).unwrap();
+    std::fs::rename(hub.data_dir().join("objects.away"), &objects).unwrap();
+    let retried = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(&ct.0, &[EXPLICIT_LE])]).unwrap();
+        let r = a.store(&ct.0, &ct.1, &ct.3).unwrap();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(retried.status, 0);
+    hub.stop().await;
+}
+
+/// The modality's priority flag is read from the configured attribute (here, for the test,
+/// Accession Number); an unknown attribute is refused at start with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_from_a_configured_attribute() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.priority_attribute = "0008,0050".into()).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let r1 = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let study = "1.2.826.0.1.3680043.10.9.801";
+    send_sc_acc(&hub, "MODA", "P-PRIO", study, &format!("{study}.1"), Some("STAT")).await;
+    let id = wait_ready(&hub, &r1, study, None).await;
+    let item = hub.get_json(&r1, &format!("/api/worklist/{id}")).await["item"].clone();
+    assert_eq!(item["priority"], "stat");
+    assert_eq!(item["deadline_at"].as_i64().unwrap() - item["arrived_at"].as_i64().unwrap(), 30 * 60 * 1000);
+    hub.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = readhub::Config { data_dir: dir.path().to_path_buf(), priority_attribute: "UrgencyOfTheClinic".into(), ..readhub::Config::default() };
+    let err = format!("{:#}", readhub::open(&config).await.err().expect("refused"));
+    assert!(err.contains("UrgencyOfTheClinic"), "{err}");
+}

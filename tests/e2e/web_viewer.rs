@@ -1,0 +1,87 @@
+//! The web viewer in headless Chromium.
+
+use super::*;
+
+/// The web viewer in Chromium (tests/browser/viewer.mjs): a film pushed with storescu is on
+/// the reader's worklist, claimed with N, rendered (canvas pixels checked, changed by a
+/// window/level drag and by invert), signed; a length on a CT of known Pixel Spacing reads
+/// the expected mm; a synthetic ECG of known rhythm shows 12 labelled leads and calipers
+/// read its RR interval; the site's referrer sees, prints and gets the PDF, another site's
+/// referrer does not; a technician's folder upload refuses exactly the file that is not
+/// DICOM; the admin's dashboard. Screenshots go to target/browser-shots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_reads_films_and_ecgs() {
+    if !common::peer_present("READHUB_TEST_BROWSER", "Chromium with playwright-core") {
+        return;
+    }
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let ref_a = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
+    let ref_b = hub.user("doc-b", Role::Referrer, Some("Township-B")).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    // a CR film (Pixel Spacing 0\0: uncalibrated), then a CT of known Pixel Spacing, then a
+    // synthetic ECG of known rhythm, all pushed by storescu
+    let dir = tempfile::tempdir().unwrap();
+    let ecg = dir.path().join("ecg.dcm");
+    let out = std::process::Command::new(common::python()).arg(root().join("tests/peers/make_ecg.py")).arg(&ecg).output().unwrap();
+    assert!(out.status.success(), "make_ecg.py: {}", String::from_utf8_lossy(&out.stderr));
+    for (file, ready) in [(data("pydicom-data/RG1_UNCR.dcm"), 1), (data("pydicom-data/693_UNCR.dcm"), 2)] {
+        let (code, out) = hub.storescu("MODA", &[], &[file]).await;
+        assert_eq!(code, 0, "{out}");
+        hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().filter(|i| i["state"] == "ready").count() == ready }).await;
+    }
+    // a four-slice CT series, then a CR study (three series) of the same patient: the prior
+    let dd = "pydicom/test_files/dicomdirtests/77654033";
+    let ct: Vec<_> = ["17106", "17136", "17166", "17196"].iter().map(|f| data(&format!("{dd}/CT2/{f}"))).collect();
+    let (code, out) = hub.storescu("MODA", &[], &ct).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the CT is ready", || async { hub.queue(&reader).await.iter().filter(|i| i["state"] == "ready").count() == 3 }).await;
+    let cr = [data(&format!("{dd}/CR1/6154")), data(&format!("{dd}/CR2/6247")), data(&format!("{dd}/CR3/6278"))];
+    let (code, out) = hub.storescu("MODA", &[], &cr).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = hub.storescu("MODA", &[], &[ecg.clone()]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the ECG is ready", || async { hub.queue(&ecg_reader).await.iter().any(|i| i["state"] == "ready") }).await;
+    // the technician's folder: two DICOM files and one that is not
+    let upload = dir.path().join("from-the-clinic");
+    std::fs::create_dir_all(upload.join("series1")).unwrap();
+    std::fs::copy(data("pydicom/test_files/MR_small.dcm"), upload.join("series1/IM0001")).unwrap();
+    std::fs::copy(data("pydicom/test_files/CT_small.dcm"), upload.join("IM0002.dcm")).unwrap();
+    std::fs::write(upload.join("readme.txt"), "scanned request form, not an image\n").unwrap();
+    let truncated = dir.path().join("truncated.dcm");
+    std::fs::write(&truncated, &std::fs::read(data("pydicom/test_files/CT_small.dcm")).unwrap()[..3000]).unwrap();
+
+    let shots = root().join("target/browser-shots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let cred = |u: &(String, String)| json!([u.0, u.1]);
+    let config = json!({
+        "base": hub.base, "shots": shots,
+        "reader": cred(&reader), "ecgReader": cred(&ecg_reader), "referrerA": cred(&ref_a), "referrerB": cred(&ref_b),
+        "technician": cred(&tech), "admin": cred(&admin),
+        "impression": "胸部正位片未见明显异常。", "critical": "右侧气胸，肺压缩约50%", "filmPatientId": "9RG1",
+        "series": { "slices": 4, "priorSeries": 3 },
+        "ct": { "rows": 512, "cols": 512, "spacing": 0.478516 },
+        "ecg": { "firstR": 0.4, "rr": 0.8 },
+        "uploadDir": upload, "uploadCount": 3, "truncated": truncated, "notDicom": "readme.txt", "uploadPatientId": "4MR1",
+    });
+    let config_path = dir.path().join("browser.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = tokio::process::Command::new("node").arg(root().join("tests/browser/viewer.mjs")).arg(&config_path).output().await.expect("node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 11, "{text}");
+    let critical = hub.get_json(&admin, "/api/critical").await;
+    assert_eq!(critical[0]["finding"], "右侧气胸，肺压缩约50%", "{critical}");
+    assert_eq!(critical[0]["acknowledged_by_name"], "doc-a", "acknowledged in the browser: {critical}");
+    // what the browser did is what the server holds
+    let stored = hub.get_json(&tech, "/api/site/studies").await;
+    assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "4MR1"), "{stored}");
+    assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "1CT1"), "{stored}");
+    assert!(stored.as_array().unwrap().iter().any(|i| i["priority"] == "stat"), "{stored}");
+    hub.stop().await;
+}
