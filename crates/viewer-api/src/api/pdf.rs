@@ -3,29 +3,38 @@
 //! CJK SC (Debian's fonts-noto-cjk), embedded as a subset by krilla: only the glyphs the
 //! report uses travel, so a one-page report is tens of kilobytes, not the font's 19 MB.
 
-use std::sync::{Arc, OnceLock};
-
-use axum::extract::{Path, State};
+use axum::extract::Path;
+use axum::extract::State;
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use krilla::color::rgb;
-use krilla::geom::{PathBuilder, Point};
-use krilla::page::PageSettings;
-use krilla::paint::{Fill, Stroke};
-use krilla::text::{Font, TextDirection};
-use krilla::Document;
-
-use crate::api::readable_report;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
-use crate::print::fmt_time;
+use axum::response::IntoResponse;
+use axum::response::Response;
 use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use super::print::fmt_time;
+use krilla::Document;
+use krilla::color::rgb;
+use krilla::geom::PathBuilder;
+use krilla::geom::Point;
+use krilla::page::PageSettings;
+use krilla::paint::Fill;
+use krilla::paint::Stroke;
+use krilla::text::Font;
+use krilla::text::TextDirection;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use super::readable_report;
 
 /// A4 in PDF points (1/72 inch).
 const PAGE_W: f32 = 595.28;
+
 const PAGE_H: f32 = 841.89;
+
 const MARGIN: f32 = 48.0;
+
 const BODY: f32 = 11.0;
+
 const LINE: f32 = BODY * 1.6;
 
 /// The font face and its metrics, loaded once from the system's font database.

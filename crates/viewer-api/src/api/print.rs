@@ -1,14 +1,13 @@
 //! The printable report page (A4, site header), for referrers.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
+use axum::extract::State;
 use axum::response::Html;
-
-use crate::api::readable_report;
+use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::html::esc;
-use crate::AppState;
-
+use super::readable_report;
 
 pub fn fmt_time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)

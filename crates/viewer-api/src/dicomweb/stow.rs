@@ -5,18 +5,26 @@
 //! with the same failure codes a modality would get.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
-use storage::ingest::Refusal;
-use storage::StoredInstance;
-use worklist::Role;
-
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use axum::extract::Path;
+use axum::extract::Query;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::response::Response;
 use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use serde::Deserialize;
+use serde_json::Map;
+use serde_json::Value;
+use serde_json::json;
+use storage::StoredInstance;
+use storage::ingest::Refusal;
+use worklist::Role;
 
 #[derive(Deserialize)]
 pub struct StowQuery {

@@ -1,126 +1,21 @@
-//! The reading workflow's levers over HTTP: claim next, lease renewal, reassignment,
-//! re-routing, priority, quality rejection, alerts, routing rules and SLA targets.
+//! Administration: routing rules, pools and their SLA targets and sign-off, sites and their webhooks, users and their qualifications, turnaround statistics.
 
-use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
-use worklist::items::ItemView;
-use worklist::routing::{Rule, RuleSet};
-use worklist::alerts::Alert;
-use worklist::{Priority, RejectReason, Role};
-
-use crate::api::visible_item;
-use crate::auth::{require, Caller};
-use crate::error::{ApiError, ApiResult};
+use axum::extract::Path;
+use axum::extract::Query;
+use axum::extract::State;
 use crate::AppState;
-
-/// `POST /api/worklist/next`: claim the next item of the reader's queue (204 when none).
-pub async fn claim_next(State(st): State<AppState>, caller: Caller) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    require(&caller, &[Role::Reader])?;
-    Ok(match st.worklist.claim_next(&caller.0).await? {
-        Some(item) => Json(item).into_response(),
-        None => axum::http::StatusCode::NO_CONTENT.into_response(),
-    })
-}
-
-/// `POST /api/worklist/{id}/renew`: extend the caller's claim.
-pub async fn renew(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ItemView>> {
-    require(&caller, &[Role::Reader])?;
-    visible_item(&st.worklist, &caller, id).await?;
-    Ok(Json(st.worklist.renew(id, &caller.0).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReassignBody {
-    /// user name of a reader of the item's pool
-    reader: String,
-}
-
-/// `POST /api/worklist/{id}/reassign {"reader": "…"}` (pool supervisor or admin).
-pub async fn reassign(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<ReassignBody>) -> ApiResult<Json<ItemView>> {
-    require(&caller, &[Role::Reader, Role::Admin])?;
-    visible_item(&st.worklist, &caller, id).await?;
-    let to = st
-        .worklist
-        .user_by_name(&b.reader)
-        .await?
-        .ok_or_else(|| ApiError::Unprocessable(format!("user {:?} does not exist", b.reader)))?;
-    Ok(Json(st.worklist.reassign(id, to.id, &caller.0).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteBody {
-    pool: String,
-}
-
-/// `POST /api/worklist/{id}/route {"pool": "…"}` (admin or the pool's supervisor).
-pub async fn reroute(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<RouteBody>) -> ApiResult<Json<ItemView>> {
-    require(&caller, &[Role::Reader, Role::Admin])?;
-    visible_item(&st.worklist, &caller, id).await?;
-    Ok(Json(st.worklist.reroute(id, &b.pool, &caller.0).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriorityBody {
-    priority: String,
-}
-
-/// `POST /api/worklist/{id}/priority {"priority": "stat"}`: the site's technician flags a
-/// study STAT; a reader or admin escalates.
-pub async fn set_priority(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<PriorityBody>) -> ApiResult<Json<ItemView>> {
-    visible_item(&st.worklist, &caller, id).await?;
-    let p = Priority::parse(&b.priority)?;
-    Ok(Json(st.worklist.set_priority(id, p, &caller.0).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RejectBody {
-    /// positioning, exposure, motion, artefact, wrong_patient_or_part, incomplete
-    reason: String,
-    #[serde(default)]
-    note: String,
-}
-
-/// `POST /api/worklist/{id}/reject {"reason": "motion", "note": "…"}`: back to the site.
-pub async fn reject(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<RejectBody>) -> ApiResult<Json<ItemView>> {
-    require(&caller, &[Role::Reader, Role::Admin])?;
-    visible_item(&st.worklist, &caller, id).await?;
-    let reason = RejectReason::try_from(b.reason.as_str()).map_err(|_| {
-        ApiError::Unprocessable(format!(
-            "reason {:?} is not one of positioning, exposure, motion, artefact, wrong_patient_or_part, incomplete",
-            b.reason
-        ))
-    })?;
-    Ok(Json(st.worklist.reject(id, reason, b.note.trim(), &caller.0).await?))
-}
-
-/// `GET /api/worklist/{id}/events`: the item's trail (actor, time, detail).
-pub async fn events(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
-    visible_item(&st.worklist, &caller, id).await?;
-    let events = st.worklist.events(id).await?;
-    Ok(Json(serde_json::Value::Array(
-        events
-            .into_iter()
-            .map(|(kind, actor, at, detail)| serde_json::json!({ "kind": kind, "actor_id": actor, "at": at, "detail": detail }))
-            .collect(),
-    )))
-}
-
-/// `GET /api/alerts`: what the caller should know about (supervisor: their pool's; site
-/// users: their site's; admin: all).
-pub async fn alerts(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Alert>>> {
-    Ok(Json(st.worklist.alerts(&caller.0).await?))
-}
-
-/// `POST /api/alerts/{id}/ack`
-pub async fn acknowledge(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Alert>> {
-    Ok(Json(st.worklist.acknowledge_alert(id, &caller.0).await?))
-}
+use crate::auth::Caller;
+use crate::auth::require;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use serde::Deserialize;
+use worklist::Priority;
+use worklist::Role;
+use worklist::routing::Rule;
+use worklist::routing::RuleSet;
+use worklist::stats::GroupBy;
+use worklist::stats::Turnaround;
 
 /// `GET /api/admin/routing-rules`: the current rule set (null before any is installed).
 pub async fn routing_rules(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Option<RuleSet>>> {
@@ -271,6 +166,99 @@ pub async fn add_user(State(st): State<AppState>, caller: Caller, Json(b): Json<
         .await?;
     if role != Role::Reader {
         return Ok(Json(user));
+    }
+    Ok(Json(st.worklist.set_qualifications(user.id, &q).await?))
+}
+
+#[derive(Deserialize)]
+pub struct TurnaroundQuery {
+    /// YYYY-MM-DD (local), inclusive
+    from: String,
+    /// YYYY-MM-DD (local), inclusive
+    to: String,
+    /// site | pool | reader | day
+    #[serde(default = "default_by")]
+    by: String,
+}
+
+fn default_by() -> String {
+    "site".into()
+}
+
+/// `GET /api/stats/turnaround?from=2026-11-01&to=2026-11-30&by=site` (admins).
+pub async fn turnaround(State(st): State<AppState>, caller: Caller, Query(q): Query<TurnaroundQuery>) -> ApiResult<Json<Vec<Turnaround>>> {
+    require(&caller, &[Role::Admin])?;
+    let offset = st.worklist.config.utc_offset_hours as i64 * 3_600_000;
+    let day = |s: &str| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis() - offset)
+            .map_err(|_| ApiError::BadRequest(format!("date {s:?} is not YYYY-MM-DD")))
+    };
+    let (from, to) = (day(&q.from)?, day(&q.to)? + 86_400_000);
+    let by = GroupBy::parse(&q.by)?;
+    Ok(Json(st.worklist.turnaround(from, to, by).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    url: Option<String>,
+}
+
+/// `PUT /api/admin/sites/{name}/webhook {"url": "https://…"}` (null clears it)
+pub async fn set_webhook(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<WebhookBody>) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let site = storage::sites::site_by_name(&st.storage.db, &name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    st.worklist.set_site_webhook(site.id, b.url.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "site": site.name, "webhook_url": b.url })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSettings {
+    two_level_signoff: Option<bool>,
+    auto_assign: Option<bool>,
+}
+
+/// `PUT /api/admin/pools/{pool} {"two_level_signoff": true}`
+pub async fn pool_settings(State(st): State<AppState>, caller: Caller, Path(pool): Path<String>, Json(b): Json<PoolSettings>) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let pool = st.worklist.pool_by_name(&pool).await?;
+    if let Some(on) = b.two_level_signoff {
+        st.worklist.set_pool_flag(pool.id, worklist::directory::PoolFlag::TwoLevelSignoff, on).await?;
+    }
+    if let Some(on) = b.auto_assign {
+        st.worklist.set_pool_flag(pool.id, worklist::directory::PoolFlag::AutoAssign, on).await?;
+    }
+    Ok(Json(serde_json::json!({ "pool": pool.name, "two_level_signoff": st.worklist.two_level(pool.id).await?, "auto_assign": b.auto_assign })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qualifications {
+    /// junior | senior
+    seniority: Option<String>,
+    supervisor: Option<bool>,
+    /// modalities read (empty: all)
+    modalities: Option<Vec<String>>,
+    /// daily duty hours, local `FROM-TO` (empty or null: always)
+    duty_hours: Option<String>,
+}
+
+/// `PUT /api/admin/users/{name}/qualifications {"seniority", "supervisor", "modalities", "duty_hours"}`
+pub async fn qualifications(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Qualifications>) -> ApiResult<Json<worklist::User>> {
+    require(&caller, &[Role::Admin])?;
+    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    let mut q = worklist::directory::ReaderQualifications::from(&user);
+    if let Some(s) = &b.seniority {
+        q.seniority = worklist::Seniority::try_from(s.as_str())?;
+    }
+    q.supervisor = b.supervisor.unwrap_or(q.supervisor);
+    q.modalities = b.modalities.unwrap_or(q.modalities);
+    if let Some(h) = b.duty_hours {
+        q.duty_hours = Some(h).filter(|h| !h.trim().is_empty());
     }
     Ok(Json(st.worklist.set_qualifications(user.id, &q).await?))
 }

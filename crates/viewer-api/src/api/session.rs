@@ -1,0 +1,53 @@
+//! Sessions: log in (cookie and bearer token), log out, who am I.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::response::AppendHeaders;
+use axum::response::IntoResponse;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::auth::SESSION_COOKIE;
+use crate::auth::session_token;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(State(st): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<impl IntoResponse> {
+    let user = st.worklist.authenticate(&body.username, &body.password).await.map_err(|e| match e {
+        worklist::Error::Forbidden(m) => ApiError::Unprocessable(m),
+        other => other.into(),
+    })?;
+    let token = st.worklist.create_session(user.id).await?;
+    tracing::info!(user = %user.username, role = %user.role, "login");
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    Ok((
+        AppendHeaders([(SET_COOKIE, cookie)]),
+        Json(serde_json::json!({ "token": token, "user": user })),
+    ))
+}
+
+pub async fn logout(State(st): State<AppState>, parts: Parts) -> ApiResult<impl IntoResponse> {
+    if let Some(t) = session_token(&parts) {
+        st.worklist.end_session(&t).await?;
+    }
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(serde_json::json!({ "ok": true }))))
+}
+
+pub async fn me(caller: Caller) -> Json<worklist::User> {
+    Json(caller.0)
+}
+
+/// `GET /api/session`: the signed-in user, or null (200 either way: a signed-out browser
+/// is not an error).
+pub async fn session(caller: Option<Caller>) -> Json<Option<worklist::User>> {
+    Json(caller.map(|c| c.0))
+}

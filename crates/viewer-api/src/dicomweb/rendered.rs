@@ -1,0 +1,110 @@
+//! Rendered resources and thumbnails (PS3.18 8.3.5): JPEG, PNG, or SVG for ECG paper.
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::extract::Query;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::header;
+use axum::response::Response;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use crate::render::RenderParams;
+use crate::render;
+use storage::query::InstanceRow;
+use super::{find, PathUids};
+
+/// Thumbnails (PS3.18 8.3.5.1.3): an instance's first frame, the middle instance of a
+/// series, the first series' of a study; 128 px unless a viewport is given.
+pub async fn thumbnail(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Path<Vec<(String, String)>>,
+    Query(mut params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let uids = PathUids::from(Some(path))?;
+    let q = storage::query::InstanceQuery {
+        study_uid: uids.study,
+        series_uid: uids.series,
+        sop_instance_uids: uids.sop.into_iter().collect(),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
+    let first_series = rows.first().map(|r| r.series_uid.clone()).ok_or_else(|| ApiError::NotFound("nothing to show".into()))?;
+    let in_series: Vec<&InstanceRow> = rows.iter().filter(|r| r.series_uid == first_series).collect();
+    let pick = in_series[in_series.len() / 2].clone();
+    if !params.iter().any(|(k, _)| k == "viewport") {
+        params.push(("viewport".into(), "128,128".into()));
+    }
+    rendered(st, caller, headers, pick.study_uid, pick.series_uid, pick.sop_instance_uid, 1, params).await
+}
+
+/// `…/instances/{sop}/rendered`
+pub async fn rendered_instance(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((study, series, sop)): Path<(String, String, String)>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    rendered(st, caller, headers, study, series, sop, 1, params).await
+}
+
+/// `…/instances/{sop}/frames/{n}/rendered` (one frame number)
+pub async fn rendered_frame(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((study, series, sop, frames)): Path<(String, String, String, String)>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let frame: u32 = frames
+        .trim()
+        .parse()
+        .ok()
+        .filter(|f| *f >= 1)
+        .ok_or_else(|| ApiError::BadRequest(format!("frame {frames:?} is not a frame number (1, 2, …)")))?;
+    rendered(st, caller, headers, study, series, sop, frame, params).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rendered(
+    st: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    study: String,
+    series: String,
+    sop: String,
+    frame: u32,
+    params: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let inst = find(&st, &caller, &study, &series, &sop).await?;
+    let accept = params
+        .iter()
+        .find(|(k, _)| k == "accept")
+        .map(|(_, v)| v.clone())
+        .or_else(|| headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
+    let p = RenderParams::parse(&params, &accept).map_err(ApiError::BadRequest)?;
+    let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+    let is_ecg = crate::ecg::is_waveform(&inst.sop_class_uid);
+    let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
+    let out = tokio::task::spawn_blocking(move || {
+        if is_ecg {
+            crate::ecg::render_instance(&bytes, &p, &site)
+        } else {
+            render::render_frame(&bytes, frame, &p)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let mut resp = Response::new(Body::from(out.bytes));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(out.content_type));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));
+    Ok(resp)
+}

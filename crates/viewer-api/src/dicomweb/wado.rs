@@ -1,0 +1,162 @@
+//! WADO-RS (PS3.18 10.4): instances, series and studies, streamed as stored or decoded to an uncompressed syntax on request.
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::response::Response;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use futures::StreamExt;
+use futures::TryStreamExt;
+use storage::query::InstanceRow;
+use super::{find, multipart_headers, requested_ts, PathUids};
+
+/// WADO-RS: `GET …/instances/{sop}`: the stored Part-10 file, byte for byte, streamed.
+/// `multipart/related; type="application/dicom"` by default (PS3.18 8.7.3), a bare
+/// `application/dicom` body when that is what the client accepts.
+pub async fn retrieve_instance(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((study, series, sop)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let inst = find(&st, &caller, &study, &series, &sop).await?;
+    let etag = format!("\"{}\"", inst.sha256);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let mut resp = stream_instances(&st, &headers, vec![inst])?;
+    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
+    Ok(resp)
+}
+
+/// WADO-RS: `GET /studies/{study}` and `/studies/{study}/series/{series}`: every current
+/// instance, one multipart part each, streamed one after the other.
+pub async fn retrieve_study_or_series(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Path<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let uids = PathUids::from(Some(path))?;
+    let q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, limit: Some(10_000), ..Default::default() };
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
+    if rows.is_empty() {
+        return Err(ApiError::NotFound("no such study or series here".into()));
+    }
+    stream_instances(&st, &headers, rows)
+}
+
+/// Syntaxes we transcode to on request: the uncompressed ones every client reads.
+const TRANSCODE_TARGETS: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+
+/// The syntax to send an instance in: None for as stored; Some(target) to transcode.
+fn delivery_ts(requested: &[String], stored: &str) -> Result<Option<&'static str>, ()> {
+    if requested.is_empty() || requested.iter().any(|t| t == "*" || t == stored) {
+        return Ok(None);
+    }
+    requested
+        .iter()
+        .find_map(|t| TRANSCODE_TARGETS.iter().find(|x| **x == t.as_str()).copied())
+        .map(Some)
+        .ok_or(())
+}
+
+type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// One instance's bytes: streamed as stored, or decoded and re-encoded in `target`.
+async fn instance_body(blobs: storage::BlobStore, inst: InstanceRow, target: Option<&'static str>) -> std::io::Result<(String, ByteStream)> {
+    match target {
+        None => {
+            let body = blobs.get(&inst.blob_key).await.map_err(std::io::Error::other)?;
+            Ok((inst.transfer_syntax_uid, body.into_stream().map(|c| c.map_err(std::io::Error::other)).boxed()))
+        }
+        Some(ts) => {
+            let file = blobs.get_bytes(&inst.blob_key).await.map_err(std::io::Error::other)?;
+            let out = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                use dicom_encoding::TransferSyntaxIndex;
+                use dicom_pixeldata::Transcode;
+                let obj = dicom_object::from_reader(&file[128..]).map_err(std::io::Error::other)?;
+                let mut obj = crate::render::native_if_jpeg12(obj).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+                    .get(ts)
+                    .ok_or_else(|| std::io::Error::other(format!("unknown transfer syntax {ts}")))?;
+                obj.transcode(target).map_err(std::io::Error::other)?;
+                let mut out = Vec::with_capacity(file.len() * 2);
+                obj.write_all(&mut out).map_err(std::io::Error::other)?;
+                Ok(out)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            Ok((ts.to_string(), futures::stream::once(async move { Ok(bytes::Bytes::from(out)) }).boxed()))
+        }
+    }
+}
+
+/// The stored files of `rows` as the client accepts them: as stored, or decoded to an
+/// uncompressed syntax when that is what the client asks for (through dicom-pixeldata).
+fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) -> ApiResult<Response> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*").to_string();
+    let requested = requested_ts(&accept);
+    let mut plan = Vec::with_capacity(rows.len());
+    for inst in rows {
+        let target = delivery_ts(&requested, &inst.transfer_syntax_uid).map_err(|_| {
+            ApiError::NotAcceptable(format!(
+                "instance {} is stored as {}; readhub sends it as stored (transfer-syntax=*) or as {}",
+                inst.sop_instance_uid,
+                inst.transfer_syntax_uid,
+                TRANSCODE_TARGETS.join(" or ")
+            ))
+        })?;
+        plan.push((inst, target));
+    }
+    let bare = plan.len() == 1
+        && accept.split(',').any(|a| a.trim().starts_with("application/dicom"))
+        && !accept.contains("multipart/related");
+    let blobs = st.storage.blobs.clone();
+    if bare {
+        let (inst, target) = plan.into_iter().next().expect("one");
+        let ts = target.map(str::to_string).unwrap_or_else(|| inst.transfer_syntax_uid.clone());
+        let ct = format!("application/dicom; transfer-syntax={ts}");
+        let stream = futures::stream::once(instance_body(blobs, inst, target)).map_ok(|(_, body)| body).try_flatten();
+        let mut resp = Response::new(Body::from_stream(stream));
+        if !crate::is_native(&ts) {
+            resp.extensions_mut().insert(crate::Precompressed);
+        }
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?);
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        return Ok(resp);
+    }
+    let boundary = format!("readhub-{}", &plan[0].0.sha256[..24]);
+    let all_compressed = plan.iter().all(|(inst, target)| !crate::is_native(target.unwrap_or(&inst.transfer_syntax_uid)));
+    let b = boundary.clone();
+    let parts = futures::stream::iter(plan)
+        .then(move |(inst, target)| {
+            let blobs = blobs.clone();
+            let b = b.clone();
+            async move {
+                let (ts, body) = instance_body(blobs, inst, target).await?;
+                let head = format!("--{b}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n");
+                Ok::<_, std::io::Error>(
+                    futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+                        .chain(body)
+                        .chain(futures::stream::once(async { Ok(bytes::Bytes::from_static(b"\r\n")) })),
+                )
+            }
+        })
+        .try_flatten();
+    let tail = format!("--{boundary}--\r\n");
+    let body = parts.chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
+    let mut resp = Response::new(Body::from_stream(body));
+    if all_compressed {
+        resp.extensions_mut().insert(crate::Precompressed);
+    }
+    multipart_headers(resp, "application/dicom", &boundary)
+}
