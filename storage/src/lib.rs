@@ -14,7 +14,7 @@ pub mod header;
 pub mod ingest;
 pub mod query;
 pub mod sites;
-pub mod sop;
+pub use readhub_types::sop;
 
 pub use arrival::{Arrival, ArrivalKind, NodeName, Transfer, TransferId, Transfers};
 pub use blob::{BlobKey, BlobStore};

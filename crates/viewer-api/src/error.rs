@@ -51,6 +51,18 @@ impl From<storage::Error> for ApiError {
     }
 }
 
+impl From<dicom_media::MediaError> for ApiError {
+    fn from(e: dicom_media::MediaError) -> Self {
+        use dicom_media::MediaError as M;
+        match e {
+            M::OutOfRange(m) => ApiError::BadRequest(m),
+            M::Undecodable(m) => ApiError::Unprocessable(m),
+            M::NoPixelData => ApiError::NotFound(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {

@@ -5,10 +5,7 @@
 mod api;
 pub mod auth;
 mod dicomweb;
-pub mod ecg;
 pub mod error;
-mod html;
-pub mod render;
 mod ui;
 
 use std::sync::Arc;

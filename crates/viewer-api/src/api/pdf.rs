@@ -47,7 +47,7 @@ struct CjkFont {
 fn cjk_font() -> Result<&'static CjkFont, ApiError> {
     static FONT: OnceLock<Option<CjkFont>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let db = crate::ecg::fonts();
+        let db = dicom_media::ecg::fonts();
         let query = resvg::usvg::fontdb::Query {
             families: &[resvg::usvg::fontdb::Family::Name("Noto Sans CJK SC")],
             ..Default::default()

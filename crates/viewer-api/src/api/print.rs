@@ -6,7 +6,7 @@ use axum::response::Html;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::html::esc;
+use dicom_media::escape::esc;
 use super::readable_report;
 
 pub fn fmt_time(ms: Option<i64>) -> String {

@@ -17,13 +17,13 @@ pub async fn waveform(
     Path((study, series, sop)): Path<(String, String, String)>,
 ) -> ApiResult<axum::Json<Value>> {
     let inst = crate::dicomweb::find(&st, &caller, &study, &series, &sop).await?;
-    if !crate::ecg::is_waveform(&inst.sop_class_uid) {
+    if !dicom_media::ecg::is_waveform(&inst.sop_class_uid) {
         return Err(ApiError::Unprocessable(format!("{sop} is not an ECG waveform")));
     }
     let file = st.storage.blobs.get_bytes(&inst.blob_key).await?;
     tokio::task::spawn_blocking(move || {
-        let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
-        let wf = crate::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+        let obj = dicom_media::open_part10(&file)?;
+        let wf = dicom_media::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
         Ok(axum::Json(json!({
             "sop_instance_uid": sop,
             "sampling_frequency": wf.sampling_frequency,
@@ -32,7 +32,7 @@ pub async fn waveform(
             "filter_high_hz": wf.filter_high_hz,
             "notch_hz": wf.notch_hz,
             "channels": wf.channels,
-            "annotations": crate::ecg::annotations(&obj),
+            "annotations": dicom_media::ecg::annotations(&obj),
         })))
     })
     .await

@@ -12,8 +12,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
-use crate::render::RenderParams;
-use crate::render;
+use dicom_media::render::{self, RenderParams};
 use storage::query::InstanceRow;
 use super::{find, PathUids};
 
@@ -92,11 +91,11 @@ async fn rendered(
         .unwrap_or_default();
     let p = RenderParams::parse(&params, &accept).map_err(ApiError::BadRequest)?;
     let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
-    let is_ecg = crate::ecg::is_waveform(&inst.sop_class_uid);
+    let is_ecg = dicom_media::ecg::is_waveform(&inst.sop_class_uid);
     let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
     let out = tokio::task::spawn_blocking(move || {
         if is_ecg {
-            crate::ecg::render_instance(&bytes, &p, &site)
+            dicom_media::ecg::render_instance(&bytes, &p, &site)
         } else {
             render::render_frame(&bytes, frame, &p)
         }

@@ -80,21 +80,10 @@ async fn instance_body(blobs: storage::BlobStore, inst: InstanceRow, target: Opt
         }
         Some(ts) => {
             let file = blobs.get_bytes(&inst.blob_key).await.map_err(std::io::Error::other)?;
-            let out = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-                use dicom_encoding::TransferSyntaxIndex;
-                use dicom_pixeldata::Transcode;
-                let obj = dicom_object::from_reader(&file[128..]).map_err(std::io::Error::other)?;
-                let mut obj = crate::render::native_if_jpeg12(obj).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
-                    .get(ts)
-                    .ok_or_else(|| std::io::Error::other(format!("unknown transfer syntax {ts}")))?;
-                obj.transcode(target).map_err(std::io::Error::other)?;
-                let mut out = Vec::with_capacity(file.len() * 2);
-                obj.write_all(&mut out).map_err(std::io::Error::other)?;
-                Ok(out)
-            })
-            .await
-            .map_err(std::io::Error::other)??;
+            let out = tokio::task::spawn_blocking(move || dicom_media::pixels::transcode(&file, ts))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?;
             Ok((ts.to_string(), futures::stream::once(async move { Ok(bytes::Bytes::from(out)) }).boxed()))
         }
     }

@@ -10,11 +10,11 @@ use dicom_core::{PrimitiveValue, Tag};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use crate::error::ApiError;
-use crate::html::esc;
+use crate::escape::esc;
 use crate::render::{Format, RenderParams, Rendered};
+use crate::{open_part10, MediaError};
 
-pub use storage::sop::is_ecg_waveform as is_waveform;
+pub use readhub_types::sop::is_ecg_waveform as is_waveform;
 
 /// One decoded channel.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -267,12 +267,9 @@ pub fn to_svg(w: &Waveform, header: &[String]) -> String {
 }
 
 /// Render a stored ECG instance (Part-10 bytes) for the `rendered` resource.
-pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rendered, ApiError> {
-    if file.len() < 132 || &file[128..132] != b"DICM" {
-        return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
-    }
-    let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
-    let wf = decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rendered, MediaError> {
+    let obj = open_part10(file)?;
+    let wf = decode(&obj).map_err(|e| MediaError::Undecodable(format!("waveform cannot be decoded: {e}")))?;
     let text = |tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|s| s.trim().to_string()).unwrap_or_default();
     let mut filters = String::new();
     if let (Some(lo), Some(hi)) = (wf.filter_low_hz, wf.filter_high_hz) {
@@ -304,7 +301,7 @@ pub fn render_instance(file: &[u8], p: &RenderParams, site: &str) -> Result<Rend
 const PX_PER_MM: f32 = 6.0;
 
 /// The system's fonts, scanned once (memory-mapped, so the CJK fonts cost no heap).
-pub(crate) fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
+pub fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
     static FONTS: std::sync::OnceLock<std::sync::Arc<resvg::usvg::fontdb::Database>> = std::sync::OnceLock::new();
     FONTS
         .get_or_init(|| {
@@ -319,10 +316,10 @@ pub(crate) fn fonts() -> std::sync::Arc<resvg::usvg::fontdb::Database> {
 }
 
 /// Rasterise the paper SVG to PNG or JPEG, at [`PX_PER_MM`] or fitted into `viewport`.
-pub fn rasterize(svg: &str, p: &RenderParams) -> Result<Rendered, ApiError> {
+pub fn rasterize(svg: &str, p: &RenderParams) -> Result<Rendered, MediaError> {
     use resvg::{tiny_skia, usvg};
     let opt = usvg::Options { fontdb: fonts(), ..Default::default() };
-    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| ApiError::Internal(format!("ECG drawing is not valid SVG: {e}")))?;
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| MediaError::Encode(format!("ECG drawing is not valid SVG: {e}")))?;
     // the SVG's user unit is the millimetre (its viewBox), its size is in CSS px at 96 dpi
     let size = tree.size();
     let (mm_w, mm_h) = (size.width() * 25.4 / 96.0, size.height() * 25.4 / 96.0);
@@ -331,12 +328,12 @@ pub fn rasterize(svg: &str, p: &RenderParams) -> Result<Rendered, ApiError> {
         None => PX_PER_MM,
     };
     let (w, h) = ((mm_w * px_per_mm).round().max(1.0) as u32, (mm_h * px_per_mm).round().max(1.0) as u32);
-    let mut pixmap = tiny_skia::Pixmap::new(w, h).ok_or_else(|| ApiError::BadRequest(format!("viewport {w}x{h} is too large")))?;
+    let mut pixmap = tiny_skia::Pixmap::new(w, h).ok_or_else(|| MediaError::OutOfRange(format!("viewport {w}x{h} is too large")))?;
     pixmap.fill(tiny_skia::Color::WHITE);
     let scale = w as f32 / size.width();
     resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
     // opaque white background: premultiplied RGBA is plain RGBA here
-    let rgba = image::RgbaImage::from_raw(w, h, pixmap.take()).ok_or_else(|| ApiError::Internal("pixmap size mismatch".into()))?;
+    let rgba = image::RgbaImage::from_raw(w, h, pixmap.take()).ok_or_else(|| MediaError::Encode("pixmap size mismatch".into()))?;
     crate::render::encode(image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(rgba).to_rgb8()), p)
 }
 

@@ -7,7 +7,8 @@ use std::io::Cursor;
 use dicom_pixeldata::image::{self, DynamicImage, ImageFormat};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutFunction, VoiLutOption, WindowLevel};
 
-use crate::error::ApiError;
+use crate::pixels::native_if_jpeg12;
+use crate::{open_part10, MediaError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Format {
@@ -86,70 +87,15 @@ pub struct Rendered {
     pub content_type: &'static str,
 }
 
-/// JPEG Extended (Process 2 & 4) with 12-bit samples is beyond jpeg-decoder, dicom-pixeldata's
-/// JPEG codec (STACK-FACTS §2). Such an object is turned into its native equivalent
-/// (explicit VR little endian, 16-bit samples) by decoding each frame with libjpeg-turbo-rs,
-/// a pure-Rust port of libjpeg-turbo with 12-bit support; every other object is returned
-/// as it is. Rendering, decoded frames and transcoding then go the usual way.
-pub fn native_if_jpeg12(mut obj: dicom_object::DefaultDicomObject) -> Result<dicom_object::DefaultDicomObject, ApiError> {
-    use dicom_dictionary_std::tags;
-    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-    let bits = obj.element_opt(tags::BITS_ALLOCATED).ok().flatten().and_then(|e| e.to_int::<u16>().ok()).unwrap_or(8);
-    if ts != "1.2.840.10008.1.2.4.51" || bits <= 8 {
-        return Ok(obj);
-    }
-    let frames = obj
-        .element_opt(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_int::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let bad = |why: String| ApiError::Unprocessable(format!("12-bit JPEG pixel data cannot be decoded: {why}"));
-    let fragments: Vec<Vec<u8>> = obj
-        .element(tags::PIXEL_DATA)
-        .map_err(|e| bad(e.to_string()))?
-        .value()
-        .fragments()
-        .ok_or_else(|| bad("the pixel data is not encapsulated".into()))?
-        .to_vec();
-    let per_frame = if fragments.len() == frames {
-        fragments
-    } else if frames == 1 {
-        vec![fragments.concat()]
-    } else {
-        return Err(bad(format!("{} fragments for {frames} frames", fragments.len())));
-    };
-    let mut native = Vec::new();
-    for f in &per_frame {
-        let img = libjpeg_turbo_rs::precision::decompress_12bit(f).map_err(|e| bad(e.to_string()))?;
-        native.reserve(img.data.len() * 2);
-        for s in img.data {
-            native.extend_from_slice(&(s as u16).to_le_bytes());
-        }
-    }
-    obj.put(dicom_object::mem::InMemElement::new(
-        tags::PIXEL_DATA,
-        dicom_core::VR::OW,
-        dicom_core::PrimitiveValue::U8(native.into()),
-    ));
-    obj.update_meta(|m| m.set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN));
-    Ok(obj)
-}
-
 /// Render frame `frame` (1-based) of a stored Part-10 file.
-pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendered, ApiError> {
-    if file.len() < 132 || &file[128..132] != b"DICM" {
-        return Err(ApiError::Internal("stored object is not a Part-10 file".into()));
-    }
-    let obj = dicom_object::from_reader(&file[128..]).map_err(|e| ApiError::Internal(format!("cannot read stored instance: {e}")))?;
-    let obj = native_if_jpeg12(obj)?;
+pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendered, MediaError> {
+    let obj = native_if_jpeg12(open_part10(file)?)?;
     let decoded = obj.decode_pixel_data().map_err(|e| {
-        ApiError::Unprocessable(format!("this instance's pixel data cannot be rendered: {e}"))
+        MediaError::Undecodable(format!("this instance's pixel data cannot be rendered: {e}"))
     })?;
     let frames = decoded.number_of_frames();
     if frame == 0 || frame > frames {
-        return Err(ApiError::BadRequest(format!("frame {frame} is out of range: the instance has {frames} frame(s)")));
+        return Err(MediaError::OutOfRange(format!("frame {frame} is out of range: the instance has {frames} frame(s)")));
     }
     let photometric = obj
         .element_opt(dicom_dictionary_std::tags::PHOTOMETRIC_INTERPRETATION)
@@ -176,7 +122,7 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
             // (dicom-pixeldata's own fallback maps signed data without a rescale to black.)
             let values: Vec<f64> = decoded
                 .to_vec_frame(frame - 1)
-                .map_err(|e| ApiError::Unprocessable(format!("this frame cannot be rendered: {e}")))?;
+                .map_err(|e| MediaError::Undecodable(format!("this frame cannot be rendered: {e}")))?;
             let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
             let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
             let window = WindowLevel { center: (lo + hi) / 2.0, width: (hi - lo).max(1.0) };
@@ -187,7 +133,7 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
     let options = ConvertOptions::new().with_voi_lut(voi).force_8bit();
     let mut img = decoded
         .to_dynamic_image_with_options(frame - 1, &options)
-        .map_err(|e| ApiError::Unprocessable(format!("this frame cannot be rendered: {e}")))?;
+        .map_err(|e| MediaError::Undecodable(format!("this frame cannot be rendered: {e}")))?;
     // Presentation LUT Shape (2050,0020) INVERSE on MONOCHROME2: display inverted.
     // (MONOCHROME1 is already inverted by dicom-pixeldata; its INVERSE means just that.)
     let inverse = obj
@@ -205,12 +151,12 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
     encode(img, p)
 }
 
-pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, ApiError> {
+pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, MediaError> {
     let mut out = Vec::new();
     match p.format {
         Format::Png => {
             img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-                .map_err(|e| ApiError::Internal(format!("PNG encoding failed: {e}")))?;
+                .map_err(|e| MediaError::Encode(format!("PNG encoding failed: {e}")))?;
             Ok(Rendered { bytes: out, content_type: "image/png" })
         }
         Format::Jpeg | Format::Svg => {
@@ -223,7 +169,7 @@ pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, ApiError>
             };
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, p.quality)
                 .encode_image(&img)
-                .map_err(|e| ApiError::Internal(format!("JPEG encoding failed: {e}")))?;
+                .map_err(|e| MediaError::Encode(format!("JPEG encoding failed: {e}")))?;
             Ok(Rendered { bytes: out, content_type: "image/jpeg" })
         }
     }
@@ -235,16 +181,16 @@ fn palette_frame(
     obj: &dicom_object::DefaultDicomObject,
     decoded: &dicom_pixeldata::DecodedPixelData<'_>,
     frame: u32,
-) -> Result<DynamicImage, ApiError> {
+) -> Result<DynamicImage, MediaError> {
     use dicom_dictionary_std::tags;
-    let bad = |why: &str| ApiError::Unprocessable(format!("palette color image cannot be rendered: {why}"));
-    let ints = |tag| -> Result<Vec<u32>, ApiError> {
+    let bad = |why: &str| MediaError::Undecodable(format!("palette color image cannot be rendered: {why}"));
+    let ints = |tag| -> Result<Vec<u32>, MediaError> {
         obj.element(tag)
             .map_err(|_| bad(&format!("{tag} is missing (segmented palettes are not supported)")))?
             .to_multi_int::<u32>()
             .map_err(|e| bad(&e.to_string()))
     };
-    let lut = |desc_tag, data_tag| -> Result<(Vec<u16>, u32, u32), ApiError> {
+    let lut = |desc_tag, data_tag| -> Result<(Vec<u16>, u32, u32), MediaError> {
         let desc = ints(desc_tag)?;
         if desc.len() != 3 {
             return Err(bad("a LUT descriptor needs 3 values"));

@@ -1,0 +1,1 @@
+//! Typed identifiers (filled in below).
