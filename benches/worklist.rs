@@ -16,7 +16,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-async fn fill(wl: &Worklist, n: usize) -> anyhow::Result<Vec<i64>> {
+async fn fill(wl: &Worklist, n: usize) -> anyhow::Result<Vec<worklist::SiteId>> {
     let db = &wl.db;
     let consortium = wl.ensure_defaults().await?;
     let pool = wl.pool_by_name("imaging").await?.id;

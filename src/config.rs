@@ -138,16 +138,9 @@ impl Config {
     }
 
     pub fn limits(&self) -> anyhow::Result<storage::Limits> {
-        use dicom_core::dictionary::DataDictionary;
-        let priority_attribute = dicom_dictionary_std::StandardDataDictionary
-            .parse_tag(self.priority_attribute.trim())
-            .with_context(|| {
-                format!("priority_attribute {:?} is neither a DICOM keyword nor a tag (gggg,eeee)", self.priority_attribute)
-            })?;
         Ok(storage::Limits {
             max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
             max_header_bytes: (self.max_header_mb.saturating_mul(1024 * 1024)) as usize,
-            priority_attribute,
         })
     }
 
@@ -182,8 +175,14 @@ impl Config {
         Ok(storage::NodeName::new(format!("{host}:{}", self.absolute_data_dir()?.display())))
     }
 
-    pub fn worklist(&self) -> worklist::Config {
-        worklist::Config {
+    pub fn worklist(&self) -> anyhow::Result<worklist::Config> {
+        use dicom_core::dictionary::DataDictionary;
+        let priority_attribute = dicom_dictionary_std::StandardDataDictionary
+            .parse_tag(self.priority_attribute.trim())
+            .with_context(|| {
+                format!("priority_attribute {:?} is neither a DICOM keyword nor a tag (gggg,eeee)", self.priority_attribute)
+            })?;
+        Ok(worklist::Config {
             quiet_period: Duration::from_secs(self.quiet_period_secs),
             stall_horizon: Duration::from_secs(self.stall_horizon_secs.max(self.peer_timeout_secs)),
             lease: Duration::from_secs(self.lease_minutes.max(1) * 60),
@@ -192,7 +191,8 @@ impl Config {
             utc_offset_hours: self.utc_offset_hours,
             critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
             hold_arrivals: self.hold_arrivals,
+            priority_attribute,
             ..Default::default()
-        }
+        })
     }
 }

@@ -46,7 +46,7 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -
     let storage = Storage::open(&db_url, &config.object_store_url()?, config.limits()?)
         .await
         .context("cannot open storage")?;
-    let worklist = Worklist::with_clock(storage.db.clone(), config.worklist(), clock);
+    let worklist = Worklist::with_clock(storage.db.clone(), config.worklist()?, clock);
     let consortium = worklist.ensure_defaults().await.context("cannot create the default consortium")?;
     if !config.routing_rules.is_empty() {
         let version = worklist

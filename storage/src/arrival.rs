@@ -18,6 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use readhub_types::StudyPk;
 use sqlx::Row;
 
 use crate::db::WriteTx;
@@ -110,7 +111,7 @@ fn rand_u64() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArrivalKind {
     /// An instance is durable and indexed (a byte-identical duplicate has no arrival).
-    Instance { study_pk: i64, instance_pk: i64 },
+    Instance { study_pk: StudyPk, instance_pk: i64 },
     /// The transfer has ended (released, aborted, timed out, request answered, or cut off
     /// by a crash and closed at the next start).
     TransferEnded,
@@ -134,7 +135,7 @@ pub struct Arrival {
 pub(crate) async fn record_instance(
     tx: &mut WriteTx<'_>,
     transfer: &Transfer,
-    study_pk: i64,
+    study_pk: StudyPk,
     instance_pk: i64,
     at: i64,
 ) -> Result<(), Error> {

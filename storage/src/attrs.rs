@@ -27,7 +27,6 @@ pub struct InstanceAttrs {
     pub study_id: Option<String>,
     pub study_description: Option<String>,
     pub referring_physician: Option<String>,
-    pub requested_priority: Option<String>,
     pub modality: Option<String>,
     pub series_number: Option<String>,
     pub series_description: Option<String>,
@@ -38,13 +37,15 @@ pub struct InstanceAttrs {
     pub number_of_frames: Option<i64>,
     /// the Specific Character Set as sent, for the record
     pub specific_character_set: Vec<String>,
-    /// the header as DICOM JSON (UTF-8 text; BulkDataURIs start with [`INSTANCE_URL`])
+    /// the header as DICOM JSON (UTF-8 text; a value left out as bulk data has a
+    /// BulkDataURI of [`BULK_DATA`] followed by its tag)
     pub metadata_json: Option<String>,
 }
 
-/// Placeholder for the instance's retrieve URL in cached metadata; the HTTP layer puts the
-/// real one in (it knows the host the client used).
-pub const INSTANCE_URL: &str = "{{readhub:instance}}";
+/// Marks a value left out of the cached DICOM JSON as bulk data: its BulkDataURI is this
+/// marker followed by the element's tag (`…7FE00010`). Where bulk data is retrieved from is
+/// the HTTP layer's business: it puts its own URL in place of the marker.
+pub const BULK_DATA: &str = "{{readhub:bulk}}";
 
 /// Values longer than this (top level, binary) are given as BulkDataURIs in metadata.
 const INLINE_BINARY_MAX: usize = 4096;
@@ -89,14 +90,14 @@ fn metadata(obj: &InMemDicomObject, header: &SniffedHeader, policy: &DecodePolic
         let big = attr.get("InlineBinary").and_then(|b| b.as_str()).is_some_and(|b| b.len() > INLINE_BINARY_MAX * 4 / 3);
         if big {
             let vr = attr.get("vr").cloned().unwrap_or(serde_json::Value::String("UN".into()));
-            *attr = serde_json::json!({ "vr": vr, "BulkDataURI": format!("{INSTANCE_URL}/bulkdata/{tag}") });
+            *attr = serde_json::json!({ "vr": vr, "BulkDataURI": format!("{BULK_DATA}{tag}") });
         }
     }
     if header.bulk_tag == Some(tags::PIXEL_DATA) {
         let vr = if header.parse_ts.is_encapsulated_pixel_data() { "OB" } else { "OW" };
         map.insert(
             "7FE00010".into(),
-            serde_json::json!({ "vr": vr, "BulkDataURI": format!("{INSTANCE_URL}/bulkdata/7FE00010") }),
+            serde_json::json!({ "vr": vr, "BulkDataURI": format!("{BULK_DATA}7FE00010") }),
         );
     }
     serde_json::to_string(&v).ok()
@@ -145,18 +146,10 @@ pub enum AttrError {
     InvalidUid { name: &'static str, value: String },
 }
 
-/// Is `s` a syntactically valid UID (PS3.5 9.1)?
-pub fn is_valid_uid(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !s.starts_with('.')
-        && !s.ends_with('.')
-        && !s.contains("..")
-}
+pub use readhub_types::is_valid_uid;
 
 /// Parse the header and pull out the indexed attributes, decoding text per the site policy.
-pub fn extract(header: &SniffedHeader, policy: &DecodePolicy, priority_attribute: Tag) -> Result<InstanceAttrs, AttrError> {
+pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<InstanceAttrs, AttrError> {
     let obj = InMemDicomObject::read_dataset_with_ts(&header.bytes[..], header.parse_ts)
         .map_err(|e| AttrError::Parse(e.to_string()))?;
     let terms = &header.charset_terms;
@@ -194,14 +187,6 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy, priority_attribute
         let e = obj.element_opt(tag).ok().flatten()?;
         e.to_int::<i64>().ok()
     };
-    let priority = text(priority_attribute).or_else(|| {
-        // modalities that copy the worklist put it inside Request Attributes Sequence
-        let seq = obj.element_opt(tags::REQUEST_ATTRIBUTES_SEQUENCE).ok().flatten()?;
-        let item = seq.items()?.first()?;
-        let e = item.element_opt(priority_attribute).ok().flatten()?;
-        let s = e.to_str().ok()?.trim().to_string();
-        (!s.is_empty()).then_some(s)
-    });
     Ok(InstanceAttrs {
         sop_class_uid: uid(tags::SOP_CLASS_UID, "SOP Class UID")?,
         sop_instance_uid: uid(tags::SOP_INSTANCE_UID, "SOP Instance UID")?,
@@ -218,7 +203,6 @@ pub fn extract(header: &SniffedHeader, policy: &DecodePolicy, priority_attribute
         study_id: text(tags::STUDY_ID),
         study_description: text(tags::STUDY_DESCRIPTION),
         referring_physician: person(tags::REFERRING_PHYSICIAN_NAME),
-        requested_priority: priority,
         modality: text(tags::MODALITY),
         series_number: text(tags::SERIES_NUMBER),
         series_description: text(tags::SERIES_DESCRIPTION),

@@ -13,6 +13,8 @@ use crate::blob::{BlobKey, BlobWriter};
 use crate::charset::{self, Charset, DecodePolicy};
 use crate::db::now_ms;
 use crate::header::{HeaderError, HeaderSniffer};
+use readhub_types::{SiteId, StudyPk};
+
 use crate::arrival::Transfer;
 use crate::sites::Site;
 use crate::{Error, Storage};
@@ -84,8 +86,8 @@ pub enum IngestOutcome {
 /// An instance that is now durable and indexed.
 #[derive(Debug, Clone)]
 pub struct StoredInstance {
-    pub site_id: i64,
-    pub study_pk: i64,
+    pub site_id: SiteId,
+    pub study_pk: StudyPk,
     pub attrs: InstanceAttrs,
     pub outcome: IngestOutcome,
     pub version: i64,
@@ -135,7 +137,7 @@ impl Storage {
     ) -> Result<InstanceWriter, IngestError> {
         let ts_uid = ts_uid.trim_end_matches(['\0', ' ']).to_string();
         let sniffer = HeaderSniffer::new(&ts_uid, self.limits.max_header_bytes)?;
-        let key = BlobKey::new_instance(site.id);
+        let key = BlobKey::new_instance(site.id.get());
         let mut blob = self.blobs.writer(&key);
         let mut builder = FileMetaTableBuilder::new()
             .media_storage_sop_class_uid(announced.sop_class_uid.as_str())
@@ -186,7 +188,7 @@ impl Storage {
     /// Begin receiving a complete Part-10 file (as STOW-RS delivers it). It is stored byte
     /// for byte; its file meta group says what it is.
     pub fn begin_part10(&self, site: &Site, transfer: &Transfer) -> InstanceWriter {
-        let key = BlobKey::new_instance(site.id);
+        let key = BlobKey::new_instance(site.id.get());
         InstanceWriter {
             storage: self.clone(),
             site: site.clone(),
@@ -339,7 +341,7 @@ impl InstanceWriter {
                 let policy = DecodePolicy {
                     fallback: site.charset_fallback.as_deref().and_then(Charset::from_term),
                 };
-                Ok(attrs::extract(&h, &policy, storage.limits.priority_attribute)?)
+                Ok(attrs::extract(&h, &policy)?)
             })
             .and_then(|a| check_announced(a, announced.as_ref()))
             .and_then(|a| match &expected_study {
@@ -433,7 +435,7 @@ async fn record(
     blob_key: &str,
     size: u64,
     sha256: &str,
-) -> Result<(i64, IngestOutcome, i64), Error> {
+) -> Result<(StudyPk, IngestOutcome, i64), Error> {
     let now = now_ms();
     let source = transfer.source.as_str();
     let issuer = a.issuer_of_patient_id.clone().unwrap_or_else(|| site.issuer.clone());
@@ -453,7 +455,7 @@ async fn record(
         let existing_sha: String = row.get("sha256");
         if existing_sha == sha256 {
             let version: i64 = row.get("version");
-            let study_id: i64 = row.get("study_id");
+            let study_id: StudyPk = row.get("study_id");
             audit(&mut tx, site.id, &a.sop_instance_uid, "duplicate", version, sha256, source, now).await?;
             tx.commit().await?;
             tracing::info!(
@@ -497,10 +499,10 @@ async fn record(
         }
     }
 
-    let study_pk: i64 = sqlx::query(
+    let study_pk: StudyPk = sqlx::query(
         "INSERT INTO studies (site_id, patient_id, study_uid, study_date, study_time, accession_number, \
-           study_id, study_description, referring_physician, requested_priority, first_received_at, last_received_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+           study_id, study_description, referring_physician, first_received_at, last_received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (site_id, study_uid) DO UPDATE SET \
            last_received_at = excluded.last_received_at, \
            study_date = COALESCE(studies.study_date, excluded.study_date), \
@@ -508,8 +510,7 @@ async fn record(
            accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
            study_id = COALESCE(studies.study_id, excluded.study_id), \
            study_description = COALESCE(studies.study_description, excluded.study_description), \
-           referring_physician = COALESCE(studies.referring_physician, excluded.referring_physician), \
-           requested_priority = COALESCE(excluded.requested_priority, studies.requested_priority) \
+           referring_physician = COALESCE(studies.referring_physician, excluded.referring_physician) \
          RETURNING id",
     )
     .bind(site.id)
@@ -521,7 +522,6 @@ async fn record(
     .bind(a.study_id.clone())
     .bind(a.study_description.clone())
     .bind(a.referring_physician.clone())
-    .bind(a.requested_priority.clone())
     .bind(now)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -649,7 +649,7 @@ async fn record(
 #[allow(clippy::too_many_arguments)]
 async fn audit(
     tx: &mut crate::db::WriteTx<'_>,
-    site_id: i64,
+    site_id: SiteId,
     sop: &str,
     decision: &str,
     version: i64,

@@ -67,9 +67,6 @@ pub struct Limits {
     /// The attributes before the bulk data may not exceed this; it also caps what any single
     /// declared element length can make the parser allocate.
     pub max_header_bytes: usize,
-    /// Where the technician's priority flag is read from (STAT / HIGH / ROUTINE …), at the
-    /// top level or inside Request Attributes Sequence.
-    pub priority_attribute: dicom_core::Tag,
 }
 
 impl Default for Limits {
@@ -77,7 +74,6 @@ impl Default for Limits {
         Limits {
             max_instance_bytes: 4 * 1024 * 1024 * 1024,
             max_header_bytes: 64 * 1024 * 1024,
-            priority_attribute: dicom_dictionary_std::tags::REQUESTED_PROCEDURE_PRIORITY,
         }
     }
 }

@@ -5,6 +5,8 @@ use serde::Serialize;
 use sqlx::any::AnyArguments;
 use sqlx::{Arguments, Row};
 
+use readhub_types::{SeriesUid, SiteId, SopInstanceUid, StudyPk, StudyUid};
+
 use crate::{Db, Error};
 
 /// Which studies a query may return. The caller (the worklist's visibility rule) decides;
@@ -14,7 +16,7 @@ pub enum StudyFilter {
     /// every study
     All,
     /// the studies of one site
-    Site(i64),
+    Site(SiteId),
     /// the studies another module selects (a reading pool's), see [`StudySelection`]
     Selected(StudySelection),
     /// none
@@ -54,8 +56,8 @@ pub struct StudyQuery {
 /// One study as QIDO-RS reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyRow {
-    pub pk: i64,
-    pub site_id: i64,
+    pub pk: StudyPk,
+    pub site_id: SiteId,
     pub study_uid: String,
     pub study_date: Option<String>,
     pub study_time: Option<String>,
@@ -77,11 +79,11 @@ pub struct StudyRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceRow {
     pub pk: i64,
-    pub site_id: i64,
-    pub study_pk: i64,
-    pub study_uid: String,
-    pub series_uid: String,
-    pub sop_instance_uid: String,
+    pub site_id: SiteId,
+    pub study_pk: StudyPk,
+    pub study_uid: StudyUid,
+    pub series_uid: SeriesUid,
+    pub sop_instance_uid: SopInstanceUid,
     pub sop_class_uid: String,
     pub transfer_syntax_uid: String,
     pub instance_number: Option<String>,
@@ -321,9 +323,9 @@ fn instance_from_row(r: &sqlx::any::AnyRow) -> InstanceRow {
 pub async fn find_instance(
     db: &Db,
     scope: StudyFilter,
-    study_uid: &str,
-    series_uid: &str,
-    sop_instance_uid: &str,
+    study_uid: &StudyUid,
+    series_uid: &SeriesUid,
+    sop_instance_uid: &SopInstanceUid,
 ) -> Result<Option<InstanceRow>, Error> {
     let mut sql = Sql::new(db, instance_select!(""));
     scope_clause(&mut sql, scope);
@@ -338,7 +340,7 @@ pub async fn find_instance(
 }
 
 /// The current instances of a study (by its index key), in series and instance order.
-pub async fn study_instances(db: &Db, study_pk: i64) -> Result<Vec<InstanceRow>, Error> {
+pub async fn study_instances(db: &Db, study_pk: StudyPk) -> Result<Vec<InstanceRow>, Error> {
     let rows = sqlx::query(instance_select!(
         "AND i.study_id = $1 ORDER BY se.id, i.id"
     ))
@@ -348,7 +350,7 @@ pub async fn study_instances(db: &Db, study_pk: i64) -> Result<Vec<InstanceRow>,
     .map_err(Error::db("list study instances"))?;
     let mut out: Vec<InstanceRow> = rows.iter().map(instance_from_row).collect();
     // Instance Number is IS (text): order numerically, within each series, stable otherwise
-    let mut series_order: Vec<String> = Vec::new();
+    let mut series_order: Vec<SeriesUid> = Vec::new();
     for r in &out {
         if !series_order.contains(&r.series_uid) {
             series_order.push(r.series_uid.clone());

@@ -2,6 +2,8 @@
 
 use sqlx::Row;
 
+use readhub_types::SiteId;
+
 use crate::charset::Charset;
 use crate::db::{now_ms, Db};
 use crate::Error;
@@ -9,7 +11,7 @@ use crate::Error;
 /// A community site: every study belongs to the site that sent it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Site {
-    pub id: i64,
+    pub id: SiteId,
     pub name: String,
     pub consortium_id: i64,
     /// Issuer of Patient ID used when the modality sends none: patients of two sites with
@@ -138,7 +140,7 @@ pub async fn add_site(
             .map_err(Error::db("insert AE title"))?;
     }
     tx.commit().await?;
-    get_site(db, id).await?.ok_or_else(|| Error::NotFound(format!("site {id}")))
+    get_site(db, SiteId::new(id)).await?.ok_or_else(|| Error::NotFound(format!("site {id}")))
 }
 
 fn site_from_row(r: &sqlx::any::AnyRow, aes: Vec<String>) -> Site {
@@ -152,7 +154,7 @@ fn site_from_row(r: &sqlx::any::AnyRow, aes: Vec<String>) -> Site {
     }
 }
 
-async fn ae_titles_of(db: &Db, site_id: i64) -> Result<Vec<String>, Error> {
+async fn ae_titles_of(db: &Db, site_id: SiteId) -> Result<Vec<String>, Error> {
     Ok(sqlx::query("SELECT ae_title FROM site_ae_titles WHERE site_id = $1 ORDER BY ae_title")
         .bind(site_id)
         .fetch_all(db.pool())
@@ -169,7 +171,7 @@ macro_rules! site_select {
     };
 }
 
-pub async fn get_site(db: &Db, id: i64) -> Result<Option<Site>, Error> {
+pub async fn get_site(db: &Db, id: SiteId) -> Result<Option<Site>, Error> {
     let row = sqlx::query(site_select!("WHERE id = $1"))
         .bind(id)
         .fetch_optional(db.pool())
@@ -189,7 +191,7 @@ pub async fn site_by_name(db: &Db, name: &str) -> Result<Option<Site>, Error> {
         .map_err(Error::db("select site"))?;
     match row {
         Some(r) => {
-            let id: i64 = r.get("id");
+            let id: SiteId = r.get("id");
             Ok(Some(site_from_row(&r, ae_titles_of(db, id).await?)))
         }
         None => Ok(None),
@@ -198,7 +200,7 @@ pub async fn site_by_name(db: &Db, name: &str) -> Result<Option<Site>, Error> {
 
 /// The site a calling AE title belongs to, if registered.
 pub async fn site_for_ae(db: &Db, ae_title: &str) -> Result<Option<Site>, Error> {
-    let id: Option<i64> = sqlx::query("SELECT site_id FROM site_ae_titles WHERE ae_title = $1")
+    let id: Option<SiteId> = sqlx::query("SELECT site_id FROM site_ae_titles WHERE ae_title = $1")
         .bind(ae_title.trim())
         .fetch_optional(db.pool())
         .await
@@ -228,7 +230,7 @@ pub async fn list_sites(db: &Db) -> Result<Vec<Site>, Error> {
         .map_err(Error::db("list sites"))?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let id: i64 = r.get("id");
+        let id: SiteId = r.get("id");
         out.push(site_from_row(&r, ae_titles_of(db, id).await?));
     }
     Ok(out)

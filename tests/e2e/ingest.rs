@@ -33,7 +33,13 @@ async fn ingest_every_sample_syntax(backend: Backend) {
     }
     for (_, file, ts) in samples {
         let (study, series, sop, pid) = sop_of(&data(file));
-        storage::query::find_instance(&hub.storage.db, StudyFilter::All, &study, &series, &sop)
+        storage::query::find_instance(
+            &hub.storage.db,
+            StudyFilter::All,
+            &worklist::StudyUid::new(study.clone()),
+            &worklist::SeriesUid::new(series.clone()),
+            &worklist::SopInstanceUid::new(sop.clone()),
+        )
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{file} is not indexed"));

@@ -70,7 +70,7 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
     assert_eq!(code, 409);
     let (code, _) = hub.send(&r2, reqwest::Method::POST, &format!("/api/worklist/{mr}/report/sign"), None).await;
     assert_eq!(code, 409, "nor sign it");
-    assert!(hub.worklist.report_for_item(mr).await.unwrap().is_none(), "nothing written");
+    assert!(hub.worklist.report_for_item(worklist::ItemId::new(mr)).await.unwrap().is_none(), "nothing written");
 
     // the reader walks away: 16 minutes later the lease has lapsed, and at 26 minutes
     // from arrival the 20-minute STAT deadline is breached
@@ -94,7 +94,7 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
     assert!(hub.get_json(&r1, "/api/alerts").await.as_array().unwrap().is_empty());
     let (code, v) = hub.send(&sup, reqwest::Method::POST, &format!("/api/alerts/{}/ack", breach["id"]), None).await;
     assert_eq!(code, 200, "{v}");
-    assert_eq!(v["acknowledged_by"], chief.id);
+    assert_eq!(v["acknowledged_by"], chief.id.get());
     // a breached routine item goes above a fresh STAT one: give the CT 1 ms of deadline
     // by breaching it too, then check the order is breached-first, then priority
     let queue = hub.queue(&r1).await;
@@ -107,7 +107,7 @@ async fn sla_clocks_leases_and_supervision(backend: Backend) {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["state"], "claimed");
     let rad2 = hub.worklist.user_by_name("rad2").await.unwrap().unwrap();
-    assert_eq!(v["claimed_by"], rad2.id);
+    assert_eq!(v["claimed_by"], rad2.id.get());
     let (code, _) = hub.send(&sup, reqwest::Method::POST, &format!("/api/worklist/{mr}/reassign"), Some(json!({ "reader": "tech-a" }))).await;
     assert_eq!(code, 422, "only to a reader of the pool");
     // claim next for r1 now gives the CT (the MR is taken)
@@ -161,7 +161,7 @@ async fn routing_rules_and_fallback(backend: Backend) {
     let imaging = hub.worklist.pool_by_name("imaging").await.unwrap();
     let all_items = || async {
         let mut v = Vec::new();
-        for pool in [ct_pool, imaging.id] {
+        for pool in [ct_pool, imaging.id.get()] {
             v.extend(hub.get_json(&admin, &format!("/api/worklist?pool={pool}")).await.as_array().cloned().unwrap_or_default());
         }
         v
@@ -174,7 +174,7 @@ async fn routing_rules_and_fallback(backend: Backend) {
     assert_eq!(ct["priority"], "urgent", "the rule raised the priority");
     let mr = items.iter().find(|i| i["modalities"] == "MR").unwrap();
     assert_eq!(mr["routed_by"], "v2:fallback", "no rule of version 2 matches an MR");
-    assert_eq!(mr["pool_id"], imaging.id, "unmatched imaging goes to the imaging pool");
+    assert_eq!(mr["pool_id"], imaging.id.get(), "unmatched imaging goes to the imaging pool");
     let alerts = hub.get_json(&admin, "/api/alerts").await;
     assert!(alerts.as_array().unwrap().iter().any(|a| a["kind"] == "unrouted" && a["item_id"] == mr["id"]), "{alerts}");
     // the admin re-routes the MR to the specialists
@@ -404,8 +404,8 @@ async fn auto_assign_to_on_duty_qualified_readers(backend: Backend) {
         let (code, out) = hub.storescu("MODA", &[], &[data(f)]).await;
         assert_eq!(code, 0, "{out}");
     }
-    let day_id = hub.worklist.user_by_name("day").await.unwrap().unwrap().id;
-    let night_id = hub.worklist.user_by_name("night").await.unwrap().unwrap().id;
+    let day_id = hub.worklist.user_by_name("day").await.unwrap().unwrap().id.get();
+    let night_id = hub.worklist.user_by_name("night").await.unwrap().unwrap().id.get();
     // at 10:00 only "day" is on duty and qualified for CT and MR: one item, pushed to them
     let mut claimed = Vec::new();
     for _ in 0..100 {
@@ -511,7 +511,7 @@ async fn claim_next_under_contention(backend: Backend) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(item) = wl.claim_next(&r).await.expect("claim next") {
-                mine.push(item.id);
+                mine.push(item.id.get());
             }
             mine
         }));

@@ -69,7 +69,7 @@ async fn read_report_flow(backend: Backend) {
     assert_eq!(released["state"], "ready");
     let (st, _) = hub.send(&winner, Method::POST, &claim_path, None).await;
     assert_eq!(st, 200);
-    let trail: Vec<String> = hub.worklist.events(id).await.unwrap().iter().map(|e| e.0.to_string()).collect();
+    let trail: Vec<String> = hub.worklist.events(worklist::ItemId::new(id)).await.unwrap().iter().map(|e| e.0.to_string()).collect();
     assert_eq!(trail, vec!["arrived", "routed", "ready", "claimed", "released", "claimed"], "every transition is recorded");
     let (st, _) = hub
         .send(&loser, Method::PUT, &format!("/api/worklist/{id}/report"), Some(json!({"findings": "x", "impression": "y"})))
@@ -269,7 +269,7 @@ async fn two_level_signoff_addendum_and_correction(backend: Backend) {
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["status"], "draft");
     assert_eq!(v["returned_note"], "请补充心影描述");
-    let junior_id = hub.worklist.user_by_name("junior").await.unwrap().unwrap().id;
+    let junior_id = hub.worklist.user_by_name("junior").await.unwrap().unwrap().id.get();
     assert_eq!(hub.get_json(&admin, &path("")).await["item"]["claimed_by"], junior_id);
     let (code, _) = hub.send(&junior, Method::PUT, &path("/report"), Some(json!({ "findings": "双肺纹理增多，心影不大。", "impression": "支气管炎。" }))).await;
     assert_eq!(code, 200);
@@ -409,7 +409,7 @@ async fn critical_result_chain(backend: Backend) {
     clock.advance(10 * MIN);
     let (code, v) = hub.send(&doc, Method::POST, &format!("/api/critical/{}/ack", c1["id"]), None).await;
     assert_eq!(code, 200, "{v}");
-    let doc_id = hub.worklist.user_by_name("doc-a").await.unwrap().unwrap().id;
+    let doc_id = hub.worklist.user_by_name("doc-a").await.unwrap().unwrap().id.get();
     assert_eq!(v["acknowledged_by"], doc_id);
     assert_eq!(v["acknowledged_by_name"], "doc-a");
     // the second stays unacknowledged past 15 minutes: escalated once, to the supervisor

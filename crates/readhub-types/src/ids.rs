@@ -1,1 +1,218 @@
-//! Typed identifiers (filled in below).
+//! Typed identifiers: the database keys of sites, pools, users and worklist items, and the
+//! DICOM UIDs of studies, series and instances. Each is its own type, so a call such as
+//! `reassign(item, to_user)` cannot take its arguments the wrong way round, and a Series
+//! Instance UID cannot be passed where a Study Instance UID is meant.
+//!
+//! They serialise as the bare number or string (JSON keeps its shape) and, with the `sqlx`
+//! feature, bind and decode as the column they are stored in.
+
+macro_rules! db_id {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            pub const fn new(v: i64) -> Self {
+                $name(v)
+            }
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            i64: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <i64 as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <i64 as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            i64: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            i64: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok($name(<i64 as sqlx::Decode<'r, DB>>::decode(value)?))
+            }
+        }
+    };
+}
+
+db_id!(
+    /// A site (a township clinic, a village post): the tenant its studies belong to.
+    SiteId
+);
+db_id!(
+    /// A reading pool (the county's imaging or ECG readers).
+    PoolId
+);
+db_id!(
+    /// A user account.
+    UserId
+);
+db_id!(
+    /// A worklist item (one per study).
+    ItemId
+);
+db_id!(
+    /// A study's row in the index.
+    StudyPk
+);
+
+macro_rules! uid {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A UID as received or stored (ingest has validated it; request paths are
+            /// checked with `is_valid_uid` before they are turned into one).
+            pub fn new(v: impl Into<String>) -> Self {
+                $name(v.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok($name(<String as sqlx::Decode<'r, DB>>::decode(value)?))
+            }
+        }
+    };
+}
+
+uid!(
+    /// Study Instance UID (0020,000D).
+    StudyUid
+);
+uid!(
+    /// Series Instance UID (0020,000E).
+    SeriesUid
+);
+uid!(
+    /// SOP Instance UID (0008,0018).
+    SopInstanceUid
+);
+
+/// Is `uid` acceptable as a DICOM UID: 1-64 characters of digits and dots, no empty
+/// component? (Leading zeros in a component, which PS3.5 9.1 forbids, are tolerated: real
+/// modalities send them.)
+pub fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !uid.starts_with('.')
+        && !uid.ends_with('.')
+        && !uid.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_keep_their_json_shape() {
+        assert_eq!(serde_json::to_string(&ItemId::new(42)).unwrap(), "42");
+        assert_eq!(serde_json::from_str::<UserId>("7").unwrap(), UserId::new(7));
+        assert_eq!(serde_json::to_string(&StudyUid::new("1.2.3")).unwrap(), "\"1.2.3\"");
+    }
+
+    #[test]
+    fn uid_syntax() {
+        assert!(is_valid_uid("1.2.840.10008.5.1.4.1.1.7"));
+        assert!(is_valid_uid("2.25.0") && is_valid_uid("1.02.3"));
+        assert!(!is_valid_uid("1..2") && !is_valid_uid("") && !is_valid_uid("1.2.x") && !is_valid_uid(".1"));
+        assert!(!is_valid_uid(&"1".repeat(65)));
+    }
+}

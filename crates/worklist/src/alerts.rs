@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::scope::Scope;
-use crate::{Error, User, Worklist};
+use crate::{ItemId, PoolId, SiteId, UserId, Error, User, Worklist};
 
 /// Why somebody is alerted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,21 +40,21 @@ impl AlertKind {
 pub struct Alert {
     pub id: i64,
     pub kind: String,
-    pub pool_id: Option<i64>,
-    pub site_id: Option<i64>,
-    pub item_id: Option<i64>,
+    pub pool_id: Option<PoolId>,
+    pub site_id: Option<SiteId>,
+    pub item_id: Option<ItemId>,
     pub message: String,
     pub created_at: i64,
-    pub acknowledged_by: Option<i64>,
+    pub acknowledged_by: Option<UserId>,
     pub acknowledged_at: Option<i64>,
 }
 
 pub(crate) async fn raise_alert(
     tx: &mut storage::db::WriteTx<'_>,
     kind: AlertKind,
-    pool_id: Option<i64>,
-    site_id: Option<i64>,
-    item_id: Option<i64>,
+    pool_id: Option<PoolId>,
+    site_id: Option<SiteId>,
+    item_id: Option<ItemId>,
     message: &str,
     at: i64,
 ) -> Result<(), Error> {

@@ -18,15 +18,15 @@ use storage::{NodeName, TransferId};
 use crate::alerts::{raise_alert, AlertKind};
 use crate::events::record_event;
 use crate::transition::Transition;
-use crate::{Error, EventKind, ItemState, Priority, Worklist};
+use crate::{ItemId, PoolId, SiteId, StudyPk, Error, EventKind, ItemState, Priority, Worklist};
 
 /// Arrivals applied per transaction: one commit for a burst of CT slices.
 const BATCH: i64 = 256;
 
 /// What the index knows of an arriving instance that routing and the item need.
 struct Facts {
-    study_pk: i64,
-    site_id: i64,
+    study_pk: StudyPk,
+    site_id: SiteId,
     sop_class_uid: String,
     modality: Option<String>,
     body_part: Option<String>,
@@ -101,7 +101,7 @@ impl Worklist {
     async fn apply(&self, tx: &mut WriteTx<'_>, a: &Arrival) -> Result<(), Error> {
         match a.kind {
             ArrivalKind::Instance { instance_pk, .. } => {
-                let facts = facts(tx, instance_pk).await?;
+                let facts = facts(tx, instance_pk, self.config.priority_attribute).await?;
                 self.instance_arrived(tx, &facts, &a.node, &a.transfer).await.map(|_| ())
             }
             ArrivalKind::TransferEnded => self.transfer_ended(tx, &a.transfer).await,
@@ -139,7 +139,7 @@ impl Worklist {
     }
 
     /// An instance arrived in `transfer`: open the study's item (routed to a pool) or update it.
-    async fn instance_arrived(&self, tx: &mut WriteTx<'_>, f: &Facts, node: &NodeName, transfer: &TransferId) -> Result<i64, Error> {
+    async fn instance_arrived(&self, tx: &mut WriteTx<'_>, f: &Facts, node: &NodeName, transfer: &TransferId) -> Result<ItemId, Error> {
         let now = self.now();
         let first_in_transfer = sqlx::query(
             "INSERT INTO open_transfers (study_id, transfer, node, opened_at) VALUES ($1, $2, $3, $4) \
@@ -175,7 +175,7 @@ impl Worklist {
     }
 
     /// Open a study's item, routed to a pool. None: another consumer opened it first.
-    async fn open_item(&self, tx: &mut WriteTx<'_>, f: &Facts, now: i64) -> Result<Option<i64>, Error> {
+    async fn open_item(&self, tx: &mut WriteTx<'_>, f: &Facts, now: i64) -> Result<Option<ItemId>, Error> {
         let site = storage::sites::get_site(&self.db, f.site_id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("site {}", f.site_id)))?;
@@ -198,7 +198,7 @@ impl Worklist {
         let pool = &decision.pool;
         let deadline = now + self.sla_target(pool.id, priority).await?;
         // the one place an item is born; it is born receiving
-        let id: Option<i64> = sqlx::query(
+        let id: Option<ItemId> = sqlx::query(
             "INSERT INTO worklist_items (study_id, site_id, pool_id, priority, state, routed_by, \
                last_instance_at, created_at, updated_at, deadline_at, routing_version, preferred_reader) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
@@ -234,7 +234,7 @@ impl Worklist {
         }
         // a retake: the same accession at the same site was returned for quality
         if let Some(acc) = f.accession_number.as_deref().filter(|s| !s.is_empty()) {
-            let retaken: Vec<i64> = sqlx::query(
+            let retaken: Vec<ItemId> = sqlx::query(
                 "SELECT w.id FROM worklist_items w JOIN studies st ON st.id = w.study_id \
                  WHERE w.site_id = $1 AND w.state = $2 AND st.accession_number = $3 AND w.id <> $4",
             )
@@ -257,9 +257,9 @@ impl Worklist {
     }
 
     /// A further instance for a study that has its item.
-    async fn update_item(&self, tx: &mut WriteTx<'_>, f: &Facts, r: &sqlx::any::AnyRow, first_in_transfer: bool, now: i64) -> Result<i64, Error> {
-        let id: i64 = r.get("id");
-        let pool_id: i64 = r.get("pool_id");
+    async fn update_item(&self, tx: &mut WriteTx<'_>, f: &Facts, r: &sqlx::any::AnyRow, first_in_transfer: bool, now: i64) -> Result<ItemId, Error> {
+        let id: ItemId = r.get("id");
+        let pool_id: PoolId = r.get("pool_id");
         let state = ItemState::try_from(r.get::<String, _>("state").as_str())?;
         let old_priority = Priority::from_i64(r.get("priority"));
         let last: i64 = r.get("last_instance_at");
@@ -306,7 +306,7 @@ impl Worklist {
     async fn transfer_ended(&self, tx: &mut WriteTx<'_>, transfer: &TransferId) -> Result<(), Error> {
         let now = self.now();
         let ready_at = now + self.config.quiet_period.as_millis() as i64;
-        let studies: Vec<i64> = sqlx::query("DELETE FROM open_transfers WHERE transfer = $1 RETURNING study_id")
+        let studies: Vec<StudyPk> = sqlx::query("DELETE FROM open_transfers WHERE transfer = $1 RETURNING study_id")
             .bind(transfer.as_str())
             .fetch_all(&mut **tx)
             .await
@@ -333,7 +333,7 @@ impl Worklist {
         let stalled_before = now - self.config.stall_horizon.as_millis() as i64;
         // a plain read first: the tick must not take SQLite's writer lock from ingest when
         // nothing is due; the conditional transition below re-checks under the lock
-        let ids: Vec<i64> = sqlx::query(
+        let ids: Vec<ItemId> = sqlx::query(
             "SELECT w.id FROM worklist_items w WHERE w.state = $1 AND \
                ((w.ready_at IS NOT NULL AND w.ready_at <= $2 \
                  AND NOT EXISTS (SELECT 1 FROM open_transfers t WHERE t.study_id = w.study_id)) \
@@ -376,10 +376,10 @@ impl Worklist {
     }
 }
 
-async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64) -> Result<Facts, Error> {
+async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64, priority_attribute: dicom_core::Tag) -> Result<Facts, Error> {
     let r = sqlx::query(
         "SELECT i.study_id, st.site_id, i.sop_class_uid, se.modality, se.body_part, st.study_description, \
-           st.accession_number, st.requested_priority \
+           st.accession_number, i.metadata_json \
          FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id WHERE i.id = $1",
     )
     .bind(instance_pk)
@@ -395,6 +395,42 @@ async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64) -> Result<Facts, Error> {
         body_part: r.get(4),
         study_description: r.get(5),
         accession_number: r.get(6),
-        priority: Priority::from_dicom(r.get::<Option<String>, _>(7).as_deref()),
+        priority: requested_priority(r.get::<Option<String>, _>(7).as_deref(), priority_attribute),
     })
+}
+
+/// The modality's priority flag, from the instance's DICOM JSON (cached by storage at
+/// ingest): the configured attribute at the top level, or inside Request Attributes
+/// Sequence (modalities that copy the modality worklist put it there). Routine without one.
+fn requested_priority(metadata_json: Option<&str>, attribute: dicom_core::Tag) -> Priority {
+    let Some(v) = metadata_json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return Priority::Routine;
+    };
+    let key = format!("{:04X}{:04X}", attribute.group(), attribute.element());
+    let text = |o: &serde_json::Value| -> Option<String> {
+        let s = o.get(&key)?.get("Value")?.get(0)?.as_str()?.trim().to_string();
+        (!s.is_empty()).then_some(s)
+    };
+    let request_attributes = format!("{:04X}{:04X}", 0x0040, 0x0275);
+    let s = text(&v).or_else(|| text(v.get(&request_attributes)?.get("Value")?.get(0)?));
+    Priority::from_dicom(s.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_dictionary_std::tags;
+
+    #[test]
+    fn priority_at_the_top_level_or_in_request_attributes() {
+        let top = r#"{"00401003": {"vr": "SH", "Value": ["STAT"]}}"#;
+        let nested = r#"{"00400275": {"vr": "SQ", "Value": [{"00401003": {"vr": "SH", "Value": ["HIGH"]}}]}}"#;
+        let empty = r#"{"00401003": {"vr": "SH"}}"#;
+        let attr = tags::REQUESTED_PROCEDURE_PRIORITY;
+        assert_eq!(requested_priority(Some(top), attr), Priority::Stat);
+        assert_eq!(requested_priority(Some(nested), attr), Priority::Urgent);
+        assert_eq!(requested_priority(Some(empty), attr), Priority::Routine);
+        assert_eq!(requested_priority(None, attr), Priority::Routine);
+        assert_eq!(requested_priority(Some(top), tags::ACCESSION_NUMBER), Priority::Routine);
+    }
 }

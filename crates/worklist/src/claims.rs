@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::items::ItemView;
 use crate::scope::Scope;
 use crate::transition::Transition;
-use crate::{Error, EventKind, ItemState, Role, User, Worklist};
+use crate::{ItemId, PoolId, UserId, Error, EventKind, ItemState, Role, User, Worklist};
 
 /// Items an auto-assigning pool pushes to a reader at a time.
 const AUTO_ASSIGN_DEPTH: i64 = 1;
@@ -20,7 +20,7 @@ impl Worklist {
 
     /// Claim an item for reading. Exactly one of several concurrent claimants wins; the
     /// others get Conflict.
-    pub async fn claim(&self, id: i64, user: &User) -> Result<ItemView, Error> {
+    pub async fn claim(&self, id: ItemId, user: &User) -> Result<ItemView, Error> {
         let item = self.item(id).await?;
         if user.role != Role::Reader || !Scope::of(user).sees(item.site_id, Some(item.pool_id)) {
             return Err(Error::Forbidden("only a reader of this item's pool can claim it / 仅本阅片组医生可认领".into()));
@@ -52,7 +52,7 @@ impl Worklist {
     }
 
     /// Give a claimed item back to the queue (its claimant, or an admin).
-    pub async fn release(&self, id: i64, user: &User) -> Result<ItemView, Error> {
+    pub async fn release(&self, id: ItemId, user: &User) -> Result<ItemView, Error> {
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let mut t = Transition::new(id, &[ItemState::Claimed], ItemState::Ready, EventKind::Released, Some(user.id), now)
@@ -69,7 +69,7 @@ impl Worklist {
 
     /// Extend the claimant's lease (the viewer does this while the reader works; saving a
     /// draft does it too).
-    pub async fn renew(&self, id: i64, user: &User) -> Result<ItemView, Error> {
+    pub async fn renew(&self, id: ItemId, user: &User) -> Result<ItemView, Error> {
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let renewed = Transition::new(id, &[ItemState::Claimed], ItemState::Claimed, EventKind::Renewed, Some(user.id), now)
@@ -87,7 +87,7 @@ impl Worklist {
     /// Return items whose claim lapsed to the queue. Returns how many.
     pub(crate) async fn expire_leases(&self, now: i64) -> Result<u64, Error> {
         // a read first, without SQLite's writer lock, so an idle tick costs no write
-        let expired: Vec<(i64, Option<i64>)> = sqlx::query(
+        let expired: Vec<(ItemId, Option<UserId>)> = sqlx::query(
             "SELECT id, claimed_by FROM worklist_items WHERE state = $1 AND lease_expires_at IS NOT NULL \
                AND lease_expires_at <= $2",
         )
@@ -161,7 +161,7 @@ impl Worklist {
                     .iter()
                     .filter(|r| user.reads(&r.get::<String, _>(1)))
                     .map(|r| r.get(0))
-                    .collect::<Vec<i64>>();
+                    .collect::<Vec<ItemId>>();
                 if !candidates.is_empty() {
                     break;
                 }
@@ -184,7 +184,7 @@ impl Worklist {
     /// readers: a reader gets the next item when they hold none (one at a time, as a
     /// reading room's dispatcher would). Returns how many were assigned.
     pub async fn auto_assign_tick(&self) -> Result<u64, Error> {
-        let pools: Vec<i64> = sqlx::query("SELECT id FROM pools WHERE auto_assign = 1")
+        let pools: Vec<PoolId> = sqlx::query("SELECT id FROM pools WHERE auto_assign = 1")
             .fetch_all(self.db.pool())
             .await
             .map_err(Error::db("select auto-assign pools"))?
@@ -196,7 +196,7 @@ impl Worklist {
         for pool in pools {
             // readers of the pool on duty now, with how many items they hold
             let mut readers: Vec<(User, i64)> = Vec::new();
-            let ids: Vec<i64> = sqlx::query("SELECT id FROM users WHERE role = 'reader' AND pool_id = $1 AND disabled = 0")
+            let ids: Vec<UserId> = sqlx::query("SELECT id FROM users WHERE role = 'reader' AND pool_id = $1 AND disabled = 0")
                 .bind(pool)
                 .fetch_all(self.db.pool())
                 .await
@@ -221,7 +221,7 @@ impl Worklist {
             if !readers.iter().any(|(_, load)| *load < AUTO_ASSIGN_DEPTH) {
                 continue;
             }
-            let items: Vec<(i64, String, Option<i64>)> = sqlx::query(
+            let items: Vec<(ItemId, String, Option<UserId>)> = sqlx::query(
                 "SELECT w.id, st.modalities, w.preferred_reader FROM worklist_items w JOIN studies st ON st.id = w.study_id \
                  WHERE w.pool_id = $1 AND w.state = 'ready' \
                  ORDER BY CASE WHEN w.breached_at IS NULL THEN 1 ELSE 0 END, w.priority, w.deadline_at, w.id LIMIT 50",

@@ -10,28 +10,28 @@ use crate::alerts::{raise_alert, AlertKind};
 use crate::events::record_event;
 use crate::outbox::enqueue_webhook;
 use crate::scope::Scope;
-use crate::{Error, EventKind, Role, User, Worklist};
+use crate::{ItemId, PoolId, SiteId, StudyUid, UserId, Error, EventKind, Role, User, Worklist};
 
 /// One critical result and its chain.
 #[derive(Debug, Clone, Serialize)]
 pub struct CriticalResult {
     pub id: i64,
-    pub item_id: i64,
-    pub site_id: i64,
-    pub pool_id: i64,
+    pub item_id: ItemId,
+    pub site_id: SiteId,
+    pub pool_id: PoolId,
     pub finding: String,
-    pub flagged_by: i64,
+    pub flagged_by: UserId,
     pub flagged_by_name: String,
     pub flagged_at: i64,
     pub notified_at: Option<i64>,
-    pub acknowledged_by: Option<i64>,
+    pub acknowledged_by: Option<UserId>,
     pub acknowledged_by_name: Option<String>,
     pub acknowledged_at: Option<i64>,
     pub escalated_at: Option<i64>,
     pub patient_id: String,
     pub patient_name: Option<String>,
     pub accession_number: Option<String>,
-    pub study_instance_uid: String,
+    pub study_instance_uid: StudyUid,
 }
 
 const SELECT: &str = "SELECT c.id, c.item_id, c.site_id, c.pool_id, c.finding, c.flagged_by, f.display_name AS flagged_by_name, \
@@ -68,7 +68,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> CriticalResult {
 
 impl Worklist {
     /// A reader of the item's pool flags a critical finding. The site is notified at once.
-    pub async fn flag_critical(&self, item_id: i64, user: &User, finding: &str) -> Result<CriticalResult, Error> {
+    pub async fn flag_critical(&self, item_id: ItemId, user: &User, finding: &str) -> Result<CriticalResult, Error> {
         let item = self.item(item_id).await?;
         if user.role != Role::Reader || !Scope::of(user).sees(item.site_id, Some(item.pool_id)) {
             return Err(Error::Forbidden("only a reader of this item's pool flags a critical result / 仅本组医生可报危急值".into()));
@@ -191,7 +191,7 @@ impl Worklist {
     /// tick): once each, to the pool's supervisors.
     pub(crate) async fn escalate_critical(&self, now: i64) -> Result<u64, Error> {
         let before = now - self.config.critical_ack.as_millis() as i64;
-        let due: Vec<(i64, i64, i64)> = sqlx::query(
+        let due: Vec<(i64, ItemId, PoolId)> = sqlx::query(
             "SELECT id, item_id, pool_id FROM critical_results WHERE acknowledged_at IS NULL AND escalated_at IS NULL AND flagged_at <= $1",
         )
         .bind(before)

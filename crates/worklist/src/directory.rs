@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 
-use crate::{Error, PoolKind, Role, Seniority, User, Worklist};
+use crate::{SiteId, PoolId, UserId, Error, PoolKind, Role, Seniority, User, Worklist};
 
 /// A reading pool (e.g. county radiology, county ECG room).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Pool {
-    pub id: i64,
+    pub id: PoolId,
     pub consortium_id: i64,
     pub name: String,
     pub kind: PoolKind,
@@ -80,7 +80,7 @@ impl Worklist {
             return Err(Error::Invalid("a pool name is 1-64 characters without '/'".into()));
         }
         let mut tx = self.db.begin_write().await?;
-        let id: Option<i64> = sqlx::query(
+        let id: Option<PoolId> = sqlx::query(
             "INSERT INTO pools (consortium_id, name, kind, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (consortium_id, name) DO NOTHING RETURNING id",
         )
@@ -91,7 +91,7 @@ impl Worklist {
         .fetch_optional(&mut *tx)
         .await
         .map_err(Error::db("insert pool"))?
-        .map(|r| r.get(0));
+        .map(|r| r.get::<PoolId, _>(0));
         tx.commit().await?;
         let Some(id) = id else {
             return Err(Error::Conflict(format!("pool {name:?} already exists in this consortium")));
@@ -165,8 +165,8 @@ impl Worklist {
         username: &str,
         display_name: &str,
         role: Role,
-        site_id: Option<i64>,
-        pool_id: Option<i64>,
+        site_id: Option<SiteId>,
+        pool_id: Option<PoolId>,
         password: &str,
     ) -> Result<User, Error> {
         let username = username.trim();
@@ -197,7 +197,7 @@ impl Worklist {
         {
             return Err(Error::Conflict(format!("user {username:?} already exists")));
         }
-        let id: i64 = sqlx::query(
+        let id: UserId = sqlx::query(
             "INSERT INTO users (username, display_name, role, site_id, pool_id, password_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
@@ -216,7 +216,7 @@ impl Worklist {
         self.user(id).await
     }
 
-    pub async fn user(&self, id: i64) -> Result<User, Error> {
+    pub async fn user(&self, id: UserId) -> Result<User, Error> {
         let r = sqlx::query("SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(self.db.pool())
@@ -252,7 +252,7 @@ impl Worklist {
     /// Set a reader's qualifications: seniority, supervision of their pool (its alerts,
     /// reassigning its work), the modalities they read (empty: all) and their daily duty
     /// hours (local `FROM-TO`; None: always on duty).
-    pub async fn set_qualifications(&self, user_id: i64, q: &ReaderQualifications) -> Result<User, Error> {
+    pub async fn set_qualifications(&self, user_id: UserId, q: &ReaderQualifications) -> Result<User, Error> {
         let user = self.user(user_id).await?;
         if user.role != Role::Reader {
             return Err(Error::Invalid(format!("{} is a {}, not a reader", user.username, user.role)));
@@ -276,7 +276,7 @@ impl Worklist {
     }
 
     /// Turn a pool setting on or off.
-    pub async fn set_pool_flag(&self, pool_id: i64, flag: PoolFlag, on: bool) -> Result<(), Error> {
+    pub async fn set_pool_flag(&self, pool_id: PoolId, flag: PoolFlag, on: bool) -> Result<(), Error> {
         let column = match flag {
             PoolFlag::TwoLevelSignoff => "two_level_signoff",
             PoolFlag::AutoAssign => "auto_assign",
@@ -329,7 +329,7 @@ impl Worklist {
     }
 
     /// Open a login session; returns the bearer token (only its hash is stored).
-    pub async fn create_session(&self, user_id: i64) -> Result<String, Error> {
+    pub async fn create_session(&self, user_id: UserId) -> Result<String, Error> {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);

@@ -4,14 +4,14 @@
 use sqlx::Row;
 use storage::db::WriteTx;
 
-use crate::{Error, EventKind, Worklist};
+use crate::{ItemId, UserId, Error, EventKind, Worklist};
 
 /// Append an event to an item's trail, inside the transaction that made the change.
 pub(crate) async fn record_event(
     tx: &mut WriteTx<'_>,
-    item_id: i64,
+    item_id: ItemId,
     kind: EventKind,
-    actor: Option<i64>,
+    actor: Option<UserId>,
     at: i64,
     detail: &str,
 ) -> Result<(), Error> {
@@ -29,7 +29,7 @@ pub(crate) async fn record_event(
 
 impl Worklist {
     /// The item's event trail, oldest first.
-    pub async fn events(&self, id: i64) -> Result<Vec<(EventKind, Option<i64>, i64, String)>, Error> {
+    pub async fn events(&self, id: ItemId) -> Result<Vec<(EventKind, Option<UserId>, i64, String)>, Error> {
         let rows = sqlx::query("SELECT kind, actor_id, at, detail FROM item_events WHERE item_id = $1 ORDER BY id")
             .bind(id)
             .fetch_all(self.db.pool())

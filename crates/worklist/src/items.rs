@@ -3,19 +3,19 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Error, ItemState, Priority, Worklist};
+use crate::{ItemId, PoolId, SiteId, StudyPk, StudyUid, UserId, Error, ItemState, Priority, Worklist};
 
 /// A worklist item as a reader or admin sees it in a queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemView {
-    pub id: i64,
+    pub id: ItemId,
     pub state: ItemState,
     pub priority: Priority,
-    pub pool_id: i64,
-    pub site_id: i64,
+    pub pool_id: PoolId,
+    pub site_id: SiteId,
     pub site_name: String,
-    pub study_pk: i64,
-    pub study_instance_uid: String,
+    pub study_pk: StudyPk,
+    pub study_instance_uid: StudyUid,
     pub accession_number: Option<String>,
     pub study_date: Option<String>,
     pub study_description: Option<String>,
@@ -28,7 +28,7 @@ pub struct ItemView {
     pub num_instances: i64,
     pub arrived_at: i64,
     pub last_instance_at: i64,
-    pub claimed_by: Option<i64>,
+    pub claimed_by: Option<UserId>,
     pub claimed_at: Option<i64>,
     pub new_images_after_report: bool,
     pub routed_by: String,
@@ -37,7 +37,7 @@ pub struct ItemView {
     /// when the deadline passed unreported (recorded once)
     pub breached_at: Option<i64>,
     pub lease_expires_at: Option<i64>,
-    pub preferred_reader: Option<i64>,
+    pub preferred_reader: Option<UserId>,
     pub rejected_reason: Option<String>,
     pub rejected_note: Option<String>,
     pub rejected_at: Option<i64>,
@@ -101,12 +101,12 @@ impl Worklist {
     /// A pool's queue: breached items first, then by priority (STAT first), then by
     /// deadline. Reported items are left out unless they received new images after the
     /// report; rejected ones until the site retakes them.
-    pub async fn queue(&self, pool_id: i64) -> Result<Vec<ItemView>, Error> {
+    pub async fn queue(&self, pool_id: PoolId) -> Result<Vec<ItemView>, Error> {
         self.queue_page(pool_id, 100_000).await
     }
 
     /// The first `limit` items of a pool's queue (see [`Worklist::queue`]).
-    pub async fn queue_page(&self, pool_id: i64, limit: i64) -> Result<Vec<ItemView>, Error> {
+    pub async fn queue_page(&self, pool_id: PoolId, limit: i64) -> Result<Vec<ItemView>, Error> {
         // The order (breached first, then priority, then deadline) spans several states, so
         // one ORDER BY would sort every open item of the pool. Instead each leg (the breached
         // items, then each open state) is read in index order up to the limit, and only
@@ -143,7 +143,7 @@ impl Worklist {
     }
 
     /// Items of one site (the technician's view of what became of their studies).
-    pub async fn site_items(&self, site_id: i64) -> Result<Vec<ItemView>, Error> {
+    pub async fn site_items(&self, site_id: SiteId) -> Result<Vec<ItemView>, Error> {
         let rows = sqlx::query(item_select!("WHERE w.site_id = $1 ORDER BY w.created_at DESC, w.id DESC"))
             .bind(site_id)
             .fetch_all(self.db.pool())
@@ -152,7 +152,7 @@ impl Worklist {
         rows.iter().map(item_from_row).collect()
     }
 
-    pub async fn item(&self, id: i64) -> Result<ItemView, Error> {
+    pub async fn item(&self, id: ItemId) -> Result<ItemView, Error> {
         let r = sqlx::query(item_select!("WHERE w.id = $1"))
             .bind(id)
             .fetch_optional(self.db.pool())
@@ -162,7 +162,7 @@ impl Worklist {
         item_from_row(&r)
     }
 
-    pub async fn item_for_study(&self, study_pk: i64) -> Result<Option<ItemView>, Error> {
+    pub async fn item_for_study(&self, study_pk: StudyPk) -> Result<Option<ItemView>, Error> {
         let r = sqlx::query(item_select!("WHERE w.study_id = $1"))
             .bind(study_pk)
             .fetch_optional(self.db.pool())

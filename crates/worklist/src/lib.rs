@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use storage::Db;
 
+pub use readhub_types::{ItemId, PoolId, SeriesUid, SiteId, SopInstanceUid, StudyPk, StudyUid, UserId};
 pub use scope::Scope;
 pub use types::*;
 
@@ -59,6 +60,9 @@ pub struct Config {
     /// Fault injection for tests only: arrivals are not applied (the hand-over stalls), to
     /// prove that an acknowledged instance reaches the worklist after a crash.
     pub hold_arrivals: bool,
+    /// Where the modality's priority flag (STAT / HIGH / ROUTINE …) is read: this attribute
+    /// at the top level of the instance, or inside Request Attributes Sequence.
+    pub priority_attribute: dicom_core::Tag,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             utc_offset_hours: 8,
             critical_ack: Duration::from_secs(15 * 60),
             hold_arrivals: false,
+            priority_attribute: dicom_dictionary_std::tags::REQUESTED_PROCEDURE_PRIORITY,
         }
     }
 }

@@ -4,10 +4,10 @@
 
 use sqlx::Row;
 
-use crate::{Error, Worklist};
+use crate::{SiteId, Error, Worklist};
 
 /// Queue a webhook delivery to a site (if it has a webhook) inside `tx`.
-pub(crate) async fn enqueue_webhook(tx: &mut storage::db::WriteTx<'_>, site_id: i64, body: &serde_json::Value, now: i64) -> Result<(), Error> {
+pub(crate) async fn enqueue_webhook(tx: &mut storage::db::WriteTx<'_>, site_id: SiteId, body: &serde_json::Value, now: i64) -> Result<(), Error> {
     let url: Option<String> = sqlx::query("SELECT webhook_url FROM sites WHERE id = $1")
         .bind(site_id)
         .fetch_optional(&mut **tx)
@@ -40,7 +40,7 @@ pub struct Delivery {
 
 impl Worklist {
     /// Set (or clear, with None) a site's webhook URL.
-    pub async fn set_site_webhook(&self, site_id: i64, url: Option<&str>) -> Result<(), Error> {
+    pub async fn set_site_webhook(&self, site_id: SiteId, url: Option<&str>) -> Result<(), Error> {
         if let Some(u) = url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(Error::Invalid(format!("webhook {u:?} must be an http:// or https:// URL")));

@@ -6,13 +6,13 @@ use crate::alerts::{raise_alert, AlertKind};
 use crate::items::ItemView;
 use crate::outbox::enqueue_webhook;
 use crate::transition::Transition;
-use crate::{Error, EventKind, ItemState, RejectReason, Role, User, Worklist};
+use crate::{ItemId, Error, EventKind, ItemState, RejectReason, Role, User, Worklist};
 
 impl Worklist {
     /// The reader who holds the claim returns the study to its site for a retake. The site
     /// sees the reason; new images for the study (or a retake under the same accession)
     /// put it back in the queue.
-    pub async fn reject(&self, id: i64, reason: RejectReason, note: &str, by: &User) -> Result<ItemView, Error> {
+    pub async fn reject(&self, id: ItemId, reason: RejectReason, note: &str, by: &User) -> Result<ItemView, Error> {
         let item = self.item(id).await?;
         let allowed = by.role == Role::Admin || (by.role == Role::Reader && item.claimed_by == Some(by.id));
         if !allowed {

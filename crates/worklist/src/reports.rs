@@ -12,14 +12,14 @@ use sqlx::Row;
 use crate::events::record_event;
 use crate::scope::Scope;
 use crate::transition::Transition;
-use crate::{Error, EventKind, ItemState, ReportStatus, Role, User, Worklist};
+use crate::{ItemId, PoolId, SiteId, UserId, Error, EventKind, ItemState, ReportStatus, Role, User, Worklist};
 
 /// A report with what a referrer needs to read and print it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub id: i64,
-    pub item_id: i64,
-    pub site_id: i64,
+    pub item_id: ItemId,
+    pub site_id: SiteId,
     pub site_name: String,
     pub version: i64,
     pub status: ReportStatus,
@@ -135,7 +135,7 @@ fn report_from_row(r: &sqlx::any::AnyRow) -> Result<Report, Error> {
 }
 
 impl Worklist {
-    async fn claimed_by_me(&self, item_id: i64, user: &User) -> Result<crate::items::ItemView, Error> {
+    async fn claimed_by_me(&self, item_id: ItemId, user: &User) -> Result<crate::items::ItemView, Error> {
         let item = self.item(item_id).await?;
         if user.role != Role::Reader || item.state != ItemState::Claimed || item.claimed_by != Some(user.id) {
             return Err(Error::Conflict("claim the item before writing its report / 请先认领".into()));
@@ -144,7 +144,7 @@ impl Worklist {
     }
 
     /// Write or update the draft of the claimed item.
-    pub async fn save_draft(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
+    pub async fn save_draft(&self, item_id: ItemId, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
         let item = self.claimed_by_me(item_id, user).await?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
@@ -199,7 +199,7 @@ impl Worklist {
     }
 
     /// Does this pool ask a senior to sign its juniors' reports?
-    pub async fn two_level(&self, pool_id: i64) -> Result<bool, Error> {
+    pub async fn two_level(&self, pool_id: PoolId) -> Result<bool, Error> {
         Ok(sqlx::query("SELECT two_level_signoff FROM pools WHERE id = $1")
             .bind(pool_id)
             .fetch_optional(self.db.pool())
@@ -209,7 +209,7 @@ impl Worklist {
     }
 
     /// The latest version's id and status.
-    async fn latest(&self, item_id: i64) -> Result<Option<(i64, ReportStatus, i64)>, Error> {
+    async fn latest(&self, item_id: ItemId) -> Result<Option<(i64, ReportStatus, UserId)>, Error> {
         sqlx::query("SELECT id, status, author_id FROM reports WHERE item_id = $1 ORDER BY version DESC LIMIT 1")
             .bind(item_id)
             .fetch_optional(self.db.pool())
@@ -222,7 +222,7 @@ impl Worklist {
     /// The claimant submits the draft as a preliminary report: it awaits a senior's
     /// signature in a two-level pool (the item leaves the claimant's hands), and anywhere
     /// it is what the referrer may be told before the final one.
-    pub async fn submit(&self, item_id: i64, user: &User) -> Result<Report, Error> {
+    pub async fn submit(&self, item_id: ItemId, user: &User) -> Result<Report, Error> {
         self.claimed_by_me(item_id, user).await?;
         let Some((id, ReportStatus::Draft, _)) = self.latest(item_id).await? else {
             return Err(Error::Conflict("there is no draft to submit / 无可提交的草稿".into()));
@@ -258,7 +258,7 @@ impl Worklist {
     }
 
     /// Is `user` a senior reader of the item's pool?
-    fn senior_of(user: &User, pool_id: i64) -> bool {
+    fn senior_of(user: &User, pool_id: PoolId) -> bool {
         user.role == Role::Reader && user.pool_id == Some(pool_id) && user.seniority == crate::Seniority::Senior
     }
 
@@ -266,7 +266,7 @@ impl Worklist {
     /// - a draft: by its claimant, unless the pool requires a senior and they are junior;
     /// - a preliminary report: in a two-level pool by a senior of the pool, else by its
     ///   author or a senior.
-    pub async fn sign(&self, item_id: i64, user: &User) -> Result<Report, Error> {
+    pub async fn sign(&self, item_id: ItemId, user: &User) -> Result<Report, Error> {
         let item = self.item(item_id).await?;
         let two_level = self.two_level(item.pool_id).await?;
         let Some((id, status, author)) = self.latest(item_id).await? else {
@@ -330,7 +330,7 @@ impl Worklist {
     }
 
     /// The preliminary report a senior of the item's pool acts on: (report id, author).
-    async fn awaiting_signoff(&self, item_id: i64, user: &User) -> Result<(i64, i64), Error> {
+    async fn awaiting_signoff(&self, item_id: ItemId, user: &User) -> Result<(i64, UserId), Error> {
         let item = self.item(item_id).await?;
         if !Self::senior_of(user, item.pool_id) {
             return Err(Error::Forbidden("only a senior reader of this pool acts on a preliminary report / 仅上级医生可审核".into()));
@@ -342,7 +342,7 @@ impl Worklist {
     }
 
     /// A senior edits a preliminary report before signing it (recorded as an event).
-    pub async fn edit_preliminary(&self, item_id: i64, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
+    pub async fn edit_preliminary(&self, item_id: ItemId, user: &User, findings: &str, impression: &str) -> Result<Report, Error> {
         let (id, _) = self.awaiting_signoff(item_id, user).await?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
@@ -360,7 +360,7 @@ impl Worklist {
     }
 
     /// A senior sends a preliminary report back to its author as a draft, with a note.
-    pub async fn send_back(&self, item_id: i64, user: &User, note: &str) -> Result<Report, Error> {
+    pub async fn send_back(&self, item_id: ItemId, user: &User, note: &str) -> Result<Report, Error> {
         let (id, author) = self.awaiting_signoff(item_id, user).await?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
@@ -384,7 +384,7 @@ impl Worklist {
     }
 
     /// The current final report of an item (the one referrers see).
-    async fn current_final(&self, item_id: i64) -> Result<i64, Error> {
+    async fn current_final(&self, item_id: ItemId) -> Result<i64, Error> {
         sqlx::query("SELECT id FROM reports WHERE item_id = $1 AND status = 'final'")
             .bind(item_id)
             .fetch_optional(self.db.pool())
@@ -396,7 +396,7 @@ impl Worklist {
 
     /// May `user` change this pool's final reports? A reader of the pool (a senior where
     /// the pool signs at two levels) or an admin... admins do not write reports.
-    async fn may_amend(&self, user: &User, pool_id: i64) -> Result<(), Error> {
+    async fn may_amend(&self, user: &User, pool_id: PoolId) -> Result<(), Error> {
         let reader = user.role == Role::Reader && user.pool_id == Some(pool_id);
         if !reader || (self.two_level(pool_id).await? && user.seniority != crate::Seniority::Senior) {
             return Err(Error::Forbidden("only a reader of this pool (a senior, where it signs at two levels) amends its reports / 无权修改已签发报告".into()));
@@ -405,7 +405,7 @@ impl Worklist {
     }
 
     /// Append a signed addendum to the final report.
-    pub async fn addendum(&self, item_id: i64, user: &User, text: &str) -> Result<Report, Error> {
+    pub async fn addendum(&self, item_id: ItemId, user: &User, text: &str) -> Result<Report, Error> {
         let item = self.item(item_id).await?;
         self.may_amend(user, item.pool_id).await?;
         if text.trim().is_empty() {
@@ -430,7 +430,7 @@ impl Worklist {
 
     /// Issue a correction: a new final version that supersedes the current one, in one
     /// transaction (the old one is marked superseded only if it still is the final one).
-    pub async fn correct(&self, item_id: i64, user: &User, findings: &str, impression: &str, reason: &str) -> Result<Report, Error> {
+    pub async fn correct(&self, item_id: ItemId, user: &User, findings: &str, impression: &str, reason: &str) -> Result<Report, Error> {
         let item = self.item(item_id).await?;
         self.may_amend(user, item.pool_id).await?;
         if impression.trim().is_empty() || reason.trim().is_empty() {
@@ -518,7 +518,7 @@ impl Worklist {
     }
 
     /// The latest report of an item (draft, preliminary or final).
-    pub async fn report_for_item(&self, item_id: i64) -> Result<Option<Report>, Error> {
+    pub async fn report_for_item(&self, item_id: ItemId) -> Result<Option<Report>, Error> {
         let r = sqlx::query(report_select!("WHERE r.item_id = $1 ORDER BY r.version DESC LIMIT 1"))
             .bind(item_id)
             .fetch_optional(self.db.pool())
@@ -531,7 +531,7 @@ impl Worklist {
     }
 
     /// Every version of an item's report, oldest first (readers and admins).
-    pub async fn report_history(&self, item_id: i64) -> Result<Vec<Report>, Error> {
+    pub async fn report_history(&self, item_id: ItemId) -> Result<Vec<Report>, Error> {
         let rows = sqlx::query(report_select!("WHERE r.item_id = $1 ORDER BY r.version"))
             .bind(item_id)
             .fetch_all(self.db.pool())
@@ -543,7 +543,7 @@ impl Worklist {
     /// Current final reports of one site (or of all sites: `None`, for admins) that match
     /// the search, newest first after the unread and critical ones; superseded versions are
     /// never listed.
-    pub async fn site_reports(&self, site_id: Option<i64>, search: &ReportSearch) -> Result<Vec<Report>, Error> {
+    pub async fn site_reports(&self, site_id: Option<SiteId>, search: &ReportSearch) -> Result<Vec<Report>, Error> {
         // The site's unread reports and those with an unacknowledged critical result come
         // first: that is what a referring doctor must see before anything else.
         let like = search.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| format!("%{}%", t.to_lowercase().replace('%', "").replace('_', "")));

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use crate::directory::Pool;
 use crate::hours::{in_hours, parse_hours};
-use crate::{Error, PoolKind, Priority, Role, Worklist};
+use crate::{UserId, Error, PoolKind, Priority, Role, Worklist};
 
 /// One routing rule as written in the config (`[[routing.rules]]`) or the admin API. Empty
 /// lists match anything.
@@ -71,7 +71,7 @@ pub struct Decision {
     /// `v3:ct-specialists`, `builtin:ecg`, `v3:fallback`
     pub routed_by: String,
     pub version: Option<i64>,
-    pub preferred_reader: Option<i64>,
+    pub preferred_reader: Option<UserId>,
     pub priority: Option<Priority>,
     /// nothing matched: the pool's supervisors are alerted
     pub unmatched: bool,

@@ -7,6 +7,8 @@
 
 use storage::query::{StudyFilter, StudySelection};
 
+use readhub_types::{PoolId, SiteId};
+
 use crate::{Role, User};
 
 /// The part of the hub a user may see.
@@ -15,9 +17,9 @@ pub enum Scope {
     /// everything (admins)
     All,
     /// one site's studies (technicians, referrers)
-    Site(i64),
+    Site(SiteId),
     /// the studies routed to one reading pool (readers)
-    Pool(i64),
+    Pool(PoolId),
     /// nothing (an account whose site or pool is missing)
     Nothing,
 }
@@ -38,7 +40,7 @@ impl Scope {
     }
 
     /// May a holder of this scope see something of `site_id`, routed to `pool_id`?
-    pub fn sees(&self, site_id: i64, pool_id: Option<i64>) -> bool {
+    pub fn sees(&self, site_id: SiteId, pool_id: Option<PoolId>) -> bool {
         match *self {
             Scope::All => true,
             Scope::Site(s) => s == site_id,
@@ -52,7 +54,7 @@ impl Scope {
         match *self {
             Scope::All => StudyFilter::All,
             Scope::Site(s) => StudyFilter::Site(s),
-            Scope::Pool(p) => StudyFilter::Selected(StudySelection::new(POOL_STUDIES, p)),
+            Scope::Pool(p) => StudyFilter::Selected(StudySelection::new(POOL_STUDIES, p.get())),
             Scope::Nothing => StudyFilter::Nothing,
         }
     }
@@ -62,8 +64,8 @@ impl Scope {
     pub(crate) fn sql(&self, site_col: &str, pool_col: &str, n: usize) -> (String, i64) {
         match *self {
             Scope::All => (format!("${n} = 0"), 0),
-            Scope::Site(s) => (format!("{site_col} = ${n}"), s),
-            Scope::Pool(p) => (format!("{pool_col} = ${n}"), p),
+            Scope::Site(s) => (format!("{site_col} = ${n}"), s.get()),
+            Scope::Pool(p) => (format!("{pool_col} = ${n}"), p.get()),
             Scope::Nothing => (format!("${n} = 1 AND 1 = 0"), 1),
         }
     }
@@ -75,8 +77,9 @@ mod tests {
     use crate::Seniority;
 
     fn user(role: Role, site: Option<i64>, pool: Option<i64>) -> User {
+        let (site, pool) = (site.map(SiteId::new), pool.map(PoolId::new));
         User {
-            id: 1,
+            id: crate::UserId::new(1),
             username: "u".into(),
             display_name: "u".into(),
             role,
@@ -95,10 +98,14 @@ mod tests {
         let tech = Scope::of(&user(Role::Technician, Some(3), None));
         let referrer = Scope::of(&user(Role::Referrer, Some(4), None));
         let reader = Scope::of(&user(Role::Reader, None, Some(7)));
-        assert_eq!((admin, tech, referrer, reader), (Scope::All, Scope::Site(3), Scope::Site(4), Scope::Pool(7)));
-        assert!(admin.sees(9, None));
-        assert!(tech.sees(3, Some(7)) && !tech.sees(4, Some(7)));
-        assert!(reader.sees(3, Some(7)) && !reader.sees(3, Some(8)) && !reader.sees(3, None));
+        assert_eq!(
+            (admin, tech, referrer, reader),
+            (Scope::All, Scope::Site(SiteId::new(3)), Scope::Site(SiteId::new(4)), Scope::Pool(PoolId::new(7)))
+        );
+        let (s, p) = (SiteId::new, |n| Some(PoolId::new(n)));
+        assert!(admin.sees(s(9), None));
+        assert!(tech.sees(s(3), p(7)) && !tech.sees(s(4), p(7)));
+        assert!(reader.sees(s(3), p(7)) && !reader.sees(s(3), p(8)) && !reader.sees(s(3), None));
     }
 
     #[test]
@@ -109,7 +116,7 @@ mod tests {
             Scope::of(&user(Role::Reader, Some(3), None)),
         ] {
             assert_eq!(s, Scope::Nothing);
-            assert!(!s.sees(3, Some(7)));
+            assert!(!s.sees(SiteId::new(3), Some(PoolId::new(7))));
             assert_eq!(s.study_filter(), StudyFilter::Nothing);
         }
     }

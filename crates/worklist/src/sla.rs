@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::alerts::{raise_alert, AlertKind};
 use crate::events::record_event;
-use crate::{Error, EventKind, ItemState, Priority, Worklist};
+use crate::{ItemId, PoolId, Error, EventKind, ItemState, Priority, Worklist};
 
 /// What `sla_tick` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct TickOutcome {
 
 impl Worklist {
     /// The turnaround target (ms) of a pool for a priority: the pool's own, else the default.
-    pub async fn sla_target(&self, pool_id: i64, priority: Priority) -> Result<i64, Error> {
+    pub async fn sla_target(&self, pool_id: PoolId, priority: Priority) -> Result<i64, Error> {
         let own: Option<i64> = sqlx::query("SELECT minutes FROM sla_targets WHERE pool_id = $1 AND priority = $2")
             .bind(pool_id)
             .bind(priority as i64)
@@ -35,7 +35,7 @@ impl Worklist {
     }
 
     /// Set a pool's turnaround target for a priority (applies to items arriving from now).
-    pub async fn set_sla_target(&self, pool_id: i64, priority: Priority, minutes: i64) -> Result<(), Error> {
+    pub async fn set_sla_target(&self, pool_id: PoolId, priority: Priority, minutes: i64) -> Result<(), Error> {
         if !(1..=30 * 24 * 60).contains(&minutes) {
             return Err(Error::Invalid(format!("a turnaround target of {minutes} minutes is out of range (1 minute to 30 days)")));
         }
@@ -70,7 +70,7 @@ impl Worklist {
     async fn record_breaches(&self, now: i64) -> Result<u64, Error> {
         // a read first, without SQLite's writer lock, so an idle tick costs no write
         let open = [ItemState::Receiving, ItemState::Ready, ItemState::Claimed];
-        let due: Vec<(i64, i64, i64)> = sqlx::query(
+        let due: Vec<(ItemId, PoolId, i64)> = sqlx::query(
             "SELECT id, pool_id, deadline_at FROM worklist_items WHERE state IN ($1, $2, $3) \
                AND breached_at IS NULL AND deadline_at IS NOT NULL AND deadline_at <= $4",
         )

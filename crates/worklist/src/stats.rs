@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Error, Worklist};
+use crate::{ItemId, Error, Worklist};
 
 /// An earlier study of the same patient (same site and Issuer of Patient ID).
 #[derive(Debug, Clone, Serialize)]
 pub struct Prior {
-    pub item_id: Option<i64>,
+    pub item_id: Option<ItemId>,
     pub study_instance_uid: String,
     pub study_date: Option<String>,
     pub study_description: Option<String>,
@@ -68,7 +68,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 
 impl Worklist {
     /// The patient's other studies, newest first, with their current final report.
-    pub async fn priors(&self, item_id: i64) -> Result<Vec<Prior>, Error> {
+    pub async fn priors(&self, item_id: ItemId) -> Result<Vec<Prior>, Error> {
         let item = self.item(item_id).await?;
         let rows = sqlx::query(
             "SELECT w.id AS item_id, st.study_uid, st.study_date, st.study_description, st.modalities, st.accession_number, \

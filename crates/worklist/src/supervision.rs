@@ -5,15 +5,15 @@ use crate::events::record_event;
 use crate::items::ItemView;
 use crate::scope::Scope;
 use crate::transition::Transition;
-use crate::{Error, EventKind, ItemState, Priority, Role, User, Worklist};
+use crate::{ItemId, PoolId, UserId, Error, EventKind, ItemState, Priority, Role, User, Worklist};
 
 impl Worklist {
-    fn may_supervise(user: &User, pool_id: i64) -> bool {
+    fn may_supervise(user: &User, pool_id: PoolId) -> bool {
         user.role == Role::Admin || (user.role == Role::Reader && user.supervisor && user.pool_id == Some(pool_id))
     }
 
     /// A supervisor (or admin) gives an unreported item to a reader of its pool.
-    pub async fn reassign(&self, id: i64, to: i64, by: &User) -> Result<ItemView, Error> {
+    pub async fn reassign(&self, id: ItemId, to: UserId, by: &User) -> Result<ItemView, Error> {
         let item = self.item(id).await?;
         if !Self::may_supervise(by, item.pool_id) {
             return Err(Error::Forbidden("only the pool's supervisor or an admin can reassign / 仅组长或管理员可改派".into()));
@@ -38,7 +38,7 @@ impl Worklist {
     }
 
     /// An admin (or the source pool's supervisor) sends an unreported item to another pool.
-    pub async fn reroute(&self, id: i64, pool_name: &str, by: &User) -> Result<ItemView, Error> {
+    pub async fn reroute(&self, id: ItemId, pool_name: &str, by: &User) -> Result<ItemView, Error> {
         let item = self.item(id).await?;
         if !Self::may_supervise(by, item.pool_id) {
             return Err(Error::Forbidden("only the pool's supervisor or an admin can re-route / 仅组长或管理员可改派".into()));
@@ -75,7 +75,7 @@ impl Worklist {
 
     /// Change an item's priority: the site's technician flags STAT at push time, a reader
     /// or admin escalates. The deadline follows from the arrival time and the new target.
-    pub async fn set_priority(&self, id: i64, priority: Priority, by: &User) -> Result<ItemView, Error> {
+    pub async fn set_priority(&self, id: ItemId, priority: Priority, by: &User) -> Result<ItemView, Error> {
         let item = self.item(id).await?;
         // the site's technicians (their STAT flag), the pool's readers, admins
         let allowed = by.role != Role::Referrer && Scope::of(by).sees(item.site_id, Some(item.pool_id));

@@ -6,6 +6,7 @@
 //! PostgreSQL, across processes; the winner's event is written in the same transaction.
 //! Nothing else in the crate writes `worklist_items.state`.
 
+use readhub_types::{ItemId, PoolId, UserId};
 use storage::db::WriteTx;
 
 use crate::events::record_event;
@@ -28,6 +29,21 @@ impl From<Option<i64>> for Val {
         Val::Int(v)
     }
 }
+impl From<UserId> for Val {
+    fn from(v: UserId) -> Self {
+        Val::Int(Some(v.get()))
+    }
+}
+impl From<Option<UserId>> for Val {
+    fn from(v: Option<UserId>) -> Self {
+        Val::Int(v.map(UserId::get))
+    }
+}
+impl From<PoolId> for Val {
+    fn from(v: PoolId) -> Self {
+        Val::Int(Some(v.get()))
+    }
+}
 impl From<&str> for Val {
     fn from(v: &str) -> Self {
         Val::Text(Some(v.to_string()))
@@ -42,11 +58,11 @@ impl From<String> for Val {
 /// One state change of one item.
 #[derive(Debug)]
 pub(crate) struct Transition {
-    item: i64,
+    item: ItemId,
     from: Vec<ItemState>,
     to: ItemState,
     event: EventKind,
-    actor: Option<i64>,
+    actor: Option<UserId>,
     at: i64,
     detail: String,
     set: Vec<(&'static str, Val)>,
@@ -56,7 +72,7 @@ pub(crate) struct Transition {
 
 impl Transition {
     /// `item` goes from one of `from` to `to`, recorded as `event` by `actor` at `at`.
-    pub fn new(item: i64, from: &[ItemState], to: ItemState, event: EventKind, actor: Option<i64>, at: i64) -> Self {
+    pub fn new(item: ItemId, from: &[ItemState], to: ItemState, event: EventKind, actor: Option<UserId>, at: i64) -> Self {
         Transition {
             item,
             from: from.to_vec(),
@@ -91,7 +107,7 @@ impl Transition {
     }
 
     /// The claim columns a transition into `claimed` sets (and out of it clears).
-    pub fn claim_by(self, user: Option<i64>, lease_expires_at: Option<i64>) -> Self {
+    pub fn claim_by(self, user: Option<UserId>, lease_expires_at: Option<i64>) -> Self {
         let at = user.map(|_| self.at);
         self.set("claimed_by", user).set("claimed_at", at).set("lease_expires_at", lease_expires_at)
     }

@@ -1,5 +1,6 @@
 //! Typed states and roles; strings only at the database edge.
 
+use readhub_types::{PoolId, SiteId, UserId};
 use serde::Serialize;
 
 macro_rules! str_enum {
@@ -154,12 +155,12 @@ impl Priority {
 /// An authenticated user.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub display_name: String,
     pub role: Role,
-    pub site_id: Option<i64>,
-    pub pool_id: Option<i64>,
+    pub site_id: Option<SiteId>,
+    pub pool_id: Option<PoolId>,
     pub seniority: Seniority,
     /// supervises their pool: gets its alerts, may reassign its work
     pub supervisor: bool,

@@ -19,11 +19,11 @@ pub struct CriticalBody {
 }
 
 /// `POST /api/worklist/{id}/critical {"finding": …}`: flag a critical result.
-pub async fn flag_critical(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<CriticalBody>) -> ApiResult<Json<CriticalResult>> {
+pub async fn flag_critical(State(st): State<AppState>, caller: Caller, Path(id): Path<worklist::ItemId>, Json(b): Json<CriticalBody>) -> ApiResult<Json<CriticalResult>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     let c = st.worklist.flag_critical(id, &caller.0, &b.finding).await?;
-    tracing::warn!(item = id, critical = c.id, site = c.site_id, "critical result flagged");
+    tracing::warn!(item = %id, critical = c.id, site = %c.site_id, "critical result flagged");
     Ok(Json(c))
 }
 

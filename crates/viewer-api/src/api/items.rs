@@ -15,12 +15,13 @@ use worklist::RejectReason;
 use worklist::Role;
 use worklist::Scope;
 use worklist::Worklist;
+use worklist::{ItemId, PoolId};
 use worklist::alerts::Alert;
 use worklist::items::ItemView;
 
 #[derive(Deserialize)]
 pub struct QueueQuery {
-    pool: Option<i64>,
+    pool: Option<PoolId>,
     /// first N items of the queue [default 500]
     limit: Option<i64>,
 }
@@ -38,7 +39,7 @@ pub async fn queue(State(st): State<AppState>, caller: Caller, Query(q): Query<Q
     Ok(Json(st.worklist.queue_page(pool, q.limit.unwrap_or(500)).await?))
 }
 
-pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiResult<ItemView> {
+pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: ItemId) -> ApiResult<ItemView> {
     let item = w.item(id).await?;
     if !caller.scope().sees(item.site_id, Some(item.pool_id)) {
         // not 403: do not confirm that another site's item exists
@@ -48,7 +49,7 @@ pub(crate) async fn visible_item(w: &Worklist, caller: &Caller, id: i64) -> ApiR
 }
 
 /// One item with its instances (for the viewer) and its current report.
-pub async fn item(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn item(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<serde_json::Value>> {
     let item = visible_item(&st.worklist, &caller, id).await?;
     let instances = storage::query::study_instances(&st.storage.db, item.study_pk).await?;
     let report = st.worklist.report_for_item(id).await?;
@@ -81,13 +82,13 @@ pub async fn item(State(st): State<AppState>, caller: Caller, Path(id): Path<i64
     Ok(Json(serde_json::json!({ "item": item, "instances": instances, "report": report })))
 }
 
-pub async fn claim(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ItemView>> {
+pub async fn claim(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.claim(id, &caller.0).await?))
 }
 
-pub async fn release(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ItemView>> {
+pub async fn release(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.release(id, &caller.0).await?))
@@ -113,7 +114,7 @@ pub async fn claim_next(State(st): State<AppState>, caller: Caller) -> ApiResult
 }
 
 /// `POST /api/worklist/{id}/renew`: extend the caller's claim.
-pub async fn renew(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ItemView>> {
+pub async fn renew(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.renew(id, &caller.0).await?))
@@ -127,7 +128,7 @@ pub struct ReassignBody {
 }
 
 /// `POST /api/worklist/{id}/reassign {"reader": "…"}` (pool supervisor or admin).
-pub async fn reassign(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<ReassignBody>) -> ApiResult<Json<ItemView>> {
+pub async fn reassign(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<ReassignBody>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
     visible_item(&st.worklist, &caller, id).await?;
     let to = st
@@ -145,7 +146,7 @@ pub struct RouteBody {
 }
 
 /// `POST /api/worklist/{id}/route {"pool": "…"}` (admin or the pool's supervisor).
-pub async fn reroute(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<RouteBody>) -> ApiResult<Json<ItemView>> {
+pub async fn reroute(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<RouteBody>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.reroute(id, &b.pool, &caller.0).await?))
@@ -159,7 +160,7 @@ pub struct PriorityBody {
 
 /// `POST /api/worklist/{id}/priority {"priority": "stat"}`: the site's technician flags a
 /// study STAT; a reader or admin escalates.
-pub async fn set_priority(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<PriorityBody>) -> ApiResult<Json<ItemView>> {
+pub async fn set_priority(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<PriorityBody>) -> ApiResult<Json<ItemView>> {
     visible_item(&st.worklist, &caller, id).await?;
     let p = Priority::parse(&b.priority)?;
     Ok(Json(st.worklist.set_priority(id, p, &caller.0).await?))
@@ -175,7 +176,7 @@ pub struct RejectBody {
 }
 
 /// `POST /api/worklist/{id}/reject {"reason": "motion", "note": "…"}`: back to the site.
-pub async fn reject(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<RejectBody>) -> ApiResult<Json<ItemView>> {
+pub async fn reject(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<RejectBody>) -> ApiResult<Json<ItemView>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
     visible_item(&st.worklist, &caller, id).await?;
     let reason = RejectReason::try_from(b.reason.as_str()).map_err(|_| {
@@ -188,7 +189,7 @@ pub async fn reject(State(st): State<AppState>, caller: Caller, Path(id): Path<i
 }
 
 /// `GET /api/worklist/{id}/events`: the item's trail (actor, time, detail).
-pub async fn events(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn events(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<serde_json::Value>> {
     visible_item(&st.worklist, &caller, id).await?;
     let events = st.worklist.events(id).await?;
     Ok(Json(serde_json::Value::Array(

@@ -10,6 +10,7 @@ use crate::auth::require;
 use crate::error::ApiError;
 use crate::error::ApiResult;
 use serde::Deserialize;
+use worklist::ItemId;
 use worklist::Role;
 use worklist::Scope;
 use worklist::reports::Report;
@@ -27,7 +28,7 @@ pub struct DraftBody {
 pub async fn save_draft(
     State(st): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<ItemId>,
     Json(body): Json<DraftBody>,
 ) -> ApiResult<Json<worklist::reports::Report>> {
     require(&caller, &[Role::Reader])?;
@@ -35,7 +36,7 @@ pub async fn save_draft(
     Ok(Json(st.worklist.save_draft(id, &caller.0, &body.findings, &body.impression).await?))
 }
 
-pub async fn item_report(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<worklist::reports::Report>> {
+pub async fn item_report(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<worklist::reports::Report>> {
     visible_item(&st.worklist, &caller, id).await?;
     match st.worklist.report_for_item(id).await? {
         Some(r) if st.worklist.can_read_report(&caller.0, &r).await? => Ok(Json(r)),
@@ -43,11 +44,11 @@ pub async fn item_report(State(st): State<AppState>, caller: Caller, Path(id): P
     }
 }
 
-pub async fn sign(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<worklist::reports::Report>> {
+pub async fn sign(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<worklist::reports::Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     let r = st.worklist.sign(id, &caller.0).await?;
-    tracing::info!(item = id, report = r.id, reader = %caller.0.username, "report signed final");
+    tracing::info!(item = %id, report = r.id, reader = %caller.0.username, "report signed final");
     Ok(Json(r))
 }
 
@@ -97,7 +98,7 @@ pub async fn report(State(st): State<AppState>, caller: Caller, Path(id): Path<i
 }
 
 /// `POST /api/worklist/{id}/report/submit`: the draft becomes preliminary.
-pub async fn submit(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Report>> {
+pub async fn submit(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.submit(id, &caller.0).await?))
@@ -113,7 +114,7 @@ pub struct TextBody {
 }
 
 /// `PUT /api/worklist/{id}/report/preliminary`: a senior edits before signing.
-pub async fn edit_preliminary(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<TextBody>) -> ApiResult<Json<Report>> {
+pub async fn edit_preliminary(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<TextBody>) -> ApiResult<Json<Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.edit_preliminary(id, &caller.0, &b.findings, &b.impression).await?))
@@ -127,7 +128,7 @@ pub struct NoteBody {
 }
 
 /// `POST /api/worklist/{id}/report/send-back {"note": …}`: back to the junior as a draft.
-pub async fn send_back(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<NoteBody>) -> ApiResult<Json<Report>> {
+pub async fn send_back(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<NoteBody>) -> ApiResult<Json<Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.send_back(id, &caller.0, b.note.trim()).await?))
@@ -140,7 +141,7 @@ pub struct AddendumBody {
 }
 
 /// `POST /api/worklist/{id}/report/addendum {"text": …}`
-pub async fn addendum(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<AddendumBody>) -> ApiResult<Json<Report>> {
+pub async fn addendum(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<AddendumBody>) -> ApiResult<Json<Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.addendum(id, &caller.0, &b.text).await?))
@@ -156,28 +157,28 @@ pub struct CorrectionBody {
 }
 
 /// `POST /api/worklist/{id}/report/correct {"findings", "impression", "reason"}`
-pub async fn correct(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(b): Json<CorrectionBody>) -> ApiResult<Json<Report>> {
+pub async fn correct(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>, Json(b): Json<CorrectionBody>) -> ApiResult<Json<Report>> {
     require(&caller, &[Role::Reader])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.correct(id, &caller.0, &b.findings, &b.impression, &b.reason).await?))
 }
 
 /// `GET /api/worklist/{id}/report/history`: every version (readers of the pool, admins).
-pub async fn history(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Report>>> {
+pub async fn history(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<Vec<Report>>> {
     require(&caller, &[Role::Reader, Role::Admin])?;
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.report_history(id).await?))
 }
 
 /// `GET /api/worklist/{id}/priors`: the patient's earlier studies and their reports.
-pub async fn priors(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Prior>>> {
+pub async fn priors(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<Vec<Prior>>> {
     visible_item(&st.worklist, &caller, id).await?;
     Ok(Json(st.worklist.priors(id).await?))
 }
 
 #[derive(Deserialize)]
 pub struct TemplateQuery {
-    item: Option<i64>,
+    item: Option<ItemId>,
     modality: Option<String>,
     body_part: Option<String>,
 }
@@ -190,7 +191,7 @@ pub async fn templates(State(st): State<AppState>, caller: Caller, Query(q): Que
             let series = storage::query::search_series(
                 &st.storage.db,
                 storage::query::StudyFilter::Site(item.site_id),
-                &storage::query::SeriesQuery { study_uid: Some(item.study_instance_uid.clone()), ..Default::default() },
+                &storage::query::SeriesQuery { study_uid: Some(item.study_instance_uid.to_string()), ..Default::default() },
             )
             .await?;
             (item.modalities, series.iter().find_map(|s| s.body_part.clone()))

@@ -36,7 +36,7 @@ pub async fn retrieve_metadata(
             body.push(',');
         }
         let url = format!("{base}/dicom-web/studies/{st_uid}/series/{se_uid}/instances/{sop_uid}");
-        body.push_str(&json.replace(storage::attrs::INSTANCE_URL, &url));
+        body.push_str(&json.replace(storage::attrs::BULK_DATA, &format!("{url}/bulkdata/")));
     }
     body.push(']');
     let mut resp = Response::new(Body::from(body));

@@ -17,6 +17,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
+use worklist::{SeriesUid, SopInstanceUid, StudyUid};
+use dicom_core::{Tag, VR};
 use serde_json::Map;
 use serde_json::Value;
 use serde_json::json;
@@ -33,10 +35,27 @@ fn check_uid(name: &str, uid: &str) -> ApiResult<()> {
     }
 }
 
-fn attr(obj: &mut Map<String, Value>, tag: &str, vr: &str, value: Option<Value>) {
+/// The DICOM JSON key of a tag (PS3.18 F.2.1.1: eight uppercase hex digits).
+fn key(tag: Tag) -> String {
+    format!("{:04X}{:04X}", tag.group(), tag.element())
+}
+
+/// The tag of a DICOM JSON key.
+fn json_tag(key: &str) -> Option<Tag> {
+    (key.len() == 8).then(|| u32::from_str_radix(key, 16).ok()).flatten().map(|n| Tag((n >> 16) as u16, n as u16))
+}
+
+/// The tag a QIDO-RS query key names: a keyword (`PatientName`) or its eight hex digits.
+fn query_tag(k: &str) -> Option<Tag> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    json_tag(k).or_else(|| dicom_dictionary_std::StandardDataDictionary.by_name(k).map(|e| e.tag()))
+}
+
+fn attr(obj: &mut Map<String, Value>, tag: Tag, vr: VR, value: Option<Value>) {
+    let vr = vr.to_string();
     match value {
-        Some(v) => obj.insert(tag.into(), json!({ "vr": vr, "Value": [v] })),
-        None => obj.insert(tag.into(), json!({ "vr": vr })),
+        Some(v) => obj.insert(key(tag), json!({ "vr": vr, "Value": [v] })),
+        None => obj.insert(key(tag), json!({ "vr": vr })),
     };
 }
 
@@ -110,7 +129,13 @@ pub(crate) async fn find(st: &AppState, caller: &Caller, study: &str, series: &s
     check_uid("StudyInstanceUID", study)?;
     check_uid("SeriesInstanceUID", series)?;
     check_uid("SOPInstanceUID", sop)?;
-    storage::query::find_instance(&st.storage.db, caller.studies(), study, series, sop)
+    storage::query::find_instance(
+        &st.storage.db,
+        caller.studies(),
+        &StudyUid::new(study),
+        &SeriesUid::new(series),
+        &SopInstanceUid::new(sop),
+    )
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("instance {sop} not found")))
 }

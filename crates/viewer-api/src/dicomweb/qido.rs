@@ -17,7 +17,10 @@ use serde_json::Map;
 use serde_json::Value;
 use serde_json::json;
 use storage::query::StudyQuery;
-use super::{attr, check_uid, pn, s, PathUids, DICOM_JSON};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
+
+use super::{attr, check_uid, json_tag, key, pn, query_tag, s, PathUids, DICOM_JSON};
 
 /// QIDO-RS: `GET /dicom-web/studies?…`
 pub async fn search_studies(
@@ -30,21 +33,21 @@ pub async fn search_studies(
     let mut common = CommonKeys::default();
     for (k, v) in &params {
         let list = || v.split([',', '\\']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
-        match k.as_str() {
-            "PatientName" | "00100010" => q.patient_name = Some(v.clone()),
-            "PatientID" | "00100020" => q.patient_id = Some(v.clone()),
-            "IssuerOfPatientID" | "00100021" => q.issuer_of_patient_id = Some(v.clone()),
-            "AccessionNumber" | "00080050" => q.accession_number = Some(v.clone()),
-            "StudyDate" | "00080020" => q.study_date = Some(v.clone()),
-            "StudyInstanceUID" | "0020000D" => {
+        match query_tag(k) {
+            Some(tags::PATIENT_NAME) => q.patient_name = Some(v.clone()),
+            Some(tags::PATIENT_ID) => q.patient_id = Some(v.clone()),
+            Some(tags::ISSUER_OF_PATIENT_ID) => q.issuer_of_patient_id = Some(v.clone()),
+            Some(tags::ACCESSION_NUMBER) => q.accession_number = Some(v.clone()),
+            Some(tags::STUDY_DATE) => q.study_date = Some(v.clone()),
+            Some(tags::STUDY_INSTANCE_UID) => {
                 let uids = list();
                 for u in &uids {
                     check_uid("StudyInstanceUID", u)?;
                 }
                 q.study_uids = uids;
             }
-            "ModalitiesInStudy" | "00080061" => q.modalities_in_study = list(),
-            other => common.take(other, v)?,
+            Some(tags::MODALITIES_IN_STUDY) => q.modalities_in_study = list(),
+            _ => common.take(k, v)?,
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
@@ -54,23 +57,23 @@ pub async fn search_studies(
         .iter()
         .map(|r| {
             let mut o = Map::new();
-            attr(&mut o, "00080020", "DA", s(&r.study_date));
-            attr(&mut o, "00080030", "TM", s(&r.study_time));
-            attr(&mut o, "00080050", "SH", s(&r.accession_number));
-            o.insert("00080061".into(), json!({ "vr": "CS", "Value": r.modalities }));
-            attr(&mut o, "00080090", "PN", pn(&r.referring_physician));
-            attr(&mut o, "00081030", "LO", s(&r.study_description));
-            attr(&mut o, "00081190", "UR", Some(Value::String(format!("{base}/dicom-web/studies/{}", r.study_uid))));
-            attr(&mut o, "00100010", "PN", pn(&r.patient_name));
-            attr(&mut o, "00100020", "LO", Some(Value::String(r.patient_id.clone())));
-            attr(&mut o, "00100021", "LO", Some(Value::String(r.issuer_of_patient_id.clone())));
-            attr(&mut o, "00100030", "DA", s(&r.patient_birth_date));
-            attr(&mut o, "00100040", "CS", s(&r.patient_sex));
-            attr(&mut o, "0020000D", "UI", Some(Value::String(r.study_uid.clone())));
-            attr(&mut o, "00200010", "SH", s(&r.study_id));
-            attr(&mut o, "00201206", "IS", Some(json!(r.num_series)));
-            attr(&mut o, "00201208", "IS", Some(json!(r.num_instances)));
-            (r.pk, o)
+            attr(&mut o, tags::STUDY_DATE, VR::DA, s(&r.study_date));
+            attr(&mut o, tags::STUDY_TIME, VR::TM, s(&r.study_time));
+            attr(&mut o, tags::ACCESSION_NUMBER, VR::SH, s(&r.accession_number));
+            o.insert(key(tags::MODALITIES_IN_STUDY), json!({ "vr": "CS", "Value": r.modalities }));
+            attr(&mut o, tags::REFERRING_PHYSICIAN_NAME, VR::PN, pn(&r.referring_physician));
+            attr(&mut o, tags::STUDY_DESCRIPTION, VR::LO, s(&r.study_description));
+            attr(&mut o, tags::RETRIEVE_URL, VR::UR, Some(Value::String(format!("{base}/dicom-web/studies/{}", r.study_uid))));
+            attr(&mut o, tags::PATIENT_NAME, VR::PN, pn(&r.patient_name));
+            attr(&mut o, tags::PATIENT_ID, VR::LO, Some(Value::String(r.patient_id.clone())));
+            attr(&mut o, tags::ISSUER_OF_PATIENT_ID, VR::LO, Some(Value::String(r.issuer_of_patient_id.clone())));
+            attr(&mut o, tags::PATIENT_BIRTH_DATE, VR::DA, s(&r.patient_birth_date));
+            attr(&mut o, tags::PATIENT_SEX, VR::CS, s(&r.patient_sex));
+            attr(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, Some(Value::String(r.study_uid.clone())));
+            attr(&mut o, tags::STUDY_ID, VR::SH, s(&r.study_id));
+            attr(&mut o, tags::NUMBER_OF_STUDY_RELATED_SERIES, VR::IS, Some(json!(r.num_series)));
+            attr(&mut o, tags::NUMBER_OF_STUDY_RELATED_INSTANCES, VR::IS, Some(json!(r.num_instances)));
+            (r.pk.get(), o)
         })
         .collect();
     common.include.apply(&st, storage::query::Level::Study, &mut results, &base).await?;
@@ -140,8 +143,8 @@ impl IncludeField {
                 let wanted = match self {
                     IncludeField::Tags(tags) => tags.contains(&tag),
                     IncludeField::All => match level {
-                        storage::query::Level::Study => is_study_level(&tag),
-                        storage::query::Level::Series => is_series_level(&tag),
+                        storage::query::Level::Study => json_tag(&tag).is_some_and(is_study_level),
+                        storage::query::Level::Series => json_tag(&tag).is_some_and(is_series_level),
                         storage::query::Level::Instance => true,
                     },
                     IncludeField::Defaults => false,
@@ -151,7 +154,7 @@ impl IncludeField {
                 }
                 let value = if let Some(uri) = value.get("BulkDataURI").and_then(Value::as_str) {
                     // the cached document's placeholder becomes the instance's address
-                    json!({ "vr": value["vr"], "BulkDataURI": uri.replace(storage::attrs::INSTANCE_URL, &instance_url) })
+                    json!({ "vr": value["vr"], "BulkDataURI": uri.replace(storage::attrs::BULK_DATA, &format!("{instance_url}/bulkdata/")) })
                 } else {
                     value
                 };
@@ -164,25 +167,25 @@ impl IncludeField {
 
 /// Patient and study attributes (PS3.3 C.7.1.1, C.7.2.1/2): what `includefield=all` adds to
 /// a study result.
-fn is_study_level(tag: &str) -> bool {
-    tag.starts_with("0010")
+fn is_study_level(tag: Tag) -> bool {
+    tag.group() == 0x0010
         || matches!(
             tag,
-            "00080020" | "00080030" | "00080050" | "00080051" | "00080090" | "00080096" | "00081030" | "00081032"
-                | "00081048" | "00081060" | "00081080" | "0020000D" | "00200010" | "00321032" | "00321033"
-                | "00321060" | "00321064" | "00401001" | "00080080" | "00080081"
+            tags::STUDY_DATE | tags::STUDY_TIME | tags::ACCESSION_NUMBER | tags::ISSUER_OF_ACCESSION_NUMBER_SEQUENCE | tags::REFERRING_PHYSICIAN_NAME | tags::REFERRING_PHYSICIAN_IDENTIFICATION_SEQUENCE | tags::STUDY_DESCRIPTION | tags::PROCEDURE_CODE_SEQUENCE
+                | tags::PHYSICIANS_OF_RECORD | tags::NAME_OF_PHYSICIANS_READING_STUDY | tags::ADMITTING_DIAGNOSES_DESCRIPTION | tags::STUDY_INSTANCE_UID | tags::STUDY_ID | tags::REQUESTING_PHYSICIAN | tags::REQUESTING_SERVICE
+                | tags::REQUESTED_PROCEDURE_DESCRIPTION | tags::REQUESTED_PROCEDURE_CODE_SEQUENCE | tags::REQUESTED_PROCEDURE_ID | tags::INSTITUTION_NAME | tags::INSTITUTION_ADDRESS
         )
 }
 
 /// General series and equipment attributes (PS3.3 C.7.3.1, C.7.5.1): what `includefield=all`
 /// adds to a series result.
-fn is_series_level(tag: &str) -> bool {
+fn is_series_level(tag: Tag) -> bool {
     matches!(
         tag,
-        "00080021" | "00080031" | "00080060" | "00080070" | "00081010" | "0008103E" | "00081040" | "00081050"
-            | "00081070" | "00081090" | "00081111" | "00180015" | "00181000" | "00181020" | "00181030"
-            | "00185100" | "0020000E" | "00200011" | "00200052" | "00200060" | "00280108" | "00280109"
-            | "00400244" | "00400245" | "00400253" | "00400254" | "00400260" | "00400275"
+        tags::SERIES_DATE | tags::SERIES_TIME | tags::MODALITY | tags::MANUFACTURER | tags::STATION_NAME | tags::SERIES_DESCRIPTION | tags::INSTITUTIONAL_DEPARTMENT_NAME | tags::PERFORMING_PHYSICIAN_NAME
+            | tags::OPERATORS_NAME | tags::MANUFACTURER_MODEL_NAME | tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE | tags::BODY_PART_EXAMINED | tags::DEVICE_SERIAL_NUMBER | tags::SOFTWARE_VERSIONS | tags::PROTOCOL_NAME
+            | tags::PATIENT_POSITION | tags::SERIES_INSTANCE_UID | tags::SERIES_NUMBER | tags::FRAME_OF_REFERENCE_UID | tags::LATERALITY | tags::SMALLEST_PIXEL_VALUE_IN_SERIES | tags::LARGEST_PIXEL_VALUE_IN_SERIES
+            | tags::PERFORMED_PROCEDURE_STEP_START_DATE | tags::PERFORMED_PROCEDURE_STEP_START_TIME | tags::PERFORMED_PROCEDURE_STEP_ID | tags::PERFORMED_PROCEDURE_STEP_DESCRIPTION | tags::PERFORMED_PROTOCOL_CODE_SEQUENCE | tags::REQUEST_ATTRIBUTES_SEQUENCE
     )
 }
 
@@ -233,15 +236,15 @@ pub async fn search_series(
     let mut q = storage::query::SeriesQuery { study_uid: PathUids::from(path)?.study, ..Default::default() };
     let mut common = CommonKeys::default();
     for (k, v) in &params {
-        match k.as_str() {
-            "StudyInstanceUID" | "0020000D" => {
+        match query_tag(k) {
+            Some(tags::STUDY_INSTANCE_UID) => {
                 check_uid("StudyInstanceUID", v)?;
                 q.study_uid = Some(v.clone())
             }
-            "SeriesInstanceUID" | "0020000E" => q.series_uids = uid_values("SeriesInstanceUID", v)?,
-            "Modality" | "00080060" => q.modality = Some(v.clone()),
-            "SeriesNumber" | "00200011" => q.series_number = Some(v.clone()),
-            other => common.take(other, v)?,
+            Some(tags::SERIES_INSTANCE_UID) => q.series_uids = uid_values("SeriesInstanceUID", v)?,
+            Some(tags::MODALITY) => q.modality = Some(v.clone()),
+            Some(tags::SERIES_NUMBER) => q.series_number = Some(v.clone()),
+            _ => common.take(k, v)?,
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
@@ -251,14 +254,14 @@ pub async fn search_series(
         .iter()
         .map(|r| {
             let mut o = Map::new();
-            attr(&mut o, "00080060", "CS", s(&r.modality));
-            attr(&mut o, "0008103E", "LO", s(&r.series_description));
-            attr(&mut o, "00081190", "UR", Some(Value::String(format!("{base}/dicom-web/studies/{}/series/{}", r.study_uid, r.series_uid))));
-            attr(&mut o, "00180015", "CS", s(&r.body_part));
-            attr(&mut o, "0020000D", "UI", Some(Value::String(r.study_uid.clone())));
-            attr(&mut o, "0020000E", "UI", Some(Value::String(r.series_uid.clone())));
-            attr(&mut o, "00200011", "IS", r.series_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
-            attr(&mut o, "00201209", "IS", Some(json!(r.num_instances)));
+            attr(&mut o, tags::MODALITY, VR::CS, s(&r.modality));
+            attr(&mut o, tags::SERIES_DESCRIPTION, VR::LO, s(&r.series_description));
+            attr(&mut o, tags::RETRIEVE_URL, VR::UR, Some(Value::String(format!("{base}/dicom-web/studies/{}/series/{}", r.study_uid, r.series_uid))));
+            attr(&mut o, tags::BODY_PART_EXAMINED, VR::CS, s(&r.body_part));
+            attr(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, Some(Value::String(r.study_uid.to_string())));
+            attr(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, Some(Value::String(r.series_uid.to_string())));
+            attr(&mut o, tags::SERIES_NUMBER, VR::IS, r.series_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
+            attr(&mut o, tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS, Some(json!(r.num_instances)));
             (r.pk, o)
         })
         .collect();
@@ -287,22 +290,22 @@ pub async fn search_instances(
     let mut q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, ..Default::default() };
     let mut common = CommonKeys::default();
     for (k, v) in &params {
-        match k.as_str() {
-            "StudyInstanceUID" | "0020000D" => {
+        match query_tag(k) {
+            Some(tags::STUDY_INSTANCE_UID) => {
                 check_uid("StudyInstanceUID", v)?;
                 q.study_uid = Some(v.clone())
             }
-            "SeriesInstanceUID" | "0020000E" => {
+            Some(tags::SERIES_INSTANCE_UID) => {
                 check_uid("SeriesInstanceUID", v)?;
                 q.series_uid = Some(v.clone())
             }
-            "SOPInstanceUID" | "00080018" => q.sop_instance_uids = uid_values("SOPInstanceUID", v)?,
-            "SOPClassUID" | "00080016" => {
+            Some(tags::SOP_INSTANCE_UID) => q.sop_instance_uids = uid_values("SOPInstanceUID", v)?,
+            Some(tags::SOP_CLASS_UID) => {
                 check_uid("SOPClassUID", v)?;
                 q.sop_class_uid = Some(v.clone())
             }
-            "InstanceNumber" | "00200013" => q.instance_number = Some(v.clone()),
-            other => common.take(other, v)?,
+            Some(tags::INSTANCE_NUMBER) => q.instance_number = Some(v.clone()),
+            _ => common.take(k, v)?,
         }
     }
     (q.limit, q.offset) = (common.limit, common.offset);
@@ -312,22 +315,22 @@ pub async fn search_instances(
         .iter()
         .map(|r| {
             let mut o = Map::new();
-            attr(&mut o, "00080016", "UI", Some(Value::String(r.sop_class_uid.clone())));
-            attr(&mut o, "00080018", "UI", Some(Value::String(r.sop_instance_uid.clone())));
-            attr(&mut o, "00080060", "CS", s(&r.modality));
-            attr(&mut o, "00083002", "UI", Some(Value::String(r.transfer_syntax_uid.clone())));
+            attr(&mut o, tags::SOP_CLASS_UID, VR::UI, Some(Value::String(r.sop_class_uid.clone())));
+            attr(&mut o, tags::SOP_INSTANCE_UID, VR::UI, Some(Value::String(r.sop_instance_uid.to_string())));
+            attr(&mut o, tags::MODALITY, VR::CS, s(&r.modality));
+            attr(&mut o, tags::AVAILABLE_TRANSFER_SYNTAX_UID, VR::UI, Some(Value::String(r.transfer_syntax_uid.clone())));
             attr(
                 &mut o,
-                "00081190",
-                "UR",
+                tags::RETRIEVE_URL,
+                VR::UR,
                 Some(Value::String(format!("{base}/dicom-web/studies/{}/series/{}/instances/{}", r.study_uid, r.series_uid, r.sop_instance_uid))),
             );
-            attr(&mut o, "0020000D", "UI", Some(Value::String(r.study_uid.clone())));
-            attr(&mut o, "0020000E", "UI", Some(Value::String(r.series_uid.clone())));
-            attr(&mut o, "00200013", "IS", r.instance_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
-            attr(&mut o, "00280008", "IS", r.number_of_frames.map(|n| json!(n)));
-            attr(&mut o, "00280010", "US", r.rows.map(|n| json!(n)));
-            attr(&mut o, "00280011", "US", r.columns.map(|n| json!(n)));
+            attr(&mut o, tags::STUDY_INSTANCE_UID, VR::UI, Some(Value::String(r.study_uid.to_string())));
+            attr(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, Some(Value::String(r.series_uid.to_string())));
+            attr(&mut o, tags::INSTANCE_NUMBER, VR::IS, r.instance_number.as_ref().and_then(|n| n.trim().parse::<i64>().ok()).map(|n| json!(n)));
+            attr(&mut o, tags::NUMBER_OF_FRAMES, VR::IS, r.number_of_frames.map(|n| json!(n)));
+            attr(&mut o, tags::ROWS, VR::US, r.rows.map(|n| json!(n)));
+            attr(&mut o, tags::COLUMNS, VR::US, r.columns.map(|n| json!(n)));
             (r.pk, o)
         })
         .collect();

@@ -40,7 +40,7 @@ pub async fn thumbnail(
     if !params.iter().any(|(k, _)| k == "viewport") {
         params.push(("viewport".into(), "128,128".into()));
     }
-    rendered(st, caller, headers, pick.study_uid, pick.series_uid, pick.sop_instance_uid, 1, params).await
+    rendered(st, caller, headers, pick.study_uid.into_string(), pick.series_uid.into_string(), pick.sop_instance_uid.into_string(), 1, params).await
 }
 
 /// `…/instances/{sop}/rendered`

@@ -22,7 +22,11 @@ use serde::Deserialize;
 use serde_json::Map;
 use serde_json::Value;
 use serde_json::json;
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
 use storage::StoredInstance;
+
+use super::key;
 use storage::ingest::Refusal;
 use worklist::Role;
 
@@ -81,8 +85,8 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
     boundary.filter(|b| !b.is_empty()).ok_or_else(|| ApiError::BadRequest("the multipart body has no boundary".into()))
 }
 
-fn uid_attr(tag: &str, v: &str) -> (String, Value) {
-    (tag.to_string(), json!({ "vr": "UI", "Value": [v] }))
+fn uid_attr(tag: Tag, v: &str) -> (String, Value) {
+    (key(tag), json!({ "vr": "UI", "Value": [v] }))
 }
 
 async fn stow(
@@ -182,13 +186,13 @@ async fn stow(
     }
     let mut out = Map::new();
     if study_uids.len() == 1 {
-        out.insert("00081190".into(), json!({ "vr": "UR", "Value": [format!("{base}/dicom-web/studies/{}", study_uids[0])] }));
+        out.insert(key(tags::RETRIEVE_URL), json!({ "vr": "UR", "Value": [format!("{base}/dicom-web/studies/{}", study_uids[0])] }));
     }
     if !failed.is_empty() {
-        out.insert("00081198".into(), json!({ "vr": "SQ", "Value": failed }));
+        out.insert(key(tags::FAILED_SOP_SEQUENCE), json!({ "vr": "SQ", "Value": failed }));
     }
     if !referenced.is_empty() {
-        out.insert("00081199".into(), json!({ "vr": "SQ", "Value": referenced }));
+        out.insert(key(tags::REFERENCED_SOP_SEQUENCE), json!({ "vr": "SQ", "Value": referenced }));
     }
     // PS3.18 10.5.3: 200 all stored, 202 some, 409 none
     let status = match (referenced.is_empty(), failed.is_empty()) {
@@ -230,9 +234,9 @@ fn failure_reason(e: &storage::IngestError) -> u16 {
 
 fn reference(base: &str, inst: &StoredInstance) -> Value {
     let a = &inst.attrs;
-    let mut m: Map<String, Value> = [uid_attr("00081150", &a.sop_class_uid), uid_attr("00081155", &a.sop_instance_uid)].into_iter().collect();
+    let mut m: Map<String, Value> = [uid_attr(tags::REFERENCED_SOP_CLASS_UID, &a.sop_class_uid), uid_attr(tags::REFERENCED_SOP_INSTANCE_UID, &a.sop_instance_uid)].into_iter().collect();
     m.insert(
-        "00081190".into(),
+        key(tags::RETRIEVE_URL),
         json!({ "vr": "UR", "Value": [format!("{base}/dicom-web/studies/{}/series/{}/instances/{}", a.study_uid, a.series_uid, a.sop_instance_uid)] }),
     );
     Value::Object(m)
@@ -242,9 +246,9 @@ fn reference(base: &str, inst: &StoredInstance) -> Value {
 fn failure(uids: Option<(&str, &str)>, status: u16, reason: &str) -> Value {
     let mut m = Map::new();
     if let Some((class, inst)) = uids {
-        m.extend([uid_attr("00081150", class), uid_attr("00081155", inst)]);
+        m.extend([uid_attr(tags::REFERENCED_SOP_CLASS_UID, class), uid_attr(tags::REFERENCED_SOP_INSTANCE_UID, inst)]);
     }
-    m.insert("00081197".into(), json!({ "vr": "US", "Value": [status] }));
-    m.insert("00000902".into(), json!({ "vr": "LO", "Value": [reason.chars().take(64).collect::<String>()] }));
+    m.insert(key(tags::FAILURE_REASON), json!({ "vr": "US", "Value": [status] }));
+    m.insert(key(tags::ERROR_COMMENT), json!({ "vr": "LO", "Value": [reason.chars().take(64).collect::<String>()] }));
     Value::Object(m)
 }
