@@ -6,20 +6,7 @@ use super::*;
 async fn the_binary_cli_and_serve() {
     let bin = env!("CARGO_BIN_EXE_readhub");
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut c = std::process::Command::new(bin);
-        c.args(args).env("READHUB_DATA_DIR", dir.path()).env_remove("READHUB_DATABASE_URL");
-        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        } else {
-            drop(child.stdin.take());
-        }
-        let out = child.wait_with_output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    };
+    let run = |args: &[&str], stdin: Option<&str>| readhub_cli(dir.path(), None, args, stdin);
     let (ok, out) = run(&["site", "add", "Township-A", "--ae", "MODA", "--ae", "MODA2", "--charset-fallback", "GBK"], None);
     assert!(ok, "{out}");
     let (ok, out) = run(&["site", "add", "Bad", "--ae", "WAY-TOO-LONG-AE-TITLE"], None);

@@ -19,17 +19,8 @@ struct Served {
 
 /// The readhub CLI on `dir` (site and user set-up).
 fn cli(dir: &Path, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_readhub"));
-    c.args(args).env("READHUB_DATA_DIR", dir).env_remove("READHUB_DATABASE_URL");
-    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "readhub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let (ok, out) = readhub_cli(dir, None, args, stdin);
+    assert!(ok, "readhub {args:?}: {out}");
 }
 
 /// Start `readhub serve` on `dir` and wait for the addresses it logs.

@@ -182,3 +182,23 @@ fn pdf_inspect(pdf: &[u8]) -> (String, String, String) {
 fn root() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Run the readhub CLI on `dir` (and `database_url`, else the SQLite file in `dir`), with
+/// `stdin` as its input: (succeeded, stdout and stderr).
+fn readhub_cli(dir: &std::path::Path, database_url: Option<&str>, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use std::io::Write;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_readhub"));
+    c.args(args).env("READHUB_DATA_DIR", dir);
+    match database_url {
+        Some(url) => c.env("READHUB_DATABASE_URL", url),
+        None => c.env_remove("READHUB_DATABASE_URL"),
+    };
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}

@@ -279,17 +279,8 @@ async fn two_processes_share_one_postgres_queue() {
     let bin = env!("CARGO_BIN_EXE_readhub");
     let dir = tempfile::tempdir().unwrap();
     let cli = |args: &[&str], stdin: Option<&str>| {
-        let mut c = std::process::Command::new(bin);
-        c.args(args).env("READHUB_DATA_DIR", dir.path()).env("READHUB_DATABASE_URL", &db_url);
-        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let (ok, out) = readhub_cli(dir.path(), Some(&db_url), args, stdin);
+        assert!(ok, "{args:?}: {out}");
     };
     cli(&["site", "add", "Township-A", "--ae", "MODA"], None);
     let readers = ["rad1", "rad2", "rad3", "rad4"];

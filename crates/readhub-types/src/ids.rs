@@ -6,6 +6,44 @@
 //! They serialise as the bare number or string (JSON keeps its shape) and, with the `sqlx`
 //! feature, bind and decode as the column they are stored in.
 
+/// With the `sqlx` feature: bind and decode `$name` as the `$inner` it wraps.
+macro_rules! sqlx_as {
+    ($name:ident, $inner:ty) => {
+        #[cfg(feature = "sqlx")]
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            $inner: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <$inner as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <$inner as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            $inner: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <$inner as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            $inner: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok($name(<$inner as sqlx::Decode<'r, DB>>::decode(value)?))
+            }
+        }
+    };
+}
+
 macro_rules! db_id {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
@@ -35,38 +73,7 @@ macro_rules! db_id {
             }
         }
 
-        #[cfg(feature = "sqlx")]
-        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
-        where
-            i64: sqlx::Type<DB>,
-        {
-            fn type_info() -> DB::TypeInfo {
-                <i64 as sqlx::Type<DB>>::type_info()
-            }
-            fn compatible(ty: &DB::TypeInfo) -> bool {
-                <i64 as sqlx::Type<DB>>::compatible(ty)
-            }
-        }
-
-        #[cfg(feature = "sqlx")]
-        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
-        where
-            i64: sqlx::Encode<'q, DB>,
-        {
-            fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
-            }
-        }
-
-        #[cfg(feature = "sqlx")]
-        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
-        where
-            i64: sqlx::Decode<'r, DB>,
-        {
-            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                Ok($name(<i64 as sqlx::Decode<'r, DB>>::decode(value)?))
-            }
-        }
+        sqlx_as!($name, i64);
     };
 }
 
@@ -137,38 +144,7 @@ macro_rules! uid {
             }
         }
 
-        #[cfg(feature = "sqlx")]
-        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
-        where
-            String: sqlx::Type<DB>,
-        {
-            fn type_info() -> DB::TypeInfo {
-                <String as sqlx::Type<DB>>::type_info()
-            }
-            fn compatible(ty: &DB::TypeInfo) -> bool {
-                <String as sqlx::Type<DB>>::compatible(ty)
-            }
-        }
-
-        #[cfg(feature = "sqlx")]
-        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
-        where
-            String: sqlx::Encode<'q, DB>,
-        {
-            fn encode_by_ref(&self, buf: &mut <DB as sqlx::Database>::ArgumentBuffer) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
-            }
-        }
-
-        #[cfg(feature = "sqlx")]
-        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
-        where
-            String: sqlx::Decode<'r, DB>,
-        {
-            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-                Ok($name(<String as sqlx::Decode<'r, DB>>::decode(value)?))
-            }
-        }
+        sqlx_as!($name, String);
     };
 }
 

@@ -259,7 +259,7 @@ impl Worklist {
 
     /// Is `user` a senior reader of the item's pool?
     fn senior_of(user: &User, pool_id: PoolId) -> bool {
-        user.role == Role::Reader && user.pool_id == Some(pool_id) && user.seniority == crate::Seniority::Senior
+        user.role == Role::Reader && Scope::of(user) == Scope::Pool(pool_id) && user.seniority == crate::Seniority::Senior
     }
 
     /// Sign the report final: the item becomes reported and the site can see it.
@@ -397,7 +397,7 @@ impl Worklist {
     /// May `user` change this pool's final reports? A reader of the pool (a senior where
     /// the pool signs at two levels) or an admin... admins do not write reports.
     async fn may_amend(&self, user: &User, pool_id: PoolId) -> Result<(), Error> {
-        let reader = user.role == Role::Reader && user.pool_id == Some(pool_id);
+        let reader = user.role == Role::Reader && Scope::of(user) == Scope::Pool(pool_id);
         if !reader || (self.two_level(pool_id).await? && user.seniority != crate::Seniority::Senior) {
             return Err(Error::Forbidden("only a reader of this pool (a senior, where it signs at two levels) amends its reports / 无权修改已签发报告".into()));
         }

@@ -9,7 +9,7 @@ use crate::{ItemId, PoolId, UserId, Error, EventKind, ItemState, Priority, Role,
 
 impl Worklist {
     fn may_supervise(user: &User, pool_id: PoolId) -> bool {
-        user.role == Role::Admin || (user.role == Role::Reader && user.supervisor && user.pool_id == Some(pool_id))
+        user.role == Role::Admin || (user.role == Role::Reader && user.supervisor && Scope::of(user) == Scope::Pool(pool_id))
     }
 
     /// A supervisor (or admin) gives an unreported item to a reader of its pool.

@@ -87,7 +87,8 @@ pub(crate) async fn readable_report(st: &AppState, caller: &Caller, id: i64) -> 
     if !st.worklist.can_read_report(&caller.0, &r).await? {
         return Err(ApiError::NotFound(format!("report {id} not found")));
     }
-    if matches!(caller.0.role, Role::Referrer | Role::Technician) {
+    // the site opened it: the report is delivered
+    if matches!(caller.scope(), worklist::Scope::Site(_)) {
         st.worklist.note_delivered(&r, &caller.0).await?;
     }
     Ok(r)

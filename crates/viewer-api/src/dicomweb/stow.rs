@@ -28,7 +28,7 @@ use storage::StoredInstance;
 
 use super::key;
 use storage::ingest::Refusal;
-use worklist::Role;
+use worklist::{Role, Scope};
 
 #[derive(Deserialize)]
 pub struct StowQuery {
@@ -97,10 +97,11 @@ async fn stow(
     study: Option<String>,
     body: Body,
 ) -> ApiResult<Response> {
-    let site = match (caller.0.role, caller.0.site_id, &q.site) {
-        (Role::Technician, Some(id), _) => storage::sites::get_site(&st.storage.db, id).await?,
-        (Role::Admin, _, Some(name)) => storage::sites::site_by_name(&st.storage.db, name).await?,
-        (Role::Admin, _, None) => return Err(ApiError::BadRequest("an admin stores for a site: add ?site=NAME".into())),
+    // a technician stores for the site they see; an admin names the site
+    let site = match (caller.0.role, caller.scope(), &q.site) {
+        (Role::Technician, Scope::Site(id), _) => storage::sites::get_site(&st.storage.db, id).await?,
+        (Role::Admin, Scope::All, Some(name)) => storage::sites::site_by_name(&st.storage.db, name).await?,
+        (Role::Admin, Scope::All, None) => return Err(ApiError::BadRequest("an admin stores for a site: add ?site=NAME".into())),
         _ => return Err(ApiError::Forbidden("only a site's technicians (or an admin) store studies / 仅技师可上传".into())),
     }
     .ok_or_else(|| ApiError::NotFound("site not found".into()))?;
