@@ -196,8 +196,16 @@ async fn consume_arrivals(wl: Worklist, wake: Arc<Notify>, mut stop: watch::Rece
             _ = tick.tick() => false,
             _ = stop.changed() => *stop.borrow(),
         };
-        if let Err(e) = wl.consume_arrivals().await {
-            tracing::warn!(error = %e, "applying arrivals to the worklist failed; will retry");
+        // a full round means there may be more: go on at once
+        loop {
+            match wl.consume_arrivals().await {
+                Ok(n) if n >= worklist::arrivals::PER_CALL => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "applying arrivals to the worklist failed; will retry");
+                    break;
+                }
+            }
         }
         if stopping {
             break;

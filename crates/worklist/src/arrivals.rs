@@ -23,6 +23,15 @@ use crate::{ItemId, PoolId, SiteId, StudyPk, Error, EventKind, ItemState, Priori
 /// Arrivals applied per transaction: one commit for a burst of CT slices.
 const BATCH: i64 = 256;
 
+/// Batches applied per call at most, so a STOW-RS request that applies the queue before it
+/// answers does not work off a county's whole backlog; the background consumer calls again
+/// at once while there is more.
+const MAX_BATCHES: usize = 16;
+
+/// The most arrivals one call of [`Worklist::consume_arrivals`] applies: a call that applied
+/// this many may have left more.
+pub const PER_CALL: usize = MAX_BATCHES * BATCH as usize;
+
 /// What the index knows of an arriving instance that routing and the item need.
 struct Facts {
     study_pk: StudyPk,
@@ -36,15 +45,16 @@ struct Facts {
 }
 
 impl Worklist {
-    /// Apply every due arrival. Returns how many were applied. Run by the background
-    /// consumer (woken by each acknowledgement, and on a tick), and by STOW-RS before it
-    /// answers, so its items are current when the client hears back.
+    /// Apply the due arrivals, at most [`PER_CALL`]. Returns how many were taken
+    /// off the queue. Run by the background consumer (woken by each acknowledgement, and on a
+    /// tick), and by STOW-RS before it answers, so its items are current when the client
+    /// hears back.
     pub async fn consume_arrivals(&self) -> Result<usize, Error> {
         if self.config.hold_arrivals {
             return Ok(0);
         }
         let mut applied = 0;
-        loop {
+        for _ in 0..MAX_BATCHES {
             let mut tx = self.db.begin_write().await?;
             let batch = arrival::take_due(&mut tx, storage::now_ms(), BATCH).await?;
             if batch.is_empty() {
@@ -76,6 +86,7 @@ impl Worklist {
                 return Ok(applied);
             }
         }
+        Ok(applied)
     }
 
     async fn apply_alone(&self, a: &Arrival) -> Result<bool, Error> {
