@@ -136,3 +136,51 @@ async fn stop_is_not_held_by_a_stalled_client() {
     eprintln!("stopped {:?} after the stop with a stalled 7 MB retrieve open", started.elapsed());
     drop(stalled);
 }
+
+/// On SIGTERM the DICOM port closes at once: a modality that connects while the hub drains
+/// is refused rather than left without an answer; the association already open finishes
+/// its work and what it stored is kept; then the hub exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_closes_the_dicom_port_and_finishes_open_work() {
+    let dir = tempfile::tempdir().unwrap();
+    served::cli(dir.path(), &["site", "add", "Township-1", "--ae", "TOWNSHIP1"], None);
+    served::cli(dir.path(), &["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("radiologist-pw\n"));
+    let mut hub = served::serve(dir.path(), &[]).await;
+    let port = hub.dimse_port;
+    // a modality between two films: its association is open
+    let mut scu = tokio::task::spawn_blocking(move || scu::connect(port, "TOWNSHIP1", &[(SC, &[EXPLICIT_LE])]).expect("association"))
+        .await
+        .unwrap();
+    let pid = hub.child.id().unwrap();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                break;
+            }
+            Ok(_) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "the DICOM port still accepts connections after SIGTERM");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // the open association still stores, and is answered
+    let study = "1.2.826.0.1.3680043.8.498.71001";
+    let data = synthetic_sc(None, b"Draining^Hub", "PD1", study, "1.2.826.0.1.3680043.8.498.71001.1");
+    let r = tokio::task::spawn_blocking(move || {
+        let r = scu.store(SC, "1.2.826.0.1.3680043.8.498.71001.1", &data).expect("C-STORE while draining");
+        scu.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+    let status = tokio::time::timeout(Duration::from_secs(30), hub.child.wait()).await.expect("exits after the drain").unwrap();
+    assert!(status.success(), "{status:?}");
+    // what was acknowledged during the drain is kept, and reaches the reader
+    let hub = served::serve(dir.path(), &[]).await;
+    hub.until_state(("rad1", "radiologist-pw"), study, "ready", Duration::from_secs(30)).await;
+    hub.kill9().await;
+}

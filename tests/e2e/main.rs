@@ -37,6 +37,7 @@ mod dicomweb;
 mod handover;
 mod ingest;
 mod reports;
+mod served;
 mod web_viewer;
 mod reading;
 

@@ -107,6 +107,9 @@ pub async fn run(
         // reap finished tasks so the set does not grow without bound
         while tasks.try_join_next().is_some() {}
     }
+    // close the port first: a modality trying now is refused at once (and retries later,
+    // or elsewhere) instead of connecting to a hub that will never answer it
+    drop(listener);
     tracing::info!("DICOM listener closed; waiting for {} open associations", tasks.len());
     while tasks.join_next().await.is_some() {}
 }
