@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// Browser origins allowed cross-origin (CORS), comma-separated
     #[arg(long, env = "READHUB_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Sequences nested deeper than this are refused [default: 64]
+    #[arg(long, env = "READHUB_MAX_SEQUENCE_DEPTH")]
+    pub max_sequence_depth: Option<usize>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -218,7 +221,7 @@ impl Cli {
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
-                  critical_ack_minutes);
+                  critical_ack_minutes, max_sequence_depth);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

@@ -65,6 +65,8 @@ pub struct Config {
     /// was receiving when it died are ended when it starts again). Default:
     /// `<hostname>:<data_dir>`.
     pub node_name: Option<String>,
+    /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure).
+    pub max_sequence_depth: usize,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -98,6 +100,7 @@ impl Default for Config {
             priority_attribute: "RequestedProcedurePriority".into(),
             routing_rules: Vec::new(),
             node_name: None,
+            max_sequence_depth: 64,
             hold_arrivals: false,
         }
     }
@@ -141,6 +144,7 @@ impl Config {
         Ok(storage::Limits {
             max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
             max_header_bytes: (self.max_header_mb.saturating_mul(1024 * 1024)) as usize,
+            max_sequence_depth: self.max_sequence_depth.max(1),
         })
     }
 

@@ -144,6 +144,44 @@ pub enum AttrError {
     Missing { name: &'static str, tag: Tag },
     #[error("{name} {value:?} is not a valid UID (digits and dots, at most 64 characters)")]
     InvalidUid { name: &'static str, value: String },
+    // both lengths first: a C-STORE Error Comment keeps only 64 characters
+    #[error(
+        "Pixel Data holds {found} bytes, the image needs {expected} (Rows x Columns x Samples per Pixel x Bits \
+         Allocated x Number of Frames): the film is cut short or damaged; send it again from the original"
+    )]
+    PixelDataLength { expected: u64, found: u64 },
+}
+
+/// Native (uncompressed) Pixel Data must hold exactly what the image geometry needs (plus
+/// one padding byte to an even length): a shorter one is a truncated film, which must not
+/// be acknowledged as if it were whole.
+fn check_pixel_data(obj: &InMemDicomObject, header: &SniffedHeader) -> Result<(), AttrError> {
+    let (Some(tags::PIXEL_DATA), Some(found)) = (header.bulk_tag, header.bulk_len) else {
+        return Ok(()); // no pixel data, or encapsulated (its frames are checked by decoders)
+    };
+    let int = |tag: Tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok());
+    let (Some(rows), Some(columns), Some(bits)) = (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_ALLOCATED)) else {
+        return Ok(()); // not an image geometry we can check
+    };
+    let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1);
+    let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    let photometric = obj
+        .element_opt(tags::PHOTOMETRIC_INTERPRETATION)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
+        .unwrap_or_default();
+    // 4:2:2 chroma subsampling stores two samples per pixel, not three (PS3.3 C.7.6.3.1.2)
+    let samples = if photometric.ends_with("_422") { 2 } else { samples };
+    let Some(bits_total) = rows.checked_mul(columns).and_then(|n| n.checked_mul(samples)).and_then(|n| n.checked_mul(bits)).and_then(|n| n.checked_mul(frames)) else {
+        return Err(AttrError::PixelDataLength { expected: u64::MAX, found });
+    };
+    let expected = bits_total.div_ceil(8);
+    if found == expected || (found == expected + 1 && expected % 2 == 1) {
+        Ok(())
+    } else {
+        Err(AttrError::PixelDataLength { expected, found })
+    }
 }
 
 pub use readhub_types::is_valid_uid;
@@ -152,6 +190,7 @@ pub use readhub_types::is_valid_uid;
 pub fn extract(header: &SniffedHeader, policy: &DecodePolicy) -> Result<InstanceAttrs, AttrError> {
     let obj = InMemDicomObject::read_dataset_with_ts(&header.bytes[..], header.parse_ts)
         .map_err(|e| AttrError::Parse(e.to_string()))?;
+    check_pixel_data(&obj, header)?;
     let terms = &header.charset_terms;
     // Every text value was decoded by dicom-rs as ISO 8859-1 (the Specific Character Set
     // element was cut out), so its chars are the original bytes: decode them properly here.

@@ -79,6 +79,8 @@ pub enum HeaderError {
         offset: u64,
         len: u64,
     },
+    #[error("sequences are nested more than {limit} levels deep (at byte {offset}): refused, as no real object needs that")]
+    TooDeep { limit: usize, offset: u64 },
     #[error("deflated data set could not be inflated: {0}")]
     Inflate(String),
 }
@@ -117,6 +119,8 @@ pub struct SniffedHeader {
     pub has_bulk: bool,
     /// The first top-level bulk element, where the header was cut.
     pub bulk_tag: Option<Tag>,
+    /// Its declared length in bytes; None when undefined (encapsulated pixel data).
+    pub bulk_len: Option<u64>,
 }
 
 struct Walker {
@@ -132,14 +136,23 @@ struct Walker {
     /// absolute offset of the first top-level bulk element (the end of the header)
     cut: Option<u64>,
     cut_tag: Option<Tag>,
+    /// the declared length of that element (None: undefined, i.e. encapsulated)
+    cut_len: Option<u64>,
     header: Vec<u8>,
     charset: Option<(u64, u64, Vec<u8>)>,
     /// header byte ranges to cut before dicom-rs parses it (undefined-length UN elements,
     /// which dicom-object 0.10 reads as explicit VR and so misreads lengths)
     cuts: Vec<(u64, u64)>,
     max_header: usize,
+    /// sequences we are inside of, and how deep they may nest: every parser after this one
+    /// (dicom-object, the DICOM JSON writer, transcoding) recurses per level
+    seq_depth: usize,
+    max_depth: usize,
     error: Option<HeaderError>,
 }
+
+/// How deep sequences may nest by default (real objects stay under ten levels).
+pub const DEFAULT_MAX_SEQUENCE_DEPTH: usize = 64;
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIM: Tag = Tag(0xFFFE, 0xE00D);
@@ -161,9 +174,23 @@ impl Walker {
     }
 
     fn pop(&mut self) {
-        if let Some(Frame::Seq { cut_from: Some(from), .. }) = self.stack.pop() {
-            self.cuts.push((from, self.pos));
+        if let Some(Frame::Seq { cut_from, .. }) = self.stack.pop() {
+            self.seq_depth -= 1;
+            if let Some(from) = cut_from {
+                self.cuts.push((from, self.pos));
+            }
         }
+    }
+
+    /// Enter a sequence, unless that nests deeper than allowed.
+    fn push_seq(&mut self, frame: Frame, at: u64) -> bool {
+        if self.seq_depth >= self.max_depth {
+            self.error = Some(HeaderError::TooDeep { limit: self.max_depth, offset: at });
+            return false;
+        }
+        self.seq_depth += 1;
+        self.stack.push(frame);
+        true
     }
 
     fn advance(&mut self, at_end: bool) {
@@ -274,6 +301,7 @@ impl Walker {
             if top_level && self.cut.is_none() && is_bulk(tag) {
                 self.cut = Some(start);
                 self.cut_tag = Some(tag);
+                self.cut_len = len.get().map(u64::from);
                 let cut_off = (start - self.win_start) as usize;
                 self.header = self.win[..cut_off].to_vec();
             }
@@ -293,11 +321,9 @@ impl Walker {
                     } else {
                         None
                     };
-                    self.stack.push(Frame::Seq {
-                        implicit: implicit || vr == VR::UN,
-                        end: None,
-                        cut_from,
-                    });
+                    if !self.push_seq(Frame::Seq { implicit: implicit || vr == VR::UN, end: None, cut_from }, start) {
+                        return;
+                    }
                 } else {
                     self.stack.push(Frame::Fragments);
                 }
@@ -319,7 +345,9 @@ impl Walker {
             }
             if vr == VR::SQ {
                 // descend: nested lengths are checked against this sequence's end
-                self.stack.push(Frame::Seq { implicit, end: Some(self.pos + vlen), cut_from: None });
+                if !self.push_seq(Frame::Seq { implicit, end: Some(self.pos + vlen), cut_from: None }, start) {
+                    return;
+                }
                 continue;
             }
             if top_level && tag == CHARSET && self.cut.is_none() {
@@ -357,7 +385,7 @@ impl Walker {
         }
     }
 
-    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, Option<Tag>), HeaderError> {
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, Option<Tag>, Option<u64>), HeaderError> {
         self.advance(true);
         if let Some(e) = self.error {
             return Err(e);
@@ -367,6 +395,7 @@ impl Walker {
             return Err(HeaderError::Truncated { offset: end });
         }
         let bulk_tag = self.cut_tag;
+        let bulk_len = self.cut_len;
         let mut header = if self.cut.is_some() { self.header } else { self.win };
         let mut charset_value = Vec::new();
         let mut cuts = self.cuts.clone();
@@ -382,7 +411,7 @@ impl Walker {
         for (start, stop) in cuts {
             header.drain(start as usize..stop as usize);
         }
-        Ok((header, charset_value, bulk_tag))
+        Ok((header, charset_value, bulk_tag, bulk_len))
     }
 }
 
@@ -423,6 +452,11 @@ impl HeaderSniffer {
     /// Start a walk for a data set in transfer syntax `ts_uid`, keeping at most `max_header`
     /// bytes of attributes before the bulk data.
     pub fn new(ts_uid: &str, max_header: usize) -> Result<Self, HeaderError> {
+        Self::with_max_depth(ts_uid, max_header, DEFAULT_MAX_SEQUENCE_DEPTH)
+    }
+
+    /// [`HeaderSniffer::new`], refusing sequences nested deeper than `max_depth` levels.
+    pub fn with_max_depth(ts_uid: &str, max_header: usize, max_depth: usize) -> Result<Self, HeaderError> {
         let ts_uid = ts_uid.trim_end_matches(['\0', ' ']);
         let ts = TransferSyntaxRegistry
             .get(ts_uid)
@@ -442,10 +476,13 @@ impl HeaderSniffer {
             stack: Vec::new(),
             cut: None,
             cut_tag: None,
+            cut_len: None,
             header: Vec::new(),
             charset: None,
             cuts: Vec::new(),
             max_header,
+            seq_depth: 0,
+            max_depth,
             error: None,
         };
         let inner = if deflated {
@@ -490,7 +527,7 @@ impl HeaderSniffer {
                     .0
             }
         };
-        let (bytes, charset_value, bulk_tag) = walker.finish()?;
+        let (bytes, charset_value, bulk_tag, bulk_len) = walker.finish()?;
         let charset_terms = String::from_utf8_lossy(&charset_value)
             .split('\\')
             .map(|s| s.trim_matches([' ', '\0']).to_string())
@@ -506,6 +543,7 @@ impl HeaderSniffer {
             charset_terms,
             has_bulk: bulk_tag.is_some(),
             bulk_tag,
+            bulk_len,
         })
     }
 }
@@ -549,6 +587,49 @@ mod tests {
             s.feed(c)?;
         }
         s.finish()
+    }
+
+    /// `levels` sequences nested in each other (undefined lengths, or defined ones), then pixel data.
+    fn nested(levels: usize, defined: bool) -> Vec<u8> {
+        let mut inner: Vec<u8> = elem(0x0008, 0x0100, b"SH", b"T-D1100 ");
+        for _ in 0..levels {
+            let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+            if defined {
+                item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+                item.extend_from_slice(&inner);
+                inner = elem(0x0040, 0xA730, b"SQ", &item);
+            } else {
+                item.extend_from_slice(&[0xFF; 4]);
+                item.extend_from_slice(&inner);
+                item.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+                let mut seq = vec![0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+                seq.extend_from_slice(&item);
+                seq.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+                inner = seq;
+            }
+        }
+        let mut ds = elem(0x0008, 0x0060, b"CS", b"SR");
+        ds.extend(inner);
+        ds.extend(elem(0x7FE0, 0x0010, b"OB", &[0; 4]));
+        ds
+    }
+
+    #[test]
+    fn sequences_nest_only_so_deep() {
+        for defined in [false, true] {
+            let ok = nested(DEFAULT_MAX_SEQUENCE_DEPTH, defined);
+            assert!(walk(EXPLICIT_VR_LITTLE_ENDIAN, &ok, 4096).is_ok(), "64 levels are allowed (defined lengths: {defined})");
+            for levels in [DEFAULT_MAX_SEQUENCE_DEPTH + 1, 1300] {
+                let deep = nested(levels, defined);
+                match walk(EXPLICIT_VR_LITTLE_ENDIAN, &deep, 4096) {
+                    Err(HeaderError::TooDeep { limit: 64, .. }) => {}
+                    other => panic!("{levels} levels (defined lengths: {defined}): {:?}", other.map(|h| h.bytes.len())),
+                }
+            }
+        }
+        let mut s = HeaderSniffer::with_max_depth(EXPLICIT_VR_LITTLE_ENDIAN, 1 << 20, 3).unwrap();
+        let e = s.feed(&nested(4, false)).and_then(|_| s.finish()).err().unwrap();
+        assert!(e.to_string().contains("nested more than 3 levels"), "{e}");
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Storage {
         source_ae: Option<&str>,
     ) -> Result<InstanceWriter, IngestError> {
         let ts_uid = ts_uid.trim_end_matches(['\0', ' ']).to_string();
-        let sniffer = HeaderSniffer::new(&ts_uid, self.limits.max_header_bytes)?;
+        let sniffer = HeaderSniffer::with_max_depth(&ts_uid, self.limits.max_header_bytes, self.limits.max_sequence_depth)?;
         let key = BlobKey::new_instance(site.id.get());
         let mut blob = self.blobs.writer(&key);
         let mut builder = FileMetaTableBuilder::new()
@@ -251,7 +251,7 @@ impl InstanceWriter {
             sop_class_uid: trim(meta.media_storage_sop_class_uid()),
             sop_instance_uid: trim(meta.media_storage_sop_instance_uid()),
         });
-        self.sniffer = Some(HeaderSniffer::new(&self.ts_uid, self.storage.limits.max_header_bytes)?);
+        self.sniffer = Some(HeaderSniffer::with_max_depth(&self.ts_uid, self.storage.limits.max_header_bytes, self.storage.limits.max_sequence_depth)?);
         let rest = buf[meta_end..].to_vec();
         self.pending_meta = None;
         Ok(Some(rest))

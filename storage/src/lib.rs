@@ -67,6 +67,8 @@ pub struct Limits {
     /// The attributes before the bulk data may not exceed this; it also caps what any single
     /// declared element length can make the parser allocate.
     pub max_header_bytes: usize,
+    /// Sequences nested deeper than this are refused.
+    pub max_sequence_depth: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +76,7 @@ impl Default for Limits {
         Limits {
             max_instance_bytes: 4 * 1024 * 1024 * 1024,
             max_header_bytes: 64 * 1024 * 1024,
+            max_sequence_depth: header::DEFAULT_MAX_SEQUENCE_DEPTH,
         }
     }
 }

@@ -84,6 +84,13 @@ impl Scu {
         Ok(())
     }
 
+    /// Send raw command bytes as one command PDV (a fragment unless `last`).
+    pub fn send_command_fragment(&mut self, pc: u8, data: Vec<u8>, last: bool) -> Result<(), String> {
+        self.assoc
+            .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: last, data }] })
+            .map_err(|e| e.to_string())
+    }
+
     /// Wait for the C-STORE-RSP.
     pub fn read_response(&mut self) -> Result<StoreResult, String> {
         match self.assoc.receive().map_err(|e| e.to_string())? {

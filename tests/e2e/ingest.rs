@@ -93,6 +93,12 @@ async fn ingest_every_sample_syntax(backend: Backend) {
     assert_eq!(parts.len(), 1);
     assert!(parts[0].0.contains("1.2.840.10008.1.2.4.90"), "{}", parts[0].0);
     assert_eq!(&parts[0].1[..4], &[0xFF, 0x4F, 0xFF, 0x51], "a JPEG 2000 codestream, as stored");
+    // the same frame named 1,500 times (a 3 KB URL) is one frame, not 1,500 copies in memory
+    let repeated = url.replace("/frames/1", &format!("/frames/{}", vec!["1"; 1500].join(",")));
+    let r = hub.get_accept(&admin, &repeated, "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*").await;
+    assert_eq!(r.status(), 200);
+    let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
+    assert_eq!(frame_parts(&r.bytes().await.unwrap(), &boundary).len(), 1);
     let r = hub.get(&admin, &url).await;
     let boundary = r.headers()["content-type"].to_str().unwrap().split("boundary=").nth(1).unwrap().to_string();
     let decoded = frame_parts(&r.bytes().await.unwrap(), &boundary);
@@ -613,4 +619,183 @@ async fn priority_from_a_configured_attribute() {
     let config = readhub::Config { data_dir: dir.path().to_path_buf(), priority_attribute: "UrgencyOfTheClinic".into(), ..readhub::Config::default() };
     let err = format!("{:#}", readhub::open(&config).await.err().expect("refused"));
     assert!(err.contains("UrgencyOfTheClinic"), "{err}");
+}
+
+/// A secondary capture with `levels` sequences nested inside each other (undefined lengths),
+/// as an attacker or a broken modality would send it.
+fn nested_sc(study: &str, sop: &str, levels: usize) -> Vec<u8> {
+    use common::elem;
+    let mut inner = elem(0x0008, 0x0100, "SH", b"T-D1100 ");
+    for _ in 0..levels {
+        let mut seq = vec![0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        seq.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        seq.extend(inner);
+        seq.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        inner = seq;
+    }
+    // the nested sequence (0040,A730) goes between the study's attributes and the image's
+    let base = synthetic_sc(None, b"Nested^Deep", "NEST1", study, sop);
+    let split = base.windows(4).position(|w| w == [0x28, 0x00, 0x02, 0x00]).expect("(0028,0002) in the data set");
+    let mut d = base[..split].to_vec();
+    d.extend(inner);
+    d.extend_from_slice(&base[split..]);
+    d
+}
+
+/// Sequences nested past the limit (64 levels by default; 1,300 took the process down) are
+/// refused by C-STORE (0xC000, saying why) and by STOW-RS (a failed part), and the hub
+/// answers afterwards. A nesting within the limit is stored and served, decoded included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deeply_nested_sequences_are_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let port = hub.dimse_port;
+    let study = "1.2.826.0.1.3680043.8.498.72001";
+    let (deep, deeper, fine) = (nested_sc(study, &format!("{study}.1"), 65), nested_sc(study, &format!("{study}.2"), 1300), nested_sc(study, &format!("{study}.3"), 20));
+    let stow_deep = common::part10(SC, &format!("{study}.4"), &nested_sc(study, &format!("{study}.4"), 1300));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let r = (
+            a.store(SC, &format!("{study}.1"), &deep).unwrap(),
+            a.store(SC, &format!("{study}.2"), &deeper).unwrap(),
+            a.store(SC, &format!("{study}.3"), &fine).unwrap(),
+        );
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    for r in [&out.0, &out.1] {
+        assert_eq!(r.status, 0xC000, "{r:?}");
+        assert!(r.comment.as_deref().unwrap_or("").contains("nested more than 64 levels"), "{r:?}");
+    }
+    assert_eq!(out.2.status, 0, "20 levels are stored: {:?}", out.2);
+    let (ct, body) = multipart(&[("application/dicom", stow_deep)]);
+    let r = hub
+        .http()
+        .post(format!("{}/dicom-web/studies", hub.base))
+        .basic_auth(&tech.0, Some(&tech.1))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "the only part was refused");
+    let v: Value = r.json().await.unwrap();
+    let failed = &v["00081198"]["Value"][0];
+    assert_eq!(failed["00081197"]["Value"][0], 0xC000);
+    assert!(failed["00000902"]["Value"][0].as_str().unwrap().contains("nested more than 64"), "{v}");
+    // still answering: C-ECHO and QIDO; the stored one is served decoded as well as stored
+    let echo = tokio::process::Command::new("echoscu")
+        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &port.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(echo.status.success(), "C-ECHO after the attack");
+    let found = hub.get_json(&admin, &format!("/dicom-web/studies/{study}/instances")).await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "only the 20-level instance: {found}");
+    let path = format!("/dicom-web/studies/{study}/series/{study}.1/instances/{study}.3");
+    for accept in ["application/dicom; transfer-syntax=*", "application/dicom; transfer-syntax=1.2.840.10008.1.2"] {
+        let r = hub.get_accept(&admin, &path, accept).await;
+        assert_eq!(r.status(), 200, "{accept}");
+    }
+    hub.stop().await;
+}
+
+/// DIMSE command fragments that never end (memory grew with them) end the association once
+/// the command set passes 64 KiB; the hub answers the next association.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endless_command_fragments_end_the_association() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = a.context(SC).unwrap();
+        // 128 KiB of command fragments, none of them the last; the hub may cut us off midway
+        for _ in 0..8 {
+            if a.send_command_fragment(pc, vec![0u8; 16 * 1024], false).is_err() {
+                break;
+            }
+        }
+        // the hub aborts at once; without the limit it would wait for more (our read gives
+        // up only after its 30 s timeout)
+        let start = std::time::Instant::now();
+        (a.receive_fails(), start.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(dropped.0 && dropped.1 < Duration::from_secs(20), "the hub aborts the association: {dropped:?}");
+    let echo = tokio::process::Command::new("echoscu")
+        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &port.to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(echo.status.success(), "C-ECHO afterwards");
+    hub.stop().await;
+}
+
+/// `synthetic_sc` with other Rows, Columns and Pixel Data.
+fn sc_with_pixels(study: &str, sop: &str, rows: u16, columns: u16, pixels: &[u8]) -> Vec<u8> {
+    let mut d = synthetic_sc(None, b"Pixels^Short", "PX1", study, sop);
+    let at = |d: &Vec<u8>, tag: [u8; 4]| d.windows(4).position(|w| w == tag).unwrap();
+    let r = at(&d, [0x28, 0x00, 0x10, 0x00]) + 8;
+    d[r..r + 2].copy_from_slice(&rows.to_le_bytes());
+    let c = at(&d, [0x28, 0x00, 0x11, 0x00]) + 8;
+    d[c..c + 2].copy_from_slice(&columns.to_le_bytes());
+    let p = at(&d, [0xE0, 0x7F, 0x10, 0x00]);
+    d.truncate(p);
+    d.extend(common::elem(0x7FE0, 0x0010, "OB", pixels));
+    d
+}
+
+/// Native Pixel Data shorter or longer than the image geometry needs (a truncated film
+/// re-encoded by the sender's toolkit; 10 KB declaring 8 GB) is refused with both lengths
+/// named, by C-STORE and by STOW-RS; a whole one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pixel_data_shorter_or_longer_than_the_image_is_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let port = hub.dimse_port;
+    let study = "1.2.826.0.1.3680043.8.498.73001";
+    let cases = vec![
+        (format!("{study}.1"), sc_with_pixels(study, &format!("{study}.1"), 4, 4, &[7; 10]), 0xC000u16, "holds 10 bytes"),
+        (format!("{study}.2"), sc_with_pixels(study, &format!("{study}.2"), 4, 4, &[7; 20]), 0xC000, "holds 20 bytes"),
+        (format!("{study}.3"), sc_with_pixels(study, &format!("{study}.3"), 65535, 65535, &[7; 10240]), 0xC000, "needs 4294836225"),
+        (format!("{study}.4"), sc_with_pixels(study, &format!("{study}.4"), 4, 4, &[7; 16]), 0x0000, ""),
+    ];
+    let sent = cases.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let r: Vec<_> = sent.iter().map(|(sop, data, ..)| a.store(SC, sop, data).unwrap()).collect();
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    for ((sop, _, status, says), r) in cases.iter().zip(&results) {
+        assert_eq!(r.status, *status, "{sop}: {r:?}");
+        assert!(r.comment.as_deref().unwrap_or("").contains(says), "{sop}: {r:?}");
+    }
+    let short = common::part10(SC, &format!("{study}.5"), &sc_with_pixels(study, &format!("{study}.5"), 4, 4, &[7; 8]));
+    let (ct, body) = multipart(&[("application/dicom", short)]);
+    let r = hub
+        .http()
+        .post(format!("{}/dicom-web/studies", hub.base))
+        .basic_auth(&tech.0, Some(&tech.1))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["00081198"]["Value"][0]["00081197"]["Value"][0], 0xC000, "{v}");
+    use sqlx::Row;
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert_eq!(n, 1, "only the whole film is indexed");
+    hub.stop().await;
 }

@@ -41,6 +41,9 @@ impl AccessControl for AeAccess {
     }
 }
 
+/// The largest DIMSE command set accepted (PS3.7 command sets are a few hundred bytes).
+const MAX_COMMAND_SET: usize = 64 * 1024;
+
 /// What the receive loop is doing.
 enum Rx {
     /// waiting for (the rest of) a command set
@@ -256,6 +259,11 @@ async fn handle_pdv(
         Rx::Idle { command } => {
             if pdv.value_type != PDataValueType::Command {
                 return Err("data PDV received where a command was expected".into());
+            }
+            // a command set is a few hundred bytes; fragments that never end would otherwise
+            // grow memory without limit
+            if command.len() + pdv.data.len() > MAX_COMMAND_SET {
+                return Err(format!("a DIMSE command set of more than {MAX_COMMAND_SET} bytes"));
             }
             command.extend_from_slice(&pdv.data);
             if !pdv.is_last {

@@ -21,12 +21,7 @@ pub async fn retrieve_frames(
     Path((study, series, sop, frames)): Path<(String, String, String, String)>,
 ) -> ApiResult<Response> {
     let inst = find(&st, &caller, &study, &series, &sop).await?;
-    let list: Vec<u32> = frames
-        .split(',')
-        .map(|f| f.trim().parse::<u32>().ok().filter(|n| *n >= 1))
-        .collect::<Option<Vec<_>>>()
-        .filter(|l| !l.is_empty())
-        .ok_or_else(|| ApiError::BadRequest(format!("{frames:?} is not a list of frame numbers (1, 2, …)")))?;
+    let list = frame_list(&frames)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let stored_ts = inst.transfer_syntax_uid.clone();
     let as_stored = requested_ts(&accept).iter().any(|t| t == "*" || *t == stored_ts);
@@ -37,4 +32,47 @@ pub async fn retrieve_frames(
     let parts: Vec<(String, Vec<u8>)> =
         parts.into_iter().map(|(ts, bytes)| (format!("application/octet-stream; transfer-syntax={ts}"), bytes)).collect();
     multipart_response("application/octet-stream", &format!("readhub-{}", &inst.sha256[..24]), &parts)
+}
+
+/// The most frames one request may list (a multi-frame object has rarely more than a few
+/// hundred; the viewer asks for one at a time).
+const MAX_FRAMES_PER_REQUEST: usize = 4096;
+
+/// Parse `1,3,2`: frame numbers from 1, each once, in the order first asked. A list that
+/// repeats a frame is answered once per frame, so what a request costs does not grow
+/// with how often it names the same frame.
+fn frame_list(frames: &str) -> ApiResult<Vec<u32>> {
+    let bad = || ApiError::BadRequest(format!("{frames:?} is not a list of frame numbers (1, 2, …)"));
+    let mut list: Vec<u32> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in frames.split(',') {
+        let n = f.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+        if seen.insert(n) {
+            list.push(n);
+            if list.len() > MAX_FRAMES_PER_REQUEST {
+                return Err(ApiError::BadRequest(format!("at most {MAX_FRAMES_PER_REQUEST} frames per request")));
+            }
+        }
+    }
+    if list.is_empty() {
+        return Err(bad());
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lists_name_each_frame_once() {
+        assert_eq!(frame_list("1,3,2").unwrap(), [1, 3, 2]);
+        assert_eq!(frame_list(&vec!["1"; 1500].join(",")).unwrap(), [1], "a frame named 1,500 times is one frame");
+        assert_eq!(frame_list(" 2, 2 ,1").unwrap(), [2, 1]);
+        for bad in ["", "0", "1,x", "1,,2", "-1"] {
+            assert!(frame_list(bad).is_err(), "{bad:?}");
+        }
+        let many: Vec<String> = (1..=5000).map(|n| n.to_string()).collect();
+        assert!(frame_list(&many.join(",")).is_err(), "too many distinct frames");
+    }
 }
