@@ -134,6 +134,12 @@ pub struct ServeArgs {
     /// Browser origins allowed cross-origin (CORS), comma-separated
     #[arg(long, env = "READHUB_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Associations one calling AE title may hold at once [default: 16]
+    #[arg(long, env = "READHUB_MAX_ASSOCIATIONS_PER_AE")]
+    pub max_associations_per_ae: Option<usize>,
+    /// Seconds a new DICOM connection has to send its association request [default: 10]
+    #[arg(long, env = "READHUB_ASSOCIATION_REQUEST_TIMEOUT_SECS")]
+    pub association_request_timeout_secs: Option<u64>,
     /// Sequences nested deeper than this are refused [default: 64]
     #[arg(long, env = "READHUB_MAX_SEQUENCE_DEPTH")]
     pub max_sequence_depth: Option<usize>,
@@ -221,7 +227,7 @@ impl Cli {
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
-                  critical_ack_minutes, max_sequence_depth);
+                  critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

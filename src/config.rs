@@ -67,6 +67,10 @@ pub struct Config {
     pub node_name: Option<String>,
     /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure).
     pub max_sequence_depth: usize,
+    /// Associations one calling AE title may hold at once.
+    pub max_associations_per_ae: usize,
+    /// Seconds a new connection has to send its A-ASSOCIATE-RQ before it is closed.
+    pub association_request_timeout_secs: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -101,6 +105,8 @@ impl Default for Config {
             routing_rules: Vec::new(),
             node_name: None,
             max_sequence_depth: 64,
+            max_associations_per_ae: 16,
+            association_request_timeout_secs: 10,
             hold_arrivals: false,
         }
     }
@@ -156,6 +162,8 @@ impl Config {
             peer_timeout: Duration::from_secs(self.peer_timeout_secs.max(1)),
             max_pdu_length: self.max_pdu_length,
             max_associations: self.max_associations.max(1),
+            max_associations_per_ae: self.max_associations_per_ae.max(1),
+            association_request_timeout: Duration::from_secs(self.association_request_timeout_secs.max(1)),
         }
     }
 

@@ -799,3 +799,63 @@ async fn pixel_data_shorter_or_longer_than_the_image_is_refused() {
     assert_eq!(n, 1, "only the whole film is indexed");
     hub.stop().await;
 }
+
+async fn echo(port: u16, calling: &str) -> (bool, String) {
+    let out = tokio::process::Command::new("echoscu")
+        .args(["-aet", calling, "-aec", "READHUB", "-to", "10", "127.0.0.1", &port.to_string()])
+        .output()
+        .await
+        .expect("echoscu (DCMTK)");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Silent TCP connections (no AE title needed) hold no association slot and are closed
+/// after the request timeout; a real C-ECHO is answered meanwhile. Beyond the slots, and
+/// beyond one AE title's share, a request gets A-ASSOCIATE-RJ (local limit exceeded) at
+/// once instead of no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn association_slots_are_for_modalities_that_ask() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| {
+        c.max_associations = 3;
+        c.max_associations_per_ae = 2;
+        c.association_request_timeout_secs = 2;
+    })
+    .await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let port = hub.dimse_port;
+    // 12 silent connections: four times the slots
+    let mut silent = Vec::new();
+    for _ in 0..12 {
+        silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(ok, "a C-ECHO beside 12 silent connections: {out}");
+    // the silent ones are closed by the hub once the request timeout passes
+    for s in &mut silent {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await.expect("closed by the hub");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    // two associations of MODA: its share
+    let held = tokio::task::spawn_blocking(move || {
+        let a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let b = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        (a, b)
+    })
+    .await
+    .unwrap();
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(!ok && out.to_lowercase().contains("local limit exceeded"), "MODA's third association: {out}");
+    // the last slot is MODB's
+    let third = tokio::task::spawn_blocking(move || scu::connect(port, "MODB", &[(SC, &[EXPLICIT_LE])]).unwrap()).await.unwrap();
+    let (ok, out) = echo(port, "MODB").await;
+    assert!(!ok && out.to_lowercase().contains("local limit exceeded"), "every slot is taken: {out}");
+    held.0.release();
+    held.1.release();
+    third.release();
+    let (ok, out) = echo(port, "MODB").await;
+    assert!(ok, "slots come back: {out}");
+    hub.stop().await;
+}

@@ -9,6 +9,7 @@
 //! storage's durable arrival queue (`storage::arrival`), in the same transaction as the
 //! index row; the gateway only wakes the consumer and ends its transfer.
 
+mod admission;
 mod association;
 mod dimse;
 pub mod syntaxes;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use storage::Storage;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 pub use association::AeAccess;
@@ -37,8 +38,13 @@ pub struct Config {
     pub peer_timeout: Duration,
     /// Largest P-DATA PDU we accept.
     pub max_pdu_length: u32,
-    /// Associations served at once; more wait for a free slot.
+    /// Associations served at once; beyond it a request gets A-ASSOCIATE-RJ (transient,
+    /// local limit exceeded).
     pub max_associations: usize,
+    /// Associations one calling AE title may hold at once (one site cannot take them all).
+    pub max_associations_per_ae: usize,
+    /// A connection must send its A-ASSOCIATE-RQ within this long, or it is closed.
+    pub association_request_timeout: Duration,
 }
 
 impl Default for Config {
@@ -50,6 +56,8 @@ impl Default for Config {
             peer_timeout: Duration::from_secs(60),
             max_pdu_length: 256 * 1024,
             max_associations: 64,
+            max_associations_per_ae: 16,
+            association_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -73,7 +81,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let config = Arc::new(config);
-    let slots = Arc::new(Semaphore::new(config.max_associations));
+    let admission = Arc::new(admission::Admission::new(
+        config.max_associations,
+        config.max_associations_per_ae,
+        config.association_request_timeout,
+    ));
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
@@ -91,16 +103,26 @@ pub async fn run(
         };
         next_id += 1;
         let id = next_id;
+        let Some(handshake) = admission.handshake() else {
+            // many connections that never ask for an association: close this one at once
+            tracing::warn!(dimse.peer = %peer, "too many connections without an association request; closed");
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let storage = storage.clone();
         let config = config.clone();
         let handover = handover.clone();
-        let slots = slots.clone();
+        let admission = admission.clone();
         let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.calling_ae = tracing::field::Empty, dimse.transfer = tracing::field::Empty);
         tasks.spawn(
             async move {
-                let Ok(_permit) = slots.acquire_owned().await else { return };
-                association::serve(socket, storage, &config, &handover).await;
+                let mut socket = socket;
+                let verdict = admission.admit(&mut socket).await;
+                drop(handshake);
+                match verdict {
+                    admission::Verdict::Serve(_admitted) => association::serve(socket, storage, &config, &handover).await,
+                    admission::Verdict::Refused(why) => tracing::warn!(%why, "association refused"),
+                }
             }
             .instrument(span),
         );

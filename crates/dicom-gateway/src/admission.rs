@@ -1,0 +1,153 @@
+//! Admission: which connections get an association slot.
+//!
+//! A connection first has to show a complete A-ASSOCIATE-RQ within `request_timeout`
+//! (read with `peek`, so the association layer still reads it whole). Until then it holds
+//! no association slot, only one of a larger number of handshake places; a connection that
+//! stays silent is closed when the timeout passes, and one beyond the handshake places is
+//! closed at once. With a request in hand, the peer takes one of `max_associations` slots
+//! and one of its calling AE title's `max_per_ae`; if none is free it gets A-ASSOCIATE-RJ
+//! (transient, local limit exceeded) at once, as PS3.8 9.3.4 provides, instead of waiting.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// An A-ASSOCIATE-RQ larger than this is refused (real ones are a few KB: presentation
+/// contexts and user information).
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// The admission state shared by the accept loop.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    slots: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
+    per_ae: Arc<Mutex<HashMap<String, usize>>>,
+    max_per_ae: usize,
+    request_timeout: Duration,
+}
+
+/// A granted association: its slots are given back when it is dropped.
+pub(crate) struct Admitted {
+    _slot: OwnedSemaphorePermit,
+    ae: String,
+    per_ae: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut m = self.per_ae.lock().expect("per-AE counts");
+        if let Some(n) = m.get_mut(&self.ae) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ae);
+            }
+        }
+    }
+}
+
+/// What to do with a connection.
+pub(crate) enum Verdict {
+    /// serve it (holding the slots)
+    Serve(Admitted),
+    /// it was answered with A-ASSOCIATE-RJ or closed; the reason, for the log
+    Refused(String),
+}
+
+impl Admission {
+    pub fn new(max_associations: usize, max_per_ae: usize, request_timeout: Duration) -> Self {
+        Admission {
+            slots: Arc::new(Semaphore::new(max_associations)),
+            // silent connections may wait for their request in larger numbers than
+            // associations, but not without bound (each is a file descriptor)
+            handshakes: Arc::new(Semaphore::new(max_associations.saturating_mul(4).max(16))),
+            per_ae: Arc::default(),
+            max_per_ae: max_per_ae.max(1),
+            request_timeout,
+        }
+    }
+
+    /// A handshake place for a new connection; None: too many connections are still
+    /// silent, close this one at once.
+    pub fn handshake(&self) -> Option<OwnedSemaphorePermit> {
+        self.handshakes.clone().try_acquire_owned().ok()
+    }
+
+    /// Wait (at most the request timeout) for the connection's A-ASSOCIATE-RQ, then grant
+    /// a slot or refuse.
+    pub async fn admit(&self, socket: &mut TcpStream) -> Verdict {
+        let (len, calling) = match tokio::time::timeout(self.request_timeout, peek_request(socket)).await {
+            Err(_) => return Verdict::Refused(format!("no A-ASSOCIATE-RQ within {:?}: closed", self.request_timeout)),
+            Ok(Err(why)) => return Verdict::Refused(why),
+            Ok(Ok(x)) => x,
+        };
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            reject_local_limit(socket, len).await;
+            return Verdict::Refused(format!("{calling}: every association slot is taken: A-ASSOCIATE-RJ (local limit exceeded)"));
+        };
+        // counted under the lock, answered after it is released
+        let over = {
+            let mut m = self.per_ae.lock().expect("per-AE counts");
+            let n = m.entry(calling.clone()).or_default();
+            let over = *n >= self.max_per_ae;
+            if !over {
+                *n += 1;
+            }
+            over
+        };
+        if over {
+            reject_local_limit(socket, len).await;
+            return Verdict::Refused(format!(
+                "{calling} already has {} associations open: A-ASSOCIATE-RJ (local limit exceeded)",
+                self.max_per_ae
+            ));
+        }
+        Verdict::Serve(Admitted { _slot: slot, ae: calling, per_ae: self.per_ae.clone() })
+    }
+}
+
+/// Wait until a whole A-ASSOCIATE-RQ is in the socket's buffer, without consuming it:
+/// (its length in bytes, the calling AE title).
+async fn peek_request(socket: &TcpStream) -> Result<(usize, String), String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.peek(&mut buf).await.map_err(|e| format!("connection lost before its request: {e}"))?;
+        if n == 0 {
+            return Err("closed before sending A-ASSOCIATE-RQ".into());
+        }
+        if n >= 6 {
+            if buf[0] != 0x01 {
+                return Err(format!("the first PDU is of type {:#04x}, not A-ASSOCIATE-RQ", buf[0]));
+            }
+            let len = 6 + u32::from_be_bytes(buf[2..6].try_into().expect("4 bytes")) as usize;
+            if len > MAX_REQUEST || len < 42 {
+                return Err(format!("an A-ASSOCIATE-RQ of {len} bytes"));
+            }
+            if buf.len() < len {
+                buf.resize(len, 0);
+                continue;
+            }
+            if n >= len {
+                // PS3.8 9.3.2: called AE title at bytes 10..26, calling AE title at 26..42
+                let calling = String::from_utf8_lossy(&buf[26..42]).trim().to_string();
+                return Ok((len, calling));
+            }
+        }
+        // more of the request is on its way
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Consume the request and answer A-ASSOCIATE-RJ: result transient (2), source the
+/// service provider's presentation function (3), reason local limit exceeded (2).
+async fn reject_local_limit(socket: &mut TcpStream, request_len: usize) {
+    let mut request = vec![0u8; request_len];
+    if socket.read_exact(&mut request).await.is_ok() {
+        let rj = [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x02];
+        let _ = socket.write_all(&rj).await;
+        let _ = socket.shutdown().await;
+    }
+}
