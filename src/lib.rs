@@ -58,6 +58,10 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -
     Ok((storage, worklist, consortium))
 }
 
+/// A staging file this old belongs to no upload in progress (a peer silent this long is
+/// aborted well before).
+const STAGING_MAX_AGE: Duration = Duration::from_secs(600);
+
 /// How long open HTTP connections may finish after a stop is asked for.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
 
@@ -79,8 +83,10 @@ pub async fn run_with_clock(
         objects = ?storage.blobs,
         "storage ready"
     );
+    // before anything is received: every staging file now is an upload a stop or crash
+    // cut off (later, the hourly sweep takes those older than 10 minutes)
     let blobs = storage.blobs.clone();
-    tokio::task::spawn_blocking(move || blobs.sweep_staging(Duration::from_secs(600)));
+    tokio::task::spawn_blocking(move || blobs.sweep_staging(Duration::ZERO)).await.context("staging sweep")?;
     if worklist.count_admins().await? == 0 {
         tracing::warn!(
             "no admin account yet. Create one with: echo 'A-GOOD-PASSWORD' | readhub user add admin --role admin --password-stdin \
@@ -120,12 +126,17 @@ pub async fn run_with_clock(
     // ready promotion: every process runs it; the conditional UPDATE makes that safe
     let wl = worklist.clone();
     let mut ticker_stop = stop_rx.clone();
+    let blobs = storage.blobs.clone();
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut planner = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
-                _ = planner.tick() => wl.db.optimize().await,
+                _ = planner.tick() => {
+                    wl.db.optimize().await;
+                    let blobs = blobs.clone();
+                    let _ = tokio::task::spawn_blocking(move || blobs.sweep_staging(STAGING_MAX_AGE)).await;
+                }
                 _ = tick.tick() => {
                     if let Err(e) = wl.promote_ready(wl.now()).await {
                         tracing::warn!(error = %e, "promoting ready items failed");

@@ -859,3 +859,25 @@ async fn association_slots_are_for_modalities_that_ask() {
     assert!(ok, "slots come back: {out}");
     hub.stop().await;
 }
+
+/// The staging file of an upload cut off by a crash is gone at the next start, not only
+/// once it is ten minutes old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn staging_files_of_a_crash_are_removed_at_start() {
+    let leftover = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = leftover.clone();
+    let hub = Hub::start_with(Backend::Sqlite, move |c| {
+        let dir = c.data_dir.join("objects/1/2026/12");
+        std::fs::create_dir_all(&dir).unwrap();
+        let staging = dir.join("0123abcd-cut-off.dcm#17");
+        std::fs::write(&staging, vec![0u8; 4096]).unwrap();
+        let kept = dir.join("0123abcd-whole.dcm");
+        std::fs::write(&kept, b"an object, not a staging file").unwrap();
+        *seen.lock().unwrap() = Some((staging, kept));
+    })
+    .await;
+    let (staging, kept) = leftover.lock().unwrap().clone().unwrap();
+    assert!(!staging.exists(), "the staging file is swept before the hub listens");
+    assert!(kept.exists(), "objects are left alone");
+    hub.stop().await;
+}
