@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod notify;
 
 use std::future::Future;
@@ -168,8 +169,7 @@ pub async fn run_with_clock(
         stopped(stop_rx.clone()),
     ));
     let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), config.http()));
-    let serve = axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let mut http = tokio::spawn(std::future::IntoFuture::into_future(serve));
+    let mut http = tokio::spawn(http::serve(listeners.http, app, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
     // retrieve on a dead VPN link) must not keep the hub from stopping.
     let stop = stopped(stop_rx.clone());
@@ -178,7 +178,7 @@ pub async fn run_with_clock(
         tokio::time::sleep(HTTP_DRAIN).await;
     };
     let http_result = tokio::select! {
-        r = &mut http => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        r = &mut http => r.map_err(std::io::Error::other),
         () = drain_limit => {
             tracing::warn!(after = ?HTTP_DRAIN, "HTTP connections still open after the stop: closing them");
             http.abort();

@@ -35,6 +35,7 @@ macro_rules! on_both {
 mod cli;
 mod dicomweb;
 mod handover;
+mod http;
 mod ingest;
 mod reports;
 mod served;
