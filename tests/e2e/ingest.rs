@@ -688,12 +688,8 @@ async fn deeply_nested_sequences_are_refused() {
     assert_eq!(failed["00081197"]["Value"][0], 0xC000);
     assert!(failed["00000902"]["Value"][0].as_str().unwrap().contains("nested more than 64"), "{v}");
     // still answering: C-ECHO and QIDO; the stored one is served decoded as well as stored
-    let echo = tokio::process::Command::new("echoscu")
-        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &port.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(echo.status.success(), "C-ECHO after the attack");
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(ok, "C-ECHO after the attack: {out}");
     let found = hub.get_json(&admin, &format!("/dicom-web/studies/{study}/instances")).await;
     assert_eq!(found.as_array().unwrap().len(), 1, "only the 20-level instance: {found}");
     let path = format!("/dicom-web/studies/{study}/series/{study}.1/instances/{study}.3");
@@ -728,12 +724,8 @@ async fn endless_command_fragments_end_the_association() {
     .await
     .unwrap();
     assert!(dropped.0 && dropped.1 < Duration::from_secs(20), "the hub aborts the association: {dropped:?}");
-    let echo = tokio::process::Command::new("echoscu")
-        .args(["-aet", "MODA", "-aec", "READHUB", "127.0.0.1", &port.to_string()])
-        .output()
-        .await
-        .unwrap();
-    assert!(echo.status.success(), "C-ECHO afterwards");
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
     hub.stop().await;
 }
 

@@ -89,6 +89,9 @@ struct CommonKeys {
     ignored: Vec<String>,
 }
 
+/// Distinct attributes one query may name in `includefield`.
+const MAX_INCLUDEFIELD: usize = 512;
+
 /// `includefield` (PS3.18 8.3.4.3): attributes to return beyond the level's defaults.
 #[derive(Default)]
 enum IncludeField {
@@ -118,6 +121,13 @@ impl IncludeField {
             };
             match self {
                 IncludeField::All => {}
+                // each attribute once, and not without bound: the list is the client's
+                IncludeField::Tags(tags) if tags.contains(&tag) => {}
+                IncludeField::Tags(tags) if tags.len() >= MAX_INCLUDEFIELD => {
+                    return Err(ApiError::BadRequest(format!(
+                        "at most {MAX_INCLUDEFIELD} includefield attributes (or includefield=all)"
+                    )))
+                }
                 IncludeField::Tags(tags) => tags.push(tag),
                 IncludeField::Defaults => *self = IncludeField::Tags(vec![tag]),
             }
@@ -336,4 +346,20 @@ pub async fn search_instances(
         .collect();
     common.include.apply(&st, storage::query::Level::Instance, &mut results, &base).await?;
     Ok(qido_response(results, &common))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includefield_names_each_attribute_once_and_not_without_bound() {
+        let mut f = IncludeField::default();
+        f.add(&vec!["PatientAge"; 2000].join(",")).unwrap();
+        assert!(matches!(&f, IncludeField::Tags(t) if t.len() == 1), "2,000 repeats are one attribute");
+        let distinct: Vec<String> = (0..MAX_INCLUDEFIELD as u32 + 1).map(|i| format!("0009{i:04X}")).collect();
+        let mut f = IncludeField::default();
+        assert!(f.add(&distinct[..MAX_INCLUDEFIELD].join(",")).is_ok());
+        assert!(f.add(&distinct[MAX_INCLUDEFIELD]).is_err(), "one more is refused");
+    }
 }
