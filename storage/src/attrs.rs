@@ -150,16 +150,26 @@ pub enum AttrError {
          Allocated x Number of Frames): the film is cut short or damaged; send it again from the original"
     )]
     PixelDataLength { expected: u64, found: u64 },
+    #[error("encapsulated Pixel Data has {fragments} fragments for {frames} frames: frames are missing; send the film again from the original")]
+    MissingFrames { fragments: u64, frames: u64 },
 }
 
 /// Native (uncompressed) Pixel Data must hold exactly what the image geometry needs (plus
 /// one padding byte to an even length): a shorter one is a truncated film, which must not
 /// be acknowledged as if it were whole.
 fn check_pixel_data(obj: &InMemDicomObject, header: &SniffedHeader) -> Result<(), AttrError> {
-    let (Some(tags::PIXEL_DATA), Some(found)) = (header.bulk_tag, header.bulk_len) else {
-        return Ok(()); // no pixel data, or encapsulated (its frames are checked by decoders)
-    };
+    if header.bulk_tag != Some(tags::PIXEL_DATA) {
+        return Ok(());
+    }
     let int = |tag: Tag| obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok());
+    let Some(found) = header.bulk_len else {
+        // encapsulated: every frame needs at least one fragment of its own (PS3.5 A.4)
+        let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+        if header.bulk_fragments < frames {
+            return Err(AttrError::MissingFrames { fragments: header.bulk_fragments, frames });
+        }
+        return Ok(());
+    };
     let (Some(rows), Some(columns), Some(bits)) = (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_ALLOCATED)) else {
         return Ok(()); // not an image geometry we can check
     };

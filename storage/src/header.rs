@@ -105,6 +105,13 @@ impl Frame {
     }
 }
 
+/// The first top-level bulk element, as the walk saw it.
+struct Bulk {
+    tag: Option<Tag>,
+    len: Option<u64>,
+    fragments: u64,
+}
+
 /// The outcome of a complete walk.
 #[derive(Clone)]
 pub struct SniffedHeader {
@@ -121,6 +128,8 @@ pub struct SniffedHeader {
     pub bulk_tag: Option<Tag>,
     /// Its declared length in bytes; None when undefined (encapsulated pixel data).
     pub bulk_len: Option<u64>,
+    /// When encapsulated: its fragments (the items after the Basic Offset Table).
+    pub bulk_fragments: u64,
 }
 
 struct Walker {
@@ -138,6 +147,8 @@ struct Walker {
     cut_tag: Option<Tag>,
     /// the declared length of that element (None: undefined, i.e. encapsulated)
     cut_len: Option<u64>,
+    /// the items of that element when encapsulated (Basic Offset Table and fragments)
+    cut_items: u64,
     header: Vec<u8>,
     charset: Option<(u64, u64, Vec<u8>)>,
     /// header byte ranges to cut before dicom-rs parses it (undefined-length UN elements,
@@ -266,6 +277,11 @@ impl Walker {
                                 self.fail(start, "a pixel data fragment has undefined length");
                                 return;
                             }
+                            if self.stack.len() == 1 {
+                                // an item of the top-level encapsulated pixel data (the
+                                // first is the Basic Offset Table)
+                                self.cut_items += 1;
+                            }
                             self.pos += l;
                         }
                         _ => {
@@ -385,7 +401,7 @@ impl Walker {
         }
     }
 
-    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, Option<Tag>, Option<u64>), HeaderError> {
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>, Bulk), HeaderError> {
         self.advance(true);
         if let Some(e) = self.error {
             return Err(e);
@@ -394,8 +410,7 @@ impl Walker {
         if self.pos != end || !self.stack.is_empty() {
             return Err(HeaderError::Truncated { offset: end });
         }
-        let bulk_tag = self.cut_tag;
-        let bulk_len = self.cut_len;
+        let bulk = Bulk { tag: self.cut_tag, len: self.cut_len, fragments: self.cut_items.saturating_sub(1) };
         let mut header = if self.cut.is_some() { self.header } else { self.win };
         let mut charset_value = Vec::new();
         let mut cuts = self.cuts.clone();
@@ -411,7 +426,7 @@ impl Walker {
         for (start, stop) in cuts {
             header.drain(start as usize..stop as usize);
         }
-        Ok((header, charset_value, bulk_tag, bulk_len))
+        Ok((header, charset_value, bulk))
     }
 }
 
@@ -477,6 +492,7 @@ impl HeaderSniffer {
             cut: None,
             cut_tag: None,
             cut_len: None,
+            cut_items: 0,
             header: Vec::new(),
             charset: None,
             cuts: Vec::new(),
@@ -527,7 +543,7 @@ impl HeaderSniffer {
                     .0
             }
         };
-        let (bytes, charset_value, bulk_tag, bulk_len) = walker.finish()?;
+        let (bytes, charset_value, bulk) = walker.finish()?;
         let charset_terms = String::from_utf8_lossy(&charset_value)
             .split('\\')
             .map(|s| s.trim_matches([' ', '\0']).to_string())
@@ -541,9 +557,10 @@ impl HeaderSniffer {
             bytes,
             parse_ts: self.parse_ts,
             charset_terms,
-            has_bulk: bulk_tag.is_some(),
-            bulk_tag,
-            bulk_len,
+            has_bulk: bulk.tag.is_some(),
+            bulk_tag: bulk.tag,
+            bulk_len: bulk.len,
+            bulk_fragments: bulk.fragments,
         })
     }
 }

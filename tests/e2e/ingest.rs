@@ -873,3 +873,64 @@ async fn staging_files_of_a_crash_are_removed_at_start() {
     assert!(kept.exists(), "objects are left alone");
     hub.stop().await;
 }
+
+/// An encapsulated (JPEG baseline) secondary capture of `frames` frames carrying
+/// `fragments` fragments after its Basic Offset Table, as a Part-10 file.
+fn encapsulated_sc(study: &str, sop: &str, frames: u32, fragments: usize) -> Vec<u8> {
+    let base = synthetic_sc(None, b"Frames^Missing", "FR1", study, sop);
+    let p = base.windows(4).position(|w| w == [0xE0, 0x7F, 0x10, 0x00]).unwrap();
+    // Number of Frames goes after (0028,0004) and before (0028,0010)
+    let nf = base.windows(4).position(|w| w == [0x28, 0x00, 0x10, 0x00]).unwrap();
+    let mut d = base[..nf].to_vec();
+    d.extend(common::elem(0x0028, 0x0008, "IS", format!("{frames} ").as_bytes()));
+    d.extend_from_slice(&base[nf..p]);
+    d.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]); // empty Basic Offset Table
+    for _ in 0..fragments {
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0xFF, 0xD8, 0xFF, 0xD9]);
+    }
+    d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(SC)
+        .media_storage_sop_instance_uid(sop)
+        .transfer_syntax("1.2.840.10008.1.2.4.50")
+        .build()
+        .unwrap();
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).unwrap();
+    out.extend(d);
+    out
+}
+
+/// Encapsulated Pixel Data with fewer fragments than frames is missing frames: refused,
+/// saying how many of each; one fragment per frame is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encapsulated_pixel_data_missing_frames_is_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let study = "1.2.826.0.1.3680043.8.498.74001";
+    let (ct, body) = multipart(&[
+        ("application/dicom", encapsulated_sc(study, &format!("{study}.1"), 3, 2)),
+        ("application/dicom", encapsulated_sc(study, &format!("{study}.2"), 3, 3)),
+    ]);
+    let r = hub
+        .http()
+        .post(format!("{}/dicom-web/studies", hub.base))
+        .basic_auth(&tech.0, Some(&tech.1))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "one stored, one refused");
+    let v: Value = r.json().await.unwrap();
+    let failed = &v["00081198"]["Value"];
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(failed[0]["00081155"]["Value"][0], format!("{study}.1"));
+    assert_eq!(failed[0]["00081197"]["Value"][0], 0xC000);
+    assert!(failed[0]["00000902"]["Value"][0].as_str().unwrap().contains("2 fragments for 3 frames"), "{v}");
+    assert_eq!(v["00081199"]["Value"].as_array().unwrap().len(), 1, "{v}");
+    hub.stop().await;
+}
