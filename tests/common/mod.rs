@@ -300,10 +300,15 @@ pub fn synthetic_sc(charset: Option<&[u8]>, name: &[u8], patient_id: &str, study
 /// A Part-10 file (preamble, DICM, file meta group) around an explicit VR LE data set, for
 /// peers such as storescu that send files.
 pub fn part10(sop_class: &str, sop: &str, dataset: &[u8]) -> Vec<u8> {
+    part10_in(EXPLICIT_LE, sop_class, sop, dataset)
+}
+
+/// [`part10`] for a data set in transfer syntax `ts`.
+pub fn part10_in(ts: &str, sop_class: &str, sop: &str, dataset: &[u8]) -> Vec<u8> {
     let meta = dicom_object::meta::FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(sop_class)
         .media_storage_sop_instance_uid(sop)
-        .transfer_syntax(EXPLICIT_LE)
+        .transfer_syntax(ts)
         .build()
         .expect("file meta");
     let mut out = vec![0u8; 128];

@@ -672,18 +672,9 @@ async fn deeply_nested_sequences_are_refused() {
         assert!(r.comment.as_deref().unwrap_or("").contains("nested more than 64 levels"), "{r:?}");
     }
     assert_eq!(out.2.status, 0, "20 levels are stored: {:?}", out.2);
-    let (ct, body) = multipart(&[("application/dicom", stow_deep)]);
-    let r = hub
-        .http()
-        .post(format!("{}/dicom-web/studies", hub.base))
-        .basic_auth(&tech.0, Some(&tech.1))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409, "the only part was refused");
-    let v: Value = r.json().await.unwrap();
+    let parts = [("application/dicom", stow_deep)];
+    let (status, v) = stow(&hub, &tech, &parts).await;
+    assert_eq!(status, 409, "the only part was refused");
     let failed = &v["00081198"]["Value"][0];
     assert_eq!(failed["00081197"]["Value"][0], 0xC000);
     assert!(failed["00000902"]["Value"][0].as_str().unwrap().contains("nested more than 64"), "{v}");
@@ -773,18 +764,9 @@ async fn pixel_data_shorter_or_longer_than_the_image_is_refused() {
         assert!(r.comment.as_deref().unwrap_or("").contains(says), "{sop}: {r:?}");
     }
     let short = common::part10(SC, &format!("{study}.5"), &sc_with_pixels(study, &format!("{study}.5"), 4, 4, &[7; 8]));
-    let (ct, body) = multipart(&[("application/dicom", short)]);
-    let r = hub
-        .http()
-        .post(format!("{}/dicom-web/studies", hub.base))
-        .basic_auth(&tech.0, Some(&tech.1))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let v: Value = r.json().await.unwrap();
+    let parts = [("application/dicom", short)];
+    let (status, v) = stow(&hub, &tech, &parts).await;
+    assert_eq!(status, 409);
     assert_eq!(v["00081198"]["Value"][0]["00081197"]["Value"][0], 0xC000, "{v}");
     use sqlx::Row;
     let n: i64 = sqlx::query("SELECT COUNT(*) FROM instances").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
@@ -801,8 +783,8 @@ async fn echo(port: u16, calling: &str) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Silent TCP connections (no AE title needed) hold no association slot and are closed
-/// after the request timeout; a real C-ECHO is answered meanwhile. Beyond the slots, and
+/// Silent TCP connections (no AE title needed) hold no association slot, are closed after
+/// the request timeout, and the oldest make room when there are too many; a real C-ECHO is answered meanwhile. Beyond the slots, and
 /// beyond one AE title's share, a request gets A-ASSOCIATE-RJ (local limit exceeded) at
 /// once instead of no answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -816,19 +798,31 @@ async fn association_slots_are_for_modalities_that_ask() {
     hub.site("Township-A", &["MODA"], None).await;
     hub.site("Township-B", &["MODB"], None).await;
     let port = hub.dimse_port;
-    // 12 silent connections: four times the slots
+    // 200 silent connections: more than the places for connections still to ask (64 here),
+    // so the oldest are evicted, and a modality that asks at once still gets in
     let mut silent = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..200 {
         silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
     let (ok, out) = echo(port, "MODA").await;
-    assert!(ok, "a C-ECHO beside 12 silent connections: {out}");
+    assert!(ok, "a C-ECHO beside 200 silent connections: {out}");
+    let (ok, out) = echo(port, "MODB").await;
+    assert!(ok, "and another: {out}");
     // the silent ones are closed by the hub once the request timeout passes
     for s in &mut silent {
         use tokio::io::AsyncReadExt;
         let mut b = [0u8; 1];
         let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await.expect("closed by the hub");
         assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    }
+    // a first PDU that is not an association request, or one declaring 1 MB: closed at once
+    for bytes in [vec![0x04, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0], vec![0x01, 0, 0x00, 0x10, 0x00, 0x00]] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut b)).await.expect("closed at once, not after the timeout");
+        assert!(matches!(n, Ok(0) | Err(_)), "{bytes:?}: {n:?}");
     }
     // two associations of MODA: its share
     let held = tokio::task::spawn_blocking(move || {
@@ -890,17 +884,7 @@ fn encapsulated_sc(study: &str, sop: &str, frames: u32, fragments: usize) -> Vec
         d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0xFF, 0xD8, 0xFF, 0xD9]);
     }
     d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-    let meta = dicom_object::meta::FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(SC)
-        .media_storage_sop_instance_uid(sop)
-        .transfer_syntax("1.2.840.10008.1.2.4.50")
-        .build()
-        .unwrap();
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    meta.write(&mut out).unwrap();
-    out.extend(d);
-    out
+    common::part10_in("1.2.840.10008.1.2.4.50", SC, sop, &d)
 }
 
 /// Encapsulated Pixel Data with fewer fragments than frames is missing frames: refused,
@@ -911,21 +895,12 @@ async fn encapsulated_pixel_data_missing_frames_is_refused() {
     hub.site("Township-A", &["MODA"], None).await;
     let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
     let study = "1.2.826.0.1.3680043.8.498.74001";
-    let (ct, body) = multipart(&[
+    let parts = [
         ("application/dicom", encapsulated_sc(study, &format!("{study}.1"), 3, 2)),
         ("application/dicom", encapsulated_sc(study, &format!("{study}.2"), 3, 3)),
-    ]);
-    let r = hub
-        .http()
-        .post(format!("{}/dicom-web/studies", hub.base))
-        .basic_auth(&tech.0, Some(&tech.1))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "one stored, one refused");
-    let v: Value = r.json().await.unwrap();
+    ];
+    let (status, v) = stow(&hub, &tech, &parts).await;
+    assert_eq!(status, 202, "one stored, one refused");
     let failed = &v["00081198"]["Value"];
     assert_eq!(failed.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(failed[0]["00081155"]["Value"][0], format!("{study}.1"));

@@ -99,6 +99,21 @@ fn multipart(parts: &[(&str, Vec<u8>)]) -> (String, Vec<u8>) {
     (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
 }
 
+/// STOW-RS `parts` as `who`: (HTTP status, the response's DICOM JSON).
+async fn stow(hub: &Hub, who: &(String, String), parts: &[(&str, Vec<u8>)]) -> (u16, Value) {
+    let (ct, body) = multipart(parts);
+    let r = hub
+        .http()
+        .post(format!("{}/dicom-web/studies", hub.base))
+        .basic_auth(&who.0, Some(&who.1))
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// Send one synthetic secondary capture of `study` (a new SOP Instance UID each call).
 async fn send_sc(hub: &Hub, calling: &str, patient_id: &str, study: &str, sop: &str) {
     send_sc_acc(hub, calling, patient_id, study, sop, None).await

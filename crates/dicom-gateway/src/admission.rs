@@ -3,18 +3,19 @@
 //! A connection first has to show a complete A-ASSOCIATE-RQ within `request_timeout`
 //! (read with `peek`, so the association layer still reads it whole). Until then it holds
 //! no association slot, only one of a larger number of handshake places; a connection that
-//! stays silent is closed when the timeout passes, and one beyond the handshake places is
-//! closed at once. With a request in hand, the peer takes one of `max_associations` slots
+//! stays silent is closed when the timeout passes. When every handshake place is taken, the
+//! *oldest* silent connection is closed to make room: a flood of silent connections evicts
+//! its own, while a modality that sends its request at once (within milliseconds) gets in. With a request in hand, the peer takes one of `max_associations` slots
 //! and one of its calling AE title's `max_per_ae`; if none is free it gets A-ASSOCIATE-RJ
 //! (transient, local limit exceeded) at once, as PS3.8 9.3.4 provides, instead of waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// An A-ASSOCIATE-RQ larger than this is refused (real ones are a few KB: presentation
 /// contexts and user information).
@@ -24,7 +25,9 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
-    handshakes: Arc<Semaphore>,
+    /// connections still waiting for their request, oldest first, each with its eviction
+    pending: Arc<Mutex<VecDeque<(u64, oneshot::Sender<()>)>>>,
+    max_pending: usize,
     per_ae: Arc<Mutex<HashMap<String, usize>>>,
     max_per_ae: usize,
     request_timeout: Duration,
@@ -49,6 +52,22 @@ impl Drop for Admitted {
     }
 }
 
+/// A connection's place among those waiting for their request; given back when dropped.
+pub(crate) struct Handshake {
+    id: u64,
+    evicted: oneshot::Receiver<()>,
+    pending: Arc<Mutex<VecDeque<(u64, oneshot::Sender<()>)>>>,
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut q = self.pending.lock().expect("pending handshakes");
+        if let Some(i) = q.iter().position(|(id, _)| *id == self.id) {
+            q.remove(i);
+        }
+    }
+}
+
 /// What to do with a connection.
 pub(crate) enum Verdict {
     /// serve it (holding the slots)
@@ -63,23 +82,42 @@ impl Admission {
             slots: Arc::new(Semaphore::new(max_associations)),
             // silent connections may wait for their request in larger numbers than
             // associations, but not without bound (each is a file descriptor)
-            handshakes: Arc::new(Semaphore::new(max_associations.saturating_mul(4).max(16))),
+            pending: Arc::default(),
+            max_pending: max_associations.saturating_mul(4).max(64),
             per_ae: Arc::default(),
             max_per_ae: max_per_ae.max(1),
             request_timeout,
         }
     }
 
-    /// A handshake place for a new connection; None: too many connections are still
-    /// silent, close this one at once.
-    pub fn handshake(&self) -> Option<OwnedSemaphorePermit> {
-        self.handshakes.clone().try_acquire_owned().ok()
+    /// A handshake place for connection `id`, evicting the oldest silent connection when
+    /// every place is taken.
+    pub fn handshake(&self, id: u64) -> Handshake {
+        let (tx, rx) = oneshot::channel();
+        let mut q = self.pending.lock().expect("pending handshakes");
+        while q.len() >= self.max_pending {
+            match q.pop_front() {
+                Some((_, evict)) => {
+                    let _ = evict.send(());
+                }
+                None => break,
+            }
+        }
+        q.push_back((id, tx));
+        Handshake { id, evicted: rx, pending: self.pending.clone() }
     }
 
-    /// Wait (at most the request timeout) for the connection's A-ASSOCIATE-RQ, then grant
-    /// a slot or refuse.
-    pub async fn admit(&self, socket: &mut TcpStream) -> Verdict {
-        let (len, calling) = match tokio::time::timeout(self.request_timeout, peek_request(socket)).await {
+    /// Wait (at most the request timeout, and unless evicted) for the connection's
+    /// A-ASSOCIATE-RQ, then grant a slot or refuse.
+    pub async fn admit(&self, socket: &mut TcpStream, mut handshake: Handshake) -> Verdict {
+        let request = tokio::select! {
+            r = tokio::time::timeout(self.request_timeout, peek_request(socket)) => r,
+            _ = &mut handshake.evicted => {
+                return Verdict::Refused("evicted: the oldest of too many connections without an A-ASSOCIATE-RQ".into())
+            }
+        };
+        drop(handshake);
+        let (len, calling) = match request {
             Err(_) => return Verdict::Refused(format!("no A-ASSOCIATE-RQ within {:?}: closed", self.request_timeout)),
             Ok(Err(why)) => return Verdict::Refused(why),
             Ok(Ok(x)) => x,

@@ -103,11 +103,7 @@ pub async fn run(
         };
         next_id += 1;
         let id = next_id;
-        let Some(handshake) = admission.handshake() else {
-            // many connections that never ask for an association: close this one at once
-            tracing::warn!(dimse.peer = %peer, "too many connections without an association request; closed");
-            continue;
-        };
+        let handshake = admission.handshake(id);
         let _ = socket.set_nodelay(true);
         let storage = storage.clone();
         let config = config.clone();
@@ -117,8 +113,7 @@ pub async fn run(
         tasks.spawn(
             async move {
                 let mut socket = socket;
-                let verdict = admission.admit(&mut socket).await;
-                drop(handshake);
+                let verdict = admission.admit(&mut socket, handshake).await;
                 match verdict {
                     admission::Verdict::Serve(_admitted) => association::serve(socket, storage, &config, &handover).await,
                     admission::Verdict::Refused(why) => tracing::warn!(%why, "association refused"),

@@ -414,10 +414,14 @@ async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64, priority_attribute: dicom
 /// ingest): the configured attribute at the top level, or inside Request Attributes
 /// Sequence (modalities that copy the modality worklist put it there). Routine without one.
 fn requested_priority(metadata_json: Option<&str>, attribute: dicom_core::Tag) -> Priority {
-    let Some(v) = metadata_json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+    let key = format!("{:04X}{:04X}", attribute.group(), attribute.element());
+    // most instances carry no flag: skip parsing their whole document (a CT sends hundreds)
+    let Some(json) = metadata_json.filter(|j| j.contains(&format!("\"{key}\""))) else {
         return Priority::Routine;
     };
-    let key = format!("{:04X}{:04X}", attribute.group(), attribute.element());
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Priority::Routine;
+    };
     let text = |o: &serde_json::Value| -> Option<String> {
         let s = o.get(&key)?.get("Value")?.get(0)?.as_str()?.trim().to_string();
         (!s.is_empty()).then_some(s)
