@@ -65,7 +65,8 @@ pub struct Config {
     /// was receiving when it died are ended when it starts again). Default:
     /// `<hostname>:<data_dir>`.
     pub node_name: Option<String>,
-    /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure).
+    /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure);
+    /// at most 128, the deepest readhub opens safely.
     pub max_sequence_depth: usize,
     /// Associations one calling AE title may hold at once.
     pub max_associations_per_ae: usize,
@@ -150,7 +151,7 @@ impl Config {
         Ok(storage::Limits {
             max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
             max_header_bytes: (self.max_header_mb.saturating_mul(1024 * 1024)) as usize,
-            max_sequence_depth: self.max_sequence_depth.max(1),
+            max_sequence_depth: self.max_sequence_depth.clamp(1, storage::header::MAX_SEQUENCE_DEPTH_LIMIT),
         })
     }
 

@@ -43,8 +43,9 @@ fn crate_dependencies_point_one_way() {
     // what each crate may depend on inside the workspace (STYLE.md, ARCHITECTURE.md)
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("readhub-types", &[][..]),
-        ("storage", &["readhub-types"][..]),
-        ("dicom-media", &["readhub-types"][..]),
+        ("dicom-walk", &[][..]),
+        ("storage", &["readhub-types", "dicom-walk"][..]),
+        ("dicom-media", &["readhub-types", "dicom-walk"][..]),
         ("dicom-gateway", &["storage", "readhub-types"][..]),
         ("worklist", &["storage", "readhub-types"][..]),
         ("viewer-api", &["storage", "worklist", "dicom-media", "readhub-types"][..]),

@@ -152,6 +152,8 @@ pub enum AttrError {
     PixelDataLength { expected: u64, found: u64 },
     #[error("encapsulated Pixel Data has {fragments} fragments for {frames} frames: frames are missing; send the film again from the original")]
     MissingFrames { fragments: u64, frames: u64 },
+    #[error("{entries} Basic Offset Table entries for {frames} frames (one per frame is needed): the film is damaged; send it again from the original")]
+    OffsetTableEntries { entries: usize, frames: u64 },
 }
 
 /// Native (uncompressed) Pixel Data must hold exactly what the image geometry needs (plus
@@ -167,6 +169,11 @@ fn check_pixel_data(obj: &InMemDicomObject, header: &SniffedHeader) -> Result<()
         let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
         if header.bulk_fragments < frames {
             return Err(AttrError::MissingFrames { fragments: header.bulk_fragments, frames });
+        }
+        // the walk checked every entry points at a fragment; an empty table is allowed
+        let entries = header.offset_table_entries;
+        if entries != 0 && entries as u64 != frames {
+            return Err(AttrError::OffsetTableEntries { entries, frames });
         }
         return Ok(());
     };

@@ -10,7 +10,7 @@ pub mod attrs;
 pub mod blob;
 pub mod charset;
 pub mod db;
-pub mod header;
+pub use dicom_walk as header;
 pub mod ingest;
 pub mod query;
 pub mod sites;

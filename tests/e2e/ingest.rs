@@ -691,6 +691,39 @@ async fn deeply_nested_sequences_are_refused() {
     hub.stop().await;
 }
 
+/// A configured limit above 128 levels is held at 128, the deepest readhub can open safely;
+/// an instance nested 120 levels (stored under such a limit) is served as stored, decoded,
+/// as metadata and rendered, without taking the process down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nesting_up_to_the_hard_limit_is_served() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.max_sequence_depth = 10_000).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let port = hub.dimse_port;
+    let study = "1.2.826.0.1.3680043.8.498.72002";
+    let (deep, deeper) = (nested_sc(study, &format!("{study}.1"), 120), nested_sc(study, &format!("{study}.2"), 1300));
+    let (ok, refused) = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let r = (a.store(SC, &format!("{study}.1"), &deep).unwrap(), a.store(SC, &format!("{study}.2"), &deeper).unwrap());
+        a.release();
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok.status, 0, "120 levels are within 128: {ok:?}");
+    assert_eq!(refused.status, 0xC000, "{refused:?}");
+    assert!(refused.comment.as_deref().unwrap_or("").contains("nested more than 128"), "{refused:?}");
+    let path = format!("/dicom-web/studies/{study}/series/{study}.1/instances/{study}.1");
+    for accept in ["application/dicom; transfer-syntax=*", "application/dicom; transfer-syntax=1.2.840.10008.1.2"] {
+        assert_eq!(hub.get_accept(&admin, &path, accept).await.status(), 200, "{accept}");
+    }
+    assert_eq!(hub.get_accept(&admin, &format!("{path}/metadata"), "application/dicom+json").await.status(), 200);
+    assert_eq!(hub.get_accept(&admin, &format!("{path}/rendered"), "image/jpeg").await.status(), 200);
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
+    hub.stop().await;
+}
+
 /// DIMSE command fragments that never end (memory grew with them) end the association once
 /// the command set passes 64 KiB; the hub answers the next association.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -871,6 +904,11 @@ async fn staging_files_of_a_crash_are_removed_at_start() {
 /// An encapsulated (JPEG baseline) secondary capture of `frames` frames carrying
 /// `fragments` fragments after its Basic Offset Table, as a Part-10 file.
 fn encapsulated_sc(study: &str, sop: &str, frames: u32, fragments: usize) -> Vec<u8> {
+    encapsulated_sc_with_table(study, sop, frames, fragments, &[])
+}
+
+/// [`encapsulated_sc`] with these Basic Offset Table entries (each fragment is 12 bytes).
+fn encapsulated_sc_with_table(study: &str, sop: &str, frames: u32, fragments: usize, table: &[u32]) -> Vec<u8> {
     let base = synthetic_sc(None, b"Frames^Missing", "FR1", study, sop);
     let p = base.windows(4).position(|w| w == [0xE0, 0x7F, 0x10, 0x00]).unwrap();
     // Number of Frames goes after (0028,0004) and before (0028,0010)
@@ -879,7 +917,9 @@ fn encapsulated_sc(study: &str, sop: &str, frames: u32, fragments: usize) -> Vec
     d.extend(common::elem(0x0028, 0x0008, "IS", format!("{frames} ").as_bytes()));
     d.extend_from_slice(&base[nf..p]);
     d.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
-    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]); // empty Basic Offset Table
+    d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]); // the Basic Offset Table
+    d.extend_from_slice(&(table.len() as u32 * 4).to_le_bytes());
+    table.iter().for_each(|e| d.extend_from_slice(&e.to_le_bytes()));
     for _ in 0..fragments {
         d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0xFF, 0xD8, 0xFF, 0xD9]);
     }
@@ -907,5 +947,38 @@ async fn encapsulated_pixel_data_missing_frames_is_refused() {
     assert_eq!(failed[0]["00081197"]["Value"][0], 0xC000);
     assert!(failed[0]["00000902"]["Value"][0].as_str().unwrap().contains("2 fragments for 3 frames"), "{v}");
     assert_eq!(v["00081199"]["Value"].as_array().unwrap().len(), 1, "{v}");
+    hub.stop().await;
+}
+
+/// A Basic Offset Table must point at the start of a fragment, one entry per frame: one
+/// pointing outside the data or into a fragment is refused with the reason; a good one is
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_basic_offset_table_is_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let study = "1.2.826.0.1.3680043.8.498.74002";
+    let sop = |n: u32| format!("{study}.{n}");
+    let parts = [
+        ("application/dicom", encapsulated_sc_with_table(study, &sop(1), 2, 2, &[0, 1_000_000])),
+        ("application/dicom", encapsulated_sc_with_table(study, &sop(2), 2, 2, &[0, 4])),
+        ("application/dicom", encapsulated_sc_with_table(study, &sop(3), 2, 2, &[0])),
+        ("application/dicom", encapsulated_sc_with_table(study, &sop(4), 2, 2, &[0, 12])),
+    ];
+    let (status, v) = stow(&hub, &tech, &parts).await;
+    assert_eq!(status, 202, "one stored, three refused: {v}");
+    let failed = v["00081198"]["Value"].as_array().unwrap().clone();
+    let reason = |n: u32| {
+        let f = failed.iter().find(|f| f["00081155"]["Value"][0] == sop(n)).unwrap_or_else(|| panic!("{n} refused: {v}"));
+        assert_eq!(f["00081197"]["Value"][0], 0xC000);
+        f["00000902"]["Value"][0].as_str().unwrap().to_string()
+    };
+    assert!(reason(1).contains("points outside"), "{}", reason(1));
+    assert!(reason(2).contains("inside a fragment"), "{}", reason(2));
+    assert!(reason(3).contains("1 Basic Offset Table entries for 2 frames"), "{}", reason(3));
+    assert_eq!(v["00081199"]["Value"][0]["00081155"]["Value"][0], sop(4), "{v}");
+    let (ok, out) = echo(hub.dimse_port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
     hub.stop().await;
 }

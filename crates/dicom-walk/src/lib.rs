@@ -83,6 +83,10 @@ pub enum HeaderError {
     TooDeep { limit: usize, offset: u64 },
     #[error("deflated data set could not be inflated: {0}")]
     Inflate(String),
+    /// the Basic Offset Table of encapsulated pixel data does not point at the fragments
+    // the reason comes first: a C-STORE Error Comment keeps only 64 characters
+    #[error("{0}: the film is damaged; send it again from the original")]
+    OffsetTable(String),
 }
 
 /// Containers we are inside of. `end` is the absolute end offset of a defined-length one.
@@ -110,6 +114,7 @@ struct Bulk {
     tag: Option<Tag>,
     len: Option<u64>,
     fragments: u64,
+    offset_table: usize,
 }
 
 /// The outcome of a complete walk.
@@ -130,6 +135,9 @@ pub struct SniffedHeader {
     pub bulk_len: Option<u64>,
     /// When encapsulated: its fragments (the items after the Basic Offset Table).
     pub bulk_fragments: u64,
+    /// When encapsulated: the entries of its Basic Offset Table (0 when empty). Each was
+    /// checked to point at the first byte of a fragment.
+    pub offset_table_entries: usize,
 }
 
 struct Walker {
@@ -150,6 +158,12 @@ struct Walker {
     /// the items of that element when encapsulated (Basic Offset Table and fragments)
     cut_items: u64,
     header: Vec<u8>,
+    /// the Basic Offset Table of top-level encapsulated pixel data, once read
+    offset_table: Option<Vec<u32>>,
+    /// the next table entry no fragment start has matched yet
+    offset_next: usize,
+    /// bytes of fragment items after the table so far (where the next fragment starts)
+    fragment_bytes: u64,
     charset: Option<(u64, u64, Vec<u8>)>,
     /// header byte ranges to cut before dicom-rs parses it (undefined-length UN elements,
     /// which dicom-object 0.10 reads as explicit VR and so misreads lengths)
@@ -164,6 +178,35 @@ struct Walker {
 
 /// How deep sequences may nest by default (real objects stay under ten levels).
 pub const DEFAULT_MAX_SEQUENCE_DEPTH: usize = 64;
+
+/// The deepest nesting any part of readhub accepts or opens, whatever is configured:
+/// dicom-object's reader and writer and the DICOM JSON writer recurse once per level, and
+/// at about a thousand levels they overflow a worker thread's stack.
+pub const MAX_SEQUENCE_DEPTH_LIMIT: usize = 128;
+
+/// Where the data set of a Part-10 file starts (after preamble, `DICM` and the File Meta
+/// group), found by walking the group's explicit VR little-endian element headers.
+/// None when the file is not Part-10 or the group is cut short.
+pub fn part10_dataset_offset(file: &[u8]) -> Option<usize> {
+    if file.len() < 132 || &file[128..132] != b"DICM" {
+        return None;
+    }
+    let mut at = 132usize;
+    loop {
+        let head = file.get(at..at + 8)?;
+        if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
+            return Some(at);
+        }
+        let long = matches!(&head[4..6], b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"OD" | b"OL" | b"OV");
+        let (len, value_at) = if long {
+            let l = file.get(at + 8..at + 12)?;
+            (u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize, at + 12)
+        } else {
+            (usize::from(u16::from_le_bytes([head[6], head[7]])), at + 8)
+        };
+        at = value_at.checked_add(len).filter(|&end| end <= file.len())?;
+    }
+}
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIM: Tag = Tag(0xFFFE, 0xE00D);
@@ -277,9 +320,16 @@ impl Walker {
                                 self.fail(start, "a pixel data fragment has undefined length");
                                 return;
                             }
-                            if self.stack.len() == 1 {
+                            if self.stack.len() == 1 && self.cut.is_some() {
                                 // an item of the top-level encapsulated pixel data (the
                                 // first is the Basic Offset Table)
+                                if self.cut_items == 0 {
+                                    if !self.read_offset_table(start, l, at_end) {
+                                        return;
+                                    }
+                                } else if !self.match_fragment(start, l) {
+                                    return;
+                                }
                                 self.cut_items += 1;
                             }
                             self.pos += l;
@@ -373,6 +423,62 @@ impl Walker {
         }
     }
 
+    /// Read the Basic Offset Table (the first item of encapsulated pixel data, at `start`,
+    /// value `len` bytes). Waits (returns false with `pos` back at `start`) until the whole
+    /// table has arrived; it is at most 4 bytes per frame and counts against `max_header`.
+    fn read_offset_table(&mut self, start: u64, len: u64, at_end: bool) -> bool {
+        if !len.is_multiple_of(4) || len as usize > self.max_header {
+            self.error = Some(HeaderError::OffsetTable(format!("Basic Offset Table is {len} bytes, not 4 per frame")));
+            return false;
+        }
+        let value_start = self.pos;
+        let avail_end = self.win_start + self.win.len() as u64;
+        if value_start + len > avail_end {
+            if at_end {
+                self.error = Some(HeaderError::Truncated { offset: avail_end });
+            } else {
+                self.pos = start; // wait for the rest of the table
+            }
+            return false;
+        }
+        let off = (value_start - self.win_start) as usize;
+        let table: Vec<u32> = self.win[off..off + len as usize]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if table.first().is_some_and(|&first| first != 0) {
+            self.error = Some(HeaderError::OffsetTable(format!("Basic Offset Table starts at {}, not 0", table[0])));
+            return false;
+        }
+        if table.windows(2).any(|w| w[1] <= w[0]) {
+            self.error = Some(HeaderError::OffsetTable("Basic Offset Table entries do not increase".into()));
+            return false;
+        }
+        self.offset_table = Some(table);
+        true
+    }
+
+    /// A fragment item starts at `start` with `len` value bytes: consume the table entries
+    /// that point at it; an entry pointing inside a fragment is refused.
+    fn match_fragment(&mut self, start: u64, len: u64) -> bool {
+        let at = self.fragment_bytes;
+        if let Some(table) = &self.offset_table {
+            match table.get(self.offset_next) {
+                Some(&entry) if u64::from(entry) == at => self.offset_next += 1,
+                Some(&entry) if u64::from(entry) < at => {
+                    self.error = Some(HeaderError::OffsetTable(format!(
+                        "Offset Table entry {} points inside a fragment (offset {entry}, byte {start})",
+                        self.offset_next + 1
+                    )));
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        self.fragment_bytes = at + 8 + len;
+        true
+    }
+
     fn fail(&mut self, offset: u64, reason: &str) {
         self.error = Some(HeaderError::Malformed {
             offset,
@@ -410,7 +516,20 @@ impl Walker {
         if self.pos != end || !self.stack.is_empty() {
             return Err(HeaderError::Truncated { offset: end });
         }
-        let bulk = Bulk { tag: self.cut_tag, len: self.cut_len, fragments: self.cut_items.saturating_sub(1) };
+        let table = self.offset_table.as_deref().unwrap_or_default();
+        if let Some(&entry) = table.get(self.offset_next) {
+            return Err(HeaderError::OffsetTable(format!(
+                "Offset Table entry {} points outside the data (offset {entry} of {} bytes)",
+                self.offset_next + 1,
+                self.fragment_bytes
+            )));
+        }
+        let bulk = Bulk {
+            tag: self.cut_tag,
+            len: self.cut_len,
+            fragments: self.cut_items.saturating_sub(1),
+            offset_table: table.len(),
+        };
         let mut header = if self.cut.is_some() { self.header } else { self.win };
         let mut charset_value = Vec::new();
         let mut cuts = self.cuts.clone();
@@ -448,7 +567,7 @@ pub struct HeaderSniffer {
 }
 
 enum Sink {
-    Plain(Walker),
+    Plain(Box<Walker>),
     Deflated(Box<flate2::write::DeflateDecoder<WalkerWriter>>),
 }
 
@@ -494,6 +613,9 @@ impl HeaderSniffer {
             cut_len: None,
             cut_items: 0,
             header: Vec::new(),
+            offset_table: None,
+            offset_next: 0,
+            fragment_bytes: 0,
             charset: None,
             cuts: Vec::new(),
             max_header,
@@ -504,7 +626,7 @@ impl HeaderSniffer {
         let inner = if deflated {
             Sink::Deflated(Box::new(flate2::write::DeflateDecoder::new(WalkerWriter(walker))))
         } else {
-            Sink::Plain(walker)
+            Sink::Plain(Box::new(walker))
         };
         Ok(HeaderSniffer { inner, parse_ts })
     }
@@ -536,7 +658,7 @@ impl HeaderSniffer {
     /// The data set has ended: check it was complete and return its header.
     pub fn finish(self) -> Result<SniffedHeader, HeaderError> {
         let walker = match self.inner {
-            Sink::Plain(w) => w,
+            Sink::Plain(w) => *w,
             Sink::Deflated(d) => {
                 d.finish()
                     .map_err(|e| HeaderError::Inflate(e.to_string()))?
@@ -561,6 +683,7 @@ impl HeaderSniffer {
             bulk_tag: bulk.tag,
             bulk_len: bulk.len,
             bulk_fragments: bulk.fragments,
+            offset_table_entries: bulk.offset_table,
         })
     }
 }
@@ -572,7 +695,7 @@ mod tests {
     const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
     fn sample(rel: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(rel);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
@@ -629,6 +752,59 @@ mod tests {
         ds.extend(inner);
         ds.extend(elem(0x7FE0, 0x0010, b"OB", &[0; 4]));
         ds
+    }
+
+    /// Encapsulated pixel data: a Basic Offset Table with `table` entries, then fragments of
+    /// the given value lengths, then the sequence delimiter.
+    fn encapsulated(table: &[u32], fragments: &[usize]) -> Vec<u8> {
+        let mut ds = elem(0x0008, 0x0060, b"CS", b"CR");
+        ds.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let item = |ds: &mut Vec<u8>, value: &[u8]| {
+            ds.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+            ds.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            ds.extend_from_slice(value);
+        };
+        item(&mut ds, &table.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<_>>());
+        for &len in fragments {
+            item(&mut ds, &vec![0xAB; len]);
+        }
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        ds
+    }
+
+    #[test]
+    fn basic_offset_table_points_at_fragments() {
+        // two frames, the first in two fragments: 0 and 8+100+8+50 = 166
+        let ok = walk(EXPLICIT_VR_LITTLE_ENDIAN, &encapsulated(&[0, 166], &[100, 50, 70]), 4096).unwrap();
+        assert_eq!((ok.bulk_fragments, ok.offset_table_entries), (3, 2));
+        // fed one byte at a time the table still arrives whole before it is read
+        let ds = encapsulated(&[0, 166], &[100, 50, 70]);
+        let mut s = HeaderSniffer::new(EXPLICIT_VR_LITTLE_ENDIAN, 4096).unwrap();
+        ds.iter().for_each(|b| s.feed(std::slice::from_ref(b)).unwrap());
+        assert_eq!(s.finish().unwrap().offset_table_entries, 2);
+        // an empty table is allowed
+        assert_eq!(walk(EXPLICIT_VR_LITTLE_ENDIAN, &encapsulated(&[], &[100]), 4096).unwrap().offset_table_entries, 0);
+        for (table, why) in [
+            (&[0u32, 5000][..], "outside"),
+            (&[0, 100][..], "inside a fragment"),
+            (&[8, 166][..], "not 0"),
+            (&[0, 166, 166][..], "do not increase"),
+        ] {
+            match walk(EXPLICIT_VR_LITTLE_ENDIAN, &encapsulated(table, &[100, 50, 70]), 4096) {
+                Err(e @ HeaderError::OffsetTable(_)) => assert!(e.to_string().contains(why), "{table:?}: {e}"),
+                other => panic!("{table:?}: {:?}", other.map(|h| h.offset_table_entries)),
+            }
+        }
+    }
+
+    #[test]
+    fn part10_data_set_offset() {
+        let file = sample("pydicom/test_files/CT_small.dcm");
+        let at = part10_dataset_offset(&file).unwrap();
+        let group_len = u32::from_le_bytes(file[140..144].try_into().unwrap()) as usize;
+        assert_eq!(at, 144 + group_len);
+        assert_eq!(part10_dataset_offset(&file[..150]), None, "cut inside the meta group");
+        assert_eq!(part10_dataset_offset(b"not dicom"), None);
     }
 
     #[test]
