@@ -143,6 +143,12 @@ pub struct ServeArgs {
     /// Sequences nested deeper than this are refused [default: 64]
     #[arg(long, env = "READHUB_MAX_SEQUENCE_DEPTH")]
     pub max_sequence_depth: Option<usize>,
+    /// Memory (MiB) decoding for rendering and transcoding may hold at once [default: 256]
+    #[arg(long, env = "READHUB_MEDIA_MEMORY_MB")]
+    pub media_memory_mb: Option<u32>,
+    /// Seconds an HTTP request body may stall before the request is ended [default: 30]
+    #[arg(long, env = "READHUB_BODY_IDLE_TIMEOUT_SECS")]
+    pub body_idle_timeout_secs: Option<u64>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -227,7 +233,8 @@ impl Cli {
             over!(dicom_addr, http_addr, ae_title, quiet_period_secs, peer_timeout_secs, stall_horizon_secs,
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
-                  critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs);
+                  critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
+                  media_memory_mb, body_idle_timeout_secs);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

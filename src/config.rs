@@ -72,6 +72,11 @@ pub struct Config {
     pub max_associations_per_ae: usize,
     /// Seconds a new connection has to send its A-ASSOCIATE-RQ before it is closed.
     pub association_request_timeout_secs: u64,
+    /// Memory (MiB) that decoding for rendered images, decoded frames and transcoding may
+    /// hold at once; further requests wait for their share.
+    pub media_memory_mb: u32,
+    /// Seconds an HTTP request body may stall (no bytes) before the request is ended.
+    pub body_idle_timeout_secs: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -108,6 +113,8 @@ impl Default for Config {
             max_sequence_depth: 64,
             max_associations_per_ae: 16,
             association_request_timeout_secs: 10,
+            media_memory_mb: 256,
+            body_idle_timeout_secs: 30,
             hold_arrivals: false,
         }
     }
@@ -172,6 +179,8 @@ impl Config {
         viewer_api::Config {
             public_url: self.public_url.clone(),
             cors_origins: self.cors_origins.clone(),
+            media_memory_mb: self.media_memory_mb,
+            body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs.max(1)),
         }
     }
 

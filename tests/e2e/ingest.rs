@@ -807,14 +807,6 @@ async fn pixel_data_shorter_or_longer_than_the_image_is_refused() {
     hub.stop().await;
 }
 
-async fn echo(port: u16, calling: &str) -> (bool, String) {
-    let out = tokio::process::Command::new("echoscu")
-        .args(["-aet", calling, "-aec", "READHUB", "-to", "10", "127.0.0.1", &port.to_string()])
-        .output()
-        .await
-        .expect("echoscu (DCMTK)");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 /// Silent TCP connections (no AE title needed) hold no association slot, are closed after
 /// the request timeout, and the oldest make room when there are too many; a real C-ECHO is answered meanwhile. Beyond the slots, and

@@ -32,6 +32,7 @@ macro_rules! on_both {
     )*};
 }
 
+mod bounds;
 mod cli;
 mod dicomweb;
 mod handover;
@@ -217,5 +218,15 @@ fn readhub_cli(dir: &std::path::Path, database_url: Option<&str>, args: &[&str],
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// C-ECHO with DCMTK's echoscu (10 s timeout): whether it succeeded, and what it printed.
+async fn echo(port: u16, calling: &str) -> (bool, String) {
+    let out = tokio::process::Command::new("echoscu")
+        .args(["-aet", calling, "-aec", "READHUB", "-to", "10", "127.0.0.1", &port.to_string()])
+        .output()
+        .await
+        .expect("echoscu (DCMTK)");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+pub mod budget;
 mod dicomweb;
 pub mod error;
 mod ui;
@@ -17,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use worklist::Worklist;
 
 /// HTTP settings (a section of readhub's config).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The base URL clients reach readhub at (e.g. behind a reverse proxy), used in
     /// retrieve URLs; when unset, taken from the request's Host header.
@@ -25,6 +26,21 @@ pub struct Config {
     /// Browser origins allowed to call the API cross-origin (CORS), e.g. a viewer served
     /// from another host. Empty: same origin only.
     pub cors_origins: Vec<String>,
+    /// MiB that decoding (rendering, decoded frames, transcoding) may hold at once.
+    pub media_memory_mb: u32,
+    /// How long a request body may send nothing before the request is ended.
+    pub body_idle_timeout: std::time::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_url: None,
+            cors_origins: Vec::new(),
+            media_memory_mb: 256,
+            body_idle_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// Shared state of every handler.
@@ -36,6 +52,8 @@ pub struct AppState {
     pub basic_cache: Arc<auth::BasicCache>,
     /// STOW-RS requests are transfers, like associations (storage::arrival)
     pub transfers: Arc<storage::Transfers>,
+    /// what decoding may hold in memory at once (see `budget`)
+    pub media_budget: budget::MediaBudget,
 }
 
 impl AppState {
@@ -43,6 +61,7 @@ impl AppState {
         AppState {
             storage,
             worklist,
+            media_budget: budget::MediaBudget::new(config.media_memory_mb),
             config: Arc::new(config),
             basic_cache: Arc::new(auth::BasicCache::default()),
             transfers,
@@ -57,6 +76,32 @@ impl AppState {
         let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
         format!("http://{host}")
     }
+}
+
+/// A request body that sends nothing for `idle` ends with an error (the handler answers
+/// 400 and the connection is freed): a client that stalls mid-upload, on purpose or with a
+/// broken link, must not hold a connection and an upload's staging file for ever.
+fn idle_bounded(req: axum::extract::Request, idle: std::time::Duration) -> axum::extract::Request {
+    use futures::StreamExt;
+    req.map(|body| {
+        let chunks = body.into_data_stream();
+        let bounded = futures::stream::unfold(Some(chunks), move |chunks| async move {
+            let mut chunks = chunks?;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(chunks))),
+                Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the request body sent nothing for {} s", idle.as_secs()),
+                    )),
+                    None,
+                )),
+            }
+        });
+        axum::body::Body::from_stream(bounded)
+    })
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
@@ -149,7 +194,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .nest("/dicom-web", dicomweb);
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
-    app.layer(axum::middleware::from_fn(quiet_401_for_the_viewer))
+    let idle = state.config.body_idle_timeout;
+    app.layer(axum::middleware::map_request(move |req: axum::extract::Request| async move { idle_bounded(req, idle) }))
+        .layer(axum::middleware::from_fn(quiet_401_for_the_viewer))
         .layer(compression())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

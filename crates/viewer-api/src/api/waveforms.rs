@@ -20,8 +20,9 @@ pub async fn waveform(
     if !dicom_media::ecg::is_waveform(&inst.sop_class_uid) {
         return Err(ApiError::Unprocessable(format!("{sop} is not an ECG waveform")));
     }
+    let _share = st.media_budget.reserve(crate::budget::MediaBudget::cost(&inst, 1)).await?;
     let file = st.storage.blobs.get_bytes(&inst.blob_key).await?;
-    tokio::task::spawn_blocking(move || {
+    st.media_budget.decode(move || {
         let obj = dicom_media::open_part10(&file)?;
         let wf = dicom_media::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
         Ok(axum::Json(json!({
@@ -35,6 +36,5 @@ pub async fn waveform(
             "annotations": dicom_media::ecg::annotations(&obj),
         })))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .await?
 }

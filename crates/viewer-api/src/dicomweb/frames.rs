@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::http::header;
 use axum::response::Response;
 use crate::AppState;
+use crate::budget::MediaBudget;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
@@ -25,10 +26,10 @@ pub async fn retrieve_frames(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let stored_ts = inst.transfer_syntax_uid.clone();
     let as_stored = requested_ts(&accept).iter().any(|t| t == "*" || *t == stored_ts);
+    let decoded_frames = if as_stored { 0 } else { list.len() as u32 };
+    let _share = st.media_budget.reserve(MediaBudget::cost(&inst, decoded_frames)).await?;
     let file = st.storage.blobs.get_bytes(&inst.blob_key).await?;
-    let parts = tokio::task::spawn_blocking(move || dicom_media::pixels::frames(&file, &list, as_stored))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let parts = st.media_budget.decode(move || dicom_media::pixels::frames(&file, &list, as_stored)).await??;
     let parts: Vec<(String, Vec<u8>)> =
         parts.into_iter().map(|(ts, bytes)| (format!("application/octet-stream; transfer-syntax={ts}"), bytes)).collect();
     multipart_response("application/octet-stream", &format!("readhub-{}", &inst.sha256[..24]), &parts)

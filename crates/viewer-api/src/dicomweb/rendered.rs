@@ -9,6 +9,7 @@ use axum::http::HeaderValue;
 use axum::http::header;
 use axum::response::Response;
 use crate::AppState;
+use crate::budget::MediaBudget;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
@@ -90,18 +91,21 @@ async fn rendered(
         .or_else(|| headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string))
         .unwrap_or_default();
     let p = RenderParams::parse(&params, &accept).map_err(ApiError::BadRequest)?;
+    // the share is held until the rendered bytes are made and the decoded frame is gone
+    let _share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
     let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
     let is_ecg = dicom_media::ecg::is_waveform(&inst.sop_class_uid);
     let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
-    let out = tokio::task::spawn_blocking(move || {
-        if is_ecg {
-            dicom_media::ecg::render_instance(&bytes, &p, &site)
-        } else {
-            render::render_frame(&bytes, frame, &p)
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let out = st
+        .media_budget
+        .decode(move || {
+            if is_ecg {
+                dicom_media::ecg::render_instance(&bytes, &p, &site)
+            } else {
+                render::render_frame(&bytes, frame, &p)
+            }
+        })
+        .await??;
     let mut resp = Response::new(Body::from(out.bytes));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(out.content_type));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));

@@ -89,6 +89,10 @@ fn uid_attr(tag: Tag, v: &str) -> (String, Value) {
     (key(tag), json!({ "vr": "UI", "Value": [v] }))
 }
 
+/// The most parts one STOW-RS request may carry (a CT study has a few hundred to a few
+/// thousand slices; more can be sent in further requests).
+const MAX_PARTS: usize = 10_000;
+
 async fn stow(
     State(st): State<AppState>,
     caller: Caller,
@@ -130,6 +134,12 @@ async fn stow(
             }
         };
         parts += 1;
+        if parts > MAX_PARTS {
+            // what a request holds (its response, one entry a part) stays bounded: the
+            // rest is not read, and the client is told where it stopped
+            failed.push(failure(None, 0xA700, &format!("parts after {MAX_PARTS} not read: send them in another request")));
+            break;
+        }
         let part_type = field.content_type().map(|m| m.essence_str().to_ascii_lowercase());
         if part_type.as_deref().is_some_and(|t| t != "application/dicom") {
             failed.push(failure(None, 0xC000, &format!("part {parts} is {}, not application/dicom", part_type.unwrap_or_default())));

@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use crate::AppState;
+use crate::budget::MediaBudget;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
@@ -72,15 +73,24 @@ fn delivery_ts(requested: &[String], stored: &str) -> Result<Option<&'static str
 type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
 /// One instance's bytes: streamed as stored, or decoded and re-encoded in `target`.
-async fn instance_body(blobs: storage::BlobStore, inst: InstanceRow, target: Option<&'static str>) -> std::io::Result<(String, ByteStream)> {
+async fn instance_body(
+    blobs: storage::BlobStore,
+    budget: MediaBudget,
+    inst: InstanceRow,
+    target: Option<&'static str>,
+) -> std::io::Result<(String, ByteStream)> {
     match target {
         None => {
             let body = blobs.get(&inst.blob_key).await.map_err(std::io::Error::other)?;
             Ok((inst.transfer_syntax_uid, body.into_stream().map(|c| c.map_err(std::io::Error::other)).boxed()))
         }
         Some(ts) => {
+            // every frame is decoded, and the re-encoded file is held beside the stored one
+            let frames = u32::try_from(inst.number_of_frames.unwrap_or(1).max(1)).unwrap_or(u32::MAX);
+            let _share = budget.reserve(MediaBudget::cost(&inst, frames).saturating_mul(2)).await.map_err(std::io::Error::other)?;
             let file = blobs.get_bytes(&inst.blob_key).await.map_err(std::io::Error::other)?;
-            let out = tokio::task::spawn_blocking(move || dicom_media::pixels::transcode(&file, ts))
+            let out = budget
+                .decode(move || dicom_media::pixels::transcode(&file, ts))
                 .await
                 .map_err(std::io::Error::other)?
                 .map_err(std::io::Error::other)?;
@@ -110,11 +120,12 @@ fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) 
         && accept.split(',').any(|a| a.trim().starts_with("application/dicom"))
         && !accept.contains("multipart/related");
     let blobs = st.storage.blobs.clone();
+    let budget = st.media_budget.clone();
     if bare {
         let (inst, target) = plan.into_iter().next().expect("one");
         let ts = target.map(str::to_string).unwrap_or_else(|| inst.transfer_syntax_uid.clone());
         let ct = format!("application/dicom; transfer-syntax={ts}");
-        let stream = futures::stream::once(instance_body(blobs, inst, target)).map_ok(|(_, body)| body).try_flatten();
+        let stream = futures::stream::once(instance_body(blobs, budget, inst, target)).map_ok(|(_, body)| body).try_flatten();
         let mut resp = Response::new(Body::from_stream(stream));
         if !crate::is_native(&ts) {
             resp.extensions_mut().insert(crate::Precompressed);
@@ -129,9 +140,10 @@ fn stream_instances(st: &AppState, headers: &HeaderMap, rows: Vec<InstanceRow>) 
     let parts = futures::stream::iter(plan)
         .then(move |(inst, target)| {
             let blobs = blobs.clone();
+            let budget = budget.clone();
             let b = b.clone();
             async move {
-                let (ts, body) = instance_body(blobs, inst, target).await?;
+                let (ts, body) = instance_body(blobs, budget, inst, target).await?;
                 let head = format!("--{b}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n");
                 Ok::<_, std::io::Error>(
                     futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
