@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::Error;
@@ -101,7 +101,25 @@ impl Db {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
             })
-            .acquire_timeout(Duration::from_secs(30))
+            // while the database is away a request waits this long, then hears "unavailable"
+            // (503, 0xA700, A-ASSOCIATE-RJ): shorter than a modality's 30 s ACSE timeout
+            .acquire_timeout(Duration::from_secs(10))
+            // A connection whose COMMIT failed (disk or database full) still counts itself
+            // inside a transaction: the ROLLBACK on drop fails too, as SQLite has already
+            // ended it. Pooled again, every later BEGIN on it failed ("begin_with at
+            // non-zero transaction depth") until a restart. Such a connection is closed
+            // instead (after ping lets a queued rollback finish), so writes recover as soon
+            // as space is back.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("a database connection was left inside a failed transaction; closed");
+                    }
+                    Ok(clean)
+                })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

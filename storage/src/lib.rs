@@ -57,6 +57,40 @@ impl Error {
     pub fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
         move |source| Error::Db { op, source }
     }
+
+    /// Whether this is a fault of the environment that passes by itself or by an operator's
+    /// hand (database down or full, disk full, object store unreachable), not of the request
+    /// or of readhub: the caller should hear "unavailable, try again" (503, 0xA700).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Db { source, .. } => match source {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::InvalidSavePointStatement
+                | sqlx::Error::BeginFailed => true,
+                sqlx::Error::Database(e) => {
+                    let code = e.code().unwrap_or_default();
+                    // SQLite (primary codes): BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL,
+                    // CANTOPEN; PostgreSQL: connection exceptions (08), insufficient
+                    // resources (53: disk full, out of memory, too many connections),
+                    // operator intervention (57P: shutdown, cannot connect now)
+                    let sqlite = code.parse::<i32>().ok().map(|c| c & 0xFF);
+                    matches!(sqlite, Some(5 | 6 | 7 | 8 | 10 | 13 | 14))
+                        || code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P")
+                }
+                _ => false,
+            },
+            Error::Blob { source, .. } => !matches!(source, object_store::Error::NotFound { .. }),
+            Error::BlobIo { .. } => true,
+            Error::Config(_) | Error::NotFound(_) | Error::Invalid(_) => false,
+        }
+    }
 }
 
 /// Size limits applied to every incoming instance.

@@ -147,3 +147,198 @@ async fn stow_part_count_is_capped() {
     assert_eq!(v["00081199"]["Value"].as_array().unwrap().len(), 1);
     hub.stop().await;
 }
+
+/// A small tmpfs for a data directory, so the disk can really fill up; unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+
+    /// Fill what is left with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// C-STORE one synthetic instance: its status, or why there was no association.
+async fn try_store_one(port: u16, study: &str, sop: &str) -> Result<u16, String> {
+    let data = synthetic_sc(None, b"Disk^Full", "DF1", study, sop);
+    let sop = sop.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "TOWNSHIP1", &[(SC, &[EXPLICIT_LE])]).map_err(|e| e.to_string())?;
+        let r = a.store(SC, &sop, &data).map_err(|e| e.to_string())?;
+        a.release();
+        Ok(r.status)
+    })
+    .await
+    .unwrap()
+}
+
+/// C-STORE one synthetic instance; its status.
+async fn store_one(port: u16, study: &str, sop: &str) -> u16 {
+    try_store_one(port, study, sop).await.expect("association")
+}
+
+async fn login(http: &str) -> u16 {
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/api/login"))
+        .json(&json!({ "username": READER.0, "password": READER.1 }))
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+/// The disk under the data directory (database and objects) fills up: C-STORE answers
+/// 0xA700 (out of resources) and a login 503 while it lasts, nothing is acknowledged that
+/// is not kept, and once space is freed writes, logins and the queue work again without a
+/// restart (a failed COMMIT used to leave a pooled connection "inside a transaction", and
+/// every later write failed until the process was restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_is_survived_without_a_restart() {
+    let Some(disk) = SmallDisk::mount(24) else {
+        assert!(std::env::var_os("CI").is_none(), "a tmpfs could not be mounted (the test command runs as root), and CI must run every test");
+        eprintln!("skipped: a tmpfs could not be mounted (not root)");
+        return;
+    };
+    set_up(&disk.0);
+    let hub = serve(&disk.0, &[]).await;
+    let study = "1.2.826.0.1.3680043.8.498.75004";
+    assert_eq!(store_one(hub.dimse_port, study, &format!("{study}.1")).await, 0, "stored while there is space");
+    assert_eq!(login(&hub.http).await, 200);
+    let filler = disk.fill();
+    let full = store_one(hub.dimse_port, study, &format!("{study}.2")).await;
+    assert_eq!(full, 0xA700, "out of resources while the disk is full");
+    let during = login(&hub.http).await;
+    assert_eq!(during, 503, "a login needs a write: unavailable, not an internal error");
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(store_one(hub.dimse_port, study, &format!("{study}.2")).await, 0, "stored once space is back");
+    assert_eq!(login(&hub.http).await, 200, "logins work again without a restart");
+    hub.until_state(READER, study, "ready", Duration::from_secs(30)).await;
+    let (ok, out) = echo(hub.dimse_port, "TOWNSHIP1").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
+    hub.kill9().await;
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can take down (every connection cut,
+/// new ones refused) and bring back, as a database restart or a broken link would.
+struct DbLink {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl DbLink {
+    async fn to(target: String) -> DbLink {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let is_up = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_up.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let target = target.clone();
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update(); // only cuts from now on end this connection
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        DbLink { addr, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL goes away (every connection cut, new ones refused) and comes back: while it
+/// is away C-STORE answers 0xA700 and a login 503, and afterwards writes, logins and the
+/// queue work again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_going_away_is_survived() {
+    if !common::peer_present("READHUB_TEST_PG_URL", "PostgreSQL") {
+        return;
+    }
+    let url = common::pg_database().await.unwrap();
+    let mut proxied = url::Url::parse(&url).unwrap();
+    let target = format!("{}:{}", proxied.host_str().unwrap(), proxied.port().unwrap_or(5432));
+    let link = DbLink::to(target).await;
+    proxied.set_port(Some(link.addr.port())).unwrap();
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.database_url = Some(proxied.to_string())).await;
+    hub.site("Township-1", &["TOWNSHIP1"], None).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let http = hub.base.trim_start_matches("http://").to_string();
+    let login_as = |who: (String, String)| {
+        let http = http.clone();
+        async move {
+            let r = reqwest::Client::new().post(format!("http://{http}/api/login")).json(&json!({ "username": who.0, "password": who.1 })).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+    let study = "1.2.826.0.1.3680043.8.498.75005";
+    assert_eq!(store_one(hub.dimse_port, study, &format!("{study}.1")).await, 0);
+    assert_eq!(login_as(reader.clone()).await, 200);
+
+    link.down();
+    let started = std::time::Instant::now();
+    let refused = try_store_one(hub.dimse_port, study, &format!("{study}.2")).await;
+    assert!(refused.as_ref().is_err_and(|e| e.contains("reject")), "A-ASSOCIATE-RJ while the database is away: {refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(25), "within a modality's ACSE timeout: {:?}", started.elapsed());
+    assert_eq!(login_as(reader.clone()).await, 503, "unavailable, not an internal error or a wrong password");
+
+    link.up();
+    // a modality retries after a transient rejection; the hub must take it within seconds
+    let back = std::time::Instant::now();
+    loop {
+        match try_store_one(hub.dimse_port, study, &format!("{study}.2")).await {
+            Ok(status) => {
+                assert_eq!(status, 0, "stored once the database is back");
+                break;
+            }
+            Err(e) => assert!(back.elapsed() < Duration::from_secs(30), "still refused 30 s after the database came back: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("the first C-STORE after the database came back succeeded after {:?}", back.elapsed());
+    assert_eq!(login_as(reader.clone()).await, 200, "logins work again without a restart");
+    let id = wait_ready(&hub, &reader, study, None).await;
+    let item = hub.get_json(&reader, &format!("/api/worklist/{id}")).await;
+    assert_eq!(item["item"]["study_instance_uid"], study);
+    hub.stop().await;
+}

@@ -182,9 +182,22 @@ async fn peek_request(socket: &TcpStream) -> Result<(usize, String), String> {
 /// Consume the request and answer A-ASSOCIATE-RJ: result transient (2), source the
 /// service provider's presentation function (3), reason local limit exceeded (2).
 async fn reject_local_limit(socket: &mut TcpStream, request_len: usize) {
+    reject_transient(socket, request_len, 2).await;
+}
+
+/// The hub cannot serve an association right now (its database is unavailable): answer
+/// the waiting A-ASSOCIATE-RQ with A-ASSOCIATE-RJ, transient, temporary congestion (1), so
+/// the modality retries later instead of seeing the connection drop.
+pub(crate) async fn reject_congested(socket: &mut TcpStream) {
+    if let Ok((request_len, _)) = peek_request(socket).await {
+        reject_transient(socket, request_len, 1).await;
+    }
+}
+
+async fn reject_transient(socket: &mut TcpStream, request_len: usize, reason: u8) {
     let mut request = vec![0u8; request_len];
     if socket.read_exact(&mut request).await.is_ok() {
-        let rj = [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x02];
+        let rj = [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, reason];
         let _ = socket.write_all(&rj).await;
         let _ = socket.shutdown().await;
     }

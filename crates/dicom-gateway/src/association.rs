@@ -58,7 +58,7 @@ enum Rx {
 }
 
 pub(crate) async fn serve(
-    socket: TcpStream,
+    mut socket: TcpStream,
     storage: Storage,
     config: &Config,
     handover: &Handover,
@@ -68,7 +68,8 @@ pub(crate) async fn serve(
     let known = match storage::sites::all_ae_titles(&storage.db).await {
         Ok(aes) => aes,
         Err(e) => {
-            tracing::error!(error = %e, "cannot read registered AE titles; refusing association");
+            tracing::error!(error = %e, "cannot read registered AE titles; association rejected (transient)");
+            crate::admission::reject_congested(&mut socket).await;
             return;
         }
     };

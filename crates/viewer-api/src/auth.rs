@@ -82,7 +82,11 @@ impl FromRequestParts<AppState> for Caller {
                 .worklist
                 .authenticate(user, pass)
                 .await
-                .map_err(|_| ApiError::Unauthorized)?;
+                .map_err(|e| match e {
+                    // the database being down is not the caller's fault: 503, not 401
+                    worklist::Error::Storage(s) if s.is_unavailable() => ApiError::from(s),
+                    _ => ApiError::Unauthorized,
+                })?;
             state.basic_cache.0.lock().expect("cache lock").insert(key, (u.clone(), Instant::now()));
             return Ok(Caller(u));
         }

@@ -29,9 +29,17 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// What a client hears while the database, the disk or the object store is down or full:
+/// the request can be repeated once the fault has passed.
+fn unavailable(e: &storage::Error) -> ApiError {
+    tracing::error!(error = %e, "storage unavailable");
+    ApiError::Unavailable("the hub's storage is unavailable right now (database or disk); try again in a minute / 存储暂不可用, 请稍后重试".into())
+}
+
 impl From<worklist::Error> for ApiError {
     fn from(e: worklist::Error) -> Self {
         match e {
+            worklist::Error::Storage(s) if s.is_unavailable() => unavailable(&s),
             worklist::Error::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
             worklist::Error::Conflict(m) => ApiError::Conflict(m),
             worklist::Error::Forbidden(m) => ApiError::Forbidden(m),
@@ -44,6 +52,7 @@ impl From<worklist::Error> for ApiError {
 impl From<storage::Error> for ApiError {
     fn from(e: storage::Error) -> Self {
         match e {
+            s if s.is_unavailable() => unavailable(&s),
             storage::Error::NotFound(m) => ApiError::NotFound(m),
             storage::Error::Invalid(m) => ApiError::BadRequest(m),
             other => ApiError::Internal(other.to_string()),
@@ -85,6 +94,9 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("30"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
