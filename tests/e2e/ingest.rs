@@ -724,6 +724,35 @@ async fn nesting_up_to_the_hard_limit_is_served() {
     hub.stop().await;
 }
 
+/// A command set with sequences nested 2,000 levels deep (found by fuzzing: dicom-object
+/// recursed until the stack overflowed and the process aborted) ends the association; the
+/// hub answers the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deeply_nested_command_set_ends_the_association() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let port = hub.dimse_port;
+    let mut command = b"\x00\x00\x00\x01\x02\x00\x00\x00\x01\x00".to_vec();
+    for _ in 0..2000 {
+        let mut seq = b"\x40\x00\x30\xa7\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff".to_vec();
+        seq.extend(command);
+        seq.extend_from_slice(b"\xfe\xff\x0d\xe0\x00\x00\x00\x00\xfe\xff\xdd\xe0\x00\x00\x00\x00");
+        command = seq;
+    }
+    let dropped = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = a.context(SC).unwrap();
+        let _ = a.send_command_fragment(pc, command, true);
+        a.receive_fails()
+    })
+    .await
+    .unwrap();
+    assert!(dropped, "the association is aborted");
+    let (ok, out) = echo(port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
+    hub.stop().await;
+}
+
 /// DIMSE command fragments that never end (memory grew with them) end the association once
 /// the command set passes 64 KiB; the hub answers the next association.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -37,7 +37,13 @@ pub struct Command {
     pub has_data_set: bool,
 }
 
+/// Parse a command set (implicit VR little endian, PS3.7 6.3). It comes from any peer that
+/// got an association: walked first, so a command set with sequences nested thousands deep
+/// (a command set never holds any) is refused before dicom-object recurses into it.
 pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
+    let mut walk = storage::header::HeaderSniffer::with_max_depth(IMPLICIT_VR_LITTLE_ENDIAN.uid(), bytes.len(), 2)
+        .map_err(|e| e.to_string())?;
+    walk.feed(bytes).and_then(|()| walk.finish()).map_err(|e| format!("unreadable command set: {e}"))?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| format!("unreadable command set: {e}"))?;
     let u16_of = |tag| -> Result<u16, String> {

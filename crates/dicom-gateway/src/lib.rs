@@ -11,7 +11,7 @@
 
 mod admission;
 mod association;
-mod dimse;
+pub mod dimse;
 pub mod syntaxes;
 
 use std::future::Future;

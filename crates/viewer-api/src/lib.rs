@@ -6,6 +6,8 @@ mod api;
 pub mod auth;
 pub mod budget;
 mod dicomweb;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod error;
 mod ui;
 

@@ -42,7 +42,7 @@ const MAX_FRAMES_PER_REQUEST: usize = 4096;
 /// Parse `1,3,2`: frame numbers from 1, each once, in the order first asked. A list that
 /// repeats a frame is answered once per frame, so what a request costs does not grow
 /// with how often it names the same frame.
-fn frame_list(frames: &str) -> ApiResult<Vec<u32>> {
+pub(crate) fn frame_list(frames: &str) -> ApiResult<Vec<u32>> {
     let bad = || ApiError::BadRequest(format!("{frames:?} is not a list of frame numbers (1, 2, …)"));
     let mut list: Vec<u32> = Vec::new();
     let mut seen = std::collections::HashSet::new();

@@ -29,28 +29,7 @@ pub async fn search_studies(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let mut q = StudyQuery::default();
-    let mut common = CommonKeys::default();
-    for (k, v) in &params {
-        let list = || v.split([',', '\\']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
-        match query_tag(k) {
-            Some(tags::PATIENT_NAME) => q.patient_name = Some(v.clone()),
-            Some(tags::PATIENT_ID) => q.patient_id = Some(v.clone()),
-            Some(tags::ISSUER_OF_PATIENT_ID) => q.issuer_of_patient_id = Some(v.clone()),
-            Some(tags::ACCESSION_NUMBER) => q.accession_number = Some(v.clone()),
-            Some(tags::STUDY_DATE) => q.study_date = Some(v.clone()),
-            Some(tags::STUDY_INSTANCE_UID) => {
-                let uids = list();
-                for u in &uids {
-                    check_uid("StudyInstanceUID", u)?;
-                }
-                q.study_uids = uids;
-            }
-            Some(tags::MODALITIES_IN_STUDY) => q.modalities_in_study = list(),
-            _ => common.take(k, v)?,
-        }
-    }
-    (q.limit, q.offset) = (common.limit, common.offset);
+    let (q, common) = study_query(&params)?;
     let base = st.public_base(&headers);
     let rows = storage::query::search_studies(&st.storage.db, caller.studies(), &q).await?;
     let mut results: Vec<(i64, Map<String, Value>)> = rows
@@ -80,9 +59,40 @@ pub async fn search_studies(
     Ok(qido_response(results, &common))
 }
 
+/// The study query a QIDO-RS request's parameters ask for (no I/O: parsing only).
+pub(crate) fn study_query(params: &[(String, String)]) -> ApiResult<(StudyQuery, CommonKeys)> {
+    let mut q = StudyQuery::default();
+    let mut common = CommonKeys::default();
+    for (k, v) in params {
+        let list = || v.split([',', '\\']).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
+        match query_tag(k) {
+            Some(tags::PATIENT_NAME) => q.patient_name = Some(v.clone()),
+            Some(tags::PATIENT_ID) => q.patient_id = Some(v.clone()),
+            Some(tags::ISSUER_OF_PATIENT_ID) => q.issuer_of_patient_id = Some(v.clone()),
+            Some(tags::ACCESSION_NUMBER) => q.accession_number = Some(v.clone()),
+            Some(tags::STUDY_DATE) => q.study_date = Some(v.clone()),
+            Some(tags::STUDY_INSTANCE_UID) => {
+                let uids = list();
+                for u in &uids {
+                    check_uid("StudyInstanceUID", u)?;
+                }
+                q.study_uids = uids;
+            }
+            Some(tags::MODALITIES_IN_STUDY) => q.modalities_in_study = list(),
+            _ => common.take(k, v)?,
+        }
+    }
+    (q.limit, q.offset) = (common.limit(), common.offset);
+    Ok((q, common))
+}
+
+/// The most results one QIDO-RS response holds (without `limit`, or with a larger one): what
+/// a response costs must not grow with the archive. Page with `limit` and `offset`.
+const MAX_RESULTS: i64 = 10_000;
+
 /// Query keys every QIDO-RS level shares.
 #[derive(Default)]
-struct CommonKeys {
+pub(crate) struct CommonKeys {
     limit: Option<i64>,
     offset: Option<i64>,
     include: IncludeField,
@@ -200,8 +210,18 @@ fn is_series_level(tag: Tag) -> bool {
 }
 
 impl CommonKeys {
+    /// The limit to apply: the client's, at most [`MAX_RESULTS`].
+    fn limit(&self) -> Option<i64> {
+        Some(self.limit.unwrap_or(MAX_RESULTS).clamp(0, MAX_RESULTS))
+    }
+
     fn take(&mut self, key: &str, v: &str) -> ApiResult<()> {
-        let num = |what: &str| v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("{what} {v:?} is not a number")));
+        let num = |what: &str| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ApiError::BadRequest(format!("{what} {v:?} is not a number (0, 1, 2, …)")))
+        };
         match key {
             "limit" => self.limit = Some(num("limit")?),
             "offset" => self.offset = Some(num("offset")?),
@@ -243,9 +263,17 @@ pub async fn search_series(
     path: Option<Path<Vec<(String, String)>>>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let mut q = storage::query::SeriesQuery { study_uid: PathUids::from(path)?.study, ..Default::default() };
+    let (q, common) = series_query(PathUids::from(path)?.study, &params)?;
+    let base = st.public_base(&headers);
+    let rows = storage::query::search_series(&st.storage.db, caller.studies(), &q).await?;
+    series_results(st, rows, common, base).await
+}
+
+/// The series query of a QIDO-RS request (no I/O: parsing only).
+pub(crate) fn series_query(study_uid: Option<String>, params: &[(String, String)]) -> ApiResult<(storage::query::SeriesQuery, CommonKeys)> {
+    let mut q = storage::query::SeriesQuery { study_uid, ..Default::default() };
     let mut common = CommonKeys::default();
-    for (k, v) in &params {
+    for (k, v) in params {
         match query_tag(k) {
             Some(tags::STUDY_INSTANCE_UID) => {
                 check_uid("StudyInstanceUID", v)?;
@@ -257,9 +285,11 @@ pub async fn search_series(
             _ => common.take(k, v)?,
         }
     }
-    (q.limit, q.offset) = (common.limit, common.offset);
-    let base = st.public_base(&headers);
-    let rows = storage::query::search_series(&st.storage.db, caller.studies(), &q).await?;
+    (q.limit, q.offset) = (common.limit(), common.offset);
+    Ok((q, common))
+}
+
+async fn series_results(st: AppState, rows: Vec<storage::query::SeriesRow>, common: CommonKeys, base: String) -> ApiResult<Response> {
     let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {
@@ -297,9 +327,21 @@ pub async fn search_instances(
     Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     let uids = PathUids::from(path)?;
-    let mut q = storage::query::InstanceQuery { study_uid: uids.study, series_uid: uids.series, ..Default::default() };
+    let (q, common) = instance_query(uids.study, uids.series, &params)?;
+    let base = st.public_base(&headers);
+    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
+    instance_results(st, rows, common, base).await
+}
+
+/// The instance query of a QIDO-RS request (no I/O: parsing only).
+pub(crate) fn instance_query(
+    study_uid: Option<String>,
+    series_uid: Option<String>,
+    params: &[(String, String)],
+) -> ApiResult<(storage::query::InstanceQuery, CommonKeys)> {
+    let mut q = storage::query::InstanceQuery { study_uid, series_uid, ..Default::default() };
     let mut common = CommonKeys::default();
-    for (k, v) in &params {
+    for (k, v) in params {
         match query_tag(k) {
             Some(tags::STUDY_INSTANCE_UID) => {
                 check_uid("StudyInstanceUID", v)?;
@@ -318,9 +360,11 @@ pub async fn search_instances(
             _ => common.take(k, v)?,
         }
     }
-    (q.limit, q.offset) = (common.limit, common.offset);
-    let base = st.public_base(&headers);
-    let rows = storage::query::search_instances(&st.storage.db, caller.studies(), &q).await?;
+    (q.limit, q.offset) = (common.limit(), common.offset);
+    Ok((q, common))
+}
+
+async fn instance_results(st: AppState, rows: Vec<storage::query::InstanceRow>, common: CommonKeys, base: String) -> ApiResult<Response> {
     let mut results: Vec<(i64, Map<String, Value>)> = rows
         .iter()
         .map(|r| {

@@ -55,7 +55,7 @@ pub async fn store_in_study(
 }
 
 /// The boundary of a `multipart/related` body whose parts are DICOM files.
-fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
