@@ -34,6 +34,7 @@ macro_rules! on_both {
 
 mod bounds;
 mod cli;
+mod crash;
 mod dicomweb;
 mod handover;
 mod http;
