@@ -342,3 +342,110 @@ async fn the_database_going_away_is_survived() {
     assert_eq!(item["item"]["study_instance_uid"], study);
     hub.stop().await;
 }
+
+/// Each attack of issue 11, sent for real to one `readhub serve` with its default limits,
+/// one after another; then C-ECHO and QIDO must each answer within a second, and the peak
+/// RSS stays under 512 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_attack_then_the_hub_still_answers() {
+    use super::ingest::{encapsulated_sc_with_table, nested_sc, sc_with_pixels};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    set_up(dir.path());
+    cli(dir.path(), &["user", "add", "tech1", "--role", "technician", "--site", "Township-1", "--password-stdin"], Some("technician-pw\n"));
+    let hub = serve(dir.path(), &[]).await;
+    let (port, http) = (hub.dimse_port, hub.http.clone());
+    let client = reqwest::Client::new();
+    let study = "1.2.826.0.1.3680043.8.498.77001";
+    let sop = |n: u32| format!("{study}.{n}");
+
+    // 1. data sets: nested 1,300 levels, native pixel data 10 bytes for 4×4 and 10 KB
+    //    declaring 4 GB, encapsulated with a Basic Offset Table pointing outside; C-STORE
+    let attacks: Vec<(String, Vec<u8>)> = vec![
+        (sop(1), nested_sc(study, &sop(1), 1300)),
+        (sop(2), sc_with_pixels(study, &sop(2), 4, 4, &[7; 10])),
+        (sop(3), sc_with_pixels(study, &sop(3), 65535, 65535, &[7; 10_000])),
+        (sop(5), sc_with_pixels(study, &sop(5), 4, 4, &[7; 16])),
+    ];
+    let statuses = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "TOWNSHIP1", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let s: Vec<u16> = attacks.iter().map(|(sop, d)| a.store(SC, sop, d).unwrap().status).collect();
+        a.release();
+        s
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, vec![0xC000, 0xC000, 0xC000, 0], "refused, refused, refused, and one good film stored");
+    // …and STOW-RS
+    let parts = [
+        ("application/dicom", common::part10(SC, &sop(6), &nested_sc(study, &sop(6), 1300))),
+        ("application/dicom", encapsulated_sc_with_table(study, &sop(7), 2, 2, &[0, 1_000_000])),
+    ];
+    let (ct, body) = multipart(&parts);
+    let r = client.post(format!("http://{http}/dicom-web/studies")).basic_auth("tech1", Some("technician-pw")).header("content-type", ct).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 409, "both parts refused");
+
+    // 2. a frame list naming frame 1 thirty thousand times
+    let frames = vec!["1"; 30_000].join(",");
+    let r = client
+        .get(format!("http://{http}/dicom-web/studies/{study}/series/{study}.1/instances/{}/frames/{frames}", sop(5)))
+        .basic_auth(READER.0, Some(READER.1))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == 200 || r.status().is_client_error(), "{}", r.status());
+
+    // 3. DIMSE command fragments that never end, and a command set nested 2,000 deep
+    let cut = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "TOWNSHIP1", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = a.context(SC).unwrap();
+        for _ in 0..8 {
+            if a.send_command_fragment(pc, vec![0u8; 16 * 1024], false).is_err() {
+                break;
+            }
+        }
+        a.receive_fails()
+    })
+    .await
+    .unwrap();
+    assert!(cut, "endless command fragments end the association");
+
+    // 4. 640 silent TCP connections on the DICOM port, 50 HTTP requests whose headers never end
+    let mut silent = Vec::new();
+    for _ in 0..640 {
+        silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut s = tokio::net::TcpStream::connect(&http).await.unwrap();
+        s.write_all(b"GET /dicom-web/studies HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        slow.push(s);
+    }
+    let started = std::time::Instant::now();
+    let (ok, out) = echo(port, "TOWNSHIP1").await;
+    assert!(ok, "a C-ECHO beside 640 silent connections: {out}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered at once, not behind them: {:?}", started.elapsed());
+    // the slow HTTP requests are ended by the header timeout
+    for s in &mut slow {
+        let mut b = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut b)).await.expect("the hub ends a request whose headers never end");
+        let _ = n;
+    }
+    drop(silent);
+
+    // then: C-ECHO and QIDO each within a second, and memory stayed bounded
+    let started = std::time::Instant::now();
+    let (ok, out) = echo(port, "TOWNSHIP1").await;
+    assert!(ok, "C-ECHO after every attack: {out}");
+    assert!(started.elapsed() < Duration::from_secs(1), "C-ECHO took {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    let q = client.get(format!("http://{http}/dicom-web/studies?StudyInstanceUID={study}")).basic_auth(READER.0, Some(READER.1)).send().await.unwrap();
+    assert_eq!(q.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(1), "QIDO took {:?}", started.elapsed());
+    let found: Vec<Value> = q.json().await.unwrap();
+    assert_eq!(found[0]["00201208"]["Value"][0], 1, "only the good film is stored: {found:?}");
+    let peak = peak_rss_mib(hub.child.id().unwrap());
+    eprintln!("peak RSS after every attack: {peak} MiB");
+    assert!(peak < 512, "peak RSS {peak} MiB (bound 512 MiB)");
+    hub.kill9().await;
+}

@@ -623,7 +623,7 @@ async fn priority_from_a_configured_attribute() {
 
 /// A secondary capture with `levels` sequences nested inside each other (undefined lengths),
 /// as an attacker or a broken modality would send it.
-fn nested_sc(study: &str, sop: &str, levels: usize) -> Vec<u8> {
+pub(super) fn nested_sc(study: &str, sop: &str, levels: usize) -> Vec<u8> {
     use common::elem;
     let mut inner = elem(0x0008, 0x0100, "SH", b"T-D1100 ");
     for _ in 0..levels {
@@ -783,7 +783,7 @@ async fn endless_command_fragments_end_the_association() {
 }
 
 /// `synthetic_sc` with other Rows, Columns and Pixel Data.
-fn sc_with_pixels(study: &str, sop: &str, rows: u16, columns: u16, pixels: &[u8]) -> Vec<u8> {
+pub(super) fn sc_with_pixels(study: &str, sop: &str, rows: u16, columns: u16, pixels: &[u8]) -> Vec<u8> {
     let mut d = synthetic_sc(None, b"Pixels^Short", "PX1", study, sop);
     let at = |d: &Vec<u8>, tag: [u8; 4]| d.windows(4).position(|w| w == tag).unwrap();
     let r = at(&d, [0x28, 0x00, 0x10, 0x00]) + 8;
@@ -929,7 +929,7 @@ fn encapsulated_sc(study: &str, sop: &str, frames: u32, fragments: usize) -> Vec
 }
 
 /// [`encapsulated_sc`] with these Basic Offset Table entries (each fragment is 12 bytes).
-fn encapsulated_sc_with_table(study: &str, sop: &str, frames: u32, fragments: usize, table: &[u32]) -> Vec<u8> {
+pub(super) fn encapsulated_sc_with_table(study: &str, sop: &str, frames: u32, fragments: usize, table: &[u32]) -> Vec<u8> {
     let base = synthetic_sc(None, b"Frames^Missing", "FR1", study, sop);
     let p = base.windows(4).position(|w| w == [0xE0, 0x7F, 0x10, 0x00]).unwrap();
     // Number of Frames goes after (0028,0004) and before (0028,0010)

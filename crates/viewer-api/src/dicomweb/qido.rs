@@ -238,6 +238,8 @@ impl CommonKeys {
 
 fn qido_response(results: Vec<(i64, Map<String, Value>)>, common: &CommonKeys) -> Response {
     let body: Vec<Value> = results.into_iter().map(|(_, o)| Value::Object(o)).collect();
+    // PS3.18 8.3.4.4.1: a server that returns fewer matches than exist says so
+    let capped = body.len() as i64 >= MAX_RESULTS && common.limit.is_none_or(|l| l > MAX_RESULTS);
     let status = if body.is_empty() { StatusCode::NO_CONTENT } else { StatusCode::OK };
     let mut resp = if status == StatusCode::NO_CONTENT {
         Response::new(Body::empty())
@@ -249,7 +251,13 @@ fn qido_response(results: Vec<(i64, Map<String, Value>)>, common: &CommonKeys) -
     if !common.ignored.is_empty() {
         let w = format!("299 readhub \"query keys not supported for matching, ignored: {}\"", common.ignored.join(", "));
         if let Ok(v) = HeaderValue::from_str(&w) {
-            resp.headers_mut().insert(header::WARNING, v);
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    if capped {
+        let w = format!("299 readhub \"at most {MAX_RESULTS} matches are returned at once; page with limit and offset\"");
+        if let Ok(v) = HeaderValue::from_str(&w) {
+            resp.headers_mut().append(header::WARNING, v);
         }
     }
     resp
