@@ -347,6 +347,29 @@ pub fn synthetic_sc_with_accession(charset: Option<&[u8]>, name: &[u8], patient_
     d
 }
 
+/// A secondary capture data set of `rows` × `columns` 16-bit monochrome pixels (12 stored),
+/// in series `{study}.1`, with these modality, patient name and patient ID.
+pub fn mono16_image(study: &str, sop: &str, modality: &[u8], patient: (&[u8], &str), rows: u16, columns: u16, pixels: &[u8]) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend(elem(0x0008, 0x0016, "UI", SC.as_bytes()));
+    d.extend(elem(0x0008, 0x0018, "UI", sop.as_bytes()));
+    d.extend(elem(0x0008, 0x0060, "CS", modality));
+    d.extend(elem(0x0010, 0x0010, "PN", patient.0));
+    d.extend(elem(0x0010, 0x0020, "LO", patient.1.as_bytes()));
+    d.extend(elem(0x0020, 0x000D, "UI", study.as_bytes()));
+    d.extend(elem(0x0020, 0x000E, "UI", format!("{study}.1").as_bytes()));
+    d.extend(elem(0x0028, 0x0002, "US", &1u16.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0004, "CS", b"MONOCHROME2"));
+    d.extend(elem(0x0028, 0x0010, "US", &rows.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0011, "US", &columns.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0100, "US", &16u16.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0101, "US", &12u16.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0102, "US", &11u16.to_le_bytes()));
+    d.extend(elem(0x0028, 0x0103, "US", &0u16.to_le_bytes()));
+    d.extend(elem(0x7FE0, 0x0010, "OW", pixels));
+    d
+}
+
 /// Python with pynetdicom and pydicom, from the test setup's venv.
 pub fn python() -> String {
     std::env::var("READHUB_TEST_PYTHON").unwrap_or_else(|_| {

@@ -16,26 +16,8 @@ fn set_up(dir: &Path) {
 
 /// A native 16-bit monochrome DX of `rows` × `columns` with a gradient, as a data set.
 fn large_dx(study: &str, sop: &str, rows: u16, columns: u16) -> Vec<u8> {
-    use common::elem;
-    let mut d = Vec::new();
-    d.extend(elem(0x0008, 0x0016, "UI", SC.as_bytes()));
-    d.extend(elem(0x0008, 0x0018, "UI", sop.as_bytes()));
-    d.extend(elem(0x0008, 0x0060, "CS", b"DX"));
-    d.extend(elem(0x0010, 0x0010, "PN", b"Large^Film"));
-    d.extend(elem(0x0010, 0x0020, "LO", b"BIG1"));
-    d.extend(elem(0x0020, 0x000D, "UI", study.as_bytes()));
-    d.extend(elem(0x0020, 0x000E, "UI", format!("{study}.1").as_bytes()));
-    d.extend(elem(0x0028, 0x0002, "US", &1u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0004, "CS", b"MONOCHROME2"));
-    d.extend(elem(0x0028, 0x0010, "US", &rows.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0011, "US", &columns.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0100, "US", &16u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0101, "US", &12u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0102, "US", &11u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0103, "US", &0u16.to_le_bytes()));
     let pixels: Vec<u8> = (0..u32::from(rows) * u32::from(columns)).flat_map(|i| ((i % 4096) as u16).to_le_bytes()).collect();
-    d.extend(elem(0x7FE0, 0x0010, "OW", &pixels));
-    d
+    common::mono16_image(study, sop, b"DX", (b"Large^Film", "BIG1"), rows, columns, &pixels)
 }
 
 /// The peak resident set of a process (VmHWM), in MiB.
@@ -447,5 +429,31 @@ async fn every_attack_then_the_hub_still_answers() {
     let peak = peak_rss_mib(hub.child.id().unwrap());
     eprintln!("peak RSS after every attack: {peak} MiB");
     assert!(peak < 512, "peak RSS {peak} MiB (bound 512 MiB)");
+    hub.kill9().await;
+}
+
+/// 64 concurrent requests with HTTP Basic credentials (wrong ones, as a password-guessing
+/// flood would send) each need an argon2id check that allocates 19 MiB: they run on two
+/// password-check threads, so peak RSS grows by a bounded amount (on tokio's blocking pool
+/// every check took a thread of its own: 32 such requests took the process from 36 to
+/// 540 MiB, 64 would take 1.2 GB), and every one is answered 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_password_checks_has_a_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    set_up(dir.path());
+    let hub = serve(dir.path(), &[]).await;
+    let before = peak_rss_mib(hub.child.id().unwrap());
+    let client = reqwest::Client::new();
+    let guesses = (0..64).map(|n| {
+        let (client, url) = (client.clone(), format!("http://{}/api/worklist", hub.http));
+        tokio::spawn(async move { client.get(url).basic_auth(READER.0, Some(format!("guess-{n}"))).send().await.unwrap().status().as_u16() })
+    });
+    for g in futures::future::join_all(guesses).await {
+        assert_eq!(g.unwrap(), 401);
+    }
+    let peak = peak_rss_mib(hub.child.id().unwrap());
+    eprintln!("peak RSS {before} MiB before, {peak} MiB after 64 concurrent password checks");
+    assert!(peak < before + 256, "64 concurrent password checks took peak RSS from {before} to {peak} MiB");
+    assert_eq!(login(&hub.http).await, 200, "the right password still works");
     hub.kill9().await;
 }

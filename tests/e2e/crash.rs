@@ -36,27 +36,9 @@ impl Rng {
 /// A secondary capture data set of `rows` × 256 16-bit pixels of noise (so no two are
 /// alike), in its own study per sender and round.
 fn instance(study: &str, sop: &str, rows: u16, seed: u64) -> Vec<u8> {
-    use common::elem;
-    let mut d = Vec::new();
-    d.extend(elem(0x0008, 0x0016, "UI", SC.as_bytes()));
-    d.extend(elem(0x0008, 0x0018, "UI", sop.as_bytes()));
-    d.extend(elem(0x0008, 0x0060, "CS", b"OT"));
-    d.extend(elem(0x0010, 0x0010, "PN", b"Crash^Round"));
-    d.extend(elem(0x0010, 0x0020, "LO", b"CRASH1"));
-    d.extend(elem(0x0020, 0x000D, "UI", study.as_bytes()));
-    d.extend(elem(0x0020, 0x000E, "UI", format!("{study}.1").as_bytes()));
-    d.extend(elem(0x0028, 0x0002, "US", &1u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0004, "CS", b"MONOCHROME2"));
-    d.extend(elem(0x0028, 0x0010, "US", &rows.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0011, "US", &256u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0100, "US", &16u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0101, "US", &12u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0102, "US", &11u16.to_le_bytes()));
-    d.extend(elem(0x0028, 0x0103, "US", &0u16.to_le_bytes()));
     let mut rng = Rng(seed | 1);
     let pixels: Vec<u8> = (0..usize::from(rows) * 256).flat_map(|_| ((rng.next() % 4096) as u16).to_le_bytes()).collect();
-    d.extend(elem(0x7FE0, 0x0010, "OW", &pixels));
-    d
+    common::mono16_image(study, sop, b"OT", (b"Crash^Round", "CRASH1"), rows, 256, &pixels)
 }
 
 /// What the senders know: acknowledged instances, and those sent without an answer.

@@ -107,7 +107,7 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
     if photometric == "PALETTE COLOR" {
         let mut img = palette_frame(&obj, &decoded, frame - 1)?;
         if let Some((w, h)) = p.viewport {
-            img = img.resize(w, h, image::imageops::FilterType::Triangle);
+            img = fit(img, w, h);
         }
         return encode(img, p);
     }
@@ -146,9 +146,20 @@ pub fn render_frame(file: &[u8], frame: u32, p: &RenderParams) -> Result<Rendere
         img.invert();
     }
     if let Some((w, h)) = p.viewport {
-        img = img.resize(w, h, image::imageops::FilterType::Triangle);
+        img = fit(img, w, h);
     }
     encode(img, p)
+}
+
+/// Scale down to fit a viewport, keeping the aspect ratio; never up. The client scales up
+/// for nothing, and an 8192×8192 viewport on a 4×4 image would otherwise make the server
+/// hold 200 MB for a few bytes of film (outside the decoding budget, which counts pixels
+/// of the source).
+fn fit(img: DynamicImage, w: u32, h: u32) -> DynamicImage {
+    if img.width() <= w && img.height() <= h {
+        return img;
+    }
+    img.resize(w, h, image::imageops::FilterType::Triangle)
 }
 
 pub fn encode(img: DynamicImage, p: &RenderParams) -> Result<Rendered, MediaError> {

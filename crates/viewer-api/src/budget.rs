@@ -25,42 +25,32 @@ pub struct MediaBudget {
     pool: DecodePool,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
 /// A few long-lived threads that run every decoding job. Not tokio's blocking pool: that
 /// starts a new thread whenever none is idle, and each new thread's malloc arena keeps
 /// the ~100 MiB a film's decoding freed, so peak RSS grew with the number of renders even
 /// when the budget let only one run at a time (16 queued full renders of a 2500×3000 DX:
 /// peak 385 MiB on the blocking pool, 336 MiB here; one render alone: 189–214 MiB).
-#[derive(Clone, Debug)]
-struct DecodePool {
-    jobs: std::sync::mpsc::SyncSender<Job>,
+#[derive(Clone)]
+struct DecodePool(Arc<rayon::ThreadPool>);
+
+impl std::fmt::Debug for DecodePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DecodePool({} threads)", self.0.current_num_threads())
+    }
 }
 
 impl DecodePool {
     fn new(threads: usize) -> Self {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1024);
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        for n in 0..threads {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("decode-{n}"))
-                // deep enough for dicom-object's recursion at the 128-level nesting limit
-                .stack_size(8 << 20)
-                .spawn(move || loop {
-                    let job = match queue.lock() {
-                        Ok(q) => q.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        // a panic in one job must not take the thread (and its queue) down
-                        Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
-                        Err(_) => return, // every sender is gone
-                    }
-                })
-                .expect("a decoding thread can be started");
-        }
-        DecodePool { jobs }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|n| format!("decode-{n}"))
+            // deep enough for dicom-object's recursion at the 128-level nesting limit
+            .stack_size(8 << 20)
+            // a panic in one job must not take the process down (rayon aborts by default)
+            .panic_handler(|_| tracing::error!("a decoding job panicked"))
+            .build()
+            .expect("the decoding threads can be started");
+        DecodePool(Arc::new(pool))
     }
 }
 
@@ -75,20 +65,6 @@ impl MediaBudget {
         MediaBudget { permits: Arc::new(Semaphore::new(total_mib as usize)), total_mib, pool: DecodePool::new(threads) }
     }
 
-    /// Run a decoding job on the decoding threads (hold a [`Share`] while it runs).
-    pub async fn decode<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(job());
-        });
-        // jobs waiting here each hold a share of the budget, so there are few of them
-        self.pool.jobs.try_send(job).map_err(|e| match e {
-            std::sync::mpsc::TrySendError::Full(_) => ApiError::Unavailable("too many images are waiting to be decoded; try again shortly / 服务器繁忙, 请稍后重试".into()),
-            std::sync::mpsc::TrySendError::Disconnected(_) => ApiError::Internal("the decoding threads are gone".into()),
-        })?;
-        rx.await.map_err(|_| ApiError::Internal("a decoding job failed (see the log)".into()))
-    }
-
     /// What decoding `frames` frames of `inst` holds at once, in MiB (0 frames: the file
     /// alone, as when frames are sent as stored): the stored file, and
     /// per frame its samples decoded and converted for output: 16 bytes a pixel, as
@@ -100,6 +76,15 @@ impl MediaBudget {
         let frame = pixels(inst.rows).saturating_mul(pixels(inst.columns)).saturating_mul(16);
         let bytes = file.saturating_add(frame.saturating_mul(u64::from(frames)));
         u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Run a decoding job on the decoding threads (hold a [`Share`] while it runs).
+    pub async fn decode<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.0.spawn(move || {
+            let _ = tx.send(job());
+        });
+        rx.await.map_err(|_| ApiError::Internal("a decoding job failed (see the log)".into()))
     }
 
     /// Wait for `mib` of the budget. A job larger than the whole budget waits for all of
