@@ -108,13 +108,31 @@ fn rand_u64() -> u64 {
 }
 
 /// What an arrival announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArrivalKind {
     /// An instance is durable and indexed (a byte-identical duplicate has no arrival).
     Instance { study_pk: StudyPk, instance_pk: i64 },
     /// The transfer has ended (released, aborted, timed out, request answered, or cut off
     /// by a crash and closed at the next start).
     TransferEnded,
+    /// An instance was refused because one of its UIDs already belongs to another site:
+    /// the admins are to be told.
+    UidCollision(UidCollision),
+}
+
+/// Which UID of a refused instance belonged to which other site.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UidCollision {
+    /// "Study Instance UID", "Series Instance UID" or "SOP Instance UID"
+    pub attribute: String,
+    pub uid: String,
+    pub sop_instance_uid: String,
+    /// the site that sent the refused instance
+    pub sender_site: readhub_types::SiteId,
+    /// the site the UID belongs to
+    pub owner_site: readhub_types::SiteId,
+    /// where it came from (`dimse:AE` or `stow:user`)
+    pub source: String,
 }
 
 /// The typed event C-STORE and STOW-RS hand to the worklist.
@@ -152,6 +170,23 @@ pub(crate) async fn record_instance(
     .execute(&mut **tx)
     .await
     .map_err(Error::db("insert arrival"))?;
+    Ok(())
+}
+
+/// Record a refused UID collision for the worklist to alert the admins about.
+pub(crate) async fn record_collision(tx: &mut WriteTx<'_>, transfer: &Transfer, c: &UidCollision, at: i64) -> Result<(), Error> {
+    let detail = serde_json::to_string(c).map_err(|e| Error::Invalid(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO arrivals (kind, node, transfer, detail, at, next_try_at) VALUES ('uid_collision', $1, $2, $3, $4, $5)",
+    )
+    .bind(transfer.node.as_str())
+    .bind(transfer.id.as_str())
+    .bind(detail)
+    .bind(at)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::db("insert collision arrival"))?;
     Ok(())
 }
 
@@ -202,7 +237,7 @@ pub async fn take_due(tx: &mut WriteTx<'_>, now: i64, limit: i64) -> Result<Vec<
     let limit = limit.clamp(1, 10_000);
     let sql = format!(
         "DELETE FROM arrivals WHERE id IN (SELECT id FROM arrivals WHERE next_try_at <= $1 ORDER BY id LIMIT {limit}) \
-         RETURNING id, kind, node, transfer, study_id, instance_id, at, attempts"
+         RETURNING id, kind, node, transfer, study_id, instance_id, detail, at, attempts"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
@@ -218,7 +253,7 @@ pub async fn take_due(tx: &mut WriteTx<'_>, now: i64, limit: i64) -> Result<Vec<
 /// consumer has it.
 pub async fn take_one(tx: &mut WriteTx<'_>, seq: i64) -> Result<Option<Arrival>, Error> {
     let row = sqlx::query(
-        "DELETE FROM arrivals WHERE id = $1 RETURNING id, kind, node, transfer, study_id, instance_id, at, attempts",
+        "DELETE FROM arrivals WHERE id = $1 RETURNING id, kind, node, transfer, study_id, instance_id, detail, at, attempts",
     )
     .bind(seq)
     .fetch_optional(&mut **tx)
@@ -258,6 +293,12 @@ fn arrival_from_row(r: &sqlx::any::AnyRow) -> Result<Arrival, Error> {
             instance_pk: r.get("instance_id"),
         },
         "transfer_ended" => ArrivalKind::TransferEnded,
+        "uid_collision" => {
+            let detail: Option<String> = r.get("detail");
+            let c = serde_json::from_str(detail.as_deref().unwrap_or_default())
+                .map_err(|e| Error::Invalid(format!("a uid_collision arrival without its details: {e}")))?;
+            ArrivalKind::UidCollision(c)
+        }
         other => return Err(Error::Invalid(format!("unknown arrival kind {other:?}"))),
     };
     Ok(Arrival {

@@ -41,6 +41,10 @@ pub enum IngestError {
     TooLarge { limit: u64 },
     #[error("storage failed: {0}")]
     Storage(#[from] Error),
+    // the attribute first: a C-STORE Error Comment keeps only 64 characters; the other
+    // site is not named to the sender
+    #[error("{attribute} is already used by another site ({uid}): refused so that sites' studies are never mixed; the hub's admins are alerted")]
+    UidCollision { attribute: &'static str, uid: String },
 }
 
 impl IngestError {
@@ -54,7 +58,7 @@ impl IngestError {
     pub fn refusal(&self) -> Refusal {
         match self {
             IngestError::TooLarge { .. } | IngestError::Storage(_) => Refusal::OutOfResources,
-            IngestError::Mismatch { .. } => Refusal::DataSetMismatch,
+            IngestError::Mismatch { .. } | IngestError::UidCollision { .. } => Refusal::DataSetMismatch,
             IngestError::NotDicom(_) | IngestError::Attributes(_) => Refusal::CannotUnderstand,
         }
     }
@@ -424,7 +428,37 @@ fn check_announced(a: InstanceAttrs, announced: Option<&Announced>) -> Result<In
     Ok(a)
 }
 
+/// The site (other than `site`) that one of these UIDs already belongs to, if any: which
+/// attribute, and the owner.
+async fn uid_owner(tx: &mut crate::db::WriteTx<'_>, site: SiteId, a: &InstanceAttrs) -> Result<Option<(&'static str, String, SiteId)>, Error> {
+    let checks: [(&'static str, &str, &str); 3] = [
+        ("Study Instance UID", &a.study_uid, "SELECT site_id FROM studies WHERE study_uid = $1 AND site_id <> $2 LIMIT 1"),
+        (
+            "Series Instance UID",
+            &a.series_uid,
+            "SELECT st.site_id FROM series se JOIN studies st ON st.id = se.study_id \
+             WHERE se.series_uid = $1 AND st.site_id <> $2 LIMIT 1",
+        ),
+        ("SOP Instance UID", &a.sop_instance_uid, "SELECT site_id FROM instances WHERE sop_instance_uid = $1 AND site_id <> $2 LIMIT 1"),
+    ];
+    for (attribute, uid, sql) in checks {
+        let owner = sqlx::query(sql)
+            .bind(uid)
+            .bind(site)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(Error::db("look up UID owner"))?;
+        if let Some(row) = owner {
+            return Ok(Some((attribute, uid.to_string(), row.get(0))));
+        }
+    }
+    Ok(None)
+}
+
 /// Index one durable instance in one transaction. Returns (study pk, outcome, version).
+/// An instance whose Study, Series or SOP Instance UID already belongs to another site is
+/// refused (its bytes are removed by the caller), and the refusal is recorded for the
+/// admins: one site must never be able to add images to another site's study.
 #[allow(clippy::too_many_arguments)]
 async fn record(
     storage: &Storage,
@@ -435,11 +469,30 @@ async fn record(
     blob_key: &str,
     size: u64,
     sha256: &str,
-) -> Result<(StudyPk, IngestOutcome, i64), Error> {
+) -> Result<(StudyPk, IngestOutcome, i64), IngestError> {
     let now = now_ms();
     let source = transfer.source.as_str();
     let issuer = a.issuer_of_patient_id.clone().unwrap_or_else(|| site.issuer.clone());
     let mut tx = storage.db.begin_write().await?;
+
+    if let Some((attribute, uid, owner)) = uid_owner(&mut tx, site.id, a).await? {
+        let collision = crate::arrival::UidCollision {
+            attribute: attribute.to_string(),
+            uid: uid.clone(),
+            sop_instance_uid: a.sop_instance_uid.clone(),
+            sender_site: site.id,
+            owner_site: owner,
+            source: source.to_string(),
+        };
+        audit(&mut tx, site.id, &a.sop_instance_uid, "refused_uid_collision", 0, sha256, source, now).await?;
+        crate::arrival::record_collision(&mut tx, transfer, &collision, now).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            site = %site.name, attribute, uid = %uid, owner_site = %owner, sop_instance_uid = %a.sop_instance_uid,
+            "instance refused: its UID already belongs to another site"
+        );
+        return Err(IngestError::UidCollision { attribute, uid });
+    }
 
     // the current version of this SOP instance at this site, if any
     let current = sqlx::query(

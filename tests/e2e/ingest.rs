@@ -1003,3 +1003,89 @@ async fn a_broken_basic_offset_table_is_refused() {
     assert!(ok, "C-ECHO afterwards: {out}");
     hub.stop().await;
 }
+
+/// [`synthetic_sc`] in series `series` (not `{study}.1`).
+fn sc_in_series(study: &str, series: &str, sop: &str) -> Vec<u8> {
+    let d = synthetic_sc(None, b"Collide^Test", "COL1", study, sop);
+    let p = d.windows(4).position(|w| w == [0x20, 0x00, 0x0E, 0x00]).expect("(0020,000E)");
+    let len = usize::from(u16::from_le_bytes([d[p + 6], d[p + 7]]));
+    let mut out = d[..p].to_vec();
+    out.extend(common::elem(0x0020, 0x000E, "UI", series.as_bytes()));
+    out.extend_from_slice(&d[p + 8 + len..]);
+    out
+}
+
+/// One site cannot add images to another site's study: an instance whose Study, Series or
+/// SOP Instance UID already belongs to another site is refused (C-STORE 0xA900 and a STOW
+/// failure, saying which UID), the original study is unchanged, and the admins (only they)
+/// get an alert naming both sites. The owner still adds to its own study.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_sites_uids_are_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    hub.site("Township-B", &["MODB"], None).await;
+    let tech_b = hub.user("tech-b", Role::Technician, Some("Township-B")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let port = hub.dimse_port;
+    let a_study = "1.2.826.0.1.3680043.8.498.78001";
+    let b_study = "1.2.826.0.1.3680043.8.498.78002";
+    let stores: Vec<(&str, String, Vec<u8>)> = vec![
+        ("MODA", format!("{a_study}.1.1"), sc_in_series(a_study, &format!("{a_study}.1"), &format!("{a_study}.1.1"))),
+        // B: A's study UID, A's series UID in B's own study, A's SOP Instance UID in B's study
+        ("MODB", format!("{a_study}.9.1"), sc_in_series(a_study, &format!("{a_study}.9"), &format!("{a_study}.9.1"))),
+        ("MODB", format!("{b_study}.1.1"), sc_in_series(b_study, &format!("{a_study}.1"), &format!("{b_study}.1.1"))),
+        ("MODB", format!("{a_study}.1.1"), sc_in_series(b_study, &format!("{b_study}.2"), &format!("{a_study}.1.1"))),
+        // A adds to its own study
+        ("MODA", format!("{a_study}.1.2"), sc_in_series(a_study, &format!("{a_study}.1"), &format!("{a_study}.1.2"))),
+    ];
+    let results = tokio::task::spawn_blocking(move || {
+        stores
+            .into_iter()
+            .map(|(ae, sop, data)| {
+                let mut a = scu::connect(port, ae, &[(SC, &[EXPLICIT_LE])]).unwrap();
+                let r = a.store(SC, &sop, &data).unwrap();
+                a.release();
+                r
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(results[0].status, 0, "{:?}", results[0]);
+    for (r, what) in results[1..4].iter().zip(["Study Instance UID", "Series Instance UID", "SOP Instance UID"]) {
+        assert_eq!(r.status, 0xA900, "{what}: {r:?}");
+        assert!(r.comment.as_deref().unwrap_or("").starts_with(&format!("{what} is already used by another site")), "{r:?}");
+    }
+    assert_eq!(results[4].status, 0, "the owner adds to its own study: {:?}", results[4]);
+    // by STOW too
+    let sop = format!("{a_study}.8.1");
+    let parts = [("application/dicom", common::part10(SC, &sop, &sc_in_series(a_study, &format!("{a_study}.8"), &sop)))];
+    let (status, v) = stow(&hub, &tech_b, &parts).await;
+    assert_eq!(status, 409, "{v}");
+    let failed = &v["00081198"]["Value"][0];
+    assert_eq!(failed["00081197"]["Value"][0], 0xA900);
+    assert!(failed["00000902"]["Value"][0].as_str().unwrap().starts_with("Study Instance UID is already used"), "{v}");
+    // A's study holds A's two instances, nothing of B's
+    let found = hub.get_json(&admin, &format!("/dicom-web/studies/{a_study}/instances")).await;
+    let sops: Vec<&str> = found.as_array().unwrap().iter().map(|i| i["00080018"]["Value"][0].as_str().unwrap()).collect();
+    assert_eq!(sops.len(), 2, "{sops:?}");
+    assert!(sops.iter().all(|s| s.starts_with(&format!("{a_study}.1."))), "{sops:?}");
+    // the admins are alerted, naming both sites; B's technician is not shown A's name
+    let mut alerts = Value::Null;
+    for _ in 0..100 {
+        alerts = hub.get_json(&admin, "/api/alerts").await;
+        if alerts.as_array().unwrap().iter().filter(|a| a["kind"] == "uid_collision").count() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let collisions: Vec<&Value> = alerts.as_array().unwrap().iter().filter(|a| a["kind"] == "uid_collision").collect();
+    assert_eq!(collisions.len(), 4, "one alert per refused instance: {alerts}");
+    assert!(collisions.iter().all(|a| {
+        let m = a["message"].as_str().unwrap();
+        m.contains("Township-B") && m.contains("Township-A")
+    }), "{alerts}");
+    let theirs = hub.get_json(&tech_b, "/api/alerts").await;
+    assert!(theirs.as_array().unwrap().iter().all(|a| a["kind"] != "uid_collision"), "{theirs}");
+    hub.stop().await;
+}

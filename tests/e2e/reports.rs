@@ -450,6 +450,7 @@ async fn priors_templates_and_turnaround(backend: Backend) {
     assert_eq!(priors.len(), 1, "same site and issuer only: {priors:?}");
     assert_eq!(priors[0]["study_instance_uid"], "1.2.826.0.1.3680043.10.9.701");
     assert_eq!(priors[0]["impression"], "第一次：未见异常。");
+    let prior_report = priors[0]["report_id"].as_i64().unwrap();
     // templates: chest for a chest DX, ECG for ECG
     let t = hub.get_json(&r1, "/api/report-templates?modality=DX&body_part=CHEST").await;
     assert_eq!(t[0]["id"], "chest-pa-normal");
@@ -477,5 +478,40 @@ async fn priors_templates_and_turnaround(backend: Backend) {
     assert_eq!(by_pool[0]["group"], "imaging");
     assert_eq!(hub.get(&admin, "/api/stats/turnaround?from=yesterday&to=2026-01-01").await.status(), 400);
     assert_eq!(hub.get(&r1, &format!("/api/stats/turnaround?from={today}&to={today}")).await.status(), 403);
+    // an ECG of the same patient goes to the ECG pool: its reader does not read the imaging
+    // pool's report through the ECG item's priors (every direct route to it answers 404)
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let ecg_file = {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::tags;
+        let mut obj = dicom_object::open_file(data("pydicom/test_files/waveform_ecg.dcm")).unwrap();
+        let sop = "1.2.826.0.1.3680043.10.9.704.1.1";
+        for (tag, vr, v) in [
+            (tags::PATIENT_ID, VR::LO, "P-PRIOR"),
+            (tags::STUDY_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.10.9.704"),
+            (tags::SERIES_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.10.9.704.1"),
+            (tags::SOP_INSTANCE_UID, VR::UI, sop),
+        ] {
+            obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+        }
+        obj.meta_mut().media_storage_sop_instance_uid = sop.to_string();
+        let path = std::env::temp_dir().join(format!("readhub-prior-ecg-{}.dcm", uuid::Uuid::new_v4()));
+        obj.write_to_file(&path).unwrap();
+        path
+    };
+    let (code, out) = hub.storescu("MODA", &[], &[ecg_file.clone()]).await;
+    assert_eq!(code, 0, "{out}");
+    let _ = std::fs::remove_file(ecg_file);
+    let ecg_item = wait_ready(&hub, &ecg_reader, "1.2.826.0.1.3680043.10.9.704", None).await;
+    let ecg_priors = hub.get_json(&ecg_reader, &format!("/api/worklist/{ecg_item}/priors")).await;
+    assert!(
+        ecg_priors.as_array().unwrap().iter().all(|p| p["impression"].is_null() && p["report_id"].is_null()),
+        "an ECG reader sees no imaging report through priors: {ecg_priors}"
+    );
+    let (report_id, status) = (prior_report, hub.get(&ecg_reader, &format!("/api/reports/{prior_report}")).await.status());
+    assert_eq!(status, 404, "report {report_id}: the direct route agrees");
+    // and the admin sees every prior with its report
+    let all = hub.get_json(&admin, &format!("/api/worklist/{ecg_item}/priors")).await;
+    assert!(all.as_array().unwrap().iter().any(|p| p["impression"] == "第一次：未见异常。"), "{all}");
     hub.stop().await;
 }

@@ -21,6 +21,8 @@ pub enum AlertKind {
     CriticalResult,
     /// a critical result was not acknowledged in time (to the pool's supervisors)
     CriticalUnacknowledged,
+    /// an instance was refused because a UID of it belongs to another site (to the admins)
+    UidCollision,
 }
 
 impl AlertKind {
@@ -31,6 +33,7 @@ impl AlertKind {
             AlertKind::QualityRejection => "quality_rejection",
             AlertKind::CriticalResult => "critical_result",
             AlertKind::CriticalUnacknowledged => "critical_unacknowledged",
+            AlertKind::UidCollision => "uid_collision",
         }
     }
 }

@@ -110,13 +110,31 @@ impl Worklist {
     }
 
     async fn apply(&self, tx: &mut WriteTx<'_>, a: &Arrival) -> Result<(), Error> {
-        match a.kind {
+        match &a.kind {
             ArrivalKind::Instance { instance_pk, .. } => {
-                let facts = facts(tx, instance_pk, self.config.priority_attribute).await?;
+                let facts = facts(tx, *instance_pk, self.config.priority_attribute).await?;
                 self.instance_arrived(tx, &facts, &a.node, &a.transfer).await.map(|_| ())
             }
             ArrivalKind::TransferEnded => self.transfer_ended(tx, &a.transfer).await,
+            ArrivalKind::UidCollision(c) => self.uid_collision(tx, c, a.at).await,
         }
+    }
+
+    /// An instance was refused because a UID of it belongs to another site: a UID collision
+    /// between vendors, or a sender trying to add to a study it does not own. Only the
+    /// admins are told (the alert names both sites; neither site's staff sees the other).
+    async fn uid_collision(&self, tx: &mut WriteTx<'_>, c: &storage::arrival::UidCollision, at: i64) -> Result<(), Error> {
+        let name = |id: SiteId| async move {
+            Ok::<_, Error>(storage::sites::get_site(&self.db, id).await?.map_or_else(|| format!("site {id}"), |s| s.name))
+        };
+        let (sender, owner) = (name(c.sender_site).await?, name(c.owner_site).await?);
+        let message = format!(
+            "{sender} ({}) sent instance {} whose {} {} belongs to {owner}: refused. A UID collision between \
+             vendors, or a sender adding to another site's study; check the sender's configuration. / \
+             {sender} 发送的影像的 UID 属于 {owner}, 已拒收",
+            c.source, c.sop_instance_uid, c.attribute, c.uid
+        );
+        crate::alerts::raise_alert(tx, crate::alerts::AlertKind::UidCollision, None, None, None, &message, at).await
     }
 
     /// At start, before this node receives anything: end the transfers an earlier run of

@@ -68,19 +68,25 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 
 impl Worklist {
     /// The patient's other studies, newest first, with their current final report.
-    pub async fn priors(&self, item_id: ItemId) -> Result<Vec<Prior>, Error> {
+    /// The patient's other studies, with their final reports, as far as `user` may see
+    /// them: the same rule as for the items and reports themselves (a reader of the ECG
+    /// pool does not read the imaging pool's reports through an ECG item's priors).
+    pub async fn priors(&self, item_id: ItemId, user: &crate::User) -> Result<Vec<Prior>, Error> {
         let item = self.item(item_id).await?;
-        let rows = sqlx::query(
+        let (visible, key) = crate::scope::Scope::of(user).sql("st.site_id", "w.pool_id", 2);
+        let sql = format!(
             "SELECT w.id AS item_id, st.study_uid, st.study_date, st.study_description, st.modalities, st.accession_number, \
                r.id AS report_id, r.impression, r.signed_at \
              FROM studies st \
              JOIN studies me ON me.patient_id = st.patient_id AND me.id = $1 \
              LEFT JOIN worklist_items w ON w.study_id = st.id \
              LEFT JOIN reports r ON r.item_id = w.id AND r.status = 'final' \
-             WHERE st.id <> me.id \
-             ORDER BY st.study_date DESC, st.id DESC",
-        )
+             WHERE st.id <> me.id AND {visible} \
+             ORDER BY st.study_date DESC, st.id DESC"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(item.study_pk)
+        .bind(key)
         .fetch_all(self.db.pool())
         .await
         .map_err(Error::db("select priors"))?;

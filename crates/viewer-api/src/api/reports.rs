@@ -174,7 +174,7 @@ pub async fn history(State(st): State<AppState>, caller: Caller, Path(id): Path<
 /// `GET /api/worklist/{id}/priors`: the patient's earlier studies and their reports.
 pub async fn priors(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<Vec<Prior>>> {
     visible_item(&st.worklist, &caller, id).await?;
-    Ok(Json(st.worklist.priors(id).await?))
+    Ok(Json(st.worklist.priors(id, &caller.0).await?))
 }
 
 #[derive(Deserialize)]
