@@ -227,6 +227,9 @@ try {
   const [print] = await Promise.all([page.waitForEvent('popup'), page.click('table.reports a.print')]);
   await print.waitForLoadState();
   if (!(await print.content()).includes(cfg.impression)) throw new Error('the print page lacks the impression');
+  // its inline stylesheet is allowed by the page's Content-Security-Policy (by hash)
+  const align = await print.evaluate(() => getComputedStyle(document.querySelector('h1')).textAlign);
+  if (align !== 'center') throw new Error(`the print page's stylesheet was blocked (h1 text-align: ${align})`);
   await print.screenshot({ path: `${shots}/07-print.png` });
   await print.close();
   // the search: by patient ID, and one that finds nothing

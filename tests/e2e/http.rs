@@ -34,3 +34,30 @@ async fn unfinished_request_headers_are_cut_off() {
     assert!(closed.iter().all(|c| *c), "every unfinished request is cut off within {limit:?}");
     hub.stop().await;
 }
+
+/// Security headers on every response: the web viewer's page and scripts, the API, an
+/// error, DICOMweb, and the print page (whose policy allows its own stylesheet by hash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_headers_on_every_response() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let client = reqwest::Client::new();
+    for (path, auth) in [("/", false), ("/app/app.js", false), ("/api/session", false), ("/api/worklist", false), ("/api/admin/sites", true), ("/dicom-web/studies", true)] {
+        let mut req = client.get(format!("{}{path}", hub.base));
+        if auth {
+            req = req.basic_auth(&admin.0, Some(&admin.1));
+        }
+        let r = req.send().await.unwrap();
+        let h = r.headers();
+        let csp = h.get("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP")).to_str().unwrap();
+        for directive in ["default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'"] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+    hub.stop().await;
+}
