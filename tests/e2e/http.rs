@@ -61,3 +61,54 @@ async fn security_headers_on_every_response() {
     }
     hub.stop().await;
 }
+
+/// A state-changing request that carries the session cookie must come from the hub's own
+/// pages: one another page made (another port of the same host is `same-site`, not
+/// `same-origin`; or an `Origin` that is not the hub's) is refused 403. The same request
+/// from the hub's page, or with a bearer token (no cookie for a browser to attach), passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_from_other_pages_are_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let client = reqwest::Client::new();
+    let r = client.post(format!("{}/api/login", hub.base)).json(&json!({ "username": reader.0, "password": reader.1 })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let token = cookie.split_once('=').unwrap().1.to_string();
+    let own = hub.base.clone();
+    let claim = format!("{}/api/worklist/999999/claim", hub.base);
+    let with = |headers: &[(&str, &str)], bearer: bool| {
+        let mut req = client.post(&claim);
+        req = if bearer { req.bearer_auth(&token) } else { req.header("cookie", &cookie) };
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let other = "http://127.0.0.1:1";
+    let refused = [
+        vec![("sec-fetch-site", "same-site"), ("origin", other)],
+        vec![("sec-fetch-site", "cross-site"), ("origin", "http://evil.example")],
+        vec![("origin", other)],
+    ];
+    for headers in &refused {
+        let r = with(headers, false).await.unwrap();
+        assert_eq!(r.status(), 403, "{headers:?}");
+    }
+    // the hub's own page, a client that is no browser page, a bearer token: not refused as
+    // cross-site (the item does not exist: 404)
+    for (headers, bearer) in [
+        (vec![("sec-fetch-site", "same-origin"), ("origin", own.as_str())], false),
+        (vec![("origin", own.as_str())], false),
+        (vec![], false),
+        (vec![("sec-fetch-site", "cross-site"), ("origin", other)], true),
+    ] {
+        let r = with(&headers, bearer).await.unwrap();
+        assert_eq!(r.status(), 404, "{headers:?} bearer {bearer}");
+    }
+    // reading is not changing: a GET with the cookie from anywhere is answered (CORS keeps
+    // its answer from other pages)
+    let r = client.get(format!("{}/api/worklist", hub.base)).header("cookie", &cookie).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    hub.stop().await;
+}

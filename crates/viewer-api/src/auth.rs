@@ -39,6 +39,22 @@ impl Caller {
     }
 }
 
+/// Whether a request comes from the hub's own pages: what the browser says of it
+/// (`Sec-Fetch-Site`), else its `Origin` against the hub's own (or a configured CORS
+/// origin). A page on another port of the same host is `same-site`, not `same-origin`, and is
+/// refused like any other. A request with neither header did not come from a browser page
+/// (browsers send `Origin` on every cross-origin request that changes state).
+fn same_origin(parts: &Parts, state: &AppState) -> bool {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = header("origin");
+    let allowed_cors = origin.is_some_and(|o| state.config.cors_origins.iter().any(|c| c.trim_end_matches('/') == o));
+    match header("sec-fetch-site") {
+        Some("same-origin" | "none") => true,
+        Some(_) => allowed_cors,
+        None => origin.is_none_or(|o| o == state.public_base(&parts.headers) || allowed_cors),
+    }
+}
+
 pub fn session_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(t) = v.strip_prefix("Bearer ") {
@@ -91,6 +107,13 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller(u));
         }
         let token = session_token(parts).ok_or(ApiError::Unauthorized)?;
+        let by_cookie = !parts.headers.get(axum::http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
+        if by_cookie && !parts.method.is_safe() && !same_origin(parts, state) {
+            // the browser attached the cookie to a request another page made (CSRF)
+            return Err(ApiError::Forbidden(
+                "a request from another site or page was refused: use the hub's own pages / 拒绝来自其他网页的请求".into(),
+            ));
+        }
         match state.worklist.session_user(&token).await? {
             Some(u) => Ok(Caller(u)),
             None => Err(ApiError::Unauthorized),
