@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// Seconds an HTTP request body may stall before the request is ended [default: 30]
     #[arg(long, env = "READHUB_BODY_IDLE_TIMEOUT_SECS")]
     pub body_idle_timeout_secs: Option<u64>,
+    /// Seconds a user name stays locked after 5 failed logins in 15 minutes [default: 900]
+    #[arg(long, env = "READHUB_LOGIN_LOCK_SECS")]
+    pub login_lock_secs: Option<u64>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -234,7 +237,7 @@ impl Cli {
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
                   critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
-                  media_memory_mb, body_idle_timeout_secs);
+                  media_memory_mb, body_idle_timeout_secs, login_lock_secs);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

@@ -77,6 +77,8 @@ pub struct Config {
     pub media_memory_mb: u32,
     /// Seconds an HTTP request body may stall (no bytes) before the request is ended.
     pub body_idle_timeout_secs: u64,
+    /// Seconds a user name stays locked after 5 failed logins within 15 minutes.
+    pub login_lock_secs: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -115,6 +117,7 @@ impl Default for Config {
             association_request_timeout_secs: 10,
             media_memory_mb: 256,
             body_idle_timeout_secs: 30,
+            login_lock_secs: 15 * 60,
             hold_arrivals: false,
         }
     }
@@ -214,6 +217,7 @@ impl Config {
             critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
             hold_arrivals: self.hold_arrivals,
             priority_attribute,
+            login_lock: Duration::from_secs(self.login_lock_secs.max(1)),
             ..Default::default()
         })
     }

@@ -70,7 +70,12 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             continue;
         };
         let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // the peer's address goes with each request (the login throttle counts by it)
+        let client = viewer_api::ClientAddr(peer.ip());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(app.clone(), move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(client);
+            req
+        }));
         let mut drain = drain_rx.clone();
         connections.spawn(async move {
             let _permit = permit;

@@ -112,3 +112,34 @@ async fn requests_from_other_pages_are_refused() {
     assert_eq!(r.status(), 200);
     hub.stop().await;
 }
+
+/// Five wrong passwords for one name lock it: the sixth attempt, even with the right
+/// password, is refused 429 with Retry-After, on the login form and over HTTP Basic alike;
+/// once the lock has passed the right password works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_wrong_passwords_lock_the_name() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.login_lock_secs = 3).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let client = reqwest::Client::new();
+    let login = |password: String| {
+        client.post(format!("{}/api/login", hub.base)).json(&json!({ "username": "rad1", "password": password })).send()
+    };
+    for n in 0..5 {
+        let r = login(format!("wrong-{n}")).await.unwrap();
+        assert_eq!(r.status(), 422, "attempt {n}: a wrong password");
+    }
+    let r = login(reader.1.clone()).await.unwrap();
+    assert_eq!(r.status(), 429, "locked: even the right password is refused");
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+    let basic = client.get(format!("{}/api/worklist", hub.base)).basic_auth("rad1", Some(&reader.1)).send().await.unwrap();
+    assert_eq!(basic.status(), 429, "HTTP Basic obeys the same lock");
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(login(reader.1.clone()).await.unwrap().status(), 200, "the lock has passed");
+    // a success forgets earlier failures: four more wrong ones do not lock
+    for n in 0..4 {
+        assert_eq!(login(format!("again-{n}")).await.unwrap().status(), 422);
+    }
+    assert_eq!(login(reader.1.clone()).await.unwrap().status(), 200);
+    hub.stop().await;
+}

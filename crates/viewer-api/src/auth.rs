@@ -96,11 +96,13 @@ impl FromRequestParts<AppState> for Caller {
             }
             let u = state
                 .worklist
-                .authenticate(user, pass)
+                .authenticate(user, pass, &crate::client_of(&parts.extensions))
                 .await
                 .map_err(|e| match e {
-                    // the database being down is not the caller's fault: 503, not 401
+                    // the database being down is not the caller's fault: 503, not 401;
+                    // a locked name is told so (429), as on the login form
                     worklist::Error::Storage(s) if s.is_unavailable() => ApiError::from(s),
+                    e @ worklist::Error::Locked { .. } => ApiError::from(e),
                     _ => ApiError::Unauthorized,
                 })?;
             state.basic_cache.0.lock().expect("cache lock").insert(key, (u.clone(), Instant::now()));

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// the server lacks something it needs (e.g. a font): the message says what to install
     #[error("{0}")]
     Unavailable(String),
+    /// too many attempts: the message, and seconds until the next may succeed
+    #[error("{0}")]
+    TooManyRequests(String, u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -40,6 +43,7 @@ impl From<worklist::Error> for ApiError {
     fn from(e: worklist::Error) -> Self {
         match e {
             worklist::Error::Storage(s) if s.is_unavailable() => unavailable(&s),
+            e @ worklist::Error::Locked { retry_after } => ApiError::TooManyRequests(e.to_string(), retry_after.as_secs().max(1)),
             worklist::Error::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
             worklist::Error::Conflict(m) => ApiError::Conflict(m),
             worklist::Error::Forbidden(m) => ApiError::Forbidden(m),
@@ -84,6 +88,7 @@ impl IntoResponse for ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &self {
@@ -94,6 +99,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let ApiError::TooManyRequests(_, secs) = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("30"));
         }

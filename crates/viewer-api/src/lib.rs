@@ -19,6 +19,17 @@ use storage::Storage;
 use tower_http::trace::TraceLayer;
 use worklist::Worklist;
 
+/// The address of the client a request came from (set per connection by the server; a
+/// reverse proxy's address when there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The caller's address as text, for the login throttle; "unknown" when the server set none
+/// (tests that call the router directly).
+pub(crate) fn client_of(extensions: &axum::http::Extensions) -> String {
+    extensions.get::<ClientAddr>().map_or_else(|| "unknown".to_string(), |c| c.0.to_string())
+}
+
 /// HTTP settings (a section of readhub's config).
 #[derive(Debug, Clone)]
 pub struct Config {

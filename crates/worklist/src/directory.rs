@@ -302,25 +302,33 @@ impl Worklist {
 
     /// Check a user name and password. The same error for an unknown user and a wrong
     /// password, so names cannot be probed.
-    pub async fn authenticate(&self, username: &str, password: &str) -> Result<User, Error> {
+    ///
+    /// Every attempt passes the login throttle first (`throttle`): `client` is the caller's
+    /// address, by which repeated failures across names are slowed.
+    pub async fn authenticate(&self, username: &str, password: &str, client: &str) -> Result<User, Error> {
+        let username = username.trim();
+        self.before_password_check(username, client).await?;
         let row = sqlx::query(
             "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
              WHERE username = $1 AND disabled = 0",
         )
-        .bind(username.trim())
+        .bind(username)
         .fetch_optional(self.db.pool())
         .await
         .map_err(Error::db("select user"))?;
         let bad = || Error::Forbidden("wrong user name or password / 用户名或密码错误".into());
         let Some(r) = row else {
-            // spend the same time as a real check
+            // spend the same time as a real check, and count it the same
             let _ = check_password(password, DUMMY_HASH.to_string()).await;
+            self.password_failed(username, client).await?;
             return Err(bad());
         };
         let hash: String = r.get("password_hash");
         if !check_password(password, hash).await {
+            self.password_failed(username, client).await?;
             return Err(bad());
         }
+        self.password_succeeded(username).await?;
         user_from_row(&r)
     }
 

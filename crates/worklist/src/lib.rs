@@ -25,6 +25,7 @@ pub mod sla;
 pub mod stats;
 pub mod supervision;
 pub mod templates;
+pub mod throttle;
 mod transition;
 pub mod types;
 
@@ -63,6 +64,8 @@ pub struct Config {
     /// Where the modality's priority flag (STAT / HIGH / ROUTINE …) is read: this attribute
     /// at the top level of the instance, or inside Request Attributes Sequence.
     pub priority_attribute: dicom_core::Tag,
+    /// How long a user name stays locked after too many failed logins (see `throttle`).
+    pub login_lock: Duration,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             critical_ack: Duration::from_secs(15 * 60),
             hold_arrivals: false,
             priority_attribute: dicom_dictionary_std::tags::REQUESTED_PROCEDURE_PRIORITY,
+            login_lock: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -157,6 +161,9 @@ pub enum Error {
     Invalid(String),
     #[error(transparent)]
     Storage(#[from] storage::Error),
+    /// too many failed logins: try again after this long
+    #[error("too many failed logins: this account is locked; try again in {} minutes / 登录失败次数过多, 账户已锁定", retry_after.as_secs().div_ceil(60))]
+    Locked { retry_after: Duration },
 }
 
 impl Error {

@@ -20,8 +20,13 @@ pub struct LoginBody {
     password: String,
 }
 
-pub async fn login(State(st): State<AppState>, Json(body): Json<LoginBody>) -> ApiResult<impl IntoResponse> {
-    let user = st.worklist.authenticate(&body.username, &body.password).await.map_err(|e| match e {
+pub async fn login(
+    State(st): State<AppState>,
+    client: Option<axum::Extension<crate::ClientAddr>>,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<impl IntoResponse> {
+    let client = client.map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
+    let user = st.worklist.authenticate(&body.username, &body.password, &client).await.map_err(|e| match e {
         worklist::Error::Forbidden(m) => ApiError::Unprocessable(m),
         other => other.into(),
     })?;
