@@ -247,6 +247,11 @@ impl InstanceWriter {
         if buf.len() < meta_end {
             return Ok(None);
         }
+        // every element must fit the group the group length declares, with a VR the group
+        // uses, before dicom-object's meta reader (which allocates declared lengths) sees it
+        if crate::header::part10_dataset_offset(&buf[..meta_end]) != Some(meta_end) {
+            return Err(not_dicom("the file meta group is malformed: its elements do not fit its group length (0002,0000)"));
+        }
         let meta = dicom_object::meta::FileMetaTable::from_reader(&buf[128..meta_end])
             .map_err(|e| not_dicom(&format!("unreadable file meta group: {e}")))?;
         let trim = |s: &str| s.trim_end_matches(['\0', ' ']).to_string();

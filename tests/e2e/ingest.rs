@@ -1089,3 +1089,22 @@ async fn another_sites_uids_are_refused() {
     assert!(theirs.as_array().unwrap().iter().all(|a| a["kind"] != "uid_collision"), "{theirs}");
     hub.stop().await;
 }
+
+/// A Part-10 upload whose file meta group lies about its lengths (found by fuzzing: 500
+/// bytes that made dicom-object's meta reader allocate 2.7 GB) is refused with the reason,
+/// before any allocation of what it declares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_file_meta_group_is_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions/waveform/oom-edb1eec935d33749be0f8e472960a4eba4167b2a")).unwrap();
+    let (status, v) = stow(&hub, &tech, &[("application/dicom", file)]).await;
+    assert_eq!(status, 409, "{v}");
+    let failed = &v["00081198"]["Value"][0];
+    assert_eq!(failed["00081197"]["Value"][0], 0xC000);
+    assert!(failed["00000902"]["Value"][0].as_str().unwrap().contains("the file meta group"), "{v}");
+    let (ok, out) = echo(hub.dimse_port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
+    hub.stop().await;
+}

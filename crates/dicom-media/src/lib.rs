@@ -46,7 +46,8 @@ pub fn open_part10(file: &[u8]) -> Result<DefaultDicomObject, MediaError> {
     let Some(data_set) = dicom_walk::part10_dataset_offset(file) else {
         return Err(MediaError::Unreadable("stored object is not a Part-10 file".into()));
     };
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&file[128..])
+    // the meta reader sees only the group the walk checked
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&file[128..data_set])
         .map_err(|e| MediaError::Unreadable(format!("cannot read the stored instance's file meta information: {e}")))?;
     let mut walk = HeaderSniffer::with_max_depth(meta.transfer_syntax(), file.len(), MAX_SEQUENCE_DEPTH_LIMIT)
         .map_err(|e| MediaError::Undecodable(e.to_string()))?;

@@ -186,16 +186,37 @@ pub const MAX_SEQUENCE_DEPTH_LIMIT: usize = 128;
 
 /// Where the data set of a Part-10 file starts (after preamble, `DICM` and the File Meta
 /// group), found by walking the group's explicit VR little-endian element headers.
-/// None when the file is not Part-10 or the group is cut short.
+/// None when the file is not Part-10, the group is cut short or larger than 64 KiB, an
+/// element has a VR the group never uses, or the group length (0002,0000) disagrees with
+/// the elements: dicom-object's meta reader trusts those and was made (by fuzzing) to
+/// allocate 2.7 GB for a 500-byte file.
 pub fn part10_dataset_offset(file: &[u8]) -> Option<usize> {
     if file.len() < 132 || &file[128..132] != b"DICM" {
         return None;
     }
     let mut at = 132usize;
+    let mut group_length: Option<(usize, usize)> = None; // (declared, where it counts from)
+    let end = |at: usize, group_length: Option<(usize, usize)>| match group_length {
+        Some((declared, from)) if at - from != declared => None,
+        _ => Some(at),
+    };
     loop {
-        let head = file.get(at..at + 8)?;
+        if at - 132 > 64 * 1024 {
+            return None;
+        }
+        // the file may end right after the group (a file meta group alone, as ingest checks it)
+        let Some(head) = file.get(at..at + 8) else {
+            return if at == file.len() { end(at, group_length) } else { None };
+        };
         if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
-            return Some(at);
+            return end(at, group_length);
+        }
+        if !matches!(&head[4..6], b"UL" | b"OB" | b"UI" | b"SH" | b"AE" | b"UR" | b"UN" | b"LO" | b"CS" | b"ST") {
+            return None;
+        }
+        if at == 132 && u16::from_le_bytes([head[2], head[3]]) == 0x0000 && &head[4..8] == b"UL\x04\x00" {
+            let v = file.get(at + 8..at + 12)?;
+            group_length = Some((u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize, at + 12));
         }
         let long = matches!(&head[4..6], b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"OD" | b"OL" | b"OV");
         let (len, value_at) = if long {
@@ -803,8 +824,18 @@ mod tests {
         let at = part10_dataset_offset(&file).unwrap();
         let group_len = u32::from_le_bytes(file[140..144].try_into().unwrap()) as usize;
         assert_eq!(at, 144 + group_len);
+        assert_eq!(part10_dataset_offset(&file[..at]), Some(at), "the meta group alone");
         assert_eq!(part10_dataset_offset(&file[..150]), None, "cut inside the meta group");
         assert_eq!(part10_dataset_offset(b"not dicom"), None);
+        // a group length that disagrees with the elements, and a VR the group never uses
+        // (found by fuzzing: dicom-object then allocated 2.7 GB)
+        let mut lying = file.clone();
+        lying[140] = lying[140].wrapping_add(40);
+        assert_eq!(part10_dataset_offset(&lying), None);
+        let mut odd_vr = file.clone();
+        let second = 144 + 4; // (0002,0001) OB's VR
+        odd_vr[second..second + 2].copy_from_slice(b"UY");
+        assert_eq!(part10_dataset_offset(&odd_vr), None);
     }
 
     #[test]

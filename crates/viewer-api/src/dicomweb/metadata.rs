@@ -55,7 +55,8 @@ pub async fn retrieve_bulkdata(
     Path((study, series, sop, tag)): Path<(String, String, String, String)>,
 ) -> ApiResult<Response> {
     let inst = find(&st, &caller, &study, &series, &sop).await?;
-    let parsed = (tag.len() == 8)
+    // ASCII first: slicing at byte 4 of "00\u{FFFD}UID" (8 bytes) would panic
+    let parsed = (tag.len() == 8 && tag.is_ascii())
         .then(|| (u16::from_str_radix(&tag[..4], 16).ok(), u16::from_str_radix(&tag[4..], 16).ok()))
         .and_then(|(g, e)| Some(dicom_core::Tag(g?, e?)))
         .ok_or_else(|| ApiError::BadRequest(format!("{tag:?} is not a tag (8 hex digits, e.g. 7FE00010)")))?;

@@ -123,6 +123,10 @@ impl IncludeField {
             }
             let tag = if item.len() == 8 && item.bytes().all(|b| b.is_ascii_hexdigit()) {
                 item.to_ascii_uppercase()
+            } else if !item.is_ascii() {
+                // found by fuzzing: dicom-dictionary-std's parse_tag slices at byte 4 and
+                // panics inside a multi-byte character ("00\u{FFFD}UID")
+                return Err(ApiError::BadRequest(format!("includefield {item:?} is neither a DICOM keyword nor a tag (ggggeeee)")));
             } else {
                 let t = dicom_dictionary_std::StandardDataDictionary.parse_tag(item).ok_or_else(|| {
                     ApiError::BadRequest(format!("includefield {item:?} is neither a DICOM keyword nor a tag (ggggeeee)"))
