@@ -38,26 +38,37 @@ pub struct Command {
 }
 
 /// Parse a command set (implicit VR little endian, PS3.7 6.3). It comes from any peer that
-/// got an association: walked first, so a command set with sequences nested thousands deep
-/// (a command set never holds any) is refused before dicom-object recurses into it.
+/// got an association, so it is read here as what it must be: a flat list of group 0000
+/// elements, each of defined length within the bytes. No general parser sees it: fuzzing
+/// made dicom-object recurse 2,000 levels into one and, through a value length it reads
+/// differently from a walk, allocate 3.5 GB for 85 bytes.
 pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
-    let mut walk = storage::header::HeaderSniffer::with_max_depth(IMPLICIT_VR_LITTLE_ENDIAN.uid(), bytes.len(), 2)
-        .map_err(|e| e.to_string())?;
-    walk.feed(bytes).and_then(|()| walk.finish()).map_err(|e| format!("unreadable command set: {e}"))?;
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| format!("unreadable command set: {e}"))?;
-    let u16_of = |tag| -> Result<u16, String> {
-        obj.element(tag)
-            .map_err(|_| format!("command set lacks {tag}"))?
-            .to_int::<u16>()
-            .map_err(|e| format!("bad {tag}: {e}"))
+    let mut fields: std::collections::HashMap<u16, &[u8]> = std::collections::HashMap::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let head = rest.get(..8).ok_or("unreadable command set: it ends inside an element header")?;
+        let (group, element) = (u16::from_le_bytes([head[0], head[1]]), u16::from_le_bytes([head[2], head[3]]));
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        if group != 0x0000 {
+            return Err(format!("unreadable command set: element ({group:04X},{element:04X}) is not a command element"));
+        }
+        let value = rest.get(8..8usize.saturating_add(len)).ok_or_else(|| {
+            format!("unreadable command set: element (0000,{element:04X}) declares {len} bytes, more than the command set holds")
+        })?;
+        fields.insert(element, value);
+        rest = &rest[8 + len..];
+    }
+    let u16_of = |tag: dicom_core::Tag| -> Result<u16, String> {
+        match fields.get(&tag.element()) {
+            Some(v) if v.len() == 2 => Ok(u16::from_le_bytes([v[0], v[1]])),
+            Some(v) => Err(format!("bad {tag}: {} bytes, not 2", v.len())),
+            None => Err(format!("command set lacks {tag}")),
+        }
     };
-    let str_of = |tag| -> String {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok())
-            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+    let str_of = |tag: dicom_core::Tag| -> String {
+        fields
+            .get(&tag.element())
+            .map(|v| String::from_utf8_lossy(v).trim_end_matches(['\0', ' ']).to_string())
             .unwrap_or_default()
     };
     Ok(Command {

@@ -234,6 +234,16 @@ const ITEM_DELIM: Tag = Tag(0xFFFE, 0xE00D);
 const SEQ_DELIM: Tag = Tag(0xFFFE, 0xE0DD);
 const CHARSET: Tag = Tag(0x0008, 0x0005);
 
+/// The size of one value of a binary VR (its lengths must be multiples of it).
+fn binary_size(vr: VR) -> Option<u64> {
+    match vr {
+        VR::SV | VR::UV | VR::FD | VR::OD | VR::OV => Some(8),
+        VR::FL | VR::OF | VR::UL | VR::SL | VR::OL | VR::AT => Some(4),
+        VR::US | VR::SS => Some(2),
+        _ => None,
+    }
+}
+
 /// Top-level elements that start the bulk part of a data set; the index needs nothing after.
 fn is_bulk(tag: Tag) -> bool {
     tag.0 >= 0x7FE0
@@ -436,6 +446,16 @@ impl Walker {
                     return;
                 }
                 continue;
+            }
+            // dicom-parser reads a binary value as whole numbers of its size and leaves the
+            // rest unread: a length that is not a multiple of it puts every later element
+            // out of step (found by fuzzing: an SV of 28 bytes, then a "length" of 1.4 GB
+            // that dicom-object allocated). Such a value is not valid DICOM anyway.
+            if let Some(size) = binary_size(vr) {
+                if vlen % size != 0 {
+                    self.fail(start, &format!("element {tag} ({vr:?}) is {vlen} bytes, not a multiple of {size}"));
+                    return;
+                }
             }
             if top_level && tag == CHARSET && self.cut.is_none() {
                 self.charset = Some((start, self.pos + vlen, Vec::new()));
