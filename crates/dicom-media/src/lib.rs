@@ -53,8 +53,10 @@ pub fn open_part10(file: &[u8]) -> Result<DefaultDicomObject, MediaError> {
         .map_err(|e| MediaError::Undecodable(e.to_string()))?;
     let walked = walk.feed(&file[data_set..]).and_then(|()| walk.finish().map(drop));
     match walked {
-        Ok(()) | Err(HeaderError::OffsetTable(_)) => {}
-        Err(e @ HeaderError::TooDeep { .. }) => {
+        Ok(()) => {}
+        // a damaged offset table can declare gigabytes that dicom-object would allocate
+        // (found by fuzzing: 17 GB); like too deep a nesting, it is refused with a reason
+        Err(e @ (HeaderError::TooDeep { .. } | HeaderError::OffsetTable(_))) => {
             return Err(MediaError::Undecodable(format!(
                 "this stored instance cannot be opened safely ({e}); its original bytes can still be retrieved as stored"
             )))
