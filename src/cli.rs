@@ -152,6 +152,12 @@ pub struct ServeArgs {
     /// Seconds a user name stays locked after 5 failed logins in 15 minutes [default: 900]
     #[arg(long, env = "READHUB_LOGIN_LOCK_SECS")]
     pub login_lock_secs: Option<u64>,
+    /// Minutes a login session may go unused before it ends [default: 120]
+    #[arg(long, env = "READHUB_SESSION_IDLE_MINUTES")]
+    pub session_idle_minutes: Option<u64>,
+    /// Hours a login session lasts at most [default: 12]
+    #[arg(long, env = "READHUB_SESSION_MAX_HOURS")]
+    pub session_max_hours: Option<u64>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -237,7 +243,7 @@ impl Cli {
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
                   critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
-                  media_memory_mb, body_idle_timeout_secs, login_lock_secs);
+                  media_memory_mb, body_idle_timeout_secs, login_lock_secs, session_idle_minutes, session_max_hours);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

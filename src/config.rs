@@ -79,6 +79,10 @@ pub struct Config {
     pub body_idle_timeout_secs: u64,
     /// Seconds a user name stays locked after 5 failed logins within 15 minutes.
     pub login_lock_secs: u64,
+    /// Minutes a login session may go unused before it ends.
+    pub session_idle_minutes: u64,
+    /// Hours a login session lasts at most, used or not.
+    pub session_max_hours: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -118,6 +122,8 @@ impl Default for Config {
             media_memory_mb: 256,
             body_idle_timeout_secs: 30,
             login_lock_secs: 15 * 60,
+            session_idle_minutes: 120,
+            session_max_hours: 12,
             hold_arrivals: false,
         }
     }
@@ -218,6 +224,8 @@ impl Config {
             hold_arrivals: self.hold_arrivals,
             priority_attribute,
             login_lock: Duration::from_secs(self.login_lock_secs.max(1)),
+            session_idle: Duration::from_secs(self.session_idle_minutes.max(1) * 60),
+            session_ttl: Duration::from_secs(self.session_max_hours.max(1) * 3600),
             ..Default::default()
         })
     }

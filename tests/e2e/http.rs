@@ -143,3 +143,38 @@ async fn repeated_wrong_passwords_lock_the_name() {
     assert_eq!(login(reader.1.clone()).await.unwrap().status(), 200);
     hub.stop().await;
 }
+
+/// A login session ends after two hours unused, and after twelve hours whatever its use; a
+/// request within the idle time keeps it alive. (Hand-set clock: no waiting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_end_when_idle_and_at_their_end() {
+    let clock = worklist::ManualClock::new(storage::now_ms());
+    let hub = Hub::start_clocked(Backend::Sqlite, clock.clone(), |_| {}).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let client = reqwest::Client::new();
+    let login = || async {
+        let r = client.post(format!("{}/api/login", hub.base)).json(&json!({ "username": reader.0, "password": reader.1 })).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let status = |token: String| {
+        let client = client.clone();
+        let url = format!("{}/api/worklist", hub.base);
+        async move { client.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let token = login().await;
+    // used every 110 minutes: alive for as long as that goes on, up to twelve hours
+    for _ in 0..6 {
+        clock.advance(Duration::from_secs(110 * 60));
+        assert_eq!(status(token.clone()).await, 200);
+    }
+    clock.advance(Duration::from_secs(60 * 60)); // 12 h 0 min since login, used 1 h ago
+    assert_eq!(status(token.clone()).await, 401, "ended at twelve hours");
+    // unused for two hours: ended
+    let token = login().await;
+    clock.advance(Duration::from_secs(119 * 60));
+    assert_eq!(status(token.clone()).await, 200);
+    clock.advance(Duration::from_secs(121 * 60));
+    assert_eq!(status(token.clone()).await, 401, "ended after two hours unused");
+    hub.stop().await;
+}

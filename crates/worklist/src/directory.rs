@@ -351,18 +351,37 @@ impl Worklist {
         Ok(token)
     }
 
-    /// The user behind a session token, if the session is live.
+    /// The user behind a session token, if the session is live: before its absolute end
+    /// (`session_ttl`) and used within `session_idle`. A use marks it seen (at most once a
+    /// minute, so reading does not turn into a write per request).
     pub async fn session_user(&self, token: &str) -> Result<Option<User>, Error> {
+        let now = self.now();
+        let hash = token_hash(token);
         let r = sqlx::query(
-            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id, u.seniority, u.supervisor, u.modalities, u.duty_hours FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
+            "SELECT u.id, u.username, u.display_name, u.role, u.site_id, u.pool_id, u.seniority, u.supervisor, u.modalities, u.duty_hours, \
+               COALESCE(s.last_seen_at, s.created_at) AS seen FROM sessions s \
+             JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND COALESCE(s.last_seen_at, s.created_at) > $3 AND u.disabled = 0",
         )
-        .bind(token_hash(token))
-        .bind(self.now())
+        .bind(&hash)
+        .bind(now)
+        .bind(now - self.config.session_idle.as_millis() as i64)
         .fetch_optional(self.db.pool())
         .await
         .map_err(Error::db("select session"))?;
-        r.map(|r| user_from_row(&r)).transpose()
+        let Some(r) = r else { return Ok(None) };
+        let seen: i64 = r.get("seen");
+        if now - seen > 60_000 {
+            let mut tx = self.db.begin_write().await?;
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
+                .bind(now)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("mark session seen"))?;
+            tx.commit().await?;
+        }
+        user_from_row(&r).map(Some)
     }
 
     pub async fn end_session(&self, token: &str) -> Result<(), Error> {

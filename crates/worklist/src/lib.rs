@@ -47,8 +47,10 @@ pub struct Config {
     /// A study whose sender vanished without ending its association (crash, restart) is
     /// made ready anyway after this long without new instances.
     pub stall_horizon: Duration,
-    /// How long a login session lasts.
+    /// How long a login session lasts at most.
     pub session_ttl: Duration,
+    /// A login session unused this long has ended.
+    pub session_idle: Duration,
     /// A claim is a lease: it returns to the queue unless renewed (or a draft saved)
     /// within this long.
     pub lease: Duration,
@@ -74,6 +76,7 @@ impl Default for Config {
             quiet_period: Duration::from_secs(10),
             stall_horizon: Duration::from_secs(600),
             session_ttl: Duration::from_secs(12 * 3600),
+            session_idle: Duration::from_secs(2 * 3600),
             lease: Duration::from_secs(15 * 60),
             sla_defaults: [Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600), Duration::from_secs(24 * 3600)],
             utc_offset_hours: 8,
