@@ -217,6 +217,10 @@ pub enum UserCommand {
         #[arg(long)]
         duty_hours: Option<String>,
     },
+    /// Disable an account: its sessions end at once, it can no longer sign in
+    Disable { name: String },
+    /// Enable a disabled account again
+    Enable { name: String },
 }
 
 impl Cli {
@@ -330,6 +334,12 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
                 user
             };
             println!("user {} added (id {}, role {}, {})", user.username, user.id, user.role, user.seniority);
+        }
+        Command::User(UserCommand::Disable { name } | UserCommand::Enable { name }) => {
+            let disable = matches!(command, Command::User(UserCommand::Disable { .. }));
+            let user = worklist.user_by_name(name).await?.with_context(|| format!("no user named {name:?}"))?;
+            worklist.set_disabled(&user, disable).await?;
+            println!("user {} {}", user.username, if disable { "disabled; its sessions have ended" } else { "enabled" });
         }
         Command::Pool(PoolCommand::Add { name, kind, consortium }) => {
             let c = consortium.as_deref().unwrap_or(storage::sites::DEFAULT_CONSORTIUM);

@@ -184,3 +184,28 @@ async fn sigterm_closes_the_dicom_port_and_finishes_open_work() {
     hub.until_state(("rad1", "radiologist-pw"), study, "ready", Duration::from_secs(30)).await;
     hub.kill9().await;
 }
+
+/// `readhub user disable` and `enable` act on a running hub's database: a disabled
+/// account cannot sign in, an enabled one can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_disables_and_enables_an_account() {
+    use super::served::{cli, serve};
+    let dir = tempfile::tempdir().unwrap();
+    cli(dir.path(), &["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("radiologist-pw\n"));
+    cli(dir.path(), &["user", "disable", "rad1"], None);
+    let hub = serve(dir.path(), &[]).await;
+    let login = || async {
+        reqwest::Client::new()
+            .post(format!("http://{}/api/login", hub.http))
+            .json(&json!({ "username": "rad1", "password": "radiologist-pw" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(login().await, 422, "disabled");
+    cli(dir.path(), &["user", "enable", "rad1"], None);
+    assert_eq!(login().await, 200, "enabled again");
+    hub.kill9().await;
+}

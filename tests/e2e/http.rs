@@ -178,3 +178,40 @@ async fn sessions_end_when_idle_and_at_their_end() {
     assert_eq!(status(token.clone()).await, 401, "ended after two hours unused");
     hub.stop().await;
 }
+
+/// An admin disables an account: its open session, its bearer token and its cached HTTP
+/// Basic credentials stop working at once, and it cannot sign in; enabled again, it can.
+/// The last admin cannot be disabled. (The CLI: `cli::cli_disables_and_enables_an_account`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_account_is_shut_out_at_once() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let client = reqwest::Client::new();
+    let login = |who: (String, String)| {
+        let client = client.clone();
+        let url = format!("{}/api/login", hub.base);
+        async move { client.post(url).json(&json!({ "username": who.0, "password": who.1 })).send().await.unwrap() }
+    };
+    let r = login(reader.clone()).await;
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let bearer = |t: String| {
+        let client = client.clone();
+        let url = format!("{}/api/worklist", hub.base);
+        async move { client.get(url).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(bearer(token.clone()).await, 200);
+    assert_eq!(hub.get(&reader, "/api/worklist").await.status(), 200, "HTTP Basic, now cached");
+    let put = |name: &str, disabled: bool| {
+        let (client, url, admin) = (client.clone(), format!("{}/api/admin/users/{name}/disabled", hub.base), admin.clone());
+        async move { client.put(url).basic_auth(admin.0, Some(admin.1)).json(&json!({ "disabled": disabled })).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(put("rad1", true).await, 200);
+    assert_eq!(bearer(token.clone()).await, 401, "the open session ended");
+    assert_eq!(hub.get(&reader, "/api/worklist").await.status(), 401, "cached Basic credentials too");
+    assert_eq!(login(reader.clone()).await.status(), 422, "cannot sign in");
+    assert_eq!(put("admin", true).await, 409, "not the last admin");
+    assert_eq!(put("rad1", false).await, 200);
+    assert_eq!(login(reader.clone()).await.status(), 200, "enabled again");
+    hub.stop().await;
+}

@@ -23,6 +23,13 @@ const BASIC_CACHE_TTL: Duration = Duration::from_secs(300);
 #[derive(Default)]
 pub struct BasicCache(Mutex<HashMap<[u8; 32], (User, Instant)>>);
 
+impl BasicCache {
+    /// Forget every cached credential (an account was disabled: it must not ride the cache).
+    pub fn clear(&self) {
+        self.0.lock().expect("cache lock").clear();
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub User);

@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/pools/{pool}", put(api::admin::pool_settings))
         .route("/admin/sites/{name}/webhook", put(api::admin::set_webhook))
         .route("/admin/users/{name}/qualifications", put(api::admin::qualifications))
+        .route("/admin/users/{name}/disabled", put(api::admin::set_disabled))
         .route("/worklist/{id}/report/submit", post(api::reports::submit))
         .route("/worklist/{id}/report/preliminary", put(api::reports::edit_preliminary))
         .route("/worklist/{id}/report/send-back", post(api::reports::send_back))

@@ -292,6 +292,31 @@ impl Worklist {
         Ok(())
     }
 
+    /// Disable or re-enable an account. Disabling ends its sessions and tokens at once;
+    /// the last enabled admin cannot be disabled (nobody could undo it).
+    pub async fn set_disabled(&self, user: &User, disabled: bool) -> Result<(), Error> {
+        if disabled && user.role == Role::Admin && self.count_admins().await? <= 1 {
+            return Err(Error::Conflict("the last admin cannot be disabled / 不能停用最后一个管理员".into()));
+        }
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i32::from(disabled))
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("disable user"))?;
+        if disabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::db("end sessions"))?;
+        }
+        tx.commit().await?;
+        tracing::info!(user = %user.username, disabled, "account disabled or enabled");
+        Ok(())
+    }
+
     pub async fn count_admins(&self) -> Result<i64, Error> {
         Ok(sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0")
             .fetch_one(self.db.pool())

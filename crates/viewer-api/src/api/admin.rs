@@ -248,6 +248,21 @@ pub struct Qualifications {
 }
 
 /// `PUT /api/admin/users/{name}/qualifications {"seniority", "supervisor", "modalities", "duty_hours"}`
+#[derive(Deserialize)]
+pub struct Disabled {
+    disabled: bool,
+}
+
+/// `PUT /api/admin/users/{name}/disabled` `{"disabled": true}`: disable an account (its
+/// sessions and cached credentials end at once) or enable it again.
+pub async fn set_disabled(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Disabled>) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    st.worklist.set_disabled(&user, b.disabled).await?;
+    st.basic_cache.clear();
+    Ok(Json(serde_json::json!({ "username": user.username, "disabled": b.disabled })))
+}
+
 pub async fn qualifications(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Qualifications>) -> ApiResult<Json<worklist::User>> {
     require(&caller, &[Role::Admin])?;
     let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
