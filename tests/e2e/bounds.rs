@@ -469,3 +469,31 @@ async fn a_flood_of_password_checks_has_a_memory_bound() {
     assert_eq!(login(&hub.http).await, 200, "the right password still works");
     hub.kill9().await;
 }
+
+/// What a request names cannot make the hub hold more than the film: an 8192×8192
+/// viewport on a 4×4 film renders 4×4 (the client scales up, the server never does), and a
+/// bulk data tag with a multi-byte character is a 400, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewport_never_enlarges_and_a_bad_tag_is_refused() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let study = "1.2.826.0.1.3680043.8.498.75006";
+    let sop = format!("{study}.1");
+    send_sc(&hub, "MODA", "VP1", study, &sop).await;
+    let path = format!("/dicom-web/studies/{study}/series/{study}.1/instances/{sop}");
+    let r = hub.get(&admin, &format!("{path}/rendered?accept=image/png&viewport=8192,8192")).await;
+    assert_eq!(r.status(), 200);
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (4, 4), "not enlarged");
+    let r = hub.get(&admin, &format!("{path}/rendered?accept=image/png&viewport=2,2")).await;
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (2, 2), "made smaller");
+    let r = hub.get(&admin, &format!("{path}/bulkdata/00%EF%BF%BDUID")).await;
+    assert_eq!(r.status(), 400);
+    let r = hub.get(&admin, &format!("/dicom-web/studies?includefield=00%EF%BF%BDUID")).await;
+    assert_eq!(r.status(), 400);
+    let (ok, out) = echo(hub.dimse_port, "MODA").await;
+    assert!(ok, "C-ECHO afterwards: {out}");
+    hub.stop().await;
+}

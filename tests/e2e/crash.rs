@@ -107,11 +107,6 @@ async fn technician(http: String, round: u32, ledger: Shared, seed: u64) {
     }
 }
 
-/// The data set of a retrieved Part-10 file.
-fn data_set_of(file: &[u8]) -> Vec<u8> {
-    strip_meta(file)
-}
-
 /// Every instance of `study` the hub shows, with its bytes.
 async fn retrieve_study(http: &str, study: &str) -> HashMap<String, Vec<u8>> {
     let client = reqwest::Client::new();
@@ -134,7 +129,7 @@ async fn retrieve_study(http: &str, study: &str) -> HashMap<String, Vec<u8>> {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "a listed instance is retrievable: {sop}");
-        out.insert(sop, data_set_of(&r.bytes().await.unwrap()));
+        out.insert(sop, strip_meta(&r.bytes().await.unwrap()));
     }
     out
 }

@@ -51,7 +51,12 @@ pub fn open_part10(file: &[u8]) -> Result<DefaultDicomObject, MediaError> {
         .map_err(|e| MediaError::Unreadable(format!("cannot read the stored instance's file meta information: {e}")))?;
     let mut walk = HeaderSniffer::with_max_depth(meta.transfer_syntax(), file.len(), MAX_SEQUENCE_DEPTH_LIMIT)
         .map_err(|e| MediaError::Undecodable(e.to_string()))?;
-    let walked = walk.feed(&file[data_set..]).and_then(|()| walk.finish().map(drop));
+    // fed in pieces: the walk keeps only what it has not yet walked over, so opening a
+    // 15 MB film for a frame or a render does not copy it whole once more
+    let walked = file[data_set..]
+        .chunks(64 * 1024)
+        .try_for_each(|piece| walk.feed(piece))
+        .and_then(|()| walk.finish().map(drop));
     match walked {
         Ok(()) => {}
         // a damaged offset table can declare gigabytes that dicom-object would allocate

@@ -74,7 +74,8 @@ impl MediaBudget {
         let file = u64::try_from(inst.size_bytes).unwrap_or(0);
         let pixels = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
         let frame = pixels(inst.rows).saturating_mul(pixels(inst.columns)).saturating_mul(16);
-        let bytes = file.saturating_add(frame.saturating_mul(u64::from(frames)));
+        // the file and dicom-object's parsed copy of it are both held while decoding
+        let bytes = file.saturating_mul(2).saturating_add(frame.saturating_mul(u64::from(frames)));
         u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX)
     }
 

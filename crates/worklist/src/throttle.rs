@@ -60,12 +60,18 @@ impl Worklist {
             .execute(&mut *tx)
             .await
             .map_err(Error::db("insert login failure"))?;
-        // forget what is older than the window (the table stays small)
+        // forget what is older than the window, and locks that have passed: names are the
+        // caller's to invent, so neither table may keep what no longer counts
         sqlx::query("DELETE FROM login_failures WHERE at <= $1")
             .bind(now - WINDOW.as_millis() as i64)
             .execute(&mut *tx)
             .await
             .map_err(Error::db("prune login failures"))?;
+        sqlx::query("DELETE FROM login_locks WHERE until <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("prune login locks"))?;
         let failures: i64 = sqlx::query("SELECT COUNT(*) FROM login_failures WHERE username = $1")
             .bind(username)
             .fetch_one(&mut *tx)
