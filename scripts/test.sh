@@ -12,13 +12,15 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # 1. Debian packages: DCMTK (storescu/echoscu/dcmj2pnm as modalities and oracle), Chromium
 #    (the browser tests), cmake (CharLS, the JPEG-LS codec, builds with it), fonts-noto-cjk
 #    (the ECG paper's Chinese header when rasterised, and the report PDF), poppler-utils
-#    (pdftotext/pdffonts read the report PDF back as an independent reader).
+#    (pdftotext/pdffonts read the report PDF back as an independent reader), openssl (the TLS
+#    tests make a throwaway CA, the hub's certificate and modalities' client certificates).
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian"
   as_root apt-get update -qq

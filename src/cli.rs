@@ -158,6 +158,18 @@ pub struct ServeArgs {
     /// Hours a login session lasts at most [default: 12]
     #[arg(long, env = "READHUB_SESSION_MAX_HOURS")]
     pub session_max_hours: Option<u64>,
+    /// PEM certificate chain: with --tls-key-file, HTTP becomes HTTPS only
+    #[arg(long, env = "READHUB_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate
+    #[arg(long, env = "READHUB_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Second DICOM listener, speaking TLS (e.g. 0.0.0.0:2762) [default: off]
+    #[arg(long, env = "READHUB_DICOM_TLS_ADDR")]
+    pub dicom_tls_addr: Option<String>,
+    /// PEM CA: the DICOM TLS listener requires client certificates signed by it
+    #[arg(long, env = "READHUB_TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -183,6 +195,23 @@ pub enum SiteCommand {
     },
     /// List sites
     List,
+    /// Bind a site to a modality's client certificate: its AE titles are then accepted only
+    /// over DICOM TLS (dicom_tls_addr) with this certificate or another bound one
+    BindCert {
+        site: String,
+        /// The client certificate (PEM)
+        #[arg(long, conflicts_with = "fingerprint", required_unless_present = "fingerprint")]
+        cert: Option<PathBuf>,
+        /// Or its SHA-256 fingerprint (openssl x509 -noout -fingerprint -sha256)
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Unbind a certificate from a site (with none left, plain DICOM is accepted again)
+    UnbindCert {
+        site: String,
+        #[arg(long)]
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +252,17 @@ pub enum UserCommand {
     Enable { name: String },
 }
 
+async fn site_named(db: &storage::Db, name: &str) -> anyhow::Result<storage::Site> {
+    storage::sites::site_by_name(db, name)
+        .await?
+        .with_context(|| format!("no site named {name:?} (readhub site list shows them)"))
+}
+
+fn fingerprint_arg(text: &str) -> anyhow::Result<readhub_tls::Fingerprint> {
+    readhub_tls::Fingerprint::parse(text)
+        .with_context(|| format!("{text:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"))
+}
+
 impl Cli {
     /// Defaults → file → environment/flags (clap already put flags over environment).
     pub fn config(&self) -> anyhow::Result<Config> {
@@ -254,6 +294,10 @@ impl Cli {
             if let Some(n) = &s.node_name {
                 c.node_name = Some(n.clone());
             }
+            macro_rules! over_opt {
+                ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
+            }
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }
@@ -278,14 +322,33 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
         }
         Command::Site(SiteCommand::List) => {
             for s in storage::sites::list_sites(db).await? {
+                let certs = storage::sites::certificates_of(db, s.id).await?;
                 println!(
-                    "{}\t{}\tAE: {}\tcharset fallback: {}",
+                    "{}\t{}\tAE: {}\tcharset fallback: {}\tcertificates: {}",
                     s.id,
                     s.name,
                     s.ae_titles.join(","),
-                    s.charset_fallback.as_deref().unwrap_or("-")
+                    s.charset_fallback.as_deref().unwrap_or("-"),
+                    if certs.is_empty() { "-".to_string() } else { certs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",") }
                 );
             }
+        }
+        Command::Site(SiteCommand::BindCert { site, cert, fingerprint }) => {
+            let site = site_named(db, site).await?;
+            let fp = match (cert, fingerprint) {
+                (Some(path), _) => readhub_tls::fingerprint_of_file(path)?,
+                (None, Some(f)) => fingerprint_arg(f)?,
+                (None, None) => bail!("give --cert FILE or --fingerprint HEX"),
+            };
+            storage::sites::bind_certificate(db, site.id, &fp).await?;
+            println!("site {} bound to certificate {fp}: its AE titles now store over DICOM TLS with it only", site.name);
+        }
+        Command::Site(SiteCommand::UnbindCert { site, fingerprint }) => {
+            let site = site_named(db, site).await?;
+            if !storage::sites::unbind_certificate(db, site.id, &fingerprint_arg(fingerprint)?).await? {
+                bail!("certificate {fingerprint} is not bound to site {}", site.name);
+            }
+            println!("certificate {fingerprint} unbound from site {}", site.name);
         }
         Command::User(UserCommand::Add {
             name,

@@ -83,6 +83,18 @@ pub struct Config {
     pub session_idle_minutes: u64,
     /// Hours a login session lasts at most, used or not.
     pub session_max_hours: u64,
+    /// PEM certificate chain of the hub (from the hospital's CA, or self-signed for a
+    /// trial): with `tls_key_file`, the HTTP listener speaks HTTPS only, and the DICOM TLS
+    /// listener uses it too.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (unencrypted; readable by the hub only).
+    pub tls_key_file: Option<PathBuf>,
+    /// A second DICOM listener speaking TLS (DICOM Basic TLS Secure Transport), e.g.
+    /// `0.0.0.0:2762`; needs `tls_cert_file`. Off when unset.
+    pub dicom_tls_addr: Option<String>,
+    /// PEM CA certificate(s): the DICOM TLS listener then requires a client certificate
+    /// signed by one of them.
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -124,6 +136,10 @@ impl Default for Config {
             login_lock_secs: 15 * 60,
             session_idle_minutes: 120,
             session_max_hours: 12,
+            tls_cert_file: None,
+            tls_key_file: None,
+            dicom_tls_addr: None,
+            tls_client_ca_file: None,
             hold_arrivals: false,
         }
     }
@@ -163,6 +179,27 @@ impl Config {
         }
     }
 
+    /// The TLS files, when TLS is configured; an error when only half of it is.
+    pub fn tls_files(&self) -> anyhow::Result<Option<readhub_tls::Files>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(readhub_tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca_file.clone(),
+            })),
+            (None, None) => {
+                if self.dicom_tls_addr.is_some() {
+                    anyhow::bail!("dicom_tls_addr needs the hub's certificate: set tls_cert_file and tls_key_file (READHUB_TLS_CERT_FILE, READHUB_TLS_KEY_FILE)");
+                }
+                if self.tls_client_ca_file.is_some() {
+                    anyhow::bail!("tls_client_ca_file is for the DICOM TLS listener: set dicom_tls_addr, tls_cert_file and tls_key_file too");
+                }
+                Ok(None)
+            }
+            _ => anyhow::bail!("set both tls_cert_file and tls_key_file (READHUB_TLS_CERT_FILE, READHUB_TLS_KEY_FILE), or neither"),
+        }
+    }
+
     pub fn limits(&self) -> anyhow::Result<storage::Limits> {
         Ok(storage::Limits {
             max_instance_bytes: self.max_instance_mb.saturating_mul(1024 * 1024),
@@ -190,6 +227,7 @@ impl Config {
             cors_origins: self.cors_origins.clone(),
             media_memory_mb: self.media_memory_mb,
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs.max(1)),
+            tls: self.tls_cert_file.is_some() && self.tls_key_file.is_some(),
         }
     }
 

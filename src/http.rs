@@ -5,6 +5,10 @@
 //! enough of them, took every file descriptor of the process, DICOM's too). At most
 //! [`max_connections`] connections are served at once, so HTTP never takes more than half
 //! the process's file descriptors; beyond that a new one is closed at once. On stop the listener closes first, then open connections finish their requests.
+//!
+//! With a TLS configuration the listener speaks HTTPS only: the TLS handshake must finish
+//! within the same header timeout, and a plain HTTP request gets a 400 saying to use
+//! `https://` (as nginx answers one on its TLS port) instead of a dropped connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,8 +18,9 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::rustls::ServerConfig;
 
 /// Request headers must arrive within this long.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,10 +45,21 @@ fn cap_for_limits(limits: &str) -> usize {
     soft.map_or(MAX_CONNECTIONS, |n| (n / 2).clamp(16, MAX_CONNECTIONS))
 }
 
+/// The answer to a plain HTTP request on the HTTPS port.
+fn plain_http_on_tls_port() -> Vec<u8> {
+    let body = "This port speaks HTTPS only: use https:// instead of http://\n此端口仅支持 HTTPS，请使用 https:// 访问\n";
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Serve `app` on `listener` until `stop` resolves, then let open connections finish.
 /// (Bounded from outside: the caller aborts this future when the drain takes too long,
-/// which drops every connection task with it.)
-pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()>) {
+/// which drops every connection task with it.) `tls`: serve HTTPS only.
+pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<ServerConfig>>, stop: impl Future<Output = ()>) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
@@ -77,21 +93,54 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
             req
         }));
         let mut drain = drain_rx.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = drain.changed() => conn.as_mut().graceful_shutdown(),
+            macro_rules! serve_on {
+                ($io:expr) => {{
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new($io), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = drain.changed() => conn.as_mut().graceful_shutdown(),
+                    }
+                    let _ = conn.await;
+                }};
             }
-            let _ = conn.await;
+            match tls {
+                None => serve_on!(stream),
+                Some(acceptor) => match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake(&acceptor, stream)).await {
+                    Ok(Some(tls_stream)) => serve_on!(tls_stream),
+                    Ok(None) => {}
+                    Err(_) => tracing::debug!(http.peer = %peer, "no TLS handshake within the header timeout; closed"),
+                },
+            }
         });
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
     let _ = drain_tx.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// The TLS handshake of a new connection; a plain HTTP request is answered with a 400
+/// naming `https://`. `None`: the connection is done with.
+async fn handshake(acceptor: &tokio_rustls::TlsAcceptor, mut stream: TcpStream) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 1];
+    // a TLS connection starts with a handshake record (content type 22)
+    if stream.peek(&mut first).await.ok()? == 1 && first[0] != 0x16 {
+        let _ = stream.write_all(&plain_http_on_tls_port()).await;
+        let _ = stream.shutdown().await;
+        return None;
+    }
+    match acceptor.accept(stream).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,11 @@ use worklist::Worklist;
 
 pub use config::Config;
 
-/// The two listeners readhub serves on.
+/// The listeners readhub serves on: DICOM, HTTP(S), and DICOM over TLS when configured.
 pub struct Listeners {
     pub dimse: TcpListener,
     pub http: TcpListener,
+    pub dimse_tls: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -32,7 +33,15 @@ impl Listeners {
         let http = TcpListener::bind(&config.http_addr)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (READHUB_HTTP_ADDR)", config.http_addr))?;
-        Ok(Listeners { dimse, http })
+        let dimse_tls = match &config.dicom_tls_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for DICOM TLS on {addr} (READHUB_DICOM_TLS_ADDR)"))?,
+            ),
+        };
+        Ok(Listeners { dimse, http, dimse_tls })
     }
 }
 
@@ -78,6 +87,13 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Arc<dyn worklist::Clock>,
 ) -> anyhow::Result<()> {
+    // the certificate is read before anything else: a wrong path stops the start at once
+    let tls_files = config.tls_files()?;
+    let https = tls_files.as_ref().map(readhub_tls::https).transpose().context("HTTPS cannot start")?;
+    let dicom_tls = match (&tls_files, &listeners.dimse_tls) {
+        (Some(files), Some(_)) => Some(readhub_tls::dicom(files).context("DICOM TLS cannot start")?),
+        _ => None,
+    };
     let (storage, worklist, consortium) = open_with_clock(&config, clock).await?;
     tracing::info!(
         database = %storage::db::redact_url(&config.database_url()?),
@@ -96,7 +112,15 @@ pub async fn run_with_clock(
     }
     let dimse_addr = listeners.dimse.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
-    tracing::info!(dimse.addr = %dimse_addr, dimse.ae_title = %config.ae_title, http.addr = %http_addr, "readhub listening");
+    let dimse_tls_addr = listeners.dimse_tls.as_ref().map(|l| l.local_addr()).transpose()?;
+    let dimse_tls_addr = dimse_tls_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(dimse.addr = %dimse_addr, dimse.tls_addr = %dimse_tls_addr, dimse.ae_title = %config.ae_title,
+        http.addr = %http_addr, http.tls = https.is_some(), "readhub listening");
+    if https.is_none() && !http_addr.ip().is_loopback() {
+        tracing::warn!(http.addr = %http_addr,
+            "HTTP is served without TLS on a non-loopback address: passwords, reports and images cross the network \
+             in clear text. Set tls_cert_file and tls_key_file (README: HTTPS) / HTTP 未加密且对外开放，请配置 TLS 证书");
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -162,14 +186,14 @@ pub async fn run_with_clock(
     });
 
     let gateway = tokio::spawn(dicom_gateway::run(
-        listeners.dimse,
+        dicom_gateway::Listeners { plain: listeners.dimse, tls: listeners.dimse_tls.zip(dicom_tls) },
         storage.clone(),
         config.gateway(consortium),
         dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone() },
         stopped(stop_rx.clone()),
     ));
     let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), config.http()));
-    let mut http = tokio::spawn(http::serve(listeners.http, app, stopped(stop_rx.clone())));
+    let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
     // retrieve on a dead VPN link) must not keep the hub from stopping.
     let stop = stopped(stop_rx.clone());

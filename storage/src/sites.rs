@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use readhub_types::SiteId;
+use readhub_types::{CertFingerprint, SiteId};
 
 use crate::charset::Charset;
 use crate::db::{now_ms, Db};
@@ -250,4 +250,70 @@ pub async fn enroll_ae(db: &Db, ae_title: &str, consortium_id: i64) -> Result<Si
             .await?
             .ok_or_else(|| Error::Invalid(format!("could not enroll AE title {ae}"))),
     }
+}
+
+/// Bind a site to a client certificate (by fingerprint): from now on its AE titles are
+/// accepted only over DICOM TLS with this certificate (or another bound one).
+pub async fn bind_certificate(db: &Db, site: SiteId, fingerprint: &CertFingerprint) -> Result<(), Error> {
+    let mut tx = db.begin_write().await?;
+    let owner: Option<SiteId> = sqlx::query("SELECT site_id FROM site_certificates WHERE fingerprint = $1")
+        .bind(fingerprint)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("select site certificate"))?
+        .map(|r| r.get(0));
+    match owner {
+        Some(s) if s == site => return Ok(()),
+        Some(_) => {
+            return Err(Error::Invalid(format!(
+                "certificate {fingerprint} is already bound to another site; unbind it there first"
+            )))
+        }
+        None => {}
+    }
+    sqlx::query("INSERT INTO site_certificates (fingerprint, site_id, added_at) VALUES ($1, $2, $3)")
+        .bind(fingerprint)
+        .bind(site)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert site certificate"))?;
+    tx.commit().await
+}
+
+/// Unbind a certificate from a site; `false` when it was not bound to it.
+pub async fn unbind_certificate(db: &Db, site: SiteId, fingerprint: &CertFingerprint) -> Result<bool, Error> {
+    let n = sqlx::query("DELETE FROM site_certificates WHERE fingerprint = $1 AND site_id = $2")
+        .bind(fingerprint)
+        .bind(site)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("delete site certificate"))?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// The certificates a site is bound to (empty: any transport, no certificate needed).
+pub async fn certificates_of(db: &Db, site: SiteId) -> Result<Vec<CertFingerprint>, Error> {
+    Ok(sqlx::query("SELECT fingerprint FROM site_certificates WHERE site_id = $1 ORDER BY fingerprint")
+        .bind(site)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select site certificates"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The AE titles of sites bound to certificates (refused on the plain DICOM listener).
+pub async fn certificate_bound_ae_titles(db: &Db) -> Result<std::collections::HashSet<String>, Error> {
+    Ok(sqlx::query(
+        "SELECT a.ae_title FROM site_ae_titles a WHERE EXISTS (SELECT 1 FROM site_certificates c WHERE c.site_id = a.site_id)",
+    )
+    .fetch_all(db.pool())
+    .await
+    .map_err(Error::db("select certificate-bound AE titles"))?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
 }

@@ -41,6 +41,7 @@ mod http;
 mod ingest;
 mod reports;
 mod served;
+mod tls;
 mod web_viewer;
 mod reading;
 

@@ -14,6 +14,8 @@ pub struct Served {
     pub child: tokio::process::Child,
     pub http: String,
     pub dimse_port: u16,
+    /// the DICOM TLS port, when `READHUB_DICOM_TLS_ADDR` was given
+    pub dimse_tls_port: Option<u16>,
 }
 
 /// The readhub CLI on `dir` (site and user set-up).
@@ -47,9 +49,10 @@ pub async fn serve(dir: &Path, env: &[(&str, &str)]) -> Served {
             let http = field(&line, "http.addr=").expect("http.addr logged");
             let dimse = field(&line, "dimse.addr=").expect("dimse.addr logged");
             let dimse_port = dimse.rsplit(':').next().unwrap().parse().unwrap();
+            let dimse_tls_port = field(&line, "dimse.tls_addr=").and_then(|a| a.rsplit(':').next().unwrap().parse().ok());
             // keep draining the log so the hub never blocks on a full pipe
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Served { child, http, dimse_port };
+            return Served { child, http, dimse_port, dimse_tls_port };
         }
     }
     panic!("readhub serve never logged its addresses");

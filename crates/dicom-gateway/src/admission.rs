@@ -36,11 +36,16 @@ pub(crate) struct Admission {
 /// A granted association: its slots are given back when it is dropped.
 pub(crate) struct Admitted {
     _slot: OwnedSemaphorePermit,
+    _share: Option<AeShare>,
+}
+
+/// One of a calling AE title's `max_per_ae` associations; given back when dropped.
+pub(crate) struct AeShare {
     ae: String,
     per_ae: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl Drop for Admitted {
+impl Drop for AeShare {
     fn drop(&mut self) {
         let mut m = self.per_ae.lock().expect("per-AE counts");
         if let Some(n) = m.get_mut(&self.ae) {
@@ -126,24 +131,37 @@ impl Admission {
             reject_local_limit(socket, len).await;
             return Verdict::Refused(format!("{calling}: every association slot is taken: A-ASSOCIATE-RJ (local limit exceeded)"));
         };
-        // counted under the lock, answered after it is released
-        let over = {
-            let mut m = self.per_ae.lock().expect("per-AE counts");
-            let n = m.entry(calling.clone()).or_default();
-            let over = *n >= self.max_per_ae;
-            if !over {
-                *n += 1;
-            }
-            over
-        };
-        if over {
+        let Some(share) = self.share_of(&calling) else {
             reject_local_limit(socket, len).await;
             return Verdict::Refused(format!(
                 "{calling} already has {} associations open: A-ASSOCIATE-RJ (local limit exceeded)",
                 self.max_per_ae
             ));
+        };
+        Verdict::Serve(Admitted { _slot: slot, _share: Some(share) })
+    }
+
+    /// Admission on the TLS listener: the request is inside the TLS stream, so it cannot be
+    /// peeked at. The connection must finish its handshake and request within the request
+    /// timeout (the association layer bounds that) and takes an association slot now; the
+    /// calling AE title's share is taken once the association is up ([`Admission::share_of`]).
+    pub async fn admit_tls(&self, handshake: Handshake) -> Verdict {
+        drop(handshake);
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Verdict::Serve(Admitted { _slot: slot, _share: None }),
+            Err(_) => Verdict::Refused("every association slot is taken: TLS connection closed".into()),
         }
-        Verdict::Serve(Admitted { _slot: slot, ae: calling, per_ae: self.per_ae.clone() })
+    }
+
+    /// One of `calling`'s associations, unless it already holds `max_per_ae`.
+    pub fn share_of(&self, calling: &str) -> Option<AeShare> {
+        let mut m = self.per_ae.lock().expect("per-AE counts");
+        let n = m.entry(calling.to_string()).or_default();
+        if *n >= self.max_per_ae {
+            return None;
+        }
+        *n += 1;
+        Some(AeShare { ae: calling.to_string(), per_ae: self.per_ae.clone() })
     }
 }
 

@@ -1,22 +1,30 @@
 //! One association, from A-ASSOCIATE-RQ to release or abort.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
+use dicom_ul::association::server::AsyncServerAssociation;
 use dicom_ul::{Pdu, ServerAssociationOptions};
+use readhub_tls::rustls::ServerConfig;
 use storage::ingest::{Announced, Refusal};
 use storage::{IngestError, InstanceWriter, Site, Storage, Transfer};
 use tokio::net::TcpStream;
 
+use crate::admission::Admission;
 use crate::dimse::{self, Command, Status};
 use crate::{syntaxes, Config, Handover};
 
-/// Access control: the calling AE title must be registered to a site (or enrollment is open).
+/// Access control: the calling AE title must be registered to a site (or enrollment is
+/// open); on the plain listener, not to a site bound to client certificates.
 #[derive(Debug, Clone)]
 pub struct AeAccess {
     pub known: HashSet<String>,
     pub open_enrollment: bool,
+    /// AE titles of certificate-bound sites, refused here (empty on the TLS listener, where
+    /// the certificate itself is checked once the association is up)
+    pub tls_only: HashSet<String>,
 }
 
 impl AccessControl for AeAccess {
@@ -27,6 +35,14 @@ impl AccessControl for AeAccess {
         _called_ae_title: &str,
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
+        if self.tls_only.contains(calling_ae_title.trim()) {
+            tracing::warn!(
+                dimse.calling_ae = calling_ae_title.trim(),
+                "association rejected: this AE title's site is bound to client certificates and \
+                 sends over DICOM TLS only (dicom_tls_addr)"
+            );
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
         if self.open_enrollment || self.known.contains(calling_ae_title.trim()) {
             Ok(())
         } else {
@@ -57,19 +73,38 @@ enum Rx {
     },
 }
 
+/// How a connection came in.
+pub(crate) enum Link {
+    Plain,
+    /// over DICOM TLS, with the listener's configuration (handshake not yet made)
+    Tls(Arc<ServerConfig>),
+}
+
 pub(crate) async fn serve(
     mut socket: TcpStream,
+    link: Link,
+    admission: &Admission,
     storage: Storage,
     config: &Config,
     handover: &Handover,
 ) {
     // read per association, so a site added with `readhub site add` (or by another
     // process) is known at once
-    let known = match storage::sites::all_ae_titles(&storage.db).await {
-        Ok(aes) => aes,
+    let lookups = async {
+        let known = storage::sites::all_ae_titles(&storage.db).await?;
+        let tls_only = match link {
+            Link::Plain => storage::sites::certificate_bound_ae_titles(&storage.db).await?,
+            Link::Tls(_) => HashSet::new(),
+        };
+        Ok::<_, storage::Error>((known, tls_only))
+    };
+    let (known, tls_only) = match lookups.await {
+        Ok(x) => x,
         Err(e) => {
             tracing::error!(error = %e, "cannot read registered AE titles; association rejected (transient)");
-            crate::admission::reject_congested(&mut socket).await;
+            if let Link::Plain = link {
+                crate::admission::reject_congested(&mut socket).await;
+            }
             return;
         }
     };
@@ -77,6 +112,7 @@ pub(crate) async fn serve(
         .ae_access_control(AeAccess {
             known,
             open_enrollment: config.open_enrollment,
+            tls_only,
         })
         .ae_title(config.ae_title.clone())
         .max_pdu_length(config.max_pdu_length)
@@ -88,13 +124,50 @@ pub(crate) async fn serve(
     for t in syntaxes::TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*t);
     }
-    let mut assoc = match options.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(error = %e, "association not established");
-            return;
+    match link {
+        Link::Plain => match options.establish_async(socket).await {
+            Ok(assoc) => run(assoc, None, storage, config, handover).await,
+            Err(e) => tracing::warn!(error = %e, "association not established"),
+        },
+        Link::Tls(tls) => {
+            // the handshake and the A-ASSOCIATE-RQ within the request timeout, as on the
+            // plain listener (a silent TLS peer must not hold the place for ever)
+            let options = options.tls_config(tls);
+            let mut assoc = match tokio::time::timeout(config.association_request_timeout, options.establish_tls_async(socket)).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => return tracing::warn!(error = %e, "TLS association not established"),
+                Err(_) => return tracing::warn!("no TLS handshake and A-ASSOCIATE-RQ within the request timeout; closed"),
+            };
+            let peer_cert = {
+                let (_, conn) = assoc.inner_stream().get_ref();
+                conn.peer_certificates().and_then(|c| c.first()).map(|c| readhub_tls::fingerprint(c))
+            };
+            let calling = {
+                use dicom_ul::association::Association;
+                assoc.peer_ae_title().trim().to_string()
+            };
+            // this listener's associations count against the calling AE title's share too
+            let Some(_share) = admission.share_of(&calling) else {
+                tracing::warn!(dimse.calling_ae = %calling, "this AE title already holds its share of associations; aborting");
+                let _ = assoc.abort().await;
+                return;
+            };
+            run(assoc, Some(peer_cert), storage, config, handover).await
         }
-    };
+    }
+}
+
+/// Serve an established association until release or abort. `tls`: it came over TLS,
+/// with the client certificate's fingerprint if the peer presented one.
+async fn run<S>(
+    mut assoc: AsyncServerAssociation<S>,
+    tls: Option<Option<readhub_tls::Fingerprint>>,
+    storage: Storage,
+    config: &Config,
+    handover: &Handover,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let calling = {
         use dicom_ul::association::Association;
         assoc.peer_ae_title().trim().to_string()
@@ -108,6 +181,11 @@ pub(crate) async fn serve(
             return;
         }
     };
+    if let Err(why) = certificate_fits(&storage, &site, tls.as_ref()).await {
+        tracing::warn!(site = %site.name, tls = tls.is_some(), "{why}; aborting");
+        let _ = assoc.abort().await;
+        return;
+    }
     let contexts: Vec<(u8, String, String)> = assoc
         .presentation_contexts()
         .iter()
@@ -217,6 +295,23 @@ async fn end_transfer(storage: &Storage, handover: &Handover, transfer: &Transfe
     match storage::arrival::end_transfer(&storage.db, transfer).await {
         Ok(()) => handover.wake.notify_one(),
         Err(e) => tracing::error!(error = %e, "could not record the end of the association's transfer"),
+    }
+}
+
+/// A site bound to client certificates takes associations only over TLS with one of
+/// them: a stolen AE title alone stores nothing.
+async fn certificate_fits(storage: &Storage, site: &Site, tls: Option<&Option<readhub_tls::Fingerprint>>) -> Result<(), String> {
+    let bound = storage::sites::certificates_of(&storage.db, site.id)
+        .await
+        .map_err(|e| format!("cannot read the site's certificates: {e}"))?;
+    if bound.is_empty() {
+        return Ok(());
+    }
+    match tls {
+        None => Err("the site is bound to client certificates: plain DICOM refused".into()),
+        Some(None) => Err("the site is bound to client certificates and the peer presented none".into()),
+        Some(Some(fp)) if bound.contains(fp) => Ok(()),
+        Some(Some(fp)) => Err(format!("client certificate {fp} is not one the site is bound to")),
     }
 }
 

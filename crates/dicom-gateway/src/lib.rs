@@ -24,6 +24,14 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 pub use association::AeAccess;
+pub use readhub_tls::rustls::ServerConfig as TlsConfig;
+
+/// Where the gateway listens: the plain DICOM port, and optionally a DICOM TLS port with
+/// its TLS configuration. Both share one set of association slots.
+pub struct Listeners {
+    pub plain: TcpListener,
+    pub tls: Option<(TcpListener, Arc<TlsConfig>)>,
+}
 
 /// Gateway settings (a section of readhub's config).
 #[derive(Debug, Clone)]
@@ -71,10 +79,10 @@ pub struct Handover {
     pub wake: Arc<Notify>,
 }
 
-/// Accept associations on `listener` until `shutdown` resolves; then wait for the open
+/// Accept associations on the listeners until `shutdown` resolves; then wait for the open
 /// associations to finish their current work.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     storage: Storage,
     config: Config,
     handover: Handover,
@@ -89,17 +97,34 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id: u64 = 0;
     tokio::pin!(shutdown);
+    let Listeners { plain, tls } = listeners;
+    let (tls_listener, tls_config) = match tls {
+        Some((l, c)) => (Some(l), Some(c)),
+        None => (None, None),
+    };
     loop {
-        let (socket, peer) = tokio::select! {
+        let accept_tls = async {
+            match &tls_listener {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (accepted, over_tls) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            a = plain.accept() => (a, false),
+            a = accept_tls => (a, true),
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let link = match (&tls_config, over_tls) {
+            (Some(c), true) => association::Link::Tls(c.clone()),
+            _ => association::Link::Plain,
         };
         next_id += 1;
         let id = next_id;
@@ -109,13 +134,18 @@ pub async fn run(
         let config = config.clone();
         let handover = handover.clone();
         let admission = admission.clone();
-        let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.calling_ae = tracing::field::Empty, dimse.transfer = tracing::field::Empty);
+        let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.tls = over_tls, dimse.calling_ae = tracing::field::Empty, dimse.transfer = tracing::field::Empty);
         tasks.spawn(
             async move {
                 let mut socket = socket;
-                let verdict = admission.admit(&mut socket, handshake).await;
+                let verdict = match link {
+                    association::Link::Plain => admission.admit(&mut socket, handshake).await,
+                    association::Link::Tls(_) => admission.admit_tls(handshake).await,
+                };
                 match verdict {
-                    admission::Verdict::Serve(_admitted) => association::serve(socket, storage, &config, &handover).await,
+                    admission::Verdict::Serve(_admitted) => {
+                        association::serve(socket, link, &admission, storage, &config, &handover).await
+                    }
                     admission::Verdict::Refused(why) => tracing::warn!(%why, "association refused"),
                 }
             }
@@ -126,7 +156,8 @@ pub async fn run(
     }
     // close the port first: a modality trying now is refused at once (and retries later,
     // or elsewhere) instead of connecting to a hub that will never answer it
-    drop(listener);
+    drop(plain);
+    drop(tls_listener);
     tracing::info!("DICOM listener closed; waiting for {} open associations", tasks.len());
     while tasks.join_next().await.is_some() {}
 }

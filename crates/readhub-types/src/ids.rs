@@ -161,6 +161,39 @@ uid!(
     SopInstanceUid
 );
 
+/// A certificate's SHA-256 fingerprint (of its DER bytes), lowercase hex: how
+/// `openssl x509 -fingerprint -sha256` names it, without the colons. A site bound to
+/// certificates accepts DICOM only over TLS from a client presenting one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CertFingerprint(String);
+
+impl CertFingerprint {
+    /// Hex as typed or stored: with or without colons, any case; `None` unless it is 32
+    /// bytes of hex.
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = text.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(CertFingerprint(hex))
+    }
+
+    /// The fingerprint of a digest's 32 bytes.
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        CertFingerprint(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CertFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+sqlx_as!(CertFingerprint, String);
+
 /// Is `uid` acceptable as a DICOM UID: 1-64 characters of digits and dots, no empty
 /// component? (Leading zeros in a component, which PS3.5 9.1 forbids, are tolerated: real
 /// modalities send them.)

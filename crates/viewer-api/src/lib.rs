@@ -43,6 +43,9 @@ pub struct Config {
     pub media_memory_mb: u32,
     /// How long a request body may send nothing before the request is ended.
     pub body_idle_timeout: std::time::Duration,
+    /// Served over HTTPS: the session cookie is `Secure`, responses carry HSTS, and the
+    /// URLs handed out are `https://`.
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             media_memory_mb: 256,
             body_idle_timeout: std::time::Duration::from_secs(30),
+            tls: false,
         }
     }
 }
@@ -87,7 +91,8 @@ impl AppState {
             return u.trim_end_matches('/').to_string();
         }
         let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}")
+        let scheme = if self.config.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
 }
 
@@ -209,9 +214,11 @@ pub fn router(state: AppState) -> Router {
         .nest("/dicom-web", dicomweb);
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
     let idle = state.config.body_idle_timeout;
+    let tls = state.config.tls;
     app.layer(axum::middleware::map_request(move |req: axum::extract::Request| async move { idle_bounded(req, idle) }))
         .layer(axum::middleware::from_fn(quiet_401_for_the_viewer))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(move |resp| strict_transport(resp, tls)))
         .layer(compression())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -268,6 +275,18 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    resp
+}
+
+/// Over HTTPS, browsers are told to use nothing else for this host for a year (HSTS): a
+/// later `http://` link or a hostile network cannot downgrade a reader's session.
+async fn strict_transport(mut resp: axum::response::Response, tls: bool) -> axum::response::Response {
+    if tls {
+        resp.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     resp
 }
 

@@ -32,18 +32,27 @@ pub async fn login(
     })?;
     let token = st.worklist.create_session(user.id).await?;
     tracing::info!(user = %user.username, role = %user.role, "login");
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}", secure(&st));
     Ok((
         AppendHeaders([(SET_COOKIE, cookie)]),
         Json(serde_json::json!({ "token": token, "user": user })),
     ))
 }
 
+/// Over HTTPS the cookie is `Secure`: the browser never sends it over plain HTTP.
+fn secure(st: &AppState) -> &'static str {
+    if st.config.tls {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 pub async fn logout(State(st): State<AppState>, parts: Parts) -> ApiResult<impl IntoResponse> {
     if let Some(t) = session_token(&parts) {
         st.worklist.end_session(&t).await?;
     }
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&st));
     Ok((AppendHeaders([(SET_COOKIE, cookie)]), Json(serde_json::json!({ "ok": true }))))
 }
 
