@@ -306,9 +306,43 @@ impl Cli {
     }
 }
 
-/// Run a non-serve command.
+impl Command {
+    /// What a command changes, for the audit trail (`None`: it only reads).
+    fn audit_action(&self) -> Option<audit::Action> {
+        match self {
+            Command::Site(SiteCommand::List) | Command::Pool(PoolCommand::List) | Command::Serve(_) => None,
+            Command::Site(_) => Some(audit::Action::SiteChange),
+            Command::User(_) => Some(audit::Action::UserChange),
+            Command::Pool(_) => Some(audit::Action::SettingsChange),
+        }
+    }
+}
+
+/// Run a non-serve command; what it changed goes into the audit trail, as the command line
+/// (passwords come on standard input, never in it) and the operating-system user who ran it.
 pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result<()> {
     let (storage, worklist, default_consortium) = crate::open(config).await?;
+    let result = run_admin_command(&storage, &worklist, default_consortium, command).await;
+    if let Some(action) = command.audit_action() {
+        let os_user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
+        let actor = audit::Actor { username: Some(format!("cli:{os_user}")), role: Some("cli".into()), ..Default::default() };
+        let outcome = if result.is_ok() { audit::Outcome::Success } else { audit::Outcome::Failed };
+        let line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let event = audit::Event::new(actor, action, outcome).detail(format!("readhub {line}"));
+        if let Err(e) = audit::record_now(&storage.db, event).await {
+            eprintln!("warning: the audit trail could not record this command: {e}");
+        }
+    }
+    storage.db.close().await;
+    result
+}
+
+async fn run_admin_command(
+    storage: &storage::Storage,
+    worklist: &worklist::Worklist,
+    default_consortium: i64,
+    command: &Command,
+) -> anyhow::Result<()> {
     let db = &storage.db;
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
@@ -430,6 +464,5 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
             println!("pool {} targets updated", p.name);
         }
     }
-    storage.db.close().await;
     Ok(())
 }

@@ -185,14 +185,16 @@ pub async fn run_with_clock(
         }
     });
 
+    // the audit trail's writer: every request and association queues its event here
+    let (audit_log, audit_writer) = audit::AuditLog::start(storage.db.clone());
     let gateway = tokio::spawn(dicom_gateway::run(
         dicom_gateway::Listeners { plain: listeners.dimse, tls: listeners.dimse_tls.zip(dicom_tls) },
         storage.clone(),
         config.gateway(consortium),
-        dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone() },
+        dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone(), audit: audit_log.clone() },
         stopped(stop_rx.clone()),
     ));
-    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), config.http()));
+    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), audit_log.clone(), config.http()));
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
     // retrieve on a dead VPN link) must not keep the hub from stopping.
@@ -210,6 +212,12 @@ pub async fn run_with_clock(
         }
     };
     let _ = gateway.await;
+    // what the last requests and associations did is in the trail before the database closes
+    // (the writer ends once the last handle, held by the router, is gone; the flush covers
+    // a router an aborted connection task still holds)
+    audit_log.flush().await;
+    drop(audit_log);
+    let _ = tokio::time::timeout(Duration::from_secs(5), audit_writer).await;
     // what the last associations stored is applied before the database closes
     let _ = consumer_stop.send(true);
     let _ = consumer.await;

@@ -48,9 +48,11 @@ fn crate_dependencies_point_one_way() {
         ("readhub-tls", &["readhub-types"][..]),
         ("storage", &["readhub-types", "dicom-walk"][..]),
         ("dicom-media", &["readhub-types", "dicom-walk"][..]),
-        ("dicom-gateway", &["storage", "readhub-types", "readhub-tls"][..]),
+        // the audit trail: written by both front doors, stored beside the index
+        ("audit", &["storage"][..]),
+        ("dicom-gateway", &["storage", "readhub-types", "readhub-tls", "audit"][..]),
         ("worklist", &["storage", "readhub-types"][..]),
-        ("viewer-api", &["storage", "worklist", "dicom-media", "readhub-types"][..]),
+        ("viewer-api", &["storage", "worklist", "dicom-media", "readhub-types", "audit"][..]),
         // the fuzz targets reach into every parser; nothing depends on them
         ("fuzz-targets", &["storage", "dicom-gateway", "dicom-media", "viewer-api"][..]),
     ]);

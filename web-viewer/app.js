@@ -23,6 +23,8 @@ const T = {
     sites: '机构', pools: '阅片组', users: '用户', rules: '路由规则', sla: 'SLA 设置', turnaround: '工作量与周转', add: '添加', saveRules: '保存规则',
     name: '名称', aeTitles: 'AE Title', consortium: '医共体', kind: '类型', role: '角色', display: '显示名', arrivedN: '到达', reportedN: '已报告', breachedN: '超时', rejectedN: '退回',
     p50: 'P50 分钟', p90: 'P90 分钟', by: '分组', day: '日期', reader: '医生', pool: '阅片组', statMin: '急诊(分钟)', urgentMin: '加急(分钟)', routineMin: '常规(分钟)',
+    audit: '审计日志', time: '时间', client: '客户端地址', action: '操作', outcome: '结果', study: '检查 UID', detail: '详情', more: '更多',
+    exportCsv: '导出 CSV', exportNdjson: '导出 NDJSON', patientId: '患者 ID', disable: '停用', enable: '启用', disabled: '已停用',
     positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
   en: {
@@ -44,6 +46,8 @@ const T = {
     sites: 'Sites', pools: 'Pools', users: 'Users', rules: 'Routing rules', sla: 'SLA', turnaround: 'Turnaround', add: 'Add', saveRules: 'Save rules',
     name: 'Name', aeTitles: 'AE titles', consortium: 'Consortium', kind: 'Kind', role: 'Role', display: 'Display name', arrivedN: 'Arrived', reportedN: 'Reported', breachedN: 'Breached', rejectedN: 'Returned',
     p50: 'p50 min', p90: 'p90 min', by: 'By', day: 'Day', reader: 'Reader', pool: 'Pool', statMin: 'STAT (min)', urgentMin: 'Urgent (min)', routineMin: 'Routine (min)',
+    audit: 'Audit trail', time: 'Time', client: 'Client', action: 'Action', outcome: 'Outcome', study: 'Study UID', detail: 'Detail', more: 'More',
+    exportCsv: 'Export CSV', exportNdjson: 'Export NDJSON', patientId: 'Patient ID', disable: 'Disable', enable: 'Enable', disabled: 'Disabled',
     positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
 };
@@ -521,7 +525,7 @@ function turnaroundChart(rows) {
 }
 
 async function adminView(tab = 'turnaround') {
-  const tabs = ['turnaround', 'worklist', 'sites', 'pools', 'users', 'rules', 'reports'];
+  const tabs = ['turnaround', 'worklist', 'sites', 'pools', 'users', 'rules', 'audit', 'reports'];
   const screens = { reports: () => reportsView(), worklist: () => worklistView() };
   const nav = h('nav', { class: 'tabs' }, ...tabs.map((k) => h('button', { type: 'button', class: k === tab ? 'on' : '', 'data-tab': k, onclick: () => (screens[k] || (() => adminView(k)))() }, t(k))));
   const note = h('p', { class: 'note', role: 'status' });
@@ -563,6 +567,36 @@ async function adminView(tab = 'turnaround') {
       body.append(table([['username', (u) => u.username], ['display', (u) => u.display_name], ['role', (u) => u.role], ['site', (u) => u.site_id ?? ''], ['pool', (u) => u.pool_id ?? ''], ['modality', (u) => u.modalities.join(',')]], users),
         h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/users', { method: 'POST', body: JSON.stringify({ username: f.username.value, password: f.password.value, role: role.value, display_name: f.display_name.value || null, site: f.site.value || null, pool: f.pool.value || null }) })) },
           ...Object.entries(f).map(([k, el]) => h('label', {}, t(k === 'display_name' ? 'display' : k), el)), h('label', {}, t('role'), role), h('button', { type: 'submit' }, t('add'))));
+    } else if (tab === 'audit') {
+      // who read or changed which patient's data: filters, newest first, paged, exported
+      const f = Object.fromEntries(['user', 'patient_id', 'study'].map((k) => [k, h('input', { name: k, type: 'text' })]));
+      const action = h('select', { name: 'action' }, h('option', { value: '' }, t('all')), ...['login', 'logout', 'query', 'retrieve', 'frames', 'rendered', 'metadata', 'store', 'dicom_store', 'waveform', 'item_view', 'list_view', 'item_change', 'report_view', 'report_print', 'report_pdf', 'report_edit', 'report_sign', 'report_correct', 'critical_flag', 'critical_ack', 'user_change', 'site_change', 'settings_change', 'audit_read', 'other'].map((a) => h('option', { value: a }, a)));
+      const from = h('input', { type: 'date', name: 'from' }), to = h('input', { type: 'date', name: 'to' });
+      const params = () => new URLSearchParams(Object.entries({ user: f.user.value, patient_id: f.patient_id.value, study: f.study.value, action: action.value, from: from.value, to: to.value }).filter(([, v]) => v));
+      const rows = h('tbody');
+      const more = h('button', { type: 'button', hidden: true }, t('more'));
+      const csv = h('a', { class: 'button', download: 'readhub-audit.csv' }, t('exportCsv'));
+      const ndjson = h('a', { class: 'button', download: 'readhub-audit.ndjson' }, t('exportNdjson'));
+      const when = (ms) => new Date(ms).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB');
+      const load = async (before) => {
+        const q = params();
+        if (before) q.set('before', before);
+        const page = await api(`/api/admin/audit?${q}`);
+        if (!before) rows.replaceChildren();
+        for (const e of page.entries) {
+          rows.append(h('tr', { class: e.outcome === 'success' ? '' : 'breached' }, ...[when(e.at), e.username ?? '', e.role ?? '', e.site ?? e.pool ?? '', e.client ?? '', e.action, e.outcome, e.study_uid ?? '', [e.patient_id, e.patient_issuer].filter(Boolean).join(' / '), e.detail].map((v) => h('td', {}, v))));
+        }
+        more.hidden = !page.next_before;
+        more.onclick = () => load(page.next_before).catch((x) => { note.textContent = x.message; });
+        csv.href = `/api/admin/audit/export?format=csv&${params()}`;
+        ndjson.href = `/api/admin/audit/export?format=ndjson&${params()}`;
+      };
+      const head = ['time', 'username', 'role', 'site', 'client', 'action', 'outcome', 'study', 'patient', 'detail'];
+      body.append(h('form', { class: 'search', onsubmit: (e) => { e.preventDefault(); load().catch((x) => { note.textContent = x.message; }); } },
+        h('label', {}, t('username'), f.user), h('label', {}, t('patientId'), f.patient_id), h('label', {}, t('study'), f.study), h('label', {}, t('action'), action),
+        h('label', {}, t('from'), from), h('label', {}, t('to'), to), h('button', { type: 'submit' }, t('search')), csv, ndjson),
+        h('table', { class: 'audit' }, h('thead', {}, h('tr', {}, ...head.map((k) => h('th', {}, t(k))))), rows), more);
+      await load();
     } else if (tab === 'rules') {
       const set = await api('/api/admin/routing-rules');
       const text = h('textarea', { name: 'rules', rows: 18, class: 'code' }, JSON.stringify(set?.rules ?? [], null, 2));

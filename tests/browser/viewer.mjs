@@ -294,6 +294,22 @@ try {
   await page.waitForSelector('table.worklist tr[data-item] >> text=ECG-SYN-75');
   await shot('12-admin-worklist');
   step('the admin sees the turnaround dashboard, the directory and any pool\'s queue');
+  // the audit trail: the reader's sign-off is there, filtered by user and action
+  await page.click('section h2 button');
+  await page.click('nav.tabs button[data-tab=audit]');
+  await page.waitForSelector('table.audit tbody tr');
+  await page.fill('input[name=user]', cfg.reader[0]);
+  await page.selectOption('select[name=action]', 'report_sign');
+  await page.click('form.search button[type=submit]');
+  await page.waitForFunction((user) => {
+    const rows = [...document.querySelectorAll('table.audit tbody tr')];
+    return rows.length > 0 && rows.every((r) => r.cells[1].textContent === user && r.cells[5].textContent === 'report_sign');
+  }, cfg.reader[0], { timeout: 15000 });
+  const csvHref = await page.getAttribute('a[download="readhub-audit.csv"]', 'href');
+  const csv = await page.evaluate(async (href) => (await fetch(href)).text(), csvHref);
+  if (!csv.includes('report_sign') || !csv.includes(cfg.reader[0])) throw new Error(`the audit export lacks the sign-off: ${csv.slice(0, 300)}`);
+  await shot('13-admin-audit');
+  step('the admin finds the reader\'s sign-off in the audit trail and exports it');
 } catch (e) {
   await page.screenshot({ path: `${shots}/failed.png` }).catch(() => {});
   problems.push(String(e.stack || e));

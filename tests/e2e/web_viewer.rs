@@ -74,7 +74,7 @@ async fn browser_reads_films_and_ecgs() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
-    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 11, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 12, "{text}");
     let critical = hub.get_json(&admin, "/api/critical").await;
     assert_eq!(critical[0]["finding"], "右侧气胸，肺压缩约50%", "{critical}");
     assert_eq!(critical[0]["acknowledged_by_name"], "doc-a", "acknowledged in the browser: {critical}");

@@ -88,6 +88,7 @@ pub(crate) async fn serve(
     config: &Config,
     handover: &Handover,
 ) {
+    let peer = socket.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     // read per association, so a site added with `readhub site add` (or by another
     // process) is known at once
     let lookups = async {
@@ -126,8 +127,11 @@ pub(crate) async fn serve(
     }
     match link {
         Link::Plain => match options.establish_async(socket).await {
-            Ok(assoc) => run(assoc, None, storage, config, handover).await,
-            Err(e) => tracing::warn!(error = %e, "association not established"),
+            Ok(assoc) => run(assoc, None, &peer, storage, config, handover).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "association not established");
+                refused(handover, &peer, None, format!("association not established: {e}")).await;
+            }
         },
         Link::Tls(tls) => {
             // the handshake and the A-ASSOCIATE-RQ within the request timeout, as on the
@@ -135,7 +139,10 @@ pub(crate) async fn serve(
             let options = options.tls_config(tls);
             let mut assoc = match tokio::time::timeout(config.association_request_timeout, options.establish_tls_async(socket)).await {
                 Ok(Ok(a)) => a,
-                Ok(Err(e)) => return tracing::warn!(error = %e, "TLS association not established"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "TLS association not established");
+                    return refused(handover, &peer, None, format!("TLS association not established: {e}")).await;
+                }
                 Err(_) => return tracing::warn!("no TLS handshake and A-ASSOCIATE-RQ within the request timeout; closed"),
             };
             let peer_cert = {
@@ -152,7 +159,7 @@ pub(crate) async fn serve(
                 let _ = assoc.abort().await;
                 return;
             };
-            run(assoc, Some(peer_cert), storage, config, handover).await
+            run(assoc, Some(peer_cert), &peer, storage, config, handover).await
         }
     }
 }
@@ -162,6 +169,7 @@ pub(crate) async fn serve(
 async fn run<S>(
     mut assoc: AsyncServerAssociation<S>,
     tls: Option<Option<readhub_tls::Fingerprint>>,
+    peer: &str,
     storage: Storage,
     config: &Config,
     handover: &Handover,
@@ -178,14 +186,15 @@ async fn run<S>(
         None => {
             tracing::warn!("calling AE title has no site; aborting");
             let _ = assoc.abort().await;
-            return;
+            return refused(handover, peer, None, format!("calling AE {calling}: no site")).await;
         }
     };
     if let Err(why) = certificate_fits(&storage, &site, tls.as_ref()).await {
         tracing::warn!(site = %site.name, tls = tls.is_some(), "{why}; aborting");
         let _ = assoc.abort().await;
-        return;
+        return refused(handover, peer, Some(&site.name), format!("calling AE {calling}: {why}")).await;
     }
+    let mut trail = Trail { site: site.name.clone(), calling: calling.clone(), peer: peer.to_string(), tls: tls.is_some(), studies: Vec::new() };
     let contexts: Vec<(u8, String, String)> = assoc
         .presentation_contexts()
         .iter()
@@ -224,6 +233,7 @@ async fn run<S>(
                             }
                             let _ = assoc.abort().await;
                             end_transfer(&storage, handover, &transfer, handed_over).await;
+                            trail.record(handover, stored, failed).await;
                             return;
                         }
                     };
@@ -231,6 +241,9 @@ async fn run<S>(
                     match outcome {
                         Some(Ok(inst)) => {
                             stored += 1;
+                            if !trail.studies.contains(&inst.attrs.study_uid) && trail.studies.len() < 1000 {
+                                trail.studies.push(inst.attrs.study_uid.clone());
+                            }
                             // a byte-identical re-send changes nothing downstream (and has
                             // no arrival); anything else is waiting for the consumer
                             if inst.outcome != storage::IngestOutcome::Duplicate {
@@ -253,6 +266,7 @@ async fn run<S>(
                         tracing::warn!(error = %e, "could not send response; aborting association");
                         let _ = assoc.abort().await;
                         end_transfer(&storage, handover, &transfer, handed_over).await;
+                        trail.record(handover, stored, failed).await;
                         return;
                     }
                 }
@@ -283,6 +297,37 @@ async fn run<S>(
         }
     }
     end_transfer(&storage, handover, &transfer, handed_over).await;
+    trail.record(handover, stored, failed).await;
+}
+
+/// What the audit trail keeps of an association: one row per study it stored into (or
+/// one without a study when it stored nothing).
+struct Trail {
+    site: String,
+    calling: String,
+    peer: String,
+    tls: bool,
+    studies: Vec<String>,
+}
+
+impl Trail {
+    async fn record(&self, handover: &Handover, stored: u32, failed: u32) {
+        let actor = audit::Actor { site_name: Some(self.site.clone()), client: Some(self.peer.clone()), role: Some("modality".into()), ..Default::default() };
+        let outcome = if failed > 0 && stored == 0 { audit::Outcome::Failed } else { audit::Outcome::Success };
+        let transport = if self.tls { "DICOM TLS" } else { "DICOM" };
+        let mut event = audit::Event::new(actor, audit::Action::DicomStore, outcome)
+            .detail(format!("calling AE {} over {transport}: {stored} stored, {failed} failed", self.calling));
+        for s in &self.studies {
+            event = event.subject(audit::Subject::Study(s.clone()));
+        }
+        handover.audit.record(event).await;
+    }
+}
+
+/// An association refused after its request: a security event for the trail.
+async fn refused(handover: &Handover, peer: &str, site: Option<&str>, why: String) {
+    let actor = audit::Actor { site_name: site.map(str::to_string), client: Some(peer.to_string()), role: Some("modality".into()), ..Default::default() };
+    handover.audit.record(audit::Event::new(actor, audit::Action::DicomStore, audit::Outcome::Denied).detail(why)).await;
 }
 
 /// The association has ended: its studies may become ready after the quiet period. If this

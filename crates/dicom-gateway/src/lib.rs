@@ -77,6 +77,8 @@ impl Default for Config {
 pub struct Handover {
     pub transfers: Arc<storage::Transfers>,
     pub wake: Arc<Notify>,
+    /// each association (and each refused one) goes into the audit trail
+    pub audit: audit::AuditLog,
 }
 
 /// Accept associations on the listeners until `shutdown` resolves; then wait for the open

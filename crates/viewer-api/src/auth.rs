@@ -83,6 +83,16 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await;
+        if let (Ok(c), Some(slot)) = (&caller, crate::trail::slot(&parts.extensions)) {
+            slot.user(&c.0);
+        }
+        caller
+    }
+}
+
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    {
         let auth = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -95,6 +105,10 @@ impl FromRequestParts<AppState> for Caller {
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or(ApiError::Unauthorized)?;
             let (user, pass) = decoded.split_once(':').ok_or(ApiError::Unauthorized)?;
+            if let Some(slot) = crate::trail::slot(&parts.extensions) {
+                // replaced by the user once the password is right
+                slot.attempted(user);
+            }
             let key: [u8; 32] = Sha256::digest(decoded.as_bytes()).into();
             if let Some((u, at)) = state.basic_cache.0.lock().expect("cache lock").get(&key) {
                 if at.elapsed() < BASIC_CACHE_TTL {

@@ -9,6 +9,7 @@ mod dicomweb;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod error;
+pub mod trail;
 mod ui;
 
 use std::sync::Arc;
@@ -71,11 +72,14 @@ pub struct AppState {
     pub transfers: Arc<storage::Transfers>,
     /// what decoding may hold in memory at once (see `budget`)
     pub media_budget: budget::MediaBudget,
+    /// who read or changed which patient's data (see `trail`)
+    pub audit: audit::AuditLog,
 }
 
 impl AppState {
-    pub fn new(storage: Storage, worklist: Worklist, transfers: Arc<storage::Transfers>, config: Config) -> Self {
+    pub fn new(storage: Storage, worklist: Worklist, transfers: Arc<storage::Transfers>, audit: audit::AuditLog, config: Config) -> Self {
         AppState {
+            audit,
             storage,
             worklist,
             media_budget: budget::MediaBudget::new(config.media_memory_mb),
@@ -162,6 +166,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/sites/{name}/webhook", put(api::admin::set_webhook))
         .route("/admin/users/{name}/qualifications", put(api::admin::qualifications))
         .route("/admin/users/{name}/disabled", put(api::admin::set_disabled))
+        .route("/admin/audit", get(api::audit::audit_trail))
+        .route("/admin/audit/export", get(api::audit::export))
         .route("/worklist/{id}/report/submit", post(api::reports::submit))
         .route("/worklist/{id}/report/preliminary", put(api::reports::edit_preliminary))
         .route("/worklist/{id}/report/send-back", post(api::reports::send_back))
@@ -211,7 +217,9 @@ pub fn router(state: AppState) -> Router {
         .route("/app/{file}", get(ui::asset))
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .nest("/api", api)
-        .nest("/dicom-web", dicomweb);
+        .nest("/dicom-web", dicomweb)
+        // after routing, so the trail knows the route (and the viewer's files stay out of it)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), trail::record));
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
     let idle = state.config.body_idle_timeout;
     let tls = state.config.tls;

@@ -3,6 +3,7 @@
 //! may do is checked with `auth::require`.
 
 pub mod admin;
+pub mod audit;
 pub mod critical;
 pub mod pdf;
 pub mod print;

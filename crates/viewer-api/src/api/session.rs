@@ -23,14 +23,21 @@ pub struct LoginBody {
 pub async fn login(
     State(st): State<AppState>,
     client: Option<axum::Extension<crate::ClientAddr>>,
+    slot: Option<axum::Extension<crate::trail::AuditSlot>>,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let client = client.map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
+    if let Some(s) = &slot {
+        s.attempted(&body.username);
+    }
     let user = st.worklist.authenticate(&body.username, &body.password, &client).await.map_err(|e| match e {
         worklist::Error::Forbidden(m) => ApiError::Unprocessable(m),
         other => other.into(),
     })?;
     let token = st.worklist.create_session(user.id).await?;
+    if let Some(s) = &slot {
+        s.user(&user);
+    }
     tracing::info!(user = %user.username, role = %user.role, "login");
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}", secure(&st));
     Ok((
@@ -50,6 +57,9 @@ fn secure(st: &AppState) -> &'static str {
 
 pub async fn logout(State(st): State<AppState>, parts: Parts) -> ApiResult<impl IntoResponse> {
     if let Some(t) = session_token(&parts) {
+        if let (Ok(Some(u)), Some(slot)) = (st.worklist.session_user(&t).await, crate::trail::slot(&parts.extensions)) {
+            slot.user(&u);
+        }
         st.worklist.end_session(&t).await?;
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&st));

@@ -27,6 +27,8 @@ use dicom_dictionary_std::tags;
 use storage::StoredInstance;
 
 use super::key;
+use crate::trail::AuditSlot;
+use axum::Extension;
 use storage::ingest::Refusal;
 use worklist::{Role, Scope};
 
@@ -36,8 +38,15 @@ pub struct StowQuery {
     site: Option<String>,
 }
 
-pub async fn store(st: State<AppState>, caller: Caller, q: Query<StowQuery>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    stow(st, caller, q, headers, None, body).await
+pub async fn store(
+    st: State<AppState>,
+    caller: Caller,
+    q: Query<StowQuery>,
+    headers: HeaderMap,
+    slot: Option<Extension<AuditSlot>>,
+    body: Body,
+) -> ApiResult<Response> {
+    stow(st, caller, q, headers, slot.map(|s| s.0), None, body).await
 }
 
 pub async fn store_in_study(
@@ -45,13 +54,14 @@ pub async fn store_in_study(
     caller: Caller,
     q: Query<StowQuery>,
     headers: HeaderMap,
+    slot: Option<Extension<AuditSlot>>,
     Path(study): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
     if !storage::attrs::is_valid_uid(&study) {
         return Err(ApiError::BadRequest(format!("StudyInstanceUID {study:?} is not a valid UID")));
     }
-    stow(st, caller, q, headers, Some(study), body).await
+    stow(st, caller, q, headers, slot.map(|s| s.0), Some(study), body).await
 }
 
 /// The boundary of a `multipart/related` body whose parts are DICOM files.
@@ -98,6 +108,7 @@ async fn stow(
     caller: Caller,
     Query(q): Query<StowQuery>,
     headers: HeaderMap,
+    slot: Option<AuditSlot>,
     study: Option<String>,
     body: Body,
 ) -> ApiResult<Response> {
@@ -212,6 +223,12 @@ async fn stow(
         (true, _) => StatusCode::CONFLICT,
     };
     tracing::info!(stored = referenced.len(), failed = failed.len(), site = %site.name, "STOW-RS");
+    if let Some(slot) = slot {
+        for uid in &study_uids {
+            slot.subject(audit::Subject::Study(uid.clone()));
+        }
+        slot.detail(format!("site {}: {} stored, {} failed", site.name, referenced.len(), failed.len()));
+    }
     let mut resp = (status, serde_json::to_vec(&Value::Object(out)).unwrap_or_default()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
     Ok(resp)
