@@ -206,6 +206,10 @@ pub enum SiteCommand {
         #[arg(long)]
         fingerprint: Option<String>,
     },
+    /// Rename a site (its patients' Issuer of Patient ID stays the same)
+    Rename { site: String, new_name: String },
+    /// Remove a calling AE title from a site: refused from the next association on
+    RemoveAe { site: String, ae: String },
     /// Unbind a certificate from a site (with none left, plain DICOM is accepted again)
     UnbindCert {
         site: String,
@@ -248,8 +252,21 @@ pub enum UserCommand {
     },
     /// Disable an account: its sessions end at once, it can no longer sign in
     Disable { name: String },
+    /// Reset a user's password (read from standard input); their sessions and tokens end
+    Password {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Enable a disabled account again
     Enable { name: String },
+}
+
+/// A password from standard input (one line; the newline is not part of it).
+fn read_password() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
+    Ok(password.trim_end_matches(['\n', '\r']).to_string())
 }
 
 async fn site_named(db: &storage::Db, name: &str) -> anyhow::Result<storage::Site> {
@@ -377,6 +394,18 @@ async fn run_admin_command(
             storage::sites::bind_certificate(db, site.id, &fp).await?;
             println!("site {} bound to certificate {fp}: its AE titles now store over DICOM TLS with it only", site.name);
         }
+        Command::Site(SiteCommand::Rename { site, new_name }) => {
+            let s = site_named(db, site).await?;
+            let renamed = storage::sites::rename_site(db, s.id, new_name).await?;
+            println!("site {} renamed to {} (issuer of its patients stays {})", s.name, renamed.name, renamed.issuer);
+        }
+        Command::Site(SiteCommand::RemoveAe { site, ae }) => {
+            let s = site_named(db, site).await?;
+            if !storage::sites::remove_ae_title(db, s.id, ae).await? {
+                bail!("site {} has no AE title {ae:?} (readhub site list shows them)", s.name);
+            }
+            println!("AE title {ae} removed from site {}: its associations are refused from now on", s.name);
+        }
         Command::Site(SiteCommand::UnbindCert { site, fingerprint }) => {
             let site = site_named(db, site).await?;
             if !storage::sites::unbind_certificate(db, site.id, &fingerprint_arg(fingerprint)?).await? {
@@ -399,9 +428,8 @@ async fn run_admin_command(
             if !password_stdin {
                 bail!("give --password-stdin and the password on standard input");
             }
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
+            let password = read_password()?;
+            let password = password.as_str();
             let role = worklist::Role::try_from(role.as_str())?;
             let site_id = match site {
                 Some(s) => Some(
@@ -431,6 +459,11 @@ async fn run_admin_command(
                 user
             };
             println!("user {} added (id {}, role {}, {})", user.username, user.id, user.role, user.seniority);
+        }
+        Command::User(UserCommand::Password { name, password_stdin: _ }) => {
+            let user = worklist.user_by_name(name).await?.with_context(|| format!("no user named {name:?}"))?;
+            worklist.set_password(&user, &read_password()?, None).await?;
+            println!("password of {} reset; its sessions have ended", user.username);
         }
         Command::User(UserCommand::Disable { name } | UserCommand::Enable { name }) => {
             let disable = matches!(command, Command::User(UserCommand::Disable { .. }));

@@ -24,6 +24,8 @@ const T = {
     name: '名称', aeTitles: 'AE Title', consortium: '医共体', kind: '类型', role: '角色', display: '显示名', arrivedN: '到达', reportedN: '已报告', breachedN: '超时', rejectedN: '退回',
     p50: 'P50 分钟', p90: 'P90 分钟', by: '分组', day: '日期', reader: '医生', pool: '阅片组', statMin: '急诊(分钟)', urgentMin: '加急(分钟)', routineMin: '常规(分钟)',
     audit: '审计日志', time: '时间', client: '客户端地址', action: '操作', outcome: '结果', study: '检查 UID', detail: '详情', more: '更多',
+    changePassword: '修改密码', oldPassword: '当前密码', newPassword: '新密码', passwordChanged: '密码已修改，其他登录已退出',
+    resetPassword: '重置密码', rename: '改名', remove: '移除', actions: '操作',
     exportCsv: '导出 CSV', exportNdjson: '导出 NDJSON', patientId: '患者 ID', disable: '停用', enable: '启用', disabled: '已停用',
     positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
@@ -47,6 +49,8 @@ const T = {
     name: 'Name', aeTitles: 'AE titles', consortium: 'Consortium', kind: 'Kind', role: 'Role', display: 'Display name', arrivedN: 'Arrived', reportedN: 'Reported', breachedN: 'Breached', rejectedN: 'Returned',
     p50: 'p50 min', p90: 'p90 min', by: 'By', day: 'Day', reader: 'Reader', pool: 'Pool', statMin: 'STAT (min)', urgentMin: 'Urgent (min)', routineMin: 'Routine (min)',
     audit: 'Audit trail', time: 'Time', client: 'Client', action: 'Action', outcome: 'Outcome', study: 'Study UID', detail: 'Detail', more: 'More',
+    changePassword: 'Change password', oldPassword: 'Current password', newPassword: 'New password', passwordChanged: 'Password changed; other sessions signed out',
+    resetPassword: 'Reset password', rename: 'Rename', remove: 'Remove', actions: 'Actions',
     exportCsv: 'Export CSV', exportNdjson: 'Export NDJSON', patientId: 'Patient ID', disable: 'Disable', enable: 'Enable', disabled: 'Disabled',
     positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
@@ -125,6 +129,25 @@ function loginView(message) {
   h('button', { type: 'submit' }, t('login')), err);
   show(form);
   user.focus();
+}
+
+/** A user changes their own password (the current one is asked for). */
+function passwordView() {
+  const old = h('input', { name: 'old_password', type: 'password', autocomplete: 'current-password', required: true });
+  const pw = h('input', { name: 'new_password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
+  const msg = h('p', { class: 'note', role: 'status' });
+  show(h('form', { class: 'login', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await api('/api/me/password', { method: 'POST', body: JSON.stringify({ old_password: old.value, new_password: pw.value }) });
+      old.value = ''; pw.value = '';
+      msg.textContent = t('passwordChanged');
+    } catch (x) {
+      msg.textContent = x.message;
+    }
+  } }, h('h1', {}, t('changePassword')), h('label', {}, t('oldPassword'), old), h('label', {}, t('newPassword'), pw),
+  h('button', { type: 'submit' }, t('changePassword')), msg, h('button', { type: 'button', onclick: () => boot() }, t('back'))));
+  old.focus();
 }
 
 // ---- reader: worklist ------------------------------------------------------------------
@@ -548,7 +571,14 @@ async function adminView(tab = 'turnaround') {
     } else if (tab === 'sites') {
       const sites = await api('/api/admin/sites');
       const name = h('input', { name: 'name', required: true }), aes = h('input', { name: 'ae_titles', placeholder: 'AE1,AE2' }), cons = h('input', { name: 'consortium' });
-      body.append(table([['name', (s) => s.name], ['aeTitles', (s) => s.ae_titles.join(', ')], ['consortium', (s) => s.consortium_id]], sites),
+      const site = (s) => encodeURIComponent(s.name);
+      const aeCell = (s) => h('span', {}, ...s.ae_titles.map((ae) => h('span', { class: 'ae' }, ae, ' ',
+        h('button', { type: 'button', class: 'remove-ae', 'data-ae': ae, title: t('remove'), onclick: guard(() => api(`/api/admin/sites/${site(s)}/ae-titles/${encodeURIComponent(ae)}`, { method: 'DELETE' })) }, '✕'), ' ')));
+      const renameButton = (s) => h('button', { type: 'button', class: 'rename', onclick: guard(async () => {
+        const name = prompt(t('rename'), s.name);
+        if (name && name !== s.name) await api(`/api/admin/sites/${site(s)}/name`, { method: 'PUT', body: JSON.stringify({ name }) });
+      }) }, t('rename'));
+      body.append(table([['name', (s) => s.name], ['aeTitles', aeCell], ['consortium', (s) => s.consortium_id], ['actions', renameButton]], sites),
         h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/sites', { method: 'POST', body: JSON.stringify({ name: name.value, ae_titles: aes.value.split(',').map((x) => x.trim()).filter(Boolean), consortium: cons.value || null }) })) },
           h('label', {}, t('name'), name), h('label', {}, t('aeTitles'), aes), h('label', {}, t('consortium'), cons), h('button', { type: 'submit' }, t('add'))));
     } else if (tab === 'pools') {
@@ -564,7 +594,14 @@ async function adminView(tab = 'turnaround') {
       const users = await api('/api/admin/users');
       const f = Object.fromEntries(['username', 'password', 'display_name', 'site', 'pool'].map((k) => [k, h('input', { name: k, type: k === 'password' ? 'password' : 'text' })]));
       const role = h('select', { name: 'role' }, ...['reader', 'referrer', 'technician', 'admin'].map((r) => h('option', { value: r }, r)));
-      body.append(table([['username', (u) => u.username], ['display', (u) => u.display_name], ['role', (u) => u.role], ['site', (u) => u.site_id ?? ''], ['pool', (u) => u.pool_id ?? ''], ['modality', (u) => u.modalities.join(',')]], users),
+      const who = (u) => encodeURIComponent(u.username);
+      const userActions = (u) => h('span', { class: 'buttons' },
+        h('button', { type: 'button', class: u.disabled ? 'enable' : 'disable', onclick: guard(() => api(`/api/admin/users/${who(u)}/disabled`, { method: 'PUT', body: JSON.stringify({ disabled: !u.disabled }) })) }, u.disabled ? t('enable') : t('disable')),
+        h('button', { type: 'button', class: 'reset-password', onclick: guard(async () => {
+          const password = prompt(`${t('resetPassword')}: ${u.username}`);
+          if (password) await api(`/api/admin/users/${who(u)}/password`, { method: 'PUT', body: JSON.stringify({ password }) });
+        }) }, t('resetPassword')));
+      body.append(table([['username', (u) => u.username], ['display', (u) => u.display_name], ['role', (u) => u.role], ['site', (u) => u.site_id ?? ''], ['pool', (u) => u.pool_id ?? ''], ['modality', (u) => u.modalities.join(',')], ['state', (u) => (u.disabled ? t('disabled') : '')], ['actions', userActions]], users),
         h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/users', { method: 'POST', body: JSON.stringify({ username: f.username.value, password: f.password.value, role: role.value, display_name: f.display_name.value || null, site: f.site.value || null, pool: f.pool.value || null }) })) },
           ...Object.entries(f).map(([k, el]) => h('label', {}, t(k === 'display_name' ? 'display' : k), el)), h('label', {}, t('role'), role), h('button', { type: 'submit' }, t('add'))));
     } else if (tab === 'audit') {
@@ -620,12 +657,16 @@ async function boot() {
   }
   if (!me) {
     logout.hidden = true;
+    document.getElementById('password').hidden = true;
     document.getElementById('who').textContent = '';
     return loginView();
   }
   document.getElementById('who').textContent = `${me.display_name} · ${me.role}`;
   logout.hidden = false;
   logout.textContent = t('logout');
+  const password = document.getElementById('password');
+  password.hidden = false;
+  password.textContent = t('changePassword');
   if (me.role === 'reader') return worklistView();
   if (me.role === 'referrer') return reportsView();
   if (me.role === 'technician') return siteStudiesView();
@@ -637,6 +678,7 @@ document.getElementById('lang').addEventListener('click', () => {
   localStorage.setItem('readhub.lang', lang);
   boot();
 });
+document.getElementById('password').addEventListener('click', () => passwordView());
 document.getElementById('logout').addEventListener('click', async () => {
   await api('/api/logout', { method: 'POST' }).catch(() => {});
   boot();

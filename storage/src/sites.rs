@@ -317,3 +317,45 @@ pub async fn certificate_bound_ae_titles(db: &Db) -> Result<std::collections::Ha
     .map(|r| r.get(0))
     .collect())
 }
+
+/// Rename a site. Its Issuer of Patient ID stays what it was (`READHUB:<old name>` for a
+/// site created under that name): patients are keyed by it, and renaming must not split a
+/// patient's studies in two.
+pub async fn rename_site(db: &Db, site: SiteId, new_name: &str) -> Result<Site, Error> {
+    let name = new_name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(Error::Invalid("a site name is 1-128 characters, no control characters".into()));
+    }
+    let mut tx = db.begin_write().await?;
+    let taken = sqlx::query("SELECT id FROM sites WHERE name = $1 AND id <> $2")
+        .bind(name)
+        .bind(site)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("select site name"))?
+        .is_some();
+    if taken {
+        return Err(Error::Invalid(format!("a site named {name:?} already exists")));
+    }
+    sqlx::query("UPDATE sites SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(site)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("rename site"))?;
+    tx.commit().await?;
+    get_site(db, site).await?.ok_or_else(|| Error::Invalid("the site is gone".into()))
+}
+
+/// Remove a calling AE title from a site (a modality retired, or its title leaked): from
+/// the next association on it is refused. `false` when the site had no such title.
+pub async fn remove_ae_title(db: &Db, site: SiteId, ae_title: &str) -> Result<bool, Error> {
+    let n = sqlx::query("DELETE FROM site_ae_titles WHERE ae_title = $1 AND site_id = $2")
+        .bind(ae_title.trim())
+        .bind(site)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("remove AE title"))?
+        .rows_affected();
+    Ok(n > 0)
+}

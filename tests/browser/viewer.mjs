@@ -25,7 +25,7 @@ const browser = await chromium.launch({
 });
 const problems = [];
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[49]/.test(m.text())) problems.push(`console: ${m.text()}`); });
+page.on('console', (m) => { if (m.type() === 'error' && !/status of (40[49]|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 const step = (what) => console.log(`ok   ${what}`);
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png` });
@@ -310,6 +310,48 @@ try {
   if (!csv.includes('report_sign') || !csv.includes(cfg.reader[0])) throw new Error(`the audit export lacks the sign-off: ${csv.slice(0, 300)}`);
   await shot('13-admin-audit');
   step('the admin finds the reader\'s sign-off in the audit trail and exports it');
+
+  // account lifecycle on the admin screen: disable and enable a reader, reset a password,
+  // rename a site, remove an AE title (prompts answered like a person would)
+  await page.click('nav.tabs button[data-tab=users]');
+  const ecgRow = page.locator('.admin table tr', { has: page.locator('td', { hasText: /^ecg1$/ }) });
+  await ecgRow.locator('button.disable').click();
+  await page.locator('.admin table tr', { has: page.locator('td', { hasText: /^ecg1$/ }) }).locator('button.enable').waitFor();
+  page.once('dialog', (d) => d.accept('reset in the browser 1'));
+  await page.locator('.admin table tr', { has: page.locator('td', { hasText: /^ecg1$/ }) }).locator('button.enable').click();
+  await page.locator('.admin table tr', { has: page.locator('td', { hasText: /^ecg1$/ }) }).locator('button.disable').waitFor();
+  await page.locator('.admin table tr', { has: page.locator('td', { hasText: /^ecg1$/ }) }).locator('button.reset-password').click();
+  await page.waitForTimeout(500);
+  await page.click('nav.tabs button[data-tab=sites]');
+  const siteB = () => page.locator('.admin table tr', { has: page.locator('td', { hasText: /^Township-B/ }) });
+  await siteB().locator('button.remove-ae[data-ae=MODB2]').click();
+  await page.waitForFunction(() => !document.querySelector('button.remove-ae[data-ae=MODB2]'));
+  page.once('dialog', (d) => d.accept('Township-B (乡镇乙)'));
+  await siteB().locator('button.rename').click();
+  await page.waitForSelector('.admin table td >> text=Township-B (乡镇乙)');
+  await shot('14-admin-sites');
+  step('the admin disables and enables a reader, resets a password, removes an AE title and renames a site');
+
+  // a referrer changes their own password: the current one is required, a common one refused
+  await login(cfg.referrerB);
+  await page.click('#password');
+  await page.fill('input[name=old_password]', 'not the password');
+  await page.fill('input[name=new_password]', 'changed by doc-b 2');
+  await page.click('form.login button[type=submit]');
+  await page.waitForSelector('form.login p.note:not(:empty)');
+  const wrongOld = await page.textContent('form.login p.note');
+  await page.fill('input[name=old_password]', cfg.referrerB[1]);
+  await page.fill('input[name=new_password]', 'woaini1314');
+  await page.click('form.login button[type=submit]');
+  await page.waitForFunction((prev) => document.querySelector('form.login p.note').textContent !== prev, wrongOld);
+  const common = await page.textContent('form.login p.note');
+  await page.fill('input[name=new_password]', 'changed by doc-b 2');
+  await page.click('form.login button[type=submit]');
+  await page.waitForFunction((prev) => document.querySelector('form.login p.note').textContent !== prev, common);
+  const done = await page.textContent('form.login p.note');
+  if (!wrongOld.includes('当前密码错误') || !common.includes('常见') || !done.includes('密码已修改')) throw new Error(`password change: ${wrongOld} / ${common} / ${done}`);
+  await login(['doc-b', 'changed by doc-b 2']);
+  step('a referrer changes their own password (the current one required, a common one refused) and logs in with it');
 } catch (e) {
   await page.screenshot({ path: `${shots}/failed.png` }).catch(() => {});
   problems.push(String(e.stack || e));

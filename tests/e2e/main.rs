@@ -32,6 +32,7 @@ macro_rules! on_both {
     )*};
 }
 
+mod accounts;
 mod audit;
 mod bounds;
 mod cli;

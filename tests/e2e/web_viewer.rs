@@ -16,7 +16,7 @@ async fn browser_reads_films_and_ecgs() {
     }
     let hub = Hub::start(Backend::Sqlite).await;
     hub.site("Township-A", &["MODA"], None).await;
-    hub.site("Township-B", &["MODB"], None).await;
+    hub.site("Township-B", &["MODB", "MODB2"], None).await;
     let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
     let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
     let ref_a = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
@@ -74,7 +74,7 @@ async fn browser_reads_films_and_ecgs() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
-    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 12, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 14, "{text}");
     let critical = hub.get_json(&admin, "/api/critical").await;
     assert_eq!(critical[0]["finding"], "右侧气胸，肺压缩约50%", "{critical}");
     assert_eq!(critical[0]["acknowledged_by_name"], "doc-a", "acknowledged in the browser: {critical}");
@@ -83,5 +83,10 @@ async fn browser_reads_films_and_ecgs() {
     assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "4MR1"), "{stored}");
     assert!(stored.as_array().unwrap().iter().any(|i| i["patient_id"] == "1CT1"), "{stored}");
     assert!(stored.as_array().unwrap().iter().any(|i| i["priority"] == "stat"), "{stored}");
+    // what the admin screen changed is what the server holds
+    let b = storage::sites::site_by_name(&hub.storage.db, "Township-B (乡镇乙)").await.unwrap().expect("renamed in the browser");
+    assert_eq!(b.ae_titles, vec!["MODB".to_string()], "MODB2 removed in the browser");
+    assert_eq!(hub.get(&("ecg1".into(), "reset in the browser 1".into()), "/api/worklist").await.status(), 200, "ecg1's password reset and enabled");
+    assert_eq!(hub.get(&("doc-b".into(), "changed by doc-b 2".into()), "/api/reports").await.status(), 200, "doc-b's own change");
     hub.stop().await;
 }

@@ -14,7 +14,7 @@ mod ui;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use storage::Storage;
 use tower_http::trace::TraceLayer;
@@ -132,7 +132,7 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
     tower_http::cors::CorsLayer::new()
         .allow_origin(list)
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_NONE_MATCH])
         .expose_headers([header::ETAG, header::WARNING, header::CONTENT_TYPE])
 }
@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/login", post(api::session::login))
         .route("/logout", post(api::session::logout))
         .route("/me", get(api::session::me))
+        .route("/me/password", post(api::session::change_password))
         .route("/session", get(api::session::session))
         .route("/worklist", get(api::items::queue))
         .route("/worklist/{id}", get(api::items::item))
@@ -166,6 +167,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/sites/{name}/webhook", put(api::admin::set_webhook))
         .route("/admin/users/{name}/qualifications", put(api::admin::qualifications))
         .route("/admin/users/{name}/disabled", put(api::admin::set_disabled))
+        .route("/admin/users/{name}/password", put(api::admin::reset_password))
+        .route("/admin/sites/{name}/name", put(api::admin::rename_site))
+        .route("/admin/sites/{name}/ae-titles/{ae}", delete(api::admin::remove_ae_title))
         .route("/admin/audit", get(api::audit::audit_trail))
         .route("/admin/audit/export", get(api::audit::export))
         .route("/worklist/{id}/report/submit", post(api::reports::submit))

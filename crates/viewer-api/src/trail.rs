@@ -70,6 +70,7 @@ pub fn action_for(method: &Method, route: &str) -> Option<Action> {
     let a = match route {
         "/api/session" | "/api/me" | "/api/report-templates" => return None,
         "/api/login" => Login,
+        "/api/me/password" => UserChange,
         "/api/logout" => Logout,
         r if r.starts_with("/dicom-web/") => {
             if !get {

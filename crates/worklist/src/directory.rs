@@ -48,9 +48,6 @@ pub enum PoolFlag {
     AutoAssign,
 }
 
-/// The passwords we refuse outright: too short to be a password.
-const MIN_PASSWORD_LEN: usize = 8;
-
 impl Worklist {
     /// First start: the default consortium with an `imaging` and an `ecg` pool.
     pub async fn ensure_defaults(&self) -> Result<i64, Error> {
@@ -183,9 +180,7 @@ impl Worklist {
             (Role::Reader, _, _) => return Err(Error::Invalid("a reader belongs to a pool: give --pool POOL (and no --site)".into())),
             (Role::Admin, _, _) => return Err(Error::Invalid("an admin belongs to no site or pool".into())),
         }
-        if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(Error::Invalid(format!("the password must have at least {MIN_PASSWORD_LEN} characters")));
-        }
+        crate::passwords::check_new(username, password)?;
         let hash = hash_password(password)?;
         let mut tx = self.db.begin_write().await?;
         if sqlx::query("SELECT id FROM users WHERE username = $1")
@@ -315,6 +310,50 @@ impl Worklist {
         tx.commit().await?;
         tracing::info!(user = %user.username, disabled, "account disabled or enabled");
         Ok(())
+    }
+
+    /// Set a user's password (an admin's reset, or the user's own change). Every session
+    /// and token of the user ends, except `keep` (the session the user changed it from).
+    pub async fn set_password(&self, user: &User, password: &str, keep: Option<&str>) -> Result<(), Error> {
+        crate::passwords::check_new(&user.username, password)?;
+        let hash = hash_password(password)?;
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("set password"))?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user.id)
+            .bind(keep.map(token_hash).unwrap_or_default())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("end sessions"))?;
+        tx.commit().await?;
+        tracing::info!(user = %user.username, "password set; other sessions ended");
+        Ok(())
+    }
+
+    /// A user changes their own password: the current one is checked first (through the
+    /// login throttle, like any password check).
+    pub async fn change_own_password(&self, user: &User, old: &str, new: &str, client: &str, keep: Option<&str>) -> Result<(), Error> {
+        self.authenticate(&user.username, old, client).await.map_err(|e| match e {
+            Error::Forbidden(_) => Error::Forbidden("the current password is wrong / 当前密码错误".into()),
+            e => e,
+        })?;
+        self.set_password(user, new, keep).await
+    }
+
+    /// The user names of disabled accounts.
+    pub async fn disabled_usernames(&self) -> Result<std::collections::HashSet<String>, Error> {
+        Ok(sqlx::query("SELECT username FROM users WHERE disabled <> 0")
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(Error::db("select disabled users"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
     }
 
     pub async fn count_admins(&self) -> Result<i64, Error> {

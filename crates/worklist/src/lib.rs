@@ -17,6 +17,7 @@ pub mod events;
 pub mod hours;
 pub mod items;
 pub mod outbox;
+pub mod passwords;
 pub mod rejection;
 pub mod reports;
 pub mod routing;

@@ -128,9 +128,21 @@ pub struct UserBody {
 }
 
 /// `GET /api/admin/users`
-pub async fn users(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<worklist::User>>> {
+pub async fn users(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<serde_json::Value>>> {
     require(&caller, &[Role::Admin])?;
-    Ok(Json(st.worklist.users().await?))
+    let disabled = st.worklist.disabled_usernames().await?;
+    let users = st.worklist.users().await?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| {
+                let off = disabled.contains(&u.username);
+                let mut v = serde_json::to_value(u).unwrap_or_default();
+                v["disabled"] = serde_json::Value::Bool(off);
+                v
+            })
+            .collect(),
+    ))
 }
 
 /// `POST /api/admin/users {"username", "role", "password", "site" | "pool", …}`
@@ -276,4 +288,50 @@ pub async fn qualifications(State(st): State<AppState>, caller: Caller, Path(nam
         q.duty_hours = Some(h).filter(|h| !h.trim().is_empty());
     }
     Ok(Json(st.worklist.set_qualifications(user.id, &q).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// `PUT /api/admin/users/{name}/password {"password"}`: an admin resets a password (the
+/// user forgot it, or it leaked); every session and token of the user ends.
+pub async fn reset_password(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(b): Json<NewPassword>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    st.worklist.set_password(&user, &b.password, None).await?;
+    st.basic_cache.clear();
+    Ok(Json(serde_json::json!({ "username": user.username, "password_reset": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteName {
+    name: String,
+}
+
+/// `PUT /api/admin/sites/{name}/name {"name"}`: rename a site (its patients' issuer stays).
+pub async fn rename_site(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<SiteName>) -> ApiResult<Json<storage::Site>> {
+    require(&caller, &[Role::Admin])?;
+    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    Ok(Json(storage::sites::rename_site(&st.storage.db, site.id, &b.name).await?))
+}
+
+/// `DELETE /api/admin/sites/{name}/ae-titles/{ae}`: the AE title is refused from the next
+/// association on.
+pub async fn remove_ae_title(State(st): State<AppState>, caller: Caller, Path((name, ae)): Path<(String, String)>) -> ApiResult<Json<storage::Site>> {
+    require(&caller, &[Role::Admin])?;
+    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    if !storage::sites::remove_ae_title(&st.storage.db, site.id, &ae).await? {
+        return Err(ApiError::NotFound(format!("site {name:?} has no AE title {ae:?}")));
+    }
+    let site = storage::sites::get_site(&st.storage.db, site.id).await?.ok_or_else(|| ApiError::NotFound("site gone".into()))?;
+    Ok(Json(site))
 }

@@ -75,3 +75,31 @@ pub async fn me(caller: Caller) -> Json<worklist::User> {
 pub async fn session(caller: Option<Caller>) -> Json<Option<worklist::User>> {
     Json(caller.map(|c| c.0))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    old_password: String,
+    new_password: String,
+}
+
+/// `POST /api/me/password {"old_password", "new_password"}`: a user changes their own
+/// password; their other sessions and tokens end, this one stays.
+pub async fn change_password(
+    State(st): State<AppState>,
+    caller: Caller,
+    parts: Parts,
+    Json(b): Json<PasswordChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let client = crate::client_of(&parts.extensions);
+    let keep = session_token(&parts).filter(|_| !parts.headers.get(axum::http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Basic ")));
+    st.worklist
+        .change_own_password(&caller.0, &b.old_password, &b.new_password, &client, keep.as_deref())
+        .await
+        .map_err(|e| match e {
+            worklist::Error::Forbidden(m) => ApiError::Unprocessable(m),
+            other => other.into(),
+        })?;
+    st.basic_cache.clear();
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
