@@ -25,7 +25,7 @@ const browser = await chromium.launch({
 });
 const problems = [];
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-page.on('console', (m) => { if (m.type() === 'error' && !/status of (40[49]|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
+page.on('console', (m) => { if (m.type() === 'error' && !/status of (40[349]|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 const step = (what) => console.log(`ok   ${what}`);
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png` });
@@ -66,6 +66,17 @@ try {
   if (!(await row.getAttribute('class')).includes('prio-')) throw new Error('worklist rows carry no priority colour');
   await shot('01-worklist');
   step('the pushed films are on the reader\'s worklist, coloured by priority');
+  // CSRF: a page on another port of this host makes the browser POST with the reader's
+  // cookie (fetch, then a form); the hub refuses both, nothing is claimed, no logout
+  await page.goto(cfg.evil);
+  await page.waitForURL((u) => u.toString().startsWith(cfg.base), { timeout: 15000 });
+  const forged = await page.textContent('body');
+  await page.goto(cfg.base + '/');
+  await page.waitForSelector('table.worklist tr[data-item]');
+  const states = await page.evaluate(async () => (await (await fetch('/api/worklist', { headers: { 'x-requested-with': 'readhub-viewer' } })).json()).map((i) => i.state));
+  if (states.includes('claimed')) throw new Error(`a page of another origin claimed work as the reader: ${states}`);
+  if (!forged.includes('403') && !forged.includes('拒绝')) throw new Error(`the forged form was not refused: ${forged.slice(0, 200)}`);
+  step('a page on another port of this host cannot make the signed-in reader claim work or log out (403)');
   await page.keyboard.press('n');
   await page.waitForSelector('.viewport canvas.image[data-state=pixels]', { timeout: 60000 });
   const before = await canvasStats();

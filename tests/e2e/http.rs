@@ -110,6 +110,19 @@ async fn requests_from_other_pages_are_refused() {
     // its answer from other pages)
     let r = client.get(format!("{}/api/worklist", hub.base)).header("cookie", &cookie).header("sec-fetch-site", "same-site").send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // nor can another page sign the reader out, or sign the browser in as someone else
+    let r = client.post(format!("{}/api/logout", hub.base)).header("cookie", &cookie).header("sec-fetch-site", "same-site").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .post(format!("{}/api/login", hub.base))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "http://evil.example")
+        .json(&json!({ "username": reader.0, "password": reader.1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(client.get(format!("{}/api/me", hub.base)).header("cookie", &cookie).send().await.unwrap().status(), 200, "still signed in");
     hub.stop().await;
 }
 

@@ -55,11 +55,29 @@ async fn browser_reads_films_and_ecgs() {
     let truncated = dir.path().join("truncated.dcm");
     std::fs::write(&truncated, &std::fs::read(data("pydicom/test_files/CT_small.dcm")).unwrap()[..3000]).unwrap();
 
+    // a page of another origin on the same host (another port: same-site, so the browser
+    // still sends the SameSite=Strict cookie) that tries to make the signed-in reader claim
+    // work and log out, by fetch and by a form
+    let evil_html = format!(
+        r#"<!doctype html><title>evil</title><form id=f method=post action="{base}/api/worklist/next"></form>
+<script>
+fetch("{base}/api/worklist/next", {{ method: "POST", credentials: "include", mode: "no-cors" }})
+  .then(() => fetch("{base}/api/logout", {{ method: "POST", credentials: "include", mode: "no-cors" }}))
+  .catch(() => null)
+  .then(() => {{ document.title = "fetched"; document.getElementById("f").submit(); }});
+</script>"#,
+        base = hub.base
+    );
+    let evil = axum::Router::new().route("/", axum::routing::get(move || async move { axum::response::Html(evil_html) }));
+    let evil_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}/", evil_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(evil_listener, evil).await.unwrap() });
+
     let shots = root().join("target/browser-shots");
     let _ = std::fs::remove_dir_all(&shots);
     let cred = |u: &(String, String)| json!([u.0, u.1]);
     let config = json!({
-        "base": hub.base, "shots": shots,
+        "base": hub.base, "shots": shots, "evil": evil_url,
         "reader": cred(&reader), "ecgReader": cred(&ecg_reader), "referrerA": cred(&ref_a), "referrerB": cred(&ref_b),
         "technician": cred(&tech), "admin": cred(&admin),
         "impression": "胸部正位片未见明显异常。", "critical": "右侧气胸，肺压缩约50%", "filmPatientId": "9RG1",
@@ -74,7 +92,7 @@ async fn browser_reads_films_and_ecgs() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
-    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 14, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 15, "{text}");
     let critical = hub.get_json(&admin, "/api/critical").await;
     assert_eq!(critical[0]["finding"], "右侧气胸，肺压缩约50%", "{critical}");
     assert_eq!(critical[0]["acknowledged_by_name"], "doc-a", "acknowledged in the browser: {critical}");

@@ -62,6 +62,20 @@ fn same_origin(parts: &Parts, state: &AppState) -> bool {
     }
 }
 
+/// A state-changing request that the browser authenticated with the session cookie must
+/// come from the hub's own pages: else the browser attached the cookie to a request another
+/// page made (CSRF), and it is refused. (Bearer tokens and Basic credentials are not sent
+/// by a browser on its own, so requests carrying them pass.)
+pub(crate) fn refuse_forged(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let by_cookie = !parts.headers.get(axum::http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
+    if by_cookie && !parts.method.is_safe() && !same_origin(parts, state) {
+        return Err(ApiError::Forbidden(
+            "a request from another site or page was refused: use the hub's own pages / 拒绝来自其他网页的请求".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn session_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(t) = v.strip_prefix("Bearer ") {
@@ -130,13 +144,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, Api
             return Ok(Caller(u));
         }
         let token = session_token(parts).ok_or(ApiError::Unauthorized)?;
-        let by_cookie = !parts.headers.get(axum::http::header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Bearer "));
-        if by_cookie && !parts.method.is_safe() && !same_origin(parts, state) {
-            // the browser attached the cookie to a request another page made (CSRF)
-            return Err(ApiError::Forbidden(
-                "a request from another site or page was refused: use the hub's own pages / 拒绝来自其他网页的请求".into(),
-            ));
-        }
+        refuse_forged(parts, state)?;
         match state.worklist.session_user(&token).await? {
             Some(u) => Ok(Caller(u)),
             None => Err(ApiError::Unauthorized),

@@ -24,8 +24,11 @@ pub async fn login(
     State(st): State<AppState>,
     client: Option<axum::Extension<crate::ClientAddr>>,
     slot: Option<axum::Extension<crate::trail::AuditSlot>>,
+    parts: Parts,
     Json(body): Json<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
+    // another page must not sign the browser in as someone else (login CSRF)
+    crate::auth::refuse_forged(&parts, &st)?;
     let client = client.map_or_else(|| "unknown".to_string(), |c| c.0 .0.to_string());
     if let Some(s) = &slot {
         s.attempted(&body.username);
@@ -56,6 +59,8 @@ fn secure(st: &AppState) -> &'static str {
 }
 
 pub async fn logout(State(st): State<AppState>, parts: Parts) -> ApiResult<impl IntoResponse> {
+    // another page must not sign the reader out either
+    crate::auth::refuse_forged(&parts, &st)?;
     if let Some(t) = session_token(&parts) {
         if let (Ok(Some(u)), Some(slot)) = (st.worklist.session_user(&t).await, crate::trail::slot(&parts.extensions)) {
             slot.user(&u);
