@@ -34,6 +34,7 @@ macro_rules! on_both {
 
 mod accounts;
 mod audit;
+mod authz;
 mod bounds;
 mod cli;
 mod crash;
