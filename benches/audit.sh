@@ -20,10 +20,12 @@ mkdir -p "$WORK"
 # the two binaries (deps are shared in one target dir; only readhub's crates build twice)
 if [ ! -x "$WORK/readhub-before" ]; then
   rm -rf "$WORK/src-before"; git worktree add -f --detach "$WORK/src-before" "$BEFORE_REV" >/dev/null
-  (cd "$WORK/src-before" && cargo build --release --locked -q) && cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-before"
+  (cd "$WORK/src-before" && cargo build --release --locked -q)
+  cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-before"
   git worktree remove --force "$WORK/src-before"
 fi
-cargo build --release --locked -q && cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-after"
+cargo build --release --locked -q
+cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-after"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
@@ -32,6 +34,9 @@ uid() { dcmdump +P "$1" "$2" | head -1 | sed 's/.*\[\(.*\)\].*/\1/'; }
 CR=${FILES[0]}
 STUDY=$(uid StudyInstanceUID "$CR"); SERIES=$(uid SeriesInstanceUID "$CR"); SOP=$(uid SOPInstanceUID "$CR"); PID=$(uid PatientID "$CR")
 INST="/dicom-web/studies/$STUDY/series/$SERIES/instances/$SOP"
+# a small instance (39 KB), where the per-request cost shows most
+CT=${FILES[1]}
+SMALL="/dicom-web/studies/$(uid StudyInstanceUID "$CT")/series/$(uid SeriesInstanceUID "$CT")/instances/$(uid SOPInstanceUID "$CT")"
 
 for build in before after; do
   for run in 1 2; do
@@ -52,10 +57,14 @@ for build in before after; do
       "QIDO studies=/dicom-web/studies?limit=100" \
       "QIDO instances of study=/dicom-web/studies/$STUDY/instances" \
       "study metadata=/dicom-web/studies/$STUDY/metadata" \
-      "WADO instance=$INST"
+      "WADO instance 7 MB=$INST" \
+      "WADO instance 39 KB=$SMALL"
     echo "| load | req/s | p50 ms | p99 ms | errors |"
+    echo -n "QIDO + metadata "
     "$PY" benches/audit_load.py "$B" bench:bench-pass-1 "$THREADS" "$SECS" \
-      "/dicom-web/studies?PatientID=$PID" "/dicom-web/studies/$STUDY/metadata" "$INST"
+      "/dicom-web/studies?PatientID=$PID" "/dicom-web/studies/$STUDY/metadata" "/dicom-web/studies/$STUDY/instances"
+    echo -n "WADO 39 KB "
+    "$PY" benches/audit_load.py "$B" bench:bench-pass-1 "$THREADS" "$SECS" "$SMALL"
     if [ "$build" = after ]; then
       n=$(curl -s -u bench:bench-pass-1 "$B/api/admin/audit/export?format=ndjson" | wc -l)
       echo "audit rows written: $n"

@@ -58,6 +58,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PUT", "/api/admin/users/{name}/password", "1OFFFFFF"),
     ("PUT", "/api/admin/sites/{name}/name", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/ae-titles/{ae}", "1OFFFFFF"),
+    ("POST", "/api/admin/sites/{name}/certificates", "1OFFFFFF"),
+    ("DELETE", "/api/admin/sites/{name}/certificates/{fingerprint}", "1OFFFFFF"),
     ("GET", "/api/admin/audit", "1OFFFFFF"),
     ("GET", "/api/admin/audit/export", "1OFFFFFF"),
     ("GET", "/api/stats/turnaround", "1OFFFFFF"),
@@ -129,10 +131,15 @@ fn body_for(method: &str, route: &str) -> Option<Value> {
         "/api/admin/users/{name}/disabled" => json!({"disabled": false}),
         "/api/admin/users/{name}/password" => json!({"password": "x"}),
         "/api/admin/sites/{name}/name" => json!({"name": "Site-Z"}),
+        "/api/admin/sites/{name}/certificates" => json!({"fingerprint": "not-hex"}),
         _ if method == "POST" || method == "PUT" => json!({}),
         _ => return None,
     };
     Some(b)
+}
+
+fn fingerprint_of(hex: &str) -> readhub_tls::Fingerprint {
+    readhub_tls::Fingerprint::parse(hex).unwrap()
 }
 
 /// The answer code of a status.
@@ -160,6 +167,9 @@ async fn authorization_matrix(backend: Backend) {
     who.insert("ref-a", hub.user("ref-a", Role::Referrer, Some("Township-A")).await);
     who.insert("ref-b", hub.user("ref-b", Role::Referrer, Some("Township-B")).await);
     hub.user("dummy", Role::Reader, Some("imaging")).await;
+    // a binding for the admin's DELETE to remove
+    let z = storage::sites::site_by_name(&hub.storage.db, "Site-Z").await.unwrap().unwrap();
+    storage::sites::bind_certificate(&hub.storage.db, z.id, &fingerprint_of(&"ab".repeat(32))).await.unwrap();
     let rad = who["rad"].clone();
 
     // site A's CR study, read, reported and flagged critical; and site A's ECG
@@ -199,6 +209,7 @@ async fn authorization_matrix(backend: Backend) {
                 "{name}" if route.starts_with("/api/admin/users/") => "dummy".into(),
                 "{name}" => "Site-Z".into(),
                 "{ae}" => "MODZ".into(),
+                "{fingerprint}" => "ab".repeat(32),
                 s if s.starts_with('{') => panic!("route {route}: no value for {s}: say here what the matrix fills it with"),
                 s => s.to_string(),
             };

@@ -193,6 +193,33 @@ async fn dicom_tls_with_client_certificates_and_site_binding() {
     let (ok, out) = dcmtk_tls("echoscu", p, Some("modb"), "MODB", tls_port, &[]).await;
     assert!(ok, "MODB with its bound certificate: {out}");
 
+    // the admin API shows and changes the same bindings
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(p.join("ca.crt")).unwrap()).unwrap()])
+        .build()
+        .unwrap();
+    let sites: serde_json::Value = https.get(format!("https://{}/api/admin/sites", hub.http)).basic_auth("admin", Some("admin-password-1")).send().await.unwrap().json().await.unwrap();
+    let b = sites.as_array().unwrap().iter().find(|s| s["name"] == "clinic-b").unwrap();
+    let modb = fingerprint(p, "modb").replace(':', "").to_lowercase();
+    assert_eq!(b["certificates"], serde_json::json!([modb]), "{sites}");
+    let r = https
+        .delete(format!("https://{}/api/admin/sites/clinic-b/certificates/{}", hub.http, fingerprint(p, "modb")))
+        .basic_auth("admin", Some("admin-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(super::echo(hub.dimse_port, "MODB").await.0, "clinic-b unbound: plain DICOM again");
+    let r = https
+        .post(format!("https://{}/api/admin/sites/clinic-b/certificates", hub.http))
+        .basic_auth("admin", Some("admin-password-1"))
+        .json(&serde_json::json!({ "fingerprint": fingerprint(p, "modb") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!super::echo(hub.dimse_port, "MODB").await.0, "clinic-b bound again by the API");
+
     // unbinding lets plain DICOM in again
     cli(dir.path(), &["site", "unbind-cert", "clinic-a", "--fingerprint", &fingerprint(p, "moda")], None);
     let (ok, out) = super::echo(hub.dimse_port, "MODA").await;

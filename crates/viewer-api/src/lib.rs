@@ -187,6 +187,8 @@ route_table! {
     PUT "/api/admin/users/{name}/password" => api::admin::reset_password;
     PUT "/api/admin/sites/{name}/name" => api::admin::rename_site;
     DELETE "/api/admin/sites/{name}/ae-titles/{ae}" => api::admin::remove_ae_title;
+    POST "/api/admin/sites/{name}/certificates" => api::admin::bind_certificate;
+    DELETE "/api/admin/sites/{name}/certificates/{fingerprint}" => api::admin::unbind_certificate;
     GET "/api/admin/audit" => api::audit::audit_trail;
     GET "/api/admin/audit/export" => api::audit::export;
     POST "/api/worklist/{id}/report/submit" => api::reports::submit;

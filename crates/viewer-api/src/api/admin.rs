@@ -94,9 +94,17 @@ pub struct SiteBody {
 }
 
 /// `GET /api/admin/sites`
-pub async fn sites(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<storage::Site>>> {
+pub async fn sites(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<serde_json::Value>>> {
     require(&caller, &[Role::Admin])?;
-    Ok(Json(storage::sites::list_sites(&st.storage.db).await?))
+    let mut out = Vec::new();
+    for site in storage::sites::list_sites(&st.storage.db).await? {
+        // the client certificates the site is bound to (DICOM TLS only when any)
+        let certificates = storage::sites::certificates_of(&st.storage.db, site.id).await?;
+        let mut v = serde_json::to_value(site).unwrap_or_default();
+        v["certificates"] = serde_json::json!(certificates);
+        out.push(v);
+    }
+    Ok(Json(out))
 }
 
 /// `POST /api/admin/sites {"name", "ae_titles": [...], "consortium", "charset_fallback"}`
@@ -334,4 +342,44 @@ pub async fn remove_ae_title(State(st): State<AppState>, caller: Caller, Path((n
     }
     let site = storage::sites::get_site(&st.storage.db, site.id).await?.ok_or_else(|| ApiError::NotFound("site gone".into()))?;
     Ok(Json(site))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateBody {
+    /// SHA-256 of the certificate (`openssl x509 -noout -fingerprint -sha256`), colons allowed
+    fingerprint: String,
+}
+
+fn fingerprint(text: &str) -> Result<readhub_types::CertFingerprint, ApiError> {
+    readhub_types::CertFingerprint::parse(text)
+        .ok_or_else(|| ApiError::Unprocessable(format!("{text:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")))
+}
+
+/// `POST /api/admin/sites/{name}/certificates {"fingerprint"}`: bind the site to a
+/// modality's client certificate: its AE titles then store only over DICOM TLS with it.
+pub async fn bind_certificate(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(b): Json<CertificateBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    storage::sites::bind_certificate(&st.storage.db, site.id, &fingerprint(&b.fingerprint)?).await?;
+    Ok(Json(serde_json::json!({ "site": site.name, "certificates": storage::sites::certificates_of(&st.storage.db, site.id).await? })))
+}
+
+/// `DELETE /api/admin/sites/{name}/certificates/{fingerprint}`
+pub async fn unbind_certificate(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((name, fp)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    if !storage::sites::unbind_certificate(&st.storage.db, site.id, &fingerprint(&fp)?).await? {
+        return Err(ApiError::NotFound(format!("certificate {fp} is not bound to site {name:?}")));
+    }
+    Ok(Json(serde_json::json!({ "site": site.name, "certificates": storage::sites::certificates_of(&st.storage.db, site.id).await? })))
 }
