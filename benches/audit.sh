@@ -14,18 +14,19 @@ THREADS=${THREADS:-8}
 SECS=${SECS:-20}
 WORK=${BENCH_DIR:-/tmp/readhub-audit-bench}
 PY=$ROOT/.venv/bin/python
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target/bench-audit}
 mkdir -p "$WORK"
 
-# the two binaries (deps are shared in one target dir; only readhub's crates build twice)
+# the two binaries, each in a target dir of its own (cargo names a workspace crate's build
+# the same whatever its path, and judges freshness by time: one shared target dir would
+# take one tree's build for the other's)
 if [ ! -x "$WORK/readhub-before" ]; then
   rm -rf "$WORK/src-before"; git worktree add -f --detach "$WORK/src-before" "$BEFORE_REV" >/dev/null
-  (cd "$WORK/src-before" && cargo build --release --locked -q)
-  cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-before"
+  (cd "$WORK/src-before" && CARGO_TARGET_DIR="$ROOT/target/bench-before" cargo build --release --locked -q)
+  cp "$ROOT/target/bench-before/release/readhub" "$WORK/readhub-before"
   git worktree remove --force "$WORK/src-before"
 fi
 cargo build --release --locked -q
-cp "$CARGO_TARGET_DIR/release/readhub" "$WORK/readhub-after"
+cp "$ROOT/target/release/readhub" "$WORK/readhub-after"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }

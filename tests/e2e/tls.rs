@@ -142,6 +142,7 @@ async fn dicom_tls_with_client_certificates_and_site_binding() {
             ("READHUB_TLS_KEY_FILE", &key),
             ("READHUB_DICOM_TLS_ADDR", "127.0.0.1:0"),
             ("READHUB_TLS_CLIENT_CA_FILE", &ca),
+            ("READHUB_MAX_ASSOCIATIONS", "4"),
         ],
     )
     .await;
@@ -153,6 +154,18 @@ async fn dicom_tls_with_client_certificates_and_site_binding() {
     assert!(ok, "echoscu +tls: {out}");
     let (ok, out) = dcmtk_tls("storescu", p, Some("moda"), "MODA", tls_port, std::slice::from_ref(&file)).await;
     assert!(ok, "storescu +tls: {out}");
+
+    // connections that never start their TLS handshake hold no association slot: with
+    // twice max_associations of them open, modalities still get in, over TLS and plain
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, out) = dcmtk_tls("echoscu", p, Some("moda"), "MODA", tls_port, &[]).await;
+    assert!(ok, "echoscu +tls beside 8 silent TLS connections: {out}");
+    assert!(super::echo(hub.dimse_port, "MODB").await.0, "plain C-ECHO beside 8 silent TLS connections");
+    drop(silent);
 
     // client certificates are required: anonymous TLS and a self-signed certificate fail
     let (ok, out) = dcmtk_tls("echoscu", p, None, "MODA", tls_port, &[]).await;

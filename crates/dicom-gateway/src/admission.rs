@@ -64,6 +64,13 @@ pub(crate) struct Handshake {
     pending: Arc<Mutex<VecDeque<(u64, oneshot::Sender<()>)>>>,
 }
 
+impl Handshake {
+    /// Resolves when this connection is evicted to make room for a newer one.
+    pub async fn evicted(&mut self) {
+        let _ = (&mut self.evicted).await;
+    }
+}
+
 impl Drop for Handshake {
     fn drop(&mut self) {
         let mut q = self.pending.lock().expect("pending handshakes");
@@ -141,16 +148,11 @@ impl Admission {
         Verdict::Serve(Admitted { _slot: slot, _share: Some(share) })
     }
 
-    /// Admission on the TLS listener: the request is inside the TLS stream, so it cannot be
-    /// peeked at. The connection must finish its handshake and request within the request
-    /// timeout (the association layer bounds that) and takes an association slot now; the
-    /// calling AE title's share is taken once the association is up ([`Admission::share_of`]).
-    pub async fn admit_tls(&self, handshake: Handshake) -> Verdict {
-        drop(handshake);
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => Verdict::Serve(Admitted { _slot: slot, _share: None }),
-            Err(_) => Verdict::Refused("every association slot is taken: TLS connection closed".into()),
-        }
+    /// An association slot, if one is free (the TLS listener takes it once the handshake
+    /// and the request are done: until then a TLS connection holds only its handshake
+    /// place, evictable like a silent plain one).
+    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     /// One of `calling`'s associations, unless it already holds `max_per_ae`.

@@ -73,48 +73,11 @@ enum Rx {
     },
 }
 
-/// How a connection came in.
-pub(crate) enum Link {
-    Plain,
-    /// over DICOM TLS, with the listener's configuration (handshake not yet made)
-    Tls(Arc<ServerConfig>),
-}
-
-pub(crate) async fn serve(
-    mut socket: TcpStream,
-    link: Link,
-    admission: &Admission,
-    storage: Storage,
-    config: &Config,
-    handover: &Handover,
-) {
-    let peer = socket.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    // read per association, so a site added with `readhub site add` (or by another
-    // process) is known at once
-    let lookups = async {
-        let known = storage::sites::all_ae_titles(&storage.db).await?;
-        let tls_only = match link {
-            Link::Plain => storage::sites::certificate_bound_ae_titles(&storage.db).await?,
-            Link::Tls(_) => HashSet::new(),
-        };
-        Ok::<_, storage::Error>((known, tls_only))
-    };
-    let (known, tls_only) = match lookups.await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read registered AE titles; association rejected (transient)");
-            if let Link::Plain = link {
-                crate::admission::reject_congested(&mut socket).await;
-            }
-            return;
-        }
-    };
+/// What the gateway negotiates: our AE title, the registered calling AE titles (minus
+/// `tls_only` ones), PDU size, timeouts, SOP classes and transfer syntaxes.
+fn association_options(config: &Config, known: HashSet<String>, tls_only: HashSet<String>) -> ServerAssociationOptions<'static, AeAccess, dicom_ul::association::server::DefaultNegotiation> {
     let mut options = ServerAssociationOptions::new()
-        .ae_access_control(AeAccess {
-            known,
-            open_enrollment: config.open_enrollment,
-            tls_only,
-        })
+        .ae_access_control(AeAccess { known, open_enrollment: config.open_enrollment, tls_only })
         .ae_title(config.ae_title.clone())
         .max_pdu_length(config.max_pdu_length)
         .read_timeout(config.peer_timeout)
@@ -125,43 +88,93 @@ pub(crate) async fn serve(
     for t in syntaxes::TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(*t);
     }
-    match link {
-        Link::Plain => match options.establish_async(socket).await {
-            Ok(assoc) => run(assoc, None, &peer, storage, config, handover).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "association not established");
-                refused(handover, &peer, None, format!("association not established: {e}")).await;
-            }
-        },
-        Link::Tls(tls) => {
-            // the handshake and the A-ASSOCIATE-RQ within the request timeout, as on the
-            // plain listener (a silent TLS peer must not hold the place for ever)
-            let options = options.tls_config(tls);
-            let mut assoc = match tokio::time::timeout(config.association_request_timeout, options.establish_tls_async(socket)).await {
-                Ok(Ok(a)) => a,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "TLS association not established");
-                    return refused(handover, &peer, None, format!("TLS association not established: {e}")).await;
-                }
-                Err(_) => return tracing::warn!("no TLS handshake and A-ASSOCIATE-RQ within the request timeout; closed"),
-            };
-            let peer_cert = {
-                let (_, conn) = assoc.inner_stream().get_ref();
-                conn.peer_certificates().and_then(|c| c.first()).map(|c| readhub_tls::fingerprint(c))
-            };
-            let calling = {
-                use dicom_ul::association::Association;
-                assoc.peer_ae_title().trim().to_string()
-            };
-            // this listener's associations count against the calling AE title's share too
-            let Some(_share) = admission.share_of(&calling) else {
-                tracing::warn!(dimse.calling_ae = %calling, "this AE title already holds its share of associations; aborting");
-                let _ = assoc.abort().await;
-                return;
-            };
-            run(assoc, Some(peer_cert), &peer, storage, config, handover).await
+    options
+}
+
+/// How a connection came in.
+pub(crate) enum Link {
+    Plain,
+    /// over DICOM TLS, with the listener's configuration (handshake not yet made)
+    Tls(Arc<ServerConfig>),
+}
+
+/// A connection to the plain DICOM port, admitted (its A-ASSOCIATE-RQ has been seen).
+pub(crate) async fn serve(mut socket: TcpStream, storage: Storage, config: &Config, handover: &Handover) {
+    let peer = socket.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // read per association, so a site added with `readhub site add` (or by another
+    // process) is known at once
+    let lookups = async {
+        let known = storage::sites::all_ae_titles(&storage.db).await?;
+        let tls_only = storage::sites::certificate_bound_ae_titles(&storage.db).await?;
+        Ok::<_, storage::Error>((known, tls_only))
+    };
+    let (known, tls_only) = match lookups.await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read registered AE titles; association rejected (transient)");
+            crate::admission::reject_congested(&mut socket).await;
+            return;
+        }
+    };
+    match association_options(config, known, tls_only).establish_async(socket).await {
+        Ok(assoc) => run(assoc, None, &peer, storage, config, handover).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "association not established");
+            refused(handover, &peer, None, format!("association not established: {e}")).await;
         }
     }
+}
+
+/// A connection to the DICOM TLS listener: the TLS handshake and the A-ASSOCIATE-RQ must
+/// come within the request timeout, and until they have the connection holds only its
+/// handshake place (the oldest silent one is evicted when too many wait, as on the plain
+/// port); then it takes an association slot and its AE title's share, or is aborted.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_tls(
+    socket: TcpStream,
+    tls: Arc<ServerConfig>,
+    mut handshake: crate::admission::Handshake,
+    admission: &Admission,
+    storage: Storage,
+    config: &Config,
+    handover: &Handover,
+) {
+    let peer = socket.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let known = match storage::sites::all_ae_titles(&storage.db).await {
+        Ok(k) => k,
+        Err(e) => return tracing::error!(error = %e, "cannot read registered AE titles; TLS connection closed"),
+    };
+    let options = association_options(config, known, HashSet::new()).tls_config(tls);
+    let established = tokio::select! {
+        r = tokio::time::timeout(config.association_request_timeout, options.establish_tls_async(socket)) => r,
+        _ = handshake.evicted() => {
+            return tracing::warn!("evicted: the oldest of too many connections without a TLS handshake and A-ASSOCIATE-RQ");
+        }
+    };
+    drop(handshake);
+    let mut assoc = match established {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "TLS association not established");
+            return refused(handover, &peer, None, format!("TLS association not established: {e}")).await;
+        }
+        Err(_) => return tracing::warn!("no TLS handshake and A-ASSOCIATE-RQ within the request timeout; closed"),
+    };
+    let peer_cert = {
+        let (_, conn) = assoc.inner_stream().get_ref();
+        conn.peer_certificates().and_then(|c| c.first()).map(|c| readhub_tls::fingerprint(c))
+    };
+    let calling = {
+        use dicom_ul::association::Association;
+        assoc.peer_ae_title().trim().to_string()
+    };
+    // the same slots and per-AE shares as the plain port's associations
+    let (Some(_slot), Some(_share)) = (admission.slot(), admission.share_of(&calling)) else {
+        tracing::warn!(dimse.calling_ae = %calling, "no association slot free (or this AE title holds its share); aborting");
+        let _ = assoc.abort().await;
+        return;
+    };
+    run(assoc, Some(peer_cert), &peer, storage, config, handover).await
 }
 
 /// Serve an established association until release or abort. `tls`: it came over TLS,

@@ -140,13 +140,13 @@ pub async fn run(
         tasks.spawn(
             async move {
                 let mut socket = socket;
-                let verdict = match link {
-                    association::Link::Plain => admission.admit(&mut socket, handshake).await,
-                    association::Link::Tls(_) => admission.admit_tls(handshake).await,
-                };
-                match verdict {
+                if let association::Link::Tls(tls) = link {
+                    // admitted inside: the request is behind the TLS handshake
+                    return association::serve_tls(socket, tls, handshake, &admission, storage, &config, &handover).await;
+                }
+                match admission.admit(&mut socket, handshake).await {
                     admission::Verdict::Serve(_admitted) => {
-                        association::serve(socket, link, &admission, storage, &config, &handover).await
+                        association::serve(socket, storage, &config, &handover).await
                     }
                     admission::Verdict::Refused(why) => tracing::warn!(%why, "association refused"),
                 }

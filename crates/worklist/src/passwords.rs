@@ -39,7 +39,8 @@ pub fn check_new(username: &str, password: &str) -> Result<(), Error> {
     if !username.is_empty() && (lower == username.to_lowercase() || stem == username.to_lowercase()) {
         return Err(Error::Invalid("the password must not be the user name / 密码不能是用户名".into()));
     }
-    let all_same = lower.chars().all(|c| Some(c) == lower.chars().next());
+    let first = lower.chars().next().unwrap_or_default();
+    let all_same = lower.chars().all(|c| c == first);
     if all_same || COMMON.contains(&lower.as_str()) || (stem.chars().count() >= 6 && COMMON.contains(&stem)) {
         return Err(Error::Invalid(
             "this password is among the most common ones and is guessed first: choose another / 该密码过于常见，请换一个".into(),
