@@ -170,6 +170,9 @@ pub struct ServeArgs {
     /// PEM CA: the DICOM TLS listener requires client certificates signed by it
     #[arg(long, env = "READHUB_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Forward the audit trail as DICOM audit messages (syslog) to udp://HOST:PORT
+    #[arg(long, env = "READHUB_AUDIT_SYSLOG_ADDR")]
+    pub audit_syslog_addr: Option<String>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -314,7 +317,7 @@ impl Cli {
             macro_rules! over_opt {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
             }
-            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file);
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }

@@ -95,6 +95,9 @@ pub struct Config {
     /// PEM CA certificate(s): the DICOM TLS listener then requires a client certificate
     /// signed by one of them.
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Also send the audit trail as DICOM audit messages (RFC 5424 syslog) to this audit
+    /// record repository: `udp://HOST:PORT`. Off when unset.
+    pub audit_syslog_addr: Option<String>,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -140,6 +143,7 @@ impl Default for Config {
             tls_key_file: None,
             dicom_tls_addr: None,
             tls_client_ca_file: None,
+            audit_syslog_addr: None,
             hold_arrivals: false,
         }
     }
@@ -198,6 +202,18 @@ impl Config {
             }
             _ => anyhow::bail!("set both tls_cert_file and tls_key_file (READHUB_TLS_CERT_FILE, READHUB_TLS_KEY_FILE), or neither"),
         }
+    }
+
+    /// Where the audit trail is forwarded, if anywhere.
+    pub fn audit_syslog(&self) -> anyhow::Result<Option<audit::SyslogConfig>> {
+        let Some(addr) = self.audit_syslog_addr.as_deref().filter(|a| !a.trim().is_empty()) else { return Ok(None) };
+        let target = audit::syslog::Target::parse(addr.trim()).map_err(anyhow::Error::msg)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        Ok(Some(audit::SyslogConfig {
+            target,
+            source: self.ae_title.clone(),
+            host: if host.is_empty() { "readhub".into() } else { host },
+        }))
     }
 
     pub fn limits(&self) -> anyhow::Result<storage::Limits> {

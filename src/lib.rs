@@ -89,6 +89,7 @@ pub async fn run_with_clock(
 ) -> anyhow::Result<()> {
     // the certificate is read before anything else: a wrong path stops the start at once
     let tls_files = config.tls_files()?;
+    let audit_syslog = config.audit_syslog()?;
     let https = tls_files.as_ref().map(readhub_tls::https).transpose().context("HTTPS cannot start")?;
     let dicom_tls = match (&tls_files, &listeners.dimse_tls) {
         (Some(files), Some(_)) => Some(readhub_tls::dicom(files).context("DICOM TLS cannot start")?),
@@ -186,7 +187,10 @@ pub async fn run_with_clock(
     });
 
     // the audit trail's writer: every request and association queues its event here
-    let (audit_log, audit_writer) = audit::AuditLog::start(storage.db.clone());
+    if let Some(s) = &audit_syslog {
+        tracing::info!(audit.syslog = %s.target.addr, "the audit trail is also forwarded as DICOM audit messages");
+    }
+    let (audit_log, audit_writer) = audit::AuditLog::start_with(storage.db.clone(), audit_syslog);
     let gateway = tokio::spawn(dicom_gateway::run(
         dicom_gateway::Listeners { plain: listeners.dimse, tls: listeners.dimse_tls.zip(dicom_tls) },
         storage.clone(),

@@ -16,7 +16,10 @@ fn actions(rows: &[Value]) -> std::collections::BTreeSet<String> {
 }
 
 async fn audit_trail_of_access(backend: Backend) {
-    let hub = Hub::start(backend).await;
+    // the site's audit record repository: a syslog receiver on UDP
+    let repository = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let syslog = format!("udp://{}", repository.local_addr().unwrap());
+    let hub = Hub::start_with(backend, |c| c.audit_syslog_addr = Some(syslog)).await;
     hub.site("Township-A", &["MODA"], None).await;
     let rad = hub.user("rad1", Role::Reader, Some("imaging")).await;
     let doc = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
@@ -153,6 +156,39 @@ async fn audit_trail_of_access(backend: Backend) {
         rows.iter().any(|r| r["username"].as_str().unwrap().starts_with("cli:") && r["detail"].as_str().unwrap().contains("user disable doc-a")),
         "{rows:?}"
     );
+
+    // the same events reached the repository as DICOM audit messages in RFC 5424 syslog;
+    // an independent XML parser (Python's) reads them
+    let mut messages = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), repository.recv(&mut buf)).await {
+        messages.push(String::from_utf8(buf[..n].to_vec()).expect("UTF-8 syslog"));
+    }
+    assert!(messages.len() >= want.len(), "{} syslog messages", messages.len());
+    let file = hub.data_dir().join("syslog.txt");
+    std::fs::write(&file, messages.join("\n\u{1e}\n")).unwrap();
+    let check = r#"
+import sys, re, xml.etree.ElementTree as ET
+codes, patients = set(), set()
+for m in open(sys.argv[1], encoding="utf-8").read().split("\n\x1e\n"):
+    head, xml = m.split("\ufeff", 1)
+    assert re.match(r"^<85>1 \d{4}-\d\d-\d\dT[\d:.]+Z \S+ readhub \d+ IHE\+RFC-3881 - $", head), head
+    root = ET.fromstring(xml.encode())
+    assert root.tag == "AuditMessage"
+    codes.add(root.find("EventIdentification/EventID").get("csd-code"))
+    for p in root.findall("ParticipantObjectIdentification"):
+        if p.get("ParticipantObjectTypeCode") == "1":
+            patients.add(p.get("ParticipantObjectID"))
+    assert root.find("AuditSourceIdentification").get("AuditSourceID") == "READHUB"
+print(" ".join(sorted(codes)), "|", " ".join(sorted(patients)))
+"#;
+    let out = std::process::Command::new(common::python()).arg("-c").arg(check).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for code in ["110103", "110104", "110110", "110112", "110114"] {
+        assert!(text.contains(code), "no DICOM audit event {code}: {text}");
+    }
+    assert!(text.contains(&format!("{patient}^^^&READHUB:Township-A")), "the patient as ID^^^&issuer: {text}");
 
     // append-only: not even SQL on the database changes or removes a row
     let db = hub.storage.db.pool();

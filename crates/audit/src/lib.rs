@@ -11,6 +11,7 @@
 //! second's worth); a clean stop flushes.
 
 mod query;
+pub mod syslog;
 
 use std::time::Duration;
 
@@ -239,6 +240,30 @@ enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
+/// One written row, as the syslog forwarder reads it.
+pub(crate) struct Row<'a> {
+    pub at: i64,
+    pub username: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub site: Option<&'a str>,
+    pub client: Option<&'a str>,
+    pub action: &'a str,
+    pub outcome: &'a str,
+    pub study_uid: Option<&'a str>,
+    pub patient_id: Option<&'a str>,
+    pub patient_issuer: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+/// Where written rows are also sent (`audit_syslog_addr`), and how the hub names itself
+/// there (AuditSourceID: its AE title; the host name).
+#[derive(Debug, Clone)]
+pub struct SyslogConfig {
+    pub target: syslog::Target,
+    pub source: String,
+    pub host: String,
+}
+
 /// The handle requests record through (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct AuditLog {
@@ -255,8 +280,14 @@ impl AuditLog {
     /// Start the writer on `db`; it ends when every handle is dropped, after writing what
     /// was queued.
     pub fn start(db: Db) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        Self::start_with(db, None)
+    }
+
+    /// [`AuditLog::start`], also forwarding every row to a syslog audit repository.
+    pub fn start_with(db: Db, syslog: Option<SyslogConfig>) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = tokio::spawn(write_loop(db, rx));
+        let forward = syslog.map(|c| (syslog::Forwarder::start(c.target.clone()), c));
+        let writer = tokio::spawn(write_loop(db, rx, forward));
         (AuditLog { tx }, writer)
     }
 
@@ -283,10 +314,10 @@ impl AuditLog {
 
 /// Write one event at once, without the queue (the CLI, which has no writer running).
 pub async fn record_now(db: &Db, event: Event) -> Result<(), storage::Error> {
-    write_batch(db, &[event]).await
+    write_rows(db, &[event]).await.map(|_| ())
 }
 
-async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>) {
+async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>, forward: Option<(syslog::Forwarder, SyslogConfig)>) {
     let mut batch: Vec<Event> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -302,8 +333,15 @@ async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>) {
         }
         let mut wait = Duration::from_millis(100);
         while !batch.is_empty() {
-            match write_batch(&db, &batch).await {
-                Ok(()) => batch.clear(),
+            match write_rows(&db, &batch).await {
+                Ok(rows) => {
+                    if let Some((f, c)) = &forward {
+                        for r in &rows {
+                            f.send(syslog::message(&r.as_row(), &c.source, &c.host));
+                        }
+                    }
+                    batch.clear()
+                }
                 Err(e) => {
                     // keep the batch and try again: the queue holds the rest meanwhile
                     tracing::error!(error = %e, events = batch.len(), "cannot write the audit trail; retrying");
@@ -326,8 +364,40 @@ struct Found {
     issuer: Option<String>,
 }
 
-async fn write_batch(db: &Db, events: &[Event]) -> Result<(), storage::Error> {
+/// A row as written (owned), for the forwarder.
+struct Written {
+    at: i64,
+    username: Option<String>,
+    role: Option<String>,
+    site: Option<String>,
+    client: Option<String>,
+    action: &'static str,
+    outcome: &'static str,
+    found: Found,
+    detail: String,
+}
+
+impl Written {
+    fn as_row(&self) -> Row<'_> {
+        Row {
+            at: self.at,
+            username: self.username.as_deref(),
+            role: self.role.as_deref(),
+            site: self.site.as_deref(),
+            client: self.client.as_deref(),
+            action: self.action,
+            outcome: self.outcome,
+            study_uid: self.found.study_uid.as_deref(),
+            patient_id: self.found.patient_id.as_deref(),
+            patient_issuer: self.found.issuer.as_deref(),
+            detail: &self.detail,
+        }
+    }
+}
+
+async fn write_rows(db: &Db, events: &[Event]) -> Result<Vec<Written>, storage::Error> {
     use sqlx::Row;
+    let mut written = Vec::new();
     let mut tx = db.begin_write().await?;
     let mut names: std::collections::HashMap<(bool, i64), Option<String>> = Default::default();
     for e in events {
@@ -366,16 +436,28 @@ async fn write_batch(db: &Db, events: &[Event]) -> Result<(), storage::Error> {
             .bind(e.actor.client.as_deref())
             .bind(e.action.as_str())
             .bind(e.outcome.as_str())
-            .bind(found.study_uid)
-            .bind(found.patient_id)
-            .bind(found.issuer)
+            .bind(found.study_uid.as_deref())
+            .bind(found.patient_id.as_deref())
+            .bind(found.issuer.as_deref())
             .bind(e.detail.as_str())
             .execute(&mut *tx)
             .await
             .map_err(storage::Error::db("insert audit event"))?;
+            written.push(Written {
+                at: e.at,
+                username: e.actor.username.clone(),
+                role: e.actor.role.clone(),
+                site: site.clone(),
+                client: e.actor.client.clone(),
+                action: e.action.as_str(),
+                outcome: e.outcome.as_str(),
+                found,
+                detail: e.detail.clone(),
+            });
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(written)
 }
 
 /// The study and patient a subject names (a study UID that two sites both hold names
