@@ -163,7 +163,7 @@ impl Outcome {
 
 /// What the patient data of an event is named by; the writer finds the study and its
 /// patient from it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     None,
     Study(String),
@@ -366,7 +366,7 @@ async fn write_loop(db: Db, mut rx: mpsc::Receiver<Msg>, forward: Option<(syslog
 }
 
 /// The row values of one subject.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Found {
     study_uid: Option<String>,
     patient_id: Option<String>,
@@ -409,6 +409,8 @@ async fn write_rows(db: &Db, events: &[Event]) -> Result<Vec<Written>, storage::
     let mut written = Vec::new();
     let mut tx = db.begin_write().await?;
     let mut names: std::collections::HashMap<(bool, i64), Option<String>> = Default::default();
+    // a reader paging through one study names it in every request: look it up once a batch
+    let mut lookups: std::collections::HashMap<Subject, Found> = Default::default();
     for e in events {
         let mut name_of = async |pool: bool, id: Option<i64>| -> Result<Option<String>, storage::Error> {
             let Some(id) = id else { return Ok(None) };
@@ -432,7 +434,14 @@ async fn write_rows(db: &Db, events: &[Event]) -> Result<Vec<Written>, storage::
         let pool = name_of(true, e.actor.pool_id).await?;
         let subjects: Vec<&Subject> = if e.subjects.is_empty() { vec![&Subject::None] } else { e.subjects.iter().take(MAX_SUBJECTS).collect() };
         for s in subjects {
-            let found = find(&mut tx, s).await?;
+            let found = match lookups.get(s) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = find(&mut tx, s).await?;
+                    lookups.insert(s.clone(), f.clone());
+                    f
+                }
+            };
             sqlx::query(
                 "INSERT INTO audit_log (at, username, role, site, pool, client, action, outcome, study_uid, patient_id, patient_issuer, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",

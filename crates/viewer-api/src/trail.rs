@@ -4,7 +4,9 @@
 //! study or patient (the route's `{study}`, `{id}`, the QIDO keys, and what a handler adds,
 //! such as the studies a STOW stored), and the outcome (from the status). The viewer's own
 //! files, and the routes that touch no patient data (`/api/session`, `/api/me`, report
-//! templates), are not recorded.
+//! templates), are not recorded; nor are requests refused 401 that carried no user name
+//! (no credentials, or a session token that is no longer valid): they touched nothing, and
+//! anyone could otherwise fill the trail. A wrong password is recorded, with the name tried.
 
 use std::sync::{Arc, Mutex};
 
@@ -165,6 +167,11 @@ pub(crate) async fn record(State(st): State<AppState>, mut req: Request, next: N
         outcome = Outcome::Denied;
     }
     let found = std::mem::take(&mut *slot.0.lock().expect("audit slot"));
+    if status == 401 && found.user.is_none() && found.attempted.is_none() {
+        // no credentials (or an unknown session token): no patient data was touched and no
+        // password tried; recording each would let anyone fill the disk with rows
+        return resp;
+    }
     let actor = match &found.user {
         Some(u) => Actor {
             username: Some(u.username.clone()),
