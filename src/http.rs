@@ -81,6 +81,9 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<Arc<ServerCon
                 }
             },
         };
+        // a response goes out in several writes (headers, multipart parts): with Nagle on,
+        // the last small write waited for the client's delayed ACK, 40 ms a response
+        let _ = stream.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(http.peer = %peer, limit, "too many HTTP connections; closed");
             continue;
