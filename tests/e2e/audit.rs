@@ -82,6 +82,16 @@ async fn audit_trail_of_access(backend: Backend) {
     let (code, v) = hub.send(&admin, Method::PUT, "/api/admin/users/tech-a/disabled", Some(json!({"disabled": true}))).await;
     assert_eq!(code, 200, "{v}");
 
+    // a request with no credentials at all touched nothing and is not recorded (anyone
+    // could fill the trail so); a wrong password is
+    let r = hub.http().get(format!("{}/dicom-web/studies?PatientID=ANON-PROBE", hub.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = hub.http().get(format!("{}/dicom-web/studies?PatientID=WRONG-PW-PROBE", hub.base)).basic_auth("rad1", Some("wrong")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let probes = trail(&hub, &admin, "action=query").await;
+    assert!(!probes.iter().any(|r| r["detail"].as_str().unwrap().contains("ANON-PROBE")), "{probes:?}");
+    assert!(probes.iter().any(|r| r["detail"].as_str().unwrap().contains("WRONG-PW-PROBE") && r["username"] == "rad1" && r["outcome"] == "denied"), "{probes:?}");
+
     // by patient: every access to P-AUDIT-1's data, with its study and issuer
     let rows = trail(&hub, &admin, &format!("patient_id={patient}")).await;
     let want = ["dicom_store", "query", "retrieve", "metadata", "rendered", "item_view", "report_edit", "report_sign", "critical_flag",
