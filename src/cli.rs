@@ -170,9 +170,12 @@ pub struct ServeArgs {
     /// PEM CA: the DICOM TLS listener requires client certificates signed by it
     #[arg(long, env = "READHUB_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
-    /// Forward the audit trail as DICOM audit messages (syslog) to udp://HOST:PORT
+    /// Forward the audit trail as DICOM audit messages (syslog) to udp://HOST:PORT or tls://HOST:PORT
     #[arg(long, env = "READHUB_AUDIT_SYSLOG_ADDR")]
     pub audit_syslog_addr: Option<String>,
+    /// PEM CA of the audit record repository's certificate (syslog over TLS)
+    #[arg(long, env = "READHUB_AUDIT_SYSLOG_CA_FILE")]
+    pub audit_syslog_ca_file: Option<PathBuf>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -317,7 +320,7 @@ impl Cli {
             macro_rules! over_opt {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
             }
-            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr);
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }

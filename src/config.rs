@@ -96,8 +96,11 @@ pub struct Config {
     /// signed by one of them.
     pub tls_client_ca_file: Option<PathBuf>,
     /// Also send the audit trail as DICOM audit messages (RFC 5424 syslog) to this audit
-    /// record repository: `udp://HOST:PORT`. Off when unset.
+    /// record repository: `udp://HOST:PORT` or `tls://HOST:PORT`. Off when unset.
     pub audit_syslog_addr: Option<String>,
+    /// PEM CA of the audit record repository's certificate (syslog over TLS); the hub
+    /// presents its own certificate (`tls_cert_file`) when it has one.
+    pub audit_syslog_ca_file: Option<PathBuf>,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -144,6 +147,7 @@ impl Default for Config {
             dicom_tls_addr: None,
             tls_client_ca_file: None,
             audit_syslog_addr: None,
+            audit_syslog_ca_file: None,
             hold_arrivals: false,
         }
     }
@@ -207,7 +211,11 @@ impl Config {
     /// Where the audit trail is forwarded, if anywhere.
     pub fn audit_syslog(&self) -> anyhow::Result<Option<audit::SyslogConfig>> {
         let Some(addr) = self.audit_syslog_addr.as_deref().filter(|a| !a.trim().is_empty()) else { return Ok(None) };
-        let target = audit::syslog::Target::parse(addr.trim()).map_err(anyhow::Error::msg)?;
+        let tls = match &self.audit_syslog_ca_file {
+            Some(ca) => Some(readhub_tls::client(ca, "audit_syslog_ca_file", self.tls_files()?.as_ref()).context("syslog over TLS cannot start")?),
+            None => None,
+        };
+        let target = audit::syslog::Target::parse(addr.trim(), tls).map_err(anyhow::Error::msg)?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         Ok(Some(audit::SyslogConfig {
             target,

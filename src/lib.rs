@@ -188,7 +188,7 @@ pub async fn run_with_clock(
 
     // the audit trail's writer: every request and association queues its event here
     if let Some(s) = &audit_syslog {
-        tracing::info!(audit.syslog = %s.target.addr, "the audit trail is also forwarded as DICOM audit messages");
+        tracing::info!(audit.syslog = %s.target, "the audit trail is also forwarded as DICOM audit messages");
     }
     let (audit_log, audit_writer) = audit::AuditLog::start_with(storage.db.clone(), audit_syslog);
     let gateway = tokio::spawn(dicom_gateway::run(

@@ -32,7 +32,8 @@ fn make_pki(dir: &Path) {
         openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", &format!("{name}.crt"), "-days", "2", "-extfile", &format!("{name}.ext")]);
     };
-    leaf("hub", "localhost", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    // the hub's certificate serves its listeners and identifies it to the audit repository
+    leaf("hub", "localhost", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
     leaf("moda", "MODA", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
     leaf("modb", "MODB", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
     openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt", "-days", "2", "-subj", "/CN=MODA"]);
@@ -73,7 +74,37 @@ async fn https_only_with_hsts_and_secure_cookies() {
     cli(dir.path(), &["user", "add", "admin", "--role", "admin", "--password-stdin"], Some("admin-password-1"));
     let cert = pki.path().join("hub.crt");
     let key = pki.path().join("hub.key");
-    let hub = serve(dir.path(), &[("READHUB_TLS_CERT_FILE", cert.to_str().unwrap()), ("READHUB_TLS_KEY_FILE", key.to_str().unwrap())]).await;
+    let ca_file = pki.path().join("ca.crt");
+    // the hospital's audit record repository: syslog over TLS (RFC 5425), requiring a
+    // client certificate of the CA (the hub's own)
+    let files = readhub_tls::Files { cert: cert.clone(), key: key.clone(), client_ca: Some(ca_file.clone()) };
+    let acceptor = tokio_rustls::TlsAcceptor::from(readhub_tls::dicom(&files).unwrap());
+    let repository = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let syslog = format!("tls://127.0.0.1:{}", repository.local_addr().unwrap().port());
+    let received = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (tcp, _) = repository.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.expect("the hub presents a certificate of the CA");
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(&bytes).contains("110122") {
+            match tokio::time::timeout(Duration::from_secs(20), tls.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => bytes.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        bytes
+    });
+    let hub = serve(
+        dir.path(),
+        &[
+            ("READHUB_TLS_CERT_FILE", cert.to_str().unwrap()),
+            ("READHUB_TLS_KEY_FILE", key.to_str().unwrap()),
+            ("READHUB_AUDIT_SYSLOG_ADDR", &syslog),
+            ("READHUB_AUDIT_SYSLOG_CA_FILE", ca_file.to_str().unwrap()),
+        ],
+    )
+    .await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path().join("ca.crt")).unwrap()).unwrap();
     let client = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
 
@@ -95,6 +126,20 @@ async fn https_only_with_hsts_and_secure_cookies() {
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
+
+    // the login went to the audit repository over TLS, as an octet-counted RFC 5424 frame
+    // carrying a DICOM audit message (User Authentication, Login)
+    let bytes = tokio::time::timeout(Duration::from_secs(30), received).await.expect("syslog frames").unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let mut rest = text.as_str();
+    let mut frames = Vec::new();
+    while let Some((len, tail)) = rest.split_once(' ') {
+        let len: usize = len.parse().unwrap_or_else(|_| panic!("not an octet count: {len:?} in {text}"));
+        frames.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    let login = frames.iter().find(|f| f.contains("110122")).unwrap_or_else(|| panic!("no login message: {text}"));
+    assert!(login.starts_with("<85>1 ") && login.contains("IHE+RFC-3881") && login.contains("UserID=\"admin\""), "{login}");
 
     // retrieve URLs handed out are https://
     let r = client.get(format!("https://{}/dicom-web/studies", hub.http)).basic_auth("admin", Some("admin-password-1")).send().await.unwrap();

@@ -1,11 +1,16 @@
 //! The audit trail, forwarded to a hospital's audit record repository as DICOM audit
-//! messages (PS3.15 A.5, the IHE ATNA message format) in RFC 5424 syslog over UDP
-//! (RFC 5426), one message per row. The database stays the record: forwarding is best
+//! messages (PS3.15 A.5, the IHE ATNA message format) in RFC 5424 syslog, one message per
+//! row: over UDP (RFC 5426) or over TLS (RFC 5425: octet-counted frames; the repository's
+//! certificate checked against a CA, and the hub's own presented when it has one). The database stays the record: forwarding is best
 //! effort (a repository that is down or slow loses messages, counted in the log, never
 //! slows a request).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
 
 use tokio::sync::mpsc;
 
@@ -18,25 +23,46 @@ const QUEUE: usize = 8192;
 /// receivers to take at least 480 bytes, and 2048 should be; IPv4 allows 65,507).
 const MAX_DATAGRAM: usize = 60 * 1024;
 
-/// Where the messages go: `udp://host:port`.
+/// Where the messages go.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub addr: SocketAddr,
+pub enum Target {
+    /// `udp://HOST:PORT`
+    Udp(SocketAddr),
+    /// `tls://HOST:PORT`, with the client configuration (trusted CA, the hub's identity)
+    Tls { host: String, port: u16, config: Arc<ClientConfig> },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Udp(a) => write!(f, "udp://{a}"),
+            Target::Tls { host, port, .. } => write!(f, "tls://{host}:{port}"),
+        }
+    }
 }
 
 impl Target {
-    /// `udp://HOST:PORT` (the host is resolved once, at start).
-    pub fn parse(text: &str) -> Result<Target, String> {
-        let rest = text
-            .strip_prefix("udp://")
-            .ok_or_else(|| format!("audit_syslog_addr {text:?}: only udp://HOST:PORT is supported (RFC 5426)"))?;
-        use std::net::ToSocketAddrs;
-        let addr = rest
-            .to_socket_addrs()
-            .map_err(|e| format!("audit_syslog_addr {text:?}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("audit_syslog_addr {text:?}: the host has no address"))?;
-        Ok(Target { addr })
+    /// `udp://HOST:PORT` (resolved once, at start) or `tls://HOST:PORT` (then `tls` must
+    /// be given: the CA that signed the repository's certificate).
+    pub fn parse(text: &str, tls: Option<Arc<ClientConfig>>) -> Result<Target, String> {
+        if let Some(rest) = text.strip_prefix("udp://") {
+            use std::net::ToSocketAddrs;
+            let addr = rest
+                .to_socket_addrs()
+                .map_err(|e| format!("audit_syslog_addr {text:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("audit_syslog_addr {text:?}: the host has no address"))?;
+            return Ok(Target::Udp(addr));
+        }
+        if let Some(rest) = text.strip_prefix("tls://") {
+            let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("audit_syslog_addr {text:?}: tls://HOST:PORT"))?;
+            let port = port.parse().map_err(|_| format!("audit_syslog_addr {text:?}: {port:?} is not a port"))?;
+            let config = tls.ok_or_else(|| {
+                format!("audit_syslog_addr {text:?}: syslog over TLS needs audit_syslog_ca_file (the CA of the repository's certificate)")
+            })?;
+            return Ok(Target::Tls { host: host.trim_matches(['[', ']']).to_string(), port, config });
+        }
+        Err(format!("audit_syslog_addr {text:?}: use udp://HOST:PORT or tls://HOST:PORT"))
     }
 }
 
@@ -48,21 +74,15 @@ pub(crate) struct Forwarder {
 
 impl Forwarder {
     pub(crate) fn start(target: Target) -> Forwarder {
-        let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
-        tokio::spawn(async move {
-            let bind = if target.addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-            let socket = match tokio::net::UdpSocket::bind(bind).await {
-                Ok(s) => s,
-                Err(e) => return tracing::error!(error = %e, "audit syslog: cannot open a UDP socket; not forwarding"),
-            };
-            while let Some(msg) = rx.recv().await {
-                let bytes = msg.as_bytes();
-                let bytes = &bytes[..bytes.len().min(MAX_DATAGRAM)];
-                if let Err(e) = socket.send_to(bytes, target.addr).await {
-                    tracing::warn!(error = %e, syslog = %target.addr, "audit syslog: a message was not sent");
-                }
+        let (tx, rx) = mpsc::channel::<String>(QUEUE);
+        match target {
+            Target::Udp(addr) => {
+                tokio::spawn(send_udp(addr, rx));
             }
-        });
+            Target::Tls { host, port, config } => {
+                tokio::spawn(send_tls(host, port, config, rx));
+            }
+        }
         Forwarder { tx }
     }
 
@@ -70,6 +90,73 @@ impl Forwarder {
         if self.tx.try_send(message).is_err() {
             tracing::warn!("audit syslog: the sender is behind; a message was dropped (the database keeps the row)");
         }
+    }
+}
+
+async fn send_udp(addr: SocketAddr, mut rx: mpsc::Receiver<String>) {
+    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let socket = match tokio::net::UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(error = %e, "audit syslog: cannot open a UDP socket; not forwarding"),
+    };
+    while let Some(msg) = rx.recv().await {
+        let bytes = msg.as_bytes();
+        let bytes = &bytes[..bytes.len().min(MAX_DATAGRAM)];
+        if let Err(e) = socket.send_to(bytes, addr).await {
+            tracing::warn!(error = %e, syslog = %addr, "audit syslog: a message was not sent");
+        }
+    }
+}
+
+/// How long connecting (TCP and TLS handshake) to the repository may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection, kept open; re-made (after a pause that doubles up to a minute) when it
+/// fails. Messages that come while it is down wait in the queue, or are dropped when it
+/// is full.
+async fn send_tls(host: String, port: u16, config: Arc<ClientConfig>, mut rx: mpsc::Receiver<String>) {
+    use tokio::io::AsyncWriteExt;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.clone()) else {
+        return tracing::error!(syslog.host = %host, "audit syslog: not a host name or address; not forwarding");
+    };
+    let mut conn = None;
+    let mut pause = Duration::from_secs(1);
+    while let Some(msg) = rx.recv().await {
+        // RFC 5425 4.3: MSG-LEN SP SYSLOG-MSG
+        let frame = format!("{} {msg}", msg.len());
+        loop {
+            if conn.is_none() {
+                let attempt = async {
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                    let _ = tcp.set_nodelay(true);
+                    connector.connect(name.clone(), tcp).await
+                };
+                match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                    Ok(Ok(s)) => {
+                        pause = Duration::from_secs(1);
+                        conn = Some(s)
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, syslog = %format!("{host}:{port}"), "audit syslog: cannot connect over TLS"),
+                    Err(_) => tracing::warn!(syslog = %format!("{host}:{port}"), "audit syslog: no TLS connection within 10 s"),
+                }
+            }
+            let Some(s) = conn.as_mut() else {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(60));
+                continue;
+            };
+            match s.write_all(frame.as_bytes()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit syslog: the TLS connection failed; reconnecting");
+                    conn = None;
+                }
+            }
+        }
+    }
+    if let Some(mut s) = conn {
+        let _ = s.shutdown().await;
     }
 }
 
@@ -195,7 +282,8 @@ mod tests {
         assert!(m.contains("UserID=\"张&lt;三&gt;\""), "{m}");
         assert!(m.contains("ParticipantObjectID=\"P&amp;1^^^&amp;READHUB:A\""), "{m}");
         assert!(m.contains("csd-code=\"110110\"") && m.contains("EventActionCode=\"U\""), "{m}");
-        assert!(Target::parse("tcp://x:1").is_err());
-        assert_eq!(Target::parse("udp://127.0.0.1:514").unwrap().addr.port(), 514);
+        assert!(Target::parse("tcp://x:1", None).is_err());
+        assert!(matches!(Target::parse("udp://127.0.0.1:514", None), Ok(Target::Udp(a)) if a.port() == 514));
+        assert!(Target::parse("tls://repo.example:6514", None).unwrap_err().contains("audit_syslog_ca_file"));
     }
 }

@@ -136,6 +136,30 @@ pub fn dicom(files: &Files) -> Result<Arc<ServerConfig>, Error> {
     Ok(Arc::new(config))
 }
 
+/// A client configuration for the hub's own outgoing TLS (syslog to an audit record
+/// repository): the peer must present a certificate of `ca` (PEM; `setting` names it in
+/// errors), and the hub presents its own certificate when it has one (mutual TLS, as IHE
+/// ATNA's secure nodes do).
+pub fn client(ca: &Path, setting: &'static str, identity: Option<&Files>) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut roots = RootCertStore::empty();
+    for c in certificates(ca, "CA certificate", setting)? {
+        roots
+            .add(c)
+            .map_err(|e| Error::File { what: "CA certificate", path: ca.to_path_buf(), setting, reason: e.to_string() })?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(files) => builder
+            .with_client_auth_cert(certificates(&files.cert, "certificate", "tls_cert_file")?, private_key(&files.key)?)
+            .map_err(|e| Error::Config(e.to_string()))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
