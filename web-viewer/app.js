@@ -25,7 +25,7 @@ const T = {
     p50: 'P50 分钟', p90: 'P90 分钟', by: '分组', day: '日期', reader: '医生', pool: '阅片组', statMin: '急诊(分钟)', urgentMin: '加急(分钟)', routineMin: '常规(分钟)',
     audit: '审计日志', time: '时间', client: '客户端地址', action: '操作', outcome: '结果', study: '检查 UID', detail: '详情', more: '更多',
     changePassword: '修改密码', oldPassword: '当前密码', newPassword: '新密码', passwordChanged: '密码已修改，其他登录已退出',
-    resetPassword: '重置密码', rename: '改名', remove: '移除', actions: '操作',
+    resetPassword: '重置密码', rename: '改名', remove: '移除', actions: '操作', certificates: '绑定证书', bindCert: '绑定证书（SHA-256 指纹）',
     exportCsv: '导出 CSV', exportNdjson: '导出 NDJSON', patientId: '患者 ID', disable: '停用', enable: '启用', disabled: '已停用',
     positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
@@ -50,7 +50,7 @@ const T = {
     p50: 'p50 min', p90: 'p90 min', by: 'By', day: 'Day', reader: 'Reader', pool: 'Pool', statMin: 'STAT (min)', urgentMin: 'Urgent (min)', routineMin: 'Routine (min)',
     audit: 'Audit trail', time: 'Time', client: 'Client', action: 'Action', outcome: 'Outcome', study: 'Study UID', detail: 'Detail', more: 'More',
     changePassword: 'Change password', oldPassword: 'Current password', newPassword: 'New password', passwordChanged: 'Password changed; other sessions signed out',
-    resetPassword: 'Reset password', rename: 'Rename', remove: 'Remove', actions: 'Actions',
+    resetPassword: 'Reset password', rename: 'Rename', remove: 'Remove', actions: 'Actions', certificates: 'Certificates', bindCert: 'Bind a certificate (SHA-256 fingerprint)',
     exportCsv: 'Export CSV', exportNdjson: 'Export NDJSON', patientId: 'Patient ID', disable: 'Disable', enable: 'Enable', disabled: 'Disabled',
     positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
@@ -578,7 +578,14 @@ async function adminView(tab = 'turnaround') {
         const name = prompt(t('rename'), s.name);
         if (name && name !== s.name) await api(`/api/admin/sites/${site(s)}/name`, { method: 'PUT', body: JSON.stringify({ name }) });
       }) }, t('rename'));
-      body.append(table([['name', (s) => s.name], ['aeTitles', aeCell], ['consortium', (s) => s.consortium_id], ['actions', renameButton]], sites),
+      // a site bound to its modalities' client certificates takes DICOM over TLS from them only
+      const certCell = (s) => h('span', {}, ...(s.certificates || []).map((fp) => h('span', { class: 'cert', title: fp }, `${fp.slice(0, 12)}…`, ' ',
+        h('button', { type: 'button', class: 'unbind-cert', title: t('remove'), onclick: guard(() => api(`/api/admin/sites/${site(s)}/certificates/${fp}`, { method: 'DELETE' })) }, '✕'), ' ')),
+        h('button', { type: 'button', class: 'bind-cert', onclick: guard(async () => {
+          const fingerprint = prompt(t('bindCert'));
+          if (fingerprint) await api(`/api/admin/sites/${site(s)}/certificates`, { method: 'POST', body: JSON.stringify({ fingerprint }) });
+        }) }, '+'));
+      body.append(table([['name', (s) => s.name], ['aeTitles', aeCell], ['certificates', certCell], ['consortium', (s) => s.consortium_id], ['actions', renameButton]], sites),
         h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/sites', { method: 'POST', body: JSON.stringify({ name: name.value, ae_titles: aes.value.split(',').map((x) => x.trim()).filter(Boolean), consortium: cons.value || null }) })) },
           h('label', {}, t('name'), name), h('label', {}, t('aeTitles'), aes), h('label', {}, t('consortium'), cons), h('button', { type: 'submit' }, t('add'))));
     } else if (tab === 'pools') {

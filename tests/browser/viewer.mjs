@@ -340,6 +340,10 @@ try {
   page.once('dialog', (d) => d.accept('Township-B (乡镇乙)'));
   await siteB().locator('button.rename').click();
   await page.waitForSelector('.admin table td >> text=Township-B (乡镇乙)');
+  // bind the site to a modality's certificate by its fingerprint (as openssl prints it)
+  page.once('dialog', (d) => d.accept(cfg.certFingerprint));
+  await siteB().locator('button.bind-cert').click();
+  await siteB().locator('span.cert').waitFor();
   await shot('14-admin-sites');
   step('the admin disables and enables a reader, resets a password, removes an AE title and renames a site');
 

@@ -78,6 +78,7 @@ fetch("{base}/api/worklist/next", {{ method: "POST", credentials: "include", mod
     let cred = |u: &(String, String)| json!([u.0, u.1]);
     let config = json!({
         "base": hub.base, "shots": shots, "evil": evil_url,
+        "certFingerprint": "AB:".repeat(31) + "AB",
         "reader": cred(&reader), "ecgReader": cred(&ecg_reader), "referrerA": cred(&ref_a), "referrerB": cred(&ref_b),
         "technician": cred(&tech), "admin": cred(&admin),
         "impression": "胸部正位片未见明显异常。", "critical": "右侧气胸，肺压缩约50%", "filmPatientId": "9RG1",
@@ -104,6 +105,8 @@ fetch("{base}/api/worklist/next", {{ method: "POST", credentials: "include", mod
     // what the admin screen changed is what the server holds
     let b = storage::sites::site_by_name(&hub.storage.db, "Township-B (乡镇乙)").await.unwrap().expect("renamed in the browser");
     assert_eq!(b.ae_titles, vec!["MODB".to_string()], "MODB2 removed in the browser");
+    let bound = storage::sites::certificates_of(&hub.storage.db, b.id).await.unwrap();
+    assert_eq!(bound.iter().map(|f| f.as_str().to_string()).collect::<Vec<_>>(), vec!["ab".repeat(32)], "bound in the browser");
     assert_eq!(hub.get(&("ecg1".into(), "reset in the browser 1".into()), "/api/worklist").await.status(), 200, "ecg1's password reset and enabled");
     assert_eq!(hub.get(&("doc-b".into(), "changed by doc-b 2".into()), "/api/reports").await.status(), 200, "doc-b's own change");
     hub.stop().await;
