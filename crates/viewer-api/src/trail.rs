@@ -183,7 +183,8 @@ pub(crate) async fn record(State(st): State<AppState>, mut req: Request, next: N
         },
         None => Actor { username: found.attempted.clone(), client: Some(client), ..Actor::default() },
     };
-    let mut detail = format!("{method} {path}");
+    // the path and query as asked, cut to a size a row should have (a URI may be 64 KiB)
+    let mut detail = format!("{method} {}", path.chars().take(512).collect::<String>());
     if let Some(q) = &query {
         detail.push('?');
         detail.push_str(q);
