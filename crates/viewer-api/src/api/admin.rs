@@ -17,6 +17,16 @@ use worklist::routing::RuleSet;
 use worklist::stats::GroupBy;
 use worklist::stats::Turnaround;
 
+/// The site a route names, or 404.
+async fn site_named(st: &AppState, name: &str) -> Result<storage::Site, ApiError> {
+    storage::sites::site_by_name(&st.storage.db, name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))
+}
+
+/// The user a route names, or 404.
+async fn user_named(st: &AppState, name: &str) -> Result<worklist::User, ApiError> {
+    st.worklist.user_by_name(name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))
+}
+
 /// `GET /api/admin/routing-rules`: the current rule set (null before any is installed).
 pub async fn routing_rules(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Option<RuleSet>>> {
     require(&caller, &[Role::Admin])?;
@@ -228,9 +238,7 @@ pub struct WebhookBody {
 /// `PUT /api/admin/sites/{name}/webhook {"url": "https://…"}` (null clears it)
 pub async fn set_webhook(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<WebhookBody>) -> ApiResult<Json<serde_json::Value>> {
     require(&caller, &[Role::Admin])?;
-    let site = storage::sites::site_by_name(&st.storage.db, &name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    let site = site_named(&st, &name).await?;
     st.worklist.set_site_webhook(site.id, b.url.as_deref()).await?;
     Ok(Json(serde_json::json!({ "site": site.name, "webhook_url": b.url })))
 }
@@ -277,7 +285,7 @@ pub struct Disabled {
 /// sessions and cached credentials end at once) or enable it again.
 pub async fn set_disabled(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Disabled>) -> ApiResult<Json<serde_json::Value>> {
     require(&caller, &[Role::Admin])?;
-    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    let user = user_named(&st, &name).await?;
     st.worklist.set_disabled(&user, b.disabled).await?;
     st.basic_cache.clear();
     Ok(Json(serde_json::json!({ "username": user.username, "disabled": b.disabled })))
@@ -285,7 +293,7 @@ pub async fn set_disabled(State(st): State<AppState>, caller: Caller, Path(name)
 
 pub async fn qualifications(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<Qualifications>) -> ApiResult<Json<worklist::User>> {
     require(&caller, &[Role::Admin])?;
-    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    let user = user_named(&st, &name).await?;
     let mut q = worklist::directory::ReaderQualifications::from(&user);
     if let Some(s) = &b.seniority {
         q.seniority = worklist::Seniority::try_from(s.as_str())?;
@@ -313,7 +321,7 @@ pub async fn reset_password(
     Json(b): Json<NewPassword>,
 ) -> ApiResult<Json<serde_json::Value>> {
     require(&caller, &[Role::Admin])?;
-    let user = st.worklist.user_by_name(&name).await?.ok_or_else(|| ApiError::NotFound(format!("user {name:?} not found")))?;
+    let user = user_named(&st, &name).await?;
     st.worklist.set_password(&user, &b.password, None).await?;
     st.basic_cache.clear();
     Ok(Json(serde_json::json!({ "username": user.username, "password_reset": true })))
@@ -328,7 +336,7 @@ pub struct SiteName {
 /// `PUT /api/admin/sites/{name}/name {"name"}`: rename a site (its patients' issuer stays).
 pub async fn rename_site(State(st): State<AppState>, caller: Caller, Path(name): Path<String>, Json(b): Json<SiteName>) -> ApiResult<Json<storage::Site>> {
     require(&caller, &[Role::Admin])?;
-    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    let site = site_named(&st, &name).await?;
     Ok(Json(storage::sites::rename_site(&st.storage.db, site.id, &b.name).await?))
 }
 
@@ -336,7 +344,7 @@ pub async fn rename_site(State(st): State<AppState>, caller: Caller, Path(name):
 /// association on.
 pub async fn remove_ae_title(State(st): State<AppState>, caller: Caller, Path((name, ae)): Path<(String, String)>) -> ApiResult<Json<storage::Site>> {
     require(&caller, &[Role::Admin])?;
-    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    let site = site_named(&st, &name).await?;
     if !storage::sites::remove_ae_title(&st.storage.db, site.id, &ae).await? {
         return Err(ApiError::NotFound(format!("site {name:?} has no AE title {ae:?}")));
     }
@@ -365,7 +373,7 @@ pub async fn bind_certificate(
     Json(b): Json<CertificateBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
     require(&caller, &[Role::Admin])?;
-    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    let site = site_named(&st, &name).await?;
     storage::sites::bind_certificate(&st.storage.db, site.id, &fingerprint(&b.fingerprint)?).await?;
     Ok(Json(serde_json::json!({ "site": site.name, "certificates": storage::sites::certificates_of(&st.storage.db, site.id).await? })))
 }
@@ -377,7 +385,7 @@ pub async fn unbind_certificate(
     Path((name, fp)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     require(&caller, &[Role::Admin])?;
-    let site = storage::sites::site_by_name(&st.storage.db, &name).await?.ok_or_else(|| ApiError::NotFound(format!("site {name:?} not found")))?;
+    let site = site_named(&st, &name).await?;
     if !storage::sites::unbind_certificate(&st.storage.db, site.id, &fingerprint(&fp)?).await? {
         return Err(ApiError::NotFound(format!("certificate {fp} is not bound to site {name:?}")));
     }
