@@ -6,6 +6,7 @@ line per C-STORE: "assoc=N file=... status=0xXXXX". Exit code 1 if anything fail
 import argparse
 import sys
 import threading
+import time
 
 from pydicom import dcmread
 from pynetdicom import AE, StoragePresentationContexts
@@ -26,11 +27,22 @@ def send(n, port, files, results):
         results.append(f"assoc={n} not established")
         return
     for f in files:
+        if not assoc.is_established:
+            # say how it ended, so a failure can be told apart (aborted by the hub, or
+            # the DIMSE timeout ran out while the hub was silent)
+            results.append(f"assoc={n} file={f} not sent: association aborted={assoc.is_aborted} released={assoc.is_released}")
+            continue
         ds = dcmread(f)
+        t0 = time.monotonic()
         status = assoc.send_c_store(ds)
         code = getattr(status, "Status", None)
-        results.append(f"assoc={n} file={f} status=0x{code:04X}" if code is not None else f"assoc={n} file={f} status=none")
-    assoc.release()
+        took = time.monotonic() - t0
+        if code is not None:
+            results.append(f"assoc={n} file={f} status=0x{code:04X}")
+        else:
+            results.append(f"assoc={n} file={f} status=none after {took:.1f} s (aborted={assoc.is_aborted})")
+    if assoc.is_established:
+        assoc.release()
 
 
 def main():
