@@ -133,6 +133,8 @@ async fn audit_trail_of_access(backend: Backend) {
     assert!(!trail(&hub, &admin, &format!("from={}", chrono_today())).await.is_empty());
     assert_eq!(hub.get(&admin, "/api/admin/audit?action=nonsense").await.status(), 400);
     assert_eq!(hub.get(&admin, "/api/admin/audit?from=yesterday").await.status(), 400);
+    assert_eq!(hub.get(&admin, "/api/admin/audit/export?format=xlsx").await.status(), 400);
+    assert_eq!(hub.get(&admin, "/api/admin/audit?nonsense=1").await.status(), 400, "unknown filters are refused, not ignored");
 
     // newest first, paged
     let all = trail(&hub, &admin, "").await;

@@ -108,7 +108,8 @@ async fn send_udp(addr: SocketAddr, mut rx: mpsc::Receiver<String>) {
     }
 }
 
-/// How long connecting (TCP and TLS handshake) to the repository may take.
+/// How long connecting (TCP and TLS handshake) to the repository, or one write to it, may
+/// take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connection, kept open; re-made (after a pause that doubles up to a minute) when it
@@ -146,10 +147,15 @@ async fn send_tls(host: String, port: u16, config: Arc<ClientConfig>, mut rx: mp
                 pause = (pause * 2).min(Duration::from_secs(60));
                 continue;
             };
-            match s.write_all(frame.as_bytes()).await {
-                Ok(()) => break,
-                Err(e) => {
+            // a repository that stops reading must not stall the sender for ever
+            match tokio::time::timeout(CONNECT_TIMEOUT, s.write_all(frame.as_bytes())).await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "audit syslog: the TLS connection failed; reconnecting");
+                    conn = None;
+                }
+                Err(_) => {
+                    tracing::warn!("audit syslog: the repository took nothing for 10 s; reconnecting");
                     conn = None;
                 }
             }

@@ -91,13 +91,6 @@ fn association_options(config: &Config, known: HashSet<String>, tls_only: HashSe
     options
 }
 
-/// How a connection came in.
-pub(crate) enum Link {
-    Plain,
-    /// over DICOM TLS, with the listener's configuration (handshake not yet made)
-    Tls(Arc<ServerConfig>),
-}
-
 /// A connection to the plain DICOM port, admitted (its A-ASSOCIATE-RQ has been seen).
 pub(crate) async fn serve(mut socket: TcpStream, storage: Storage, config: &Config, handover: &Handover) {
     let peer = socket.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();

@@ -124,10 +124,8 @@ pub async fn run(
                 continue;
             }
         };
-        let link = match (&tls_config, over_tls) {
-            (Some(c), true) => association::Link::Tls(c.clone()),
-            _ => association::Link::Plain,
-        };
+        // the TLS configuration, for a connection to the TLS port
+        let tls = tls_config.clone().filter(|_| over_tls);
         next_id += 1;
         let id = next_id;
         let handshake = admission.handshake(id);
@@ -140,7 +138,7 @@ pub async fn run(
         tasks.spawn(
             async move {
                 let mut socket = socket;
-                if let association::Link::Tls(tls) = link {
+                if let Some(tls) = tls {
                     // admitted inside: the request is behind the TLS handshake
                     return association::serve_tls(socket, tls, handshake, &admission, storage, &config, &handover).await;
                 }
