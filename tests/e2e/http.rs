@@ -154,6 +154,15 @@ async fn repeated_wrong_passwords_lock_the_name() {
         assert_eq!(login(format!("again-{n}")).await.unwrap().status(), 422);
     }
     assert_eq!(login(reader.1.clone()).await.unwrap().status(), 200);
+    // a name of 8 KB (no account can have one) is refused without being kept anywhere
+    let huge = "x".repeat(8 * 1024);
+    let r = client.get(format!("{}/api/worklist", hub.base)).basic_auth(&huge, Some("pw")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    use sqlx::Row;
+    let longest: Option<i64> =
+        sqlx::query("SELECT MAX(LENGTH(username)) FROM login_failures").fetch_one(hub.storage.db.pool()).await.unwrap().get(0);
+    assert!(longest.unwrap_or(0) <= 64, "a {longest:?}-character name was kept");
+    assert!(hub.get(&reader, "/dicom-web/studies").await.status().is_success(), "the hub still answers");
     hub.stop().await;
 }
 

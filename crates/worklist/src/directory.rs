@@ -371,6 +371,11 @@ impl Worklist {
     /// address, by which repeated failures across names are slowed.
     pub async fn authenticate(&self, username: &str, password: &str, client: &str) -> Result<User, Error> {
         let username = username.trim();
+        if username.len() > 64 {
+            // no account has such a name (add_user allows 64); refused at once, so the
+            // throttle's tables never hold a caller's kilobytes of invented name
+            return Err(Error::Forbidden("wrong user name or password / 用户名或密码错误".into()));
+        }
         self.before_password_check(username, client).await?;
         let row = sqlx::query(
             "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
