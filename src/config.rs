@@ -101,9 +101,32 @@ pub struct Config {
     /// PEM CA of the audit record repository's certificate (syslog over TLS); the hub
     /// presents its own certificate (`tls_cert_file`) when it has one.
     pub audit_syslog_ca_file: Option<PathBuf>,
+    /// Critical-ECG criteria (心电图危急值) that make an ECG item STAT with a suggested
+    /// critical result for the reader: `[ecg_critical] heart_rate_below = 40`,
+    /// `heart_rate_above = 150`, `qtc_at_least_ms = 500`, and `[[ecg_critical.statements]]`
+    /// rules (`name`, `phrases`) matched in the device's interpretation statements.
+    pub ecg_critical: ecg::criteria::Rules,
+    /// Accept SCP-ECG files (experimental: no independent reader could check readhub's).
+    pub ecg_scp_experimental: bool,
+    /// Folders carts drop ECG files into (HL7 aECG, Philips XML), one per site:
+    /// `[[ecg_watch]] site = "Township-1"` `path = "/srv/ecg/township1"`. A file is taken
+    /// once its size has not changed for one scan; it moves to `done/` once stored and
+    /// acknowledged, or to `refused/` with a `.reason.txt` beside it.
+    pub ecg_watch: Vec<EcgWatch>,
+    /// Seconds between scans of the watched folders.
+    pub ecg_watch_interval_secs: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
+}
+
+/// One watched folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EcgWatch {
+    /// the site (by name) the files are stored for
+    pub site: String,
+    pub path: PathBuf,
 }
 
 impl Default for Config {
@@ -148,6 +171,10 @@ impl Default for Config {
             tls_client_ca_file: None,
             audit_syslog_addr: None,
             audit_syslog_ca_file: None,
+            ecg_critical: ecg::criteria::Rules::default(),
+            ecg_scp_experimental: false,
+            ecg_watch: Vec::new(),
+            ecg_watch_interval_secs: 2,
             hold_arrivals: false,
         }
     }
@@ -252,6 +279,8 @@ impl Config {
             media_memory_mb: self.media_memory_mb,
             body_idle_timeout: std::time::Duration::from_secs(self.body_idle_timeout_secs.max(1)),
             tls: self.tls_cert_file.is_some() && self.tls_key_file.is_some(),
+            ecg_rules: self.ecg_critical.clone(),
+            ecg_scp_experimental: self.ecg_scp_experimental,
         }
     }
 

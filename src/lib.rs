@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+mod ecg_jobs;
 pub mod http;
 pub mod notify;
 
@@ -95,6 +96,7 @@ pub async fn run_with_clock(
         (Some(files), Some(_)) => Some(readhub_tls::dicom(files).context("DICOM TLS cannot start")?),
         _ => None,
     };
+    config.ecg_critical.check().map_err(anyhow::Error::msg)?;
     let (storage, worklist, consortium) = open_with_clock(&config, clock).await?;
     tracing::info!(
         database = %storage::db::redact_url(&config.database_url()?),
@@ -198,7 +200,15 @@ pub async fn run_with_clock(
         dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone(), audit: audit_log.clone() },
         stopped(stop_rx.clone()),
     ));
-    let app = viewer_api::router(viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), audit_log.clone(), config.http()));
+    let state = viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), audit_log.clone(), config.http());
+    // ECGs: measured and checked against the critical criteria; watched folders scanned
+    let ecg_work = tokio::spawn(ecg_jobs::run(
+        state.clone(),
+        config.ecg_watch.clone(),
+        Duration::from_secs(config.ecg_watch_interval_secs.max(1)),
+        stop_rx.clone(),
+    ));
+    let app = viewer_api::router(state);
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
     // retrieve on a dead VPN link) must not keep the hub from stopping.
@@ -216,6 +226,7 @@ pub async fn run_with_clock(
         }
     };
     let _ = gateway.await;
+    let _ = ecg_work.await;
     // what the last requests and associations did is in the trail before the database closes
     // (the writer ends once the last handle, held by the router, is gone; the flush covers
     // a router an aborted connection task still holds)

@@ -86,6 +86,15 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/reports/{id}/print", "1OONONON"),
     ("GET", "/api/reports/{id}/pdf", "1OONONON"),
     ("GET", "/api/waveforms/{study}/{series}/{sop}", "1ONOONON"),
+    // ECG files: a site's technicians (and admins, naming the site) upload; the original
+    // of a converted ECG is served like its instance (this DICOM ECG has none: 404 to all)
+    ("POST", "/api/ecg", "1OFFOOFF"),
+    ("GET", "/api/ecg/{study}/{series}/{sop}/original", "1NNNNNNN"),
+    // critical-ECG suggestions: readers of the item's pool (and admins) see them; only
+    // readers decide them (this item has none: 404 to the readers)
+    ("GET", "/api/worklist/{id}/ecg-suggestions", "1OONFFFF"),
+    ("POST", "/api/ecg-suggestions/{id}/confirm", "1FNNFFFF"),
+    ("POST", "/api/ecg-suggestions/{id}/dismiss", "1FNNFFFF"),
     // DICOMweb: searches answer everyone signed in (scoped: a caller who may not see the
     // study gets an empty answer); a named study answers 404 to whoever may not see it
     ("GET", "/dicom-web/studies", "1OOOOOOO"),
@@ -189,7 +198,7 @@ async fn authorization_matrix(backend: Backend) {
     let (ecg_study, ecg_series, ecg_sop, _) = sop_of(&data("pydicom/test_files/waveform_ecg.dcm"));
 
     let fill = |route: &str| -> String {
-        let waveform = route.starts_with("/api/waveforms/");
+        let waveform = route.starts_with("/api/waveforms/") || route.starts_with("/api/ecg/");
         let mut out = Vec::new();
         for seg in route.split('/') {
             let v = match seg {

@@ -39,6 +39,7 @@ mod bounds;
 mod cli;
 mod crash;
 mod dicomweb;
+mod ecg;
 mod handover;
 mod http;
 mod ingest;

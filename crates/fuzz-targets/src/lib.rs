@@ -16,7 +16,19 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("qido_query", qido_query),
     ("frame_list", frame_list),
     ("waveform", waveform),
+    ("ecg_file", ecg_file),
 ];
+
+/// An ECG file as a cart or a technician sends it (HL7 aECG, Philips XML, SCP-ECG): read,
+/// made DICOM, and measured, as `POST /api/ecg` does.
+pub fn ecg_file(data: &[u8]) {
+    if let Ok(record) = ecg::parse(data, true) {
+        let _ = ecg::dicom::to_part10(&record, &ecg::dicom::Source { bytes: data, file_name: None });
+        let uv: Vec<Vec<f32>> = record.leads.iter().map(|l| l.microvolts().map(|v| v as f32).collect()).collect();
+        let leads: Vec<(&str, &[f32])> = record.leads.iter().zip(&uv).map(|(l, v)| (l.label.as_str(), v.as_slice())).collect();
+        let _ = ecg::measure::compute(&leads, record.sampling_hz);
+    }
+}
 
 /// An upper-layer PDU as it arrives on the DICOM port (dicom-ul's reader, with the
 /// gateway's maximum PDU length), then, for P-DATA, its command fragment as a command set.

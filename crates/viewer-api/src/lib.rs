@@ -6,6 +6,8 @@ mod api;
 pub mod auth;
 pub mod budget;
 mod dicomweb;
+pub mod ecg_analysis;
+pub use api::ecg::{ingest_file as ingest_ecg_file, Ingested as EcgIngested, Refused as EcgRefused};
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod error;
@@ -47,6 +49,10 @@ pub struct Config {
     /// Served over HTTPS: the session cookie is `Secure`, responses carry HSTS, and the
     /// URLs handed out are `https://`.
     pub tls: bool,
+    /// the critical-ECG criteria (危急值) that make an ECG item STAT with a suggestion
+    pub ecg_rules: ecg::criteria::Rules,
+    /// accept SCP-ECG files (experimental: no independent reader to check against)
+    pub ecg_scp_experimental: bool,
 }
 
 impl Default for Config {
@@ -57,6 +63,8 @@ impl Default for Config {
             media_memory_mb: 256,
             body_idle_timeout: std::time::Duration::from_secs(30),
             tls: false,
+            ecg_rules: ecg::criteria::Rules::default(),
+            ecg_scp_experimental: false,
         }
     }
 }
@@ -212,6 +220,11 @@ route_table! {
     GET "/api/reports/{id}/print" => api::print::report_page;
     GET "/api/reports/{id}/pdf" => api::pdf::report_pdf_route;
     GET "/api/waveforms/{study}/{series}/{sop}" => api::waveforms::waveform;
+    POST "/api/ecg" => api::ecg::upload;
+    GET "/api/ecg/{study}/{series}/{sop}/original" => api::ecg::original;
+    GET "/api/worklist/{id}/ecg-suggestions" => api::ecg::suggestions;
+    POST "/api/ecg-suggestions/{id}/confirm" => api::ecg::confirm;
+    POST "/api/ecg-suggestions/{id}/dismiss" => api::ecg::dismiss;
     GET "/dicom-web/studies" => dicomweb::qido::search_studies;
     POST "/dicom-web/studies" => dicomweb::stow::store;
     POST "/dicom-web/studies/{study}" => dicomweb::stow::store_in_study;

@@ -90,6 +90,10 @@ pub fn action_for(method: &Method, route: &str) -> Option<Action> {
             }
         }
         r if r.starts_with("/api/waveforms/") => Waveform,
+        "/api/ecg" => Store,
+        r if r.starts_with("/api/ecg/") => Retrieve,
+        "/api/ecg-suggestions/{id}/confirm" => CriticalFlag,
+        r if r.starts_with("/api/ecg-suggestions/") => ItemChange,
         r if r.starts_with("/api/admin/audit") => AuditRead,
         r if r.starts_with("/api/admin/users") && !get => UserChange,
         r if r.starts_with("/api/admin/sites") && !get => SiteChange,

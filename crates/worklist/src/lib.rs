@@ -13,6 +13,7 @@ pub mod arrivals;
 pub mod claims;
 pub mod critical;
 pub mod directory;
+pub mod ecg;
 pub mod events;
 pub mod hours;
 pub mod items;

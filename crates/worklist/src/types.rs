@@ -111,6 +111,8 @@ str_enum!(
         CriticalNotified => "critical_notified",
         CriticalAcknowledged => "critical_acknowledged",
         CriticalEscalated => "critical_escalated",
+        CriticalSuggested => "critical_suggested",
+        CriticalDismissed => "critical_dismissed",
         Delivered => "delivered",
     }
 );

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod critical;
+pub mod ecg;
 pub mod pdf;
 pub mod print;
 pub mod reports;

@@ -10,7 +10,8 @@ use serde_json::Value;
 use serde_json::json;
 
 /// Decoded ECG samples for reading: `GET /api/waveforms/{study}/{series}/{sop}`, with
-/// samples in µV per lead, the sampling frequency, filters, and the device's measurements.
+/// samples in µV per lead, the sampling frequency, filters, the device's measurements and
+/// readhub's own (`computed`), side by side.
 pub async fn waveform(
     State(st): State<AppState>,
     caller: Caller,
@@ -25,6 +26,10 @@ pub async fn waveform(
     st.media_budget.decode(move || {
         let obj = dicom_media::open_part10(&file)?;
         let wf = dicom_media::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+        let annotations = dicom_media::ecg::annotations(&obj);
+        let analysis = crate::ecg_analysis::analyse(&wf, &annotations);
+        let comparison = crate::ecg_analysis::compare(&analysis);
+        let original = ecg::dicom::original(&obj).map(|(format, name, _)| json!({ "format": format, "file_name": name }));
         Ok(axum::Json(json!({
             "sop_instance_uid": sop,
             "sampling_frequency": wf.sampling_frequency,
@@ -33,7 +38,15 @@ pub async fn waveform(
             "filter_high_hz": wf.filter_high_hz,
             "notch_hz": wf.notch_hz,
             "channels": wf.channels,
-            "annotations": dicom_media::ecg::annotations(&obj),
+            "annotations": annotations,
+            // readhub's own measurements from the median beat (null when it could not measure:
+            // computed_error says why), the device's recognised ones, and both side by side
+            "computed": analysis.computed.as_ref().ok(),
+            "computed_error": analysis.computed.as_ref().err(),
+            "device": analysis.device,
+            "statements": analysis.statements,
+            "comparison": comparison,
+            "original": original,
         })))
     })
     .await?

@@ -238,7 +238,7 @@ async fn stow(
 /// for C-STORE), so the worklist is current when the client hears back. If either fails,
 /// the background consumer and the next start finish the job: what was stored is durable
 /// and its arrivals with it.
-async fn hand_over(st: &AppState, transfer: &storage::Transfer, handed_over: bool) {
+pub(crate) async fn hand_over(st: &AppState, transfer: &storage::Transfer, handed_over: bool) {
     if !handed_over {
         return;
     }
