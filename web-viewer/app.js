@@ -2,13 +2,14 @@
 // public API: /api (JSON) and /dicom-web. Chinese by default, English switchable.
 import { Viewport, toolbar, handleKey, seriesStrip } from './viewer.js';
 import { EcgViewer, handleEcgKey } from './ecg.js';
+import { ecgForm, suggestionsPanel } from './ecg-report.js';
 
 const T = {
   zh: {
     login: '登录', username: '用户名', password: '密码', logout: '退出', loginFailed: '登录失败',
     worklist: '阅片队列', claimNext: '认领下一个 (N)', nothingReady: '暂无待读检查', open: '打开', release: '放回队列',
     priority: '优先级', state: '状态', site: '机构', patient: '患者', modality: '类型', arrived: '到达', deadline: 'SLA',
-    stat: '急诊', urgent: '加急', routine: '常规', breached: '超时', findings: '影像所见', impression: '诊断意见',
+    stat: '急诊', urgent: '加急', routine: '常规', breached: '超时', findings: '影像所见', impression: '诊断意见', ecgFindings: '心电图所见', ecgImpression: '心电图诊断',
     saveDraft: '保存草稿', sign: '签发', signed: '已签发', saved: '已保存', back: '返回', template: '模板',
     window: '窗宽/窗位', reports: '报告', print: '打印', corrected: '已更正', studies: '本机构检查',
     reason: '退回原因', none: '无', receiving: '接收中', ready: '待读', claimed: '阅片中', preliminary: '待审核',
@@ -17,8 +18,8 @@ const T = {
     reject: '退回重拍', rejectNote: '退回说明', addendum: '补充报告', addAddendum: '签发补充报告', sendBack: '退回修改', note: '说明',
     priors: '既往检查', compare: '对比', closeCompare: '关闭对比', noPriors: '无既往检查', all: '全部', mine: '我的',
     filter: '筛选', search: '搜索', from: '从', to: '至', unread: '未读', acknowledge: '确认危急值', acknowledged: '已确认',
-    pdf: 'PDF', view: '查看', upload: '上传 DICOM', chooseFiles: '选择文件', chooseFolder: '选择文件夹',
-    dropHere: '将 DICOM 文件或文件夹拖放到此处', uploading: '上传中', stored: '已接收', refused: '拒收', notDicom: '不是 DICOM 文件（缺少 DICM 标识）',
+    pdf: 'PDF', view: '查看', upload: '上传 DICOM / 心电图', chooseFiles: '选择文件', chooseFolder: '选择文件夹',
+    dropHere: '将 DICOM 文件、心电图文件（HL7 aECG、Philips XML）或文件夹拖放到此处', uploading: '上传中', stored: '已接收', refused: '拒收', notDicom: '不是 DICOM 或可识别的心电图文件',
     file: '文件', size: '大小', progress: '进度', result: '结果', flagStat: '标记急诊', queued: '已入队',
     sites: '机构', pools: '阅片组', users: '用户', rules: '路由规则', sla: 'SLA 设置', turnaround: '工作量与周转', add: '添加', saveRules: '保存规则',
     name: '名称', aeTitles: 'AE Title', consortium: '医共体', kind: '类型', role: '角色', display: '显示名', arrivedN: '到达', reportedN: '已报告', breachedN: '超时', rejectedN: '退回',
@@ -33,7 +34,7 @@ const T = {
     login: 'Log in', username: 'User name', password: 'Password', logout: 'Log out', loginFailed: 'Login failed',
     worklist: 'Worklist', claimNext: 'Claim next (N)', nothingReady: 'Nothing to read', open: 'Open', release: 'Release',
     priority: 'Priority', state: 'State', site: 'Site', patient: 'Patient', modality: 'Modality', arrived: 'Arrived', deadline: 'SLA',
-    stat: 'STAT', urgent: 'Urgent', routine: 'Routine', breached: 'Breached', findings: 'Findings', impression: 'Impression',
+    stat: 'STAT', urgent: 'Urgent', routine: 'Routine', breached: 'Breached', findings: 'Findings', impression: 'Impression', ecgFindings: 'ECG findings', ecgImpression: 'ECG diagnosis',
     saveDraft: 'Save draft', sign: 'Sign', signed: 'Signed', saved: 'Saved', back: 'Back', template: 'Template',
     window: 'W/L', reports: 'Reports', print: 'Print', corrected: 'Corrected', studies: 'Our studies',
     reason: 'Returned for', none: 'none', receiving: 'Receiving', ready: 'Ready', claimed: 'Reading', preliminary: 'Awaiting sign-off',
@@ -42,8 +43,8 @@ const T = {
     reject: 'Return for retake', rejectNote: 'Note for the site', addendum: 'Addendum', addAddendum: 'Sign addendum', sendBack: 'Send back', note: 'Note',
     priors: 'Priors', compare: 'Compare', closeCompare: 'Close comparison', noPriors: 'No prior studies', all: 'All', mine: 'Mine',
     filter: 'Filter', search: 'Search', from: 'From', to: 'To', unread: 'Unread', acknowledge: 'Acknowledge', acknowledged: 'Acknowledged',
-    pdf: 'PDF', view: 'View', upload: 'Upload DICOM', chooseFiles: 'Choose files', chooseFolder: 'Choose folder',
-    dropHere: 'Drop DICOM files or a folder here', uploading: 'Uploading', stored: 'Stored', refused: 'Refused', notDicom: 'not a DICOM file (no DICM marker)',
+    pdf: 'PDF', view: 'View', upload: 'Upload DICOM / ECG', chooseFiles: 'Choose files', chooseFolder: 'Choose folder',
+    dropHere: 'Drop DICOM files, ECG files (HL7 aECG, Philips XML) or a folder here', uploading: 'Uploading', stored: 'Stored', refused: 'Refused', notDicom: 'neither a DICOM file nor an ECG file readhub reads',
     file: 'File', size: 'Size', progress: 'Progress', result: 'Result', flagStat: 'Flag STAT', queued: 'Queued',
     sites: 'Sites', pools: 'Pools', users: 'Users', rules: 'Routing rules', sla: 'SLA', turnaround: 'Turnaround', add: 'Add', saveRules: 'Save rules',
     name: 'Name', aeTitles: 'AE titles', consortium: 'Consortium', kind: 'Kind', role: 'Role', display: 'Display name', arrivedN: 'Arrived', reportedN: 'Reported', breachedN: 'Breached', rejectedN: 'Returned',
@@ -100,6 +101,7 @@ function show(...nodes) {
 }
 
 const fmtTime = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false }) : '');
+const fmtDate = (d) => (d && d.length === 8 ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6)}` : d || '');
 const personName = (pn) => (pn || '').replace(/\^/g, ' ').trim();
 
 /** "12:34" left, or "-05:00" over: the SLA clock of an item. */
@@ -328,10 +330,31 @@ async function itemView(id) {
   const images = h('div', { class: 'images' });
   let vp = null, ecg = null, compare = null;
   const waveform = instances.find((i) => isWaveform(i.sop_class_uid));
+  const ecgBox = h('div', { class: 'ecg-report' });
   if (waveform) {
     ecg = new EcgViewer(`/api/waveforms/${waveform.study_instance_uid}/${waveform.series_instance_uid}/${waveform.sop_instance_uid}`, { lang: () => lang });
     images.append(ecg.el);
-    ecg.load().catch((x) => { images.append(h('p', { class: 'error' }, x.message)); });
+    if (['reader', 'admin'].includes(me.role)) {
+      ecgBox.append(suggestionsPanel({ id, lang: () => lang, api, canDecide: me.role === 'reader', onChange: () => {} }));
+    }
+    const editable = mineClaimed || item.state === 'preliminary';
+    ecg.load().then(async (wf) => {
+      if (!wf) return;
+      // serial comparison: the patient's latest earlier ECG under this one, on the same paper
+      let prior = null;
+      const priors = await api(`/api/worklist/${id}/priors`).catch(() => []);
+      const p = priors.find((x) => String(x.modalities || '').split('\\').includes('ECG'));
+      if (p) {
+        const list = await api(`/dicom-web/studies/${p.study_instance_uid}/instances`).catch(() => []);
+        const w = list.find((i) => isWaveform(i['00080016']?.Value?.[0]));
+        if (w) {
+          const uid = (tag) => w[tag]?.Value?.[0];
+          const pwf = await ecg.addPrior(`/api/waveforms/${p.study_instance_uid}/${uid('0020000E')}/${uid('00080018')}`, fmtDate(p.study_date));
+          if (pwf) prior = { wf: pwf, title: fmtDate(p.study_date) };
+        }
+      }
+      ecgBox.append(ecgForm({ wf, prior, lang: () => lang, findings, impression, editable }));
+    }).catch((x) => { images.append(h('p', { class: 'error' }, x.message)); });
   } else {
     const main = imagePane(item.study_instance_uid, { hint: firstImage(instances) });
     vp = main.vp;
@@ -361,7 +384,8 @@ async function itemView(id) {
       h('p', { class: `prio-${item.priority}` }, `${t(item.priority)} · ${t(item.state)} · ${t('deadline')} ${fmtTime(item.deadline_at)}`),
       report.returned_note ? h('p', { class: 'error' }, `${t('sendBack')}: ${report.returned_note}`) : '',
       mineClaimed ? picker : '',
-      h('label', {}, t('findings'), findings), h('label', {}, t('impression'), impression),
+      ecgBox,
+      h('label', {}, t(waveform ? 'ecgFindings' : 'findings'), findings), h('label', {}, t(waveform ? 'ecgImpression' : 'impression'), impression),
       ...addenda,
       h('div', { class: 'buttons' }, ...buttons, h('button', { type: 'button', onclick: () => worklistView() }, t('back'))),
       ...extra, priorsBox, status)));
@@ -454,6 +478,36 @@ function stowOne(file, onProgress) {
   });
 }
 
+/** An ECG file (HL7 aECG, Philips XML, SCP-ECG) to `POST /api/ecg`, with progress. */
+function ecgOne(file, onProgress) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/ecg');
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.setRequestHeader('x-file-name', encodeURIComponent(file.name));
+    xhr.setRequestHeader('x-requested-with', 'readhub-viewer');
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+    xhr.onload = () => {
+      let json = null;
+      try { json = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+      if (xhr.status === 200 || xhr.status === 201) resolve({ ok: true, note: json?.format });
+      else resolve({ ok: false, reason: json?.error || `HTTP ${xhr.status}` });
+    };
+    xhr.onerror = () => resolve({ ok: false, reason: 'network error / 网络错误' });
+    xhr.send(file);
+  });
+}
+
+/** Whether the first bytes look like an ECG file readhub reads: XML (any encoding) or SCP-ECG. */
+function looksLikeEcg(head) {
+  if (head.length >= 22 && String.fromCharCode(...head.slice(16, 22)) === 'SCPECG') return true;
+  let i = 0;
+  if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) i = 3;
+  if ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff)) return true;
+  while (i < head.length && [0x20, 0x09, 0x0a, 0x0d].includes(head[i])) i++;
+  return head[i] === 0x3c; // '<'
+}
+
 function uploadPanel(onDone) {
   const rows = h('tbody');
   const summary = h('p', { class: 'note', role: 'status', id: 'upload-summary' });
@@ -470,16 +524,19 @@ function uploadPanel(onDone) {
       for (let job = jobs.shift(); job; job = jobs.shift()) {
         // a file without the Part 10 "DICM" marker is refused here, before it costs the
         // clinic's slow line anything; the server checks everything else
-        const magic = new Uint8Array(await job.file.slice(128, 132).arrayBuffer());
+        const head = new Uint8Array(await job.file.slice(0, 132).arrayBuffer());
         let res;
-        if (String.fromCharCode(...magic) !== 'DICM') res = { ok: false, reason: t('notDicom') };
-        else {
+        if (head.length >= 132 && String.fromCharCode(...head.slice(128, 132)) === 'DICM') {
           job.result.textContent = t('uploading');
           res = await stowOne(job.file, (f) => { job.bar.value = f; });
-        }
+        } else if (looksLikeEcg(head)) {
+          // an ECG cart's file: the hub makes a DICOM ECG of it
+          job.result.textContent = t('uploading');
+          res = await ecgOne(job.file, (f) => { job.bar.value = f; });
+        } else res = { ok: false, reason: t('notDicom') };
         job.bar.value = res.ok ? 1 : job.bar.value;
         job.tr.dataset.state = res.ok ? 'stored' : 'refused';
-        job.result.textContent = res.ok ? t('stored') : `${t('refused')}: ${res.reason}`;
+        job.result.textContent = res.ok ? `${t('stored')}${res.note ? ` (${res.note})` : ''}` : `${t('refused')}: ${res.reason}`;
         if (res.ok) stored++; else refused++;
         summary.textContent = `${t('stored')} ${stored} · ${t('refused')} ${refused}`;
       }

@@ -190,7 +190,7 @@ try {
   const want = ['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
   const missing = want.filter((l) => !labels.includes(l));
   if (missing.length) throw new Error(`leads missing: ${missing} (labels: ${labels})`);
-  const device = await page.locator('.ecg-side dl.device').innerText();
+  const device = await page.locator('.ecg-side table.measurements').innerText();
   if (!device.includes('424') || !/QTc/.test(device)) throw new Error(`the device's measurements are not shown: ${device}`);
   await page.keyboard.press('c');
   /** Screen points of two R peaks on a strip, from the paper geometry (speed in mm/s). */

@@ -111,3 +111,101 @@ fetch("{base}/api/worklist/next", {{ method: "POST", credentials: "include", mod
     assert_eq!(hub.get(&("doc-b".into(), "changed by doc-b 2".into()), "/api/reports").await.status(), 200, "doc-b's own change");
     hub.stop().await;
 }
+
+/// The ECG screens in Chromium (tests/browser/ecg.mjs): a technician uploads a cart's HL7
+/// aECG (and a broken Philips file is refused with its reason); the ECG physician finds it
+/// STAT, sees the patient's prior ECG under it on the same paper with both measurements and
+/// the change, readhub's measurements beside the device's, dismisses one suggested critical
+/// result and confirms the other, fills the ECG report form and signs; the referrer sees
+/// the report and the critical result. Then the report's PDF and print page: the key
+/// measurements and a lead II rhythm strip (pdftotext, and the rendered page's pixels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_ecg_upload_serial_critical() {
+    if !common::peer_present("READHUB_TEST_BROWSER", "Chromium with playwright-core") {
+        return;
+    }
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let ecg_reader = hub.user("ecg1", Role::Reader, Some("ecg")).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let referrer = hub.user("doc-a", Role::Referrer, Some("Township-A")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = |args: &[&str]| {
+        let out = std::process::Command::new(common::python()).arg(root().join("tests/peers/ecg_oracle.py")).args(args).output().unwrap();
+        assert!(out.status.success(), "ecg_oracle.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // the patient's ECG of a month ago (HR 60), pushed by the cart as DICOM
+    let prior = dir.path().join("prior.dcm");
+    oracle(&["make-dicom", prior.to_str().unwrap(), "--hr", "60", "--id", "P-SERIAL", "--date", "20261101"]);
+    let (code, out) = hub.storescu("MODA", &[], &[prior]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the prior ECG is on the worklist", || async { !hub.queue(&ecg_reader).await.is_empty() }).await;
+    // today's: HR 35, and the cart says "Acute MI"
+    let current = dir.path().join("current-aecg.xml");
+    oracle(&["make-aecg", current.to_str().unwrap(), "--hr", "35", "--id", "P-SERIAL", "--statement", "Acute MI"]);
+    let broken = dir.path().join("broken-philips.xml");
+    std::fs::write(&broken, "<restingecgdata><documentinfo><documenttype>PhilipsECG</documenttype>").unwrap();
+
+    let shots = root().join("target/browser-shots-ecg");
+    let _ = std::fs::remove_dir_all(&shots);
+    let cred = |u: &(String, String)| json!([u.0, u.1]);
+    let config = json!({
+        "base": hub.base, "shots": shots,
+        "technician": cred(&tech), "ecgReader": cred(&ecg_reader), "referrer": cred(&referrer),
+        "ecgFile": current, "brokenFile": broken, "patientId": "P-SERIAL", "hr": 35, "priorHr": 60,
+        "critical": "严重窦性心动过缓 35 次/分", "dismissReason": "设备误判，ST 段无抬高",
+    });
+    let config_path = dir.path().join("browser.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = tokio::process::Command::new("node").arg(root().join("tests/browser/ecg.mjs")).arg(&config_path).output().await.expect("node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "browser test failed (screenshots in {}):\n{text}", shots.display());
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 5, "{text}");
+
+    // what the browser did is what the server holds
+    let critical = hub.get_json(&referrer, "/api/critical").await;
+    assert_eq!(critical.as_array().unwrap().len(), 1, "one confirmed, one dismissed: {critical}");
+    assert_eq!(critical[0]["finding"], "严重窦性心动过缓 35 次/分");
+    let report = hub.get_json(&referrer, "/api/reports").await[0].clone();
+    let id = report["id"].as_i64().unwrap();
+    let events = hub.get_json(&ecg_reader, &format!("/api/worklist/{}/events", report["item_id"])).await.to_string();
+    assert!(events.contains("critical_dismissed") && events.contains("设备误判"), "{events}");
+
+    // the PDF: an ECG report, its measurements, and a rhythm strip on the page
+    let pdf = hub.get(&referrer, &format!("/api/reports/{id}/pdf")).await.bytes().await.unwrap().to_vec();
+    let (text, _, _) = pdf_inspect(&pdf);
+    for want in ["心电图诊断报告", "心电图测量 ECG measurements", "心率 HR", "QTc", "II 25 mm/s 10 mm/mV", "心电图诊断 ECG diagnosis", "窦性心动过缓"] {
+        assert!(text.contains(want), "the PDF lacks {want:?}:\n{text}");
+    }
+    let hr_line = text.lines().find(|l| l.contains("心率 HR")).unwrap();
+    let hr: f64 = hr_line.split("心率 HR:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((hr - 35.0).abs() <= 2.0, "{hr_line}");
+    // rendered (poppler), the strip is there: a band of pink grid with a black trace on it
+    let png = dir.path().join("page");
+    std::fs::write(dir.path().join("r.pdf"), &pdf).unwrap();
+    let out = std::process::Command::new("pdftoppm").args(["-png", "-r", "72", "-f", "1", "-l", "1", "-singlefile"]).arg(dir.path().join("r.pdf")).arg(&png).output().expect("pdftoppm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let img = image::open(dir.path().join("page.png")).unwrap().to_rgb8();
+    let (mut pink, mut dark_in_band) = (0, 0);
+    let rows_with_pink: Vec<u32> = (0..img.height()).filter(|y| (0..img.width()).filter(|x| { let p = img.get_pixel(*x, *y).0; p[0] > 200 && p[1] < 215 && p[2] < 215 && p[0] as i32 - p[1] as i32 > 25 }).count() > 200).collect();
+    assert!(rows_with_pink.len() >= 10, "no ECG grid on the rendered page");
+    let (top, bottom) = (rows_with_pink[0], *rows_with_pink.last().unwrap());
+    for y in top..=bottom {
+        for x in 0..img.width() {
+            let p = img.get_pixel(x, y).0;
+            if p[0] > 200 && p[1] < 215 && p[2] < 215 {
+                pink += 1;
+            }
+            if p[0] < 80 && p[1] < 80 && p[2] < 80 {
+                dark_in_band += 1;
+            }
+        }
+    }
+    assert!(bottom - top >= 70 && bottom - top <= 95, "the strip is 30 mm tall (85 pt): rows {top}..{bottom}");
+    assert!(pink > 2000 && dark_in_band > 300, "grid {pink} px, trace {dark_in_band} px");
+    // the print page too
+    let page = hub.get(&referrer, &format!("/api/reports/{id}/print")).await.text().await.unwrap();
+    assert!(page.contains("心电图诊断报告") && page.contains(r#"id="rhythm-strip""#) && page.contains(r#"id="ecg-measures""#), "{}", &page[..page.len().min(2000)]);
+    hub.stop().await;
+}

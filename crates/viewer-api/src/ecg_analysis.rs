@@ -140,3 +140,60 @@ pub async fn analyse_pending(st: &AppState) -> Result<usize, ApiError> {
         }
     }
 }
+
+/// What an ECG report shows besides the text: the key measurements and a lead II rhythm
+/// strip (µV samples, sampling rate).
+pub struct ReportEcg {
+    /// (label, value) pairs: "心率 HR" → "75 次/分 bpm"
+    pub measures: Vec<(String, String)>,
+    pub strip: Vec<f32>,
+    pub strip_lead: String,
+    pub sampling_frequency: f64,
+}
+
+/// The ECG of a report's study, when it is one: its measurements (readhub's, and the
+/// device's where readhub could not measure) and its rhythm strip. None for imaging.
+pub async fn report_ecg(st: &AppState, r: &worklist::reports::Report) -> Result<Option<ReportEcg>, ApiError> {
+    if !r.modalities.split('\\').any(|m| m.trim() == "ECG") {
+        return Ok(None);
+    }
+    let q = storage::query::InstanceQuery { study_uid: Some(r.study_instance_uid.clone()), ..Default::default() };
+    let found = storage::query::search_instances(&st.storage.db, storage::query::StudyFilter::Site(r.site_id), &q).await?;
+    let Some(inst) = found.into_iter().find(|i| dicom_media::ecg::is_waveform(&i.sop_class_uid)) else {
+        return Ok(None);
+    };
+    let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+    st.media_budget
+        .decode(move || {
+            let obj = dicom_media::open_part10(&bytes)?;
+            let wf = dicom_media::ecg::decode(&obj).map_err(|e| ApiError::Unprocessable(format!("waveform cannot be decoded: {e}")))?;
+            let a = analyse(&wf, &dicom_media::ecg::annotations(&obj));
+            let c = a.computed.as_ref().ok();
+            let dev = |k: MeasureKind| a.device.iter().find(|d| d.kind == k).map(|d| d.value);
+            let pick = |mine: Option<f64>, k: MeasureKind| mine.or(dev(k)).map(|v| format!("{}", v.round()));
+            let mut measures = Vec::new();
+            let mut push = |label: &str, v: Option<String>, unit: &str| {
+                if let Some(v) = v {
+                    measures.push((label.to_string(), format!("{v} {unit}")));
+                }
+            };
+            push("心率 HR", pick(c.map(|c| c.heart_rate_bpm), MeasureKind::HeartRate), "次/分 bpm");
+            push("PR", pick(c.and_then(|c| c.pr_ms), MeasureKind::Pr), "ms");
+            push("QRS", pick(c.and_then(|c| c.qrs_ms), MeasureKind::Qrs), "ms");
+            push("QT", pick(c.and_then(|c| c.qt_ms), MeasureKind::Qt), "ms");
+            push("QTc", pick(c.and_then(|c| c.qtc_bazett_ms), MeasureKind::QtcBazett).or_else(|| dev(MeasureKind::Qtc).map(|v| format!("{}", v.round()))), "ms");
+            push("电轴 Axis", pick(c.and_then(|c| c.qrs_axis_deg), MeasureKind::QrsAxis), "°");
+            let lead = wf.channels.iter().find(|ch| ch.label == "II").or(wf.channels.first());
+            Ok(Some(ReportEcg {
+                measures,
+                strip: lead.map(|l| l.samples_uv.clone()).unwrap_or_default(),
+                strip_lead: lead.map(|l| l.label.clone()).unwrap_or_default(),
+                sampling_frequency: wf.sampling_frequency,
+            }))
+        })
+        .await?
+}
+
+/// The seconds of rhythm strip a report shows: 7 s at 25 mm/s is 175 mm, the width of A4
+/// between its margins.
+pub const STRIP_SECONDS: f64 = 7.0;

@@ -145,7 +145,7 @@ fn subjects_of(route: &str, path: &str, query: Option<&str>) -> Vec<Subject> {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }
 

@@ -17,6 +17,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "dicom.js" => (include_str!("../../../web-viewer/dicom.js"), "text/javascript; charset=utf-8"),
         "viewer.js" => (include_str!("../../../web-viewer/viewer.js"), "text/javascript; charset=utf-8"),
         "ecg.js" => (include_str!("../../../web-viewer/ecg.js"), "text/javascript; charset=utf-8"),
+        "ecg-report.js" => (include_str!("../../../web-viewer/ecg-report.js"), "text/javascript; charset=utf-8"),
         "style.css" => (include_str!("../../../web-viewer/style.css"), "text/css; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };

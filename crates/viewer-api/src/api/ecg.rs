@@ -121,7 +121,8 @@ fn file_name(headers: &HeaderMap, q: &UploadQuery) -> Option<String> {
         return Some(n.clone());
     }
     if let Some(n) = headers.get("x-file-name").and_then(|v| v.to_str().ok()) {
-        return Some(n.to_string());
+        // the viewer sends it percent-encoded (header values are ASCII; names are often Chinese)
+        return Some(crate::trail::percent_decode(n));
     }
     let cd = headers.get(header::CONTENT_DISPOSITION)?.to_str().ok()?;
     cd.split(';').find_map(|p| p.trim().strip_prefix("filename=")).map(|n| n.trim_matches('"').to_string())

@@ -86,6 +86,8 @@ struct Writer<'a> {
 enum Op {
     Text { x: f32, y: f32, size: f32, text: String },
     Rule { y: f32, width: f32 },
+    /// an open polyline (ECG grid lines and trace)
+    Line { points: Vec<(f32, f32)>, color: (u8, u8, u8), width: f32 },
 }
 
 impl<'a> Writer<'a> {
@@ -166,6 +168,43 @@ impl<'a> Writer<'a> {
         self.y += BODY * 1.2 * 1.5;
     }
 
+    /// A rhythm strip on ECG paper: 25 mm/s, 10 mm/mV, the 1 mm and 5 mm grid, the lead's
+    /// trace centred on its median.
+    fn rhythm_strip(&mut self, ecg: &crate::ecg_analysis::ReportEcg) {
+        const MM: f32 = 72.0 / 25.4;
+        let (w_mm, h_mm) = ((crate::ecg_analysis::STRIP_SECONDS * 25.0) as f32, 30.0f32);
+        self.room(h_mm * MM + BODY * 2.0);
+        let (x0, y0) = (MARGIN, self.y + 2.0);
+        let page = self.pages.last_mut().expect("a page");
+        for k in 0..=(w_mm as usize) {
+            let x = x0 + k as f32 * MM;
+            let major = k % 5 == 0;
+            page.push(Op::Line { points: vec![(x, y0), (x, y0 + h_mm * MM)], color: if major { (224, 122, 122) } else { (246, 200, 200) }, width: if major { 0.5 } else { 0.2 } });
+        }
+        for k in 0..=(h_mm as usize) {
+            let y = y0 + k as f32 * MM;
+            let major = k % 5 == 0;
+            page.push(Op::Line { points: vec![(x0, y), (x0 + w_mm * MM, y)], color: if major { (224, 122, 122) } else { (246, 200, 200) }, width: if major { 0.5 } else { 0.2 } });
+        }
+        let n = ((crate::ecg_analysis::STRIP_SECONDS * ecg.sampling_frequency) as usize).min(ecg.strip.len());
+        let mut sorted: Vec<f32> = ecg.strip[..n].to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let mid = sorted.get(n / 2).copied().unwrap_or(0.0);
+        let base = y0 + h_mm * MM / 2.0;
+        let points: Vec<(f32, f32)> = ecg.strip[..n]
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                let x = x0 + (k as f64 / ecg.sampling_frequency * 25.0) as f32 * MM;
+                let y = (base - (v - mid) / 1000.0 * 10.0 * MM).clamp(y0, y0 + h_mm * MM);
+                (x, y)
+            })
+            .collect();
+        page.push(Op::Line { points, color: (0, 0, 0), width: 0.7 });
+        page.push(Op::Text { x: x0 + 2.0, y: y0 + 9.0, size: 8.0, text: format!("{}  25 mm/s  10 mm/mV", ecg.strip_lead) });
+        self.y = y0 + h_mm * MM + 6.0;
+    }
+
     fn finish(mut self) -> Result<Vec<u8>, ApiError> {
         let n = self.pages.len();
         for (i, ops) in std::mem::take(&mut self.pages).into_iter().enumerate() {
@@ -177,6 +216,19 @@ impl<'a> Writer<'a> {
                 match op {
                     Op::Text { x, y, size, text } => {
                         surface.draw_text(Point::from_xy(x, y), self.font.font.clone(), size, &text, false, TextDirection::Auto);
+                    }
+                    Op::Line { points, color, width } => {
+                        let mut pb = PathBuilder::new();
+                        for (k, (x, y)) in points.iter().enumerate() {
+                            if k == 0 { pb.move_to(*x, *y) } else { pb.line_to(*x, *y) }
+                        }
+                        if let Some(path) = pb.finish() {
+                            surface.set_fill(None);
+                            surface.set_stroke(Some(Stroke { paint: rgb::Color::new(color.0, color.1, color.2).into(), width, ..Default::default() }));
+                            surface.draw_path(&path);
+                            surface.set_stroke(None);
+                            surface.set_fill(Some(Fill { paint: rgb::Color::new(0, 0, 0).into(), ..Default::default() }));
+                        }
                     }
                     Op::Rule { y, width } => {
                         let mut pb = PathBuilder::new();
@@ -204,11 +256,11 @@ impl<'a> Writer<'a> {
 }
 
 /// The report as a PDF: the same content as the print page.
-pub fn report_pdf(r: &worklist::reports::Report) -> Result<Vec<u8>, ApiError> {
+pub fn report_pdf(r: &worklist::reports::Report, ecg: Option<&crate::ecg_analysis::ReportEcg>) -> Result<Vec<u8>, ApiError> {
     let font = cjk_font()?;
     let mut w = Writer::new(font)?;
     let name = r.patient_name.as_deref().unwrap_or("").replace('^', " ");
-    w.centred(17.0, &format!("{} 影像诊断报告", r.site_name));
+    w.centred(17.0, &format!("{} {}", r.site_name, if ecg.is_some() { "心电图诊断报告" } else { "影像诊断报告" }));
     w.centred(10.0, "Diagnostic report · 远程诊断中心 Remote reading hub");
     w.rule(0.8);
     let meta = [
@@ -228,9 +280,18 @@ pub fn report_pdf(r: &worklist::reports::Report) -> Result<Vec<u8>, ApiError> {
     if r.corrected {
         w.paragraph(BODY, &format!("更正报告 Corrected report: {}", r.correction_reason.as_deref().unwrap_or("")));
     }
-    w.heading("检查所见 Findings");
+    if let Some(e) = ecg {
+        // the key measurements and a lead II rhythm strip beside the conclusion
+        w.heading("心电图测量 ECG measurements");
+        let line = e.measures.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("    ");
+        w.paragraph(10.0, &line);
+        w.rhythm_strip(e);
+        w.heading("心电图所见 ECG findings");
+    } else {
+        w.heading("检查所见 Findings");
+    }
     w.paragraph(BODY, &r.findings);
-    w.heading("诊断意见 Impression");
+    w.heading(if ecg.is_some() { "心电图诊断 ECG diagnosis" } else { "诊断意见 Impression" });
     w.paragraph(BODY, &r.impression);
     for a in &r.addenda {
         w.heading(&format!("补充报告 Addendum · {} · {}", a.author, fmt_time(Some(a.signed_at))));
@@ -248,8 +309,9 @@ pub fn report_pdf(r: &worklist::reports::Report) -> Result<Vec<u8>, ApiError> {
 /// `GET /api/reports/{id}/pdf`
 pub async fn report_pdf_route(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Response> {
     let r = readable_report(&st, &caller, id).await?;
+    let ecg = crate::ecg_analysis::report_ecg(&st, &r).await?;
     // subsetting a CJK font takes some CPU: keep it off the async workers
-    let pdf = tokio::task::spawn_blocking(move || report_pdf(&r))
+    let pdf = tokio::task::spawn_blocking(move || report_pdf(&r, ecg.as_ref()))
         .await
         .map_err(|e| ApiError::Internal(format!("PDF task: {e}")))??;
     Ok((
