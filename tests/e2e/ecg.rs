@@ -360,4 +360,43 @@ async fn ecg_measurements(backend: Backend) {
     hub.stop().await;
 }
 
-on_both!(ecg_files_in, ecg_watched_folder, ecg_critical_criteria, ecg_measurements);
+/// SCP-ECG is experimental (no independent reader or sample could be found): refused with
+/// that reason by default; with `ecg_scp_experimental` on, a file from the test suite's own
+/// writer (default Huffman table, second differences) reads back to the writer's microvolts,
+/// in readhub and in pydicom.
+async fn ecg_scp_experimental(backend: Backend) {
+    if !common::peer_present("READHUB_TEST_PYTHON", "Python with pydicom") {
+        return;
+    }
+    let Setup { hub, tech, reader: _, dir } = setup(backend, |c, _| c.ecg_scp_experimental = true).await;
+    let scp = dir.path().join("cart.scp");
+    oracle(&["make-scp", scp.to_str().unwrap(), "--id", "SCP-1"]);
+    let expected: Value = serde_json::from_slice(&std::fs::read(format!("{}.json", scp.display())).unwrap()).unwrap();
+    let (code_, i) = upload(&hub, &tech, std::fs::read(&scp).unwrap(), "cart.scp").await;
+    assert_eq!(code_, 201, "{i}");
+    assert_eq!(i["format"], "SCP-ECG");
+    assert_eq!(i["leads"], 12, "8 recorded, 4 derived: {i}");
+    let wf = hub.get_json(&tech, &waveform_path(&i)).await;
+    same_samples("SCP-ECG", &expected, &wf);
+    let r = hub.get_accept(&tech, i["retrieve_url"].as_str().unwrap(), "application/dicom").await;
+    let dcm = dir.path().join("scp.dcm");
+    std::fs::write(&dcm, r.bytes().await.unwrap()).unwrap();
+    let from_dicom = oracle(&["read-dicom", dcm.to_str().unwrap()]);
+    same_samples("SCP-ECG (pydicom)", &expected, &from_dicom);
+    assert_eq!(from_dicom["patient_name"], "ZHAO^LIU");
+    assert_eq!(from_dicom["patient_birth_date"], "19580721");
+    // a cut file is refused with the reason
+    let bytes = std::fs::read(&scp).unwrap();
+    let (code_, e) = upload(&hub, &tech, bytes[..bytes.len() - 500].to_vec(), "cut.scp").await;
+    assert_eq!(code_, 422, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("SCP-ECG"), "{e}");
+    hub.stop().await;
+    // off by default: refused, saying why
+    let Setup { hub, tech, .. } = setup(backend, |_, _| {}).await;
+    let (code_, e) = upload(&hub, &tech, bytes, "cart.scp").await;
+    assert_eq!(code_, 422, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("experimental"), "{e}");
+    hub.stop().await;
+}
+
+on_both!(ecg_files_in, ecg_watched_folder, ecg_critical_criteria, ecg_measurements, ecg_scp_experimental);

@@ -7,6 +7,7 @@ readhub's code.
     python ecg_oracle.py make-aecg OUT [--hr 75] [--name 张三] [--id ID] [--statement TEXT]
     python ecg_oracle.py make-philips OUT [--hr 75] [--id ID]
     python ecg_oracle.py make-dicom OUT --hr 75 --pr 160 --qrs 90 --qt 400 [--fs 500]
+    python ecg_oracle.py make-scp OUT [--hr 75] [--id ID]   # SCP-ECG; expected µV in OUT.json
     python ecg_oracle.py neurokit FILE          # neurokit2 delineation of a DICOM ECG (JSON)
 
 The synthetic ECGs are made of waves with compact support (half-sines and triangles), so
@@ -299,6 +300,78 @@ def make_philips(out):
     ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
 
 
+def scp_huffman(values):
+    """The SCP-ECG default Huffman table (EN 1064 annex C), written from the standard."""
+    bits = []
+    for v in values:
+        v = int(v)
+        if v == 0:
+            bits.append("0")
+        elif -8 <= v <= 8:
+            bits.append("1" * abs(v) + "0" + ("1" if v < 0 else "0"))
+        elif -128 <= v <= 127:
+            bits.append("1111111110" + format(v & 0xFF, "08b"))
+        else:
+            bits.append("1111111111" + format(v & 0xFFFF, "016b"))
+    s = "".join(bits)
+    s += "0" * (-len(s) % 8)
+    return bytes(int(s[i:i + 8], 2) for i in range(0, len(s), 8))
+
+
+def make_scp(out):
+    """An SCP-ECG record: sections 0, 1, 2 (default Huffman table), 3 (8 leads), 6 (second
+    differences, Huffman coded). The expected µV per lead go to OUT.json."""
+    import struct
+
+    fs, hr = 500, arg("--hr", 75.0, float)
+    ii = synthetic(fs, 10, hr, 160, 90, 400)
+    names = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+    ids = [1, 2, 3, 4, 5, 6, 7, 8]
+    avm_nv = 5000
+    codes = {l: np.round(ii * SCALE[l] / (avm_nv / 1000)).astype(int) for l in names}
+
+    def tag(t, value):
+        return struct.pack("<BH", t, len(value)) + value
+
+    s1 = b"".join([
+        tag(0, "ZHAO".encode() + b"\0"), tag(1, "LIU".encode() + b"\0"), tag(2, arg("--id", "SCP-SYN").encode() + b"\0"),
+        tag(5, struct.pack("<HBB", 1958, 7, 21)), tag(8, bytes([1])), tag(25, struct.pack("<HBB", 2026, 12, 1)),
+        tag(26, bytes([8, 30, 0])), tag(27, struct.pack("<H", 5)), tag(28, struct.pack("<H", 150)), tag(255, b""),
+    ])
+    s2 = struct.pack("<H", 19999)
+    n = len(ii)
+    s3 = struct.pack("<BB", len(names), 0b100 | (len(names) << 3)) + b"".join(struct.pack("<IIB", 1, n, i) for i in ids)
+    data = []
+    for l in names:
+        x = codes[l]
+        d = [x[0], x[1]] + [x[i] - 2 * x[i - 1] + x[i - 2] for i in range(2, n)]
+        data.append(scp_huffman(d))
+    s6 = struct.pack("<HHBB", avm_nv, int(1e6 / fs), 2, 0) + b"".join(struct.pack("<H", len(d)) for d in data) + b"".join(data)
+
+    def section(i, body, reserved=b"\0" * 6):
+        return struct.pack("<HHIBB", 0, i, 16 + len(body), 20, 20) + reserved + body
+
+    bodies = {1: s1, 2: s2, 3: s3, 6: s6}
+    s0_len = 16 + 12 * 10
+    at = 6 + s0_len + 1  # 1-based index of the first section after section 0
+    pointers, rest = b"", b""
+    for i in range(12):
+        if i == 0:
+            pointers += struct.pack("<HII", 0, s0_len, 7)
+        elif i in bodies:
+            sec = section(i, bodies[i])
+            pointers += struct.pack("<HII", i, len(sec), at)
+            rest += sec
+            at += len(sec)
+        else:
+            pointers += struct.pack("<HII", i, 0, 0)
+    s0 = section(0, pointers, b"SCPECG")
+    record = s0 + rest
+    blob = struct.pack("<HI", 0, 6 + len(record)) + record
+    open(out, "wb").write(blob)
+    json.dump({"sampling_frequency": float(fs), "leads": {l: [float(v) * avm_nv / 1000 for v in codes[l]] for l in names}}, open(out + ".json", "w"))
+
+
 def make_dicom(out):
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -388,4 +461,4 @@ if __name__ == "__main__":
         fn = {"read-philips": read_philips, "read-aecg": read_aecg, "read-dicom": read_dicom, "neurokit": neurokit}[cmd]
         json.dump(fn(sys.argv[2]), sys.stdout)
     else:
-        {"make-aecg": make_aecg, "make-philips": make_philips, "make-dicom": make_dicom}[cmd](sys.argv[2])
+        {"make-aecg": make_aecg, "make-philips": make_philips, "make-dicom": make_dicom, "make-scp": make_scp}[cmd](sys.argv[2])

@@ -51,3 +51,4 @@ fn formats_are_told_apart_and_junk_is_refused_with_a_reason() {
     assert!(e.contains("Philips Sierra XML file cannot be read") && e.contains("XML"), "{e}");
 }
 
+
