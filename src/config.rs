@@ -321,3 +321,33 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecg_settings_parse_from_toml() {
+        let c: Config = toml::from_str(
+            r#"
+ecg_scp_experimental = true
+[ecg_critical]
+heart_rate_below = 45
+[[ecg_critical.statements]]
+name = "室速 VT"
+phrases = ["室速"]
+[[ecg_watch]]
+site = "Township-1"
+path = "/srv/ecg/t1"
+"#,
+        )
+        .unwrap();
+        assert!(c.ecg_scp_experimental);
+        assert_eq!(c.ecg_critical.heart_rate_below, 45.0);
+        assert_eq!(c.ecg_critical.heart_rate_above, 150.0, "unset thresholds keep their defaults");
+        assert_eq!(c.ecg_critical.statements.len(), 1);
+        assert_eq!(c.ecg_watch, vec![EcgWatch { site: "Township-1".into(), path: "/srv/ecg/t1".into() }]);
+        let bad: Result<Config, _> = toml::from_str("[ecg_critical]\nheart_rate_abov = 1\n");
+        assert!(bad.is_err(), "a misspelt setting is an error, not ignored");
+    }
+}
