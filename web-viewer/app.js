@@ -343,7 +343,8 @@ async function itemView(id) {
       // serial comparison: the patient's latest earlier ECG under this one, on the same paper
       let prior = null;
       const priors = await api(`/api/worklist/${id}/priors`).catch(() => []);
-      const p = priors.find((x) => String(x.modalities || '').split('\\').includes('ECG'));
+      // the latest ECG of the patient not after this one (priors come newest first)
+      const p = priors.find((x) => String(x.modalities || '').split('\\').includes('ECG') && !(item.study_date && x.study_date && x.study_date > item.study_date));
       if (p) {
         const list = await api(`/dicom-web/studies/${p.study_instance_uid}/instances`).catch(() => []);
         const w = list.find((i) => isWaveform(i['00080016']?.Value?.[0]));

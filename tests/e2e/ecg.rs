@@ -248,6 +248,15 @@ async fn ecg_critical_criteria(backend: Backend) {
     oracle(&["make-aecg", normal.to_str().unwrap(), "--id", "NORMAL-75", "--hr", "75"]);
     let (code_, _) = upload(&hub, &tech, std::fs::read(&normal).unwrap(), "normal.xml").await;
     assert_eq!(code_, 201);
+    // a cart that sends DICOM (C-STORE): the background analysis reads it the same way
+    let fast = dir.path().join("fast.dcm");
+    oracle(&["make-dicom", fast.to_str().unwrap(), "--hr", "160", "--pr", "120", "--qrs", "80", "--qt", "260", "--id", "TACHY-160"]);
+    let (code_, out) = hub.storescu("T1ECG", &[], &[fast]).await;
+    assert_eq!(code_, 0, "{out}");
+    hub.eventually("the C-STORE'd tachycardia is made STAT", || async {
+        hub.queue(&reader).await.iter().any(|i| i["patient_id"] == "TACHY-160" && i["priority"] == "stat")
+    })
+    .await;
     // the critical ones are STAT with a suggestion; the normal one is routine with none
     let items = hub.queue(&reader).await;
     let by_patient = |p: &str| items.iter().find(|i| i["patient_id"] == p).cloned().unwrap_or_else(|| panic!("{p} not in {items:?}"));
@@ -265,6 +274,8 @@ async fn ecg_critical_criteria(backend: Backend) {
     let s_slow = suggestions(slow_item["id"].as_i64().unwrap()).await;
     assert!(s_slow.as_array().unwrap().iter().any(|s| s["rule"].as_str().unwrap().contains("heart rate < 40")), "{s_slow}");
     assert!(suggestions(normal_item["id"].as_i64().unwrap()).await.as_array().unwrap().is_empty());
+    let s_fast = suggestions(by_patient("TACHY-160")["id"].as_i64().unwrap()).await;
+    assert!(s_fast.as_array().unwrap().iter().any(|s| s["rule"].as_str().unwrap().contains("heart rate > 150")), "{s_fast}");
     // nothing reached the site yet
     assert!(hub.get_json(&referrer, "/api/critical").await.as_array().unwrap().is_empty());
     // a technician cannot see or decide suggestions

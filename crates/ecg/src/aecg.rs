@@ -32,32 +32,35 @@ pub fn read(bytes: &[u8]) -> Result<EcgRecord, FormatError> {
         .filter_map(|c| child(c, "series"))
         .next()
         .ok_or_else(|| bad("no component/series: the file holds no waveforms"))?;
-    let set = xml::children(series, "component")
-        .filter_map(|c| child(c, "sequenceSet"))
-        .next()
-        .ok_or_else(|| bad("the series has no sequenceSet"))?;
-
+    let sets: Vec<_> = xml::children(series, "component").filter_map(|c| child(c, "sequenceSet")).collect();
+    if sets.is_empty() {
+        return Err(bad("the series has no sequenceSet"));
+    }
+    // most carts put every lead in one sequence set; some split them over several with the
+    // same timing: their leads are taken together while the sets agree (same increment,
+    // same length), and the first set alone otherwise
     let mut increment_s = None;
-    let mut leads = Vec::new();
-    for seq in xml::children(set, "component").filter_map(|c| child(c, "sequence")) {
-        let code = child(seq, "code").and_then(|c| attr(c, "code")).unwrap_or_default();
-        let value = child(seq, "value").ok_or_else(|| bad(format!("sequence {code} has no value")))?;
-        if code.starts_with("TIME_") {
-            let inc = child(value, "increment").ok_or_else(|| bad("the time sequence has no increment"))?;
-            let v = number(attr(inc, "value")).ok_or_else(|| bad("the time increment has no value"))?;
-            let unit = attr(inc, "unit").unwrap_or_else(|| "s".into());
-            increment_s = Some(v * time_factor(&unit).ok_or_else(|| bad(format!("time unit {unit} is not s, ms or us")))?);
+    let mut start = None;
+    let mut leads: Vec<Lead> = Vec::new();
+    for (k, set) in sets.iter().enumerate() {
+        let (inc, head, set_leads) = sequence_set(*set)?;
+        if k == 0 {
+            increment_s = inc;
+            start = head;
+            leads = set_leads;
             continue;
         }
-        if !code.starts_with("MDC_ECG_LEAD_") {
-            continue;
+        // same increment and the same start: recorded at once (a 3×4 export's sets start
+        // 2.5 s apart and are not taken together)
+        let same_time = inc.is_some() && inc == increment_s && head == start;
+        let same_length = set_leads.first().map(|l| l.codes.len()) == leads.first().map(|l| l.codes.len());
+        if same_time && same_length {
+            for l in set_leads {
+                if !leads.iter().any(|x| x.label == l.label) {
+                    leads.push(l);
+                }
+            }
         }
-        let (origin, ou) = pq(child(value, "origin")).unwrap_or((0.0, "uV".into()));
-        let (scale, su) = pq(child(value, "scale")).ok_or_else(|| bad(format!("lead {code} has no scale")))?;
-        let uv = |v: f64, u: &str| voltage_factor(u).map(|f| v * f).ok_or_else(|| bad(format!("lead {code}: voltage unit {u} is not nV, uV, mV or V")));
-        let digits_ = child(value, "digits").and_then(text).ok_or_else(|| bad(format!("lead {code} has no digits")))?;
-        let codes = parse_digits(&digits_).map_err(|e| bad(format!("lead {code}: {e}")))?;
-        leads.push(Lead { label: lead_label(&code), codes, scale_uv: uv(scale, &su)?, offset_uv: uv(origin, &ou)? });
     }
     let inc = increment_s.ok_or_else(|| bad("the sequenceSet has no TIME_ABSOLUTE or TIME_RELATIVE sequence"))?;
     if !(inc > 0.0) {
@@ -81,6 +84,36 @@ pub fn read(bytes: &[u8]) -> Result<EcgRecord, FormatError> {
     annotations(root, &mut record);
     crate::record::derive_limb_leads(&mut record.leads);
     record.validate()
+}
+
+/// One sequence set: its time increment in seconds, its start (the time sequence's head),
+/// and its leads.
+fn sequence_set(set: Node<'_, '_>) -> Result<(Option<f64>, Option<String>, Vec<Lead>), FormatError> {
+    let mut increment_s = None;
+    let mut head = None;
+    let mut leads = Vec::new();
+    for seq in xml::children(set, "component").filter_map(|c| child(c, "sequence")) {
+        let code = child(seq, "code").and_then(|c| attr(c, "code")).unwrap_or_default();
+        let value = child(seq, "value").ok_or_else(|| bad(format!("sequence {code} has no value")))?;
+        if code.starts_with("TIME_") {
+            let inc = child(value, "increment").ok_or_else(|| bad("the time sequence has no increment"))?;
+            let v = number(attr(inc, "value")).ok_or_else(|| bad("the time increment has no value"))?;
+            let unit = attr(inc, "unit").unwrap_or_else(|| "s".into());
+            increment_s = Some(v * time_factor(&unit).ok_or_else(|| bad(format!("time unit {unit} is not s, ms or us")))?);
+            head = child(value, "head").and_then(|h| attr(h, "value"));
+            continue;
+        }
+        if !code.starts_with("MDC_ECG_LEAD_") {
+            continue;
+        }
+        let (origin, ou) = pq(child(value, "origin")).unwrap_or((0.0, "uV".into()));
+        let (scale, su) = pq(child(value, "scale")).ok_or_else(|| bad(format!("lead {code} has no scale")))?;
+        let uv = |v: f64, u: &str| voltage_factor(u).map(|f| v * f).ok_or_else(|| bad(format!("lead {code}: voltage unit {u} is not nV, uV, mV or V")));
+        let digits_ = child(value, "digits").and_then(text).ok_or_else(|| bad(format!("lead {code} has no digits")))?;
+        let codes = parse_digits(&digits_).map_err(|e| bad(format!("lead {code}: {e}")))?;
+        leads.push(Lead { label: lead_label(&code), codes, scale_uv: uv(scale, &su)?, offset_uv: uv(origin, &ou)? });
+    }
+    Ok((increment_s, head, leads))
 }
 
 fn time_factor(unit: &str) -> Option<f64> {
@@ -228,5 +261,42 @@ fn annotations(root: Node<'_, '_>, record: &mut EcgRecord) {
             _ => v,
         };
         record.measurements.push(DeviceMeasurement { kind, value: v });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(head: &str, leads: &[&str]) -> String {
+        let digits: String = (0..600).map(|k| ((k % 50) * 4).to_string()).collect::<Vec<_>>().join(" ");
+        let mut s = format!(
+            r#"<component><sequenceSet><component><sequence><code code="TIME_ABSOLUTE"/><value xsi:type="GLIST_TS"><head value="{head}"/><increment value="0.002" unit="s"/></value></sequence></component>"#
+        );
+        for l in leads {
+            s += &format!(
+                r#"<component><sequence><code code="MDC_ECG_LEAD_{l}"/><value xsi:type="SLIST_PQ"><origin value="0" unit="uV"/><scale value="5" unit="uV"/><digits>{digits}</digits></value></sequence></component>"#
+            );
+        }
+        s + "</sequenceSet></component>"
+    }
+
+    fn doc(sets: &[String]) -> Vec<u8> {
+        format!(
+            r#"<?xml version="1.0"?><AnnotatedECG xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><component><series><code code="RHYTHM"/>{}</series></component></AnnotatedECG>"#,
+            sets.concat()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn sequence_sets_recorded_together_are_merged_and_others_are_not() {
+        let together = read(&doc(&[set("20261201083000", &["I", "II"]), set("20261201083000", &["V1", "V2"])])).unwrap();
+        let labels: Vec<&str> = together.leads.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2"], "merged, limb leads derived");
+        assert_eq!(together.sampling_hz, 500.0);
+        // a 3×4 export: the second set starts 2.5 s later
+        let apart = read(&doc(&[set("20261201083000", &["I", "II"]), set("20261201083002.500", &["V1", "V2"])])).unwrap();
+        assert!(!apart.leads.iter().any(|l| l.label == "V1"), "non-simultaneous sets are not taken together");
     }
 }

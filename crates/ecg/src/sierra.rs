@@ -30,7 +30,10 @@ pub fn read(bytes: &[u8]) -> Result<EcgRecord, FormatError> {
     let info = child(root, "documentinfo").ok_or_else(|| bad("documentinfo is missing"))?;
     let doc_type = child(info, "documenttype").and_then(text).unwrap_or_default();
     let version = child(info, "documentversion").and_then(text).unwrap_or_default();
-    if !["SierraECG", "PhilipsECG"].contains(&doc_type.as_str()) || !VERSIONS.contains(&version.as_str()) {
+    // the versions Philips' own readers and sierraecg know; another 1.x is read the same way
+    // (its waveforms and measurements have kept their places), anything else is refused
+    let known = VERSIONS.contains(&version.as_str()) || version.starts_with("1.");
+    if !["SierraECG", "PhilipsECG"].contains(&doc_type.as_str()) || !known {
         return Err(FormatError::Unsupported {
             format: F,
             reason: format!("document type {doc_type:?} version {version:?}: readhub reads SierraECG/PhilipsECG {}", VERSIONS.join(", ")),
