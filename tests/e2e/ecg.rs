@@ -302,6 +302,12 @@ async fn ecg_critical_criteria(backend: Backend) {
     let crit = hub.get_json(&referrer, "/api/critical").await;
     assert_eq!(crit.as_array().unwrap().len(), 1, "{crit}");
     assert_eq!(crit[0]["finding"], "严重心动过缓 HR 35");
+    // the trail names the patient of each decision
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let trail = hub.get_json(&admin, "/api/admin/audit?patient_id=BRADY-35").await.to_string();
+    assert!(trail.contains("critical ECG suggestion") && trail.contains("confirmed"), "{trail}");
+    let trail = hub.get_json(&admin, "/api/admin/audit?patient_id=1112010721168bdc").await.to_string();
+    assert!(trail.contains("dismissed"), "{trail}");
     hub.stop().await;
 }
 

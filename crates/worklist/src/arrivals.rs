@@ -113,7 +113,12 @@ impl Worklist {
         match &a.kind {
             ArrivalKind::Instance { instance_pk, .. } => {
                 let facts = facts(tx, *instance_pk, self.config.priority_attribute).await?;
-                self.instance_arrived(tx, &facts, &a.node, &a.transfer).await.map(|_| ())
+                let item = self.instance_arrived(tx, &facts, &a.node, &a.transfer).await?;
+                if readhub_types::sop::is_ecg_waveform(&facts.sop_class_uid) {
+                    // an ECG is measured and checked against the critical criteria (worklist::ecg)
+                    crate::ecg::queue_analysis(tx, *instance_pk, item, a.at).await?;
+                }
+                Ok(())
             }
             ArrivalKind::TransferEnded => self.transfer_ended(tx, &a.transfer).await,
             ArrivalKind::UidCollision(c) => self.uid_collision(tx, c, a.at).await,

@@ -35,20 +35,30 @@ pub struct Suggestion {
     pub critical_result_id: Option<i64>,
 }
 
-/// The ECG SOP classes (12-lead, general, ambulatory) the analysis reads.
-const ECG_CLASSES: &str = "'1.2.840.10008.5.1.4.1.1.9.1.1', '1.2.840.10008.5.1.4.1.1.9.1.2', '1.2.840.10008.5.1.4.1.1.9.1.3'";
+/// Queue an arriving ECG instance for its analysis (called by the arrival consumer, in the
+/// transaction that applies the arrival, so no ECG is missed and none is queued twice).
+pub(crate) async fn queue_analysis(tx: &mut storage::db::WriteTx<'_>, instance_id: i64, item_id: ItemId, at: i64) -> Result<(), Error> {
+    sqlx::query("INSERT INTO ecg_pending (instance_id, item_id, queued_at) VALUES ($1, $2, $3) ON CONFLICT (instance_id) DO NOTHING")
+        .bind(instance_id)
+        .bind(item_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::db("queue ECG analysis"))?;
+    Ok(())
+}
 
 impl Worklist {
     /// ECG instances waiting for their analysis, oldest first.
     pub async fn pending_ecg(&self, limit: i64) -> Result<Vec<PendingEcg>, Error> {
-        let sql = format!(
-            "SELECT i.id, w.id, i.blob_key FROM instances i \
-             JOIN worklist_items w ON w.study_id = i.study_id \
-             LEFT JOIN ecg_analyses a ON a.instance_id = i.id \
-             WHERE a.instance_id IS NULL AND i.is_current = 1 AND i.sop_class_uid IN ({ECG_CLASSES}) \
-             ORDER BY i.id LIMIT $1"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(self.db.pool()).await.map_err(Error::db("select pending ECGs"))?;
+        let rows = sqlx::query(
+            "SELECT p.instance_id, p.item_id, i.blob_key FROM ecg_pending p JOIN instances i ON i.id = p.instance_id \
+             ORDER BY p.instance_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await
+        .map_err(Error::db("select pending ECGs"))?;
         Ok(rows.iter().map(|r| PendingEcg { instance_id: r.get(0), item_id: r.get(1), blob_key: r.get(2) }).collect())
     }
 
@@ -64,6 +74,11 @@ impl Worklist {
     ) -> Result<bool, Error> {
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
+        sqlx::query("DELETE FROM ecg_pending WHERE instance_id = $1")
+            .bind(pending.instance_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::db("dequeue ECG analysis"))?;
         let inserted = sqlx::query(
             "INSERT INTO ecg_analyses (instance_id, item_id, analysed_at, computed, error) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (instance_id) DO NOTHING",
@@ -81,6 +96,19 @@ impl Worklist {
             tx.commit().await?;
             return Ok(inserted == 1);
         }
+        let r = sqlx::query("SELECT state, priority, pool_id, created_at FROM worklist_items WHERE id = $1")
+            .bind(pending.item_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::db("select item for ECG criteria"))?;
+        let state: String = r.get(0);
+        let priority = Priority::from_i64(r.get(1));
+        if matches!(ItemState::try_from(state.as_str()), Ok(ItemState::Reported | ItemState::Rejected)) {
+            // read already (an ECG analysed after its report, e.g. when readhub was upgraded):
+            // the measurements are kept, nothing is suggested
+            tx.commit().await?;
+            return Ok(true);
+        }
         for (rule, evidence) in findings {
             sqlx::query(
                 "INSERT INTO ecg_critical_suggestions (item_id, instance_id, rule, evidence, state, created_at) VALUES ($1, $2, $3, $4, 'suggested', $5)",
@@ -95,15 +123,7 @@ impl Worklist {
             .map_err(Error::db("insert ECG critical suggestion"))?;
             record_event(&mut tx, pending.item_id, EventKind::CriticalSuggested, None, now, &format!("{rule}: {evidence}")).await?;
         }
-        let r = sqlx::query("SELECT state, priority, pool_id, created_at FROM worklist_items WHERE id = $1")
-            .bind(pending.item_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(Error::db("select item for ECG criteria"))?;
-        let state: String = r.get(0);
-        let priority = Priority::from_i64(r.get(1));
-        let open = !matches!(ItemState::try_from(state.as_str()), Ok(ItemState::Reported | ItemState::Rejected));
-        if open && priority != Priority::Stat {
+        if priority != Priority::Stat {
             let pool_id: crate::PoolId = r.get(2);
             let created_at: i64 = r.get(3);
             let target = self.sla_target(pool_id, Priority::Stat).await?;

@@ -26,3 +26,16 @@ CREATE TABLE ecg_critical_suggestions (
     critical_result_id BIGINT REFERENCES critical_results(id)
 );
 CREATE INDEX ecg_critical_suggestions_item ON ecg_critical_suggestions (item_id);
+
+-- ECG instances waiting for their analysis: queued by the worklist's arrival consumer in the
+-- transaction that applies the arrival, taken off in the one that records the analysis.
+CREATE TABLE ecg_pending (
+    instance_id   BIGINT PRIMARY KEY REFERENCES instances(id),
+    item_id       BIGINT NOT NULL REFERENCES worklist_items(id),
+    queued_at     BIGINT NOT NULL
+);
+-- the ECGs stored before this version: measured once (their items are mostly read already,
+-- and a read item gets measurements but no suggestion)
+INSERT INTO ecg_pending (instance_id, item_id, queued_at)
+SELECT i.id, w.id, 0 FROM instances i JOIN worklist_items w ON w.study_id = i.study_id
+WHERE i.is_current = 1 AND i.sop_class_uid IN ('1.2.840.10008.5.1.4.1.1.9.1.1', '1.2.840.10008.5.1.4.1.1.9.1.2', '1.2.840.10008.5.1.4.1.1.9.1.3', '1.2.840.10008.5.1.4.1.1.9.1.4');

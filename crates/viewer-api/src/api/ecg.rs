@@ -215,17 +215,39 @@ pub struct Decision {
 }
 
 /// `POST /api/ecg-suggestions/{id}/confirm`: the reader confirms: a critical result goes to the site.
-pub async fn confirm(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(d): Json<Decision>) -> ApiResult<Json<worklist::ecg::Suggestion>> {
-    require(&caller, &[Role::Reader])?;
-    let s = st.worklist.decide_ecg_suggestion(id, &caller.0, true, &d.text).await?;
-    tracing::warn!(suggestion = id, item = %s.item_id, critical = ?s.critical_result_id, "critical ECG suggestion confirmed");
-    Ok(Json(s))
+pub async fn confirm(
+    State(st): State<AppState>,
+    caller: Caller,
+    slot: Option<Extension<AuditSlot>>,
+    Path(id): Path<i64>,
+    Json(d): Json<Decision>,
+) -> ApiResult<Json<worklist::ecg::Suggestion>> {
+    decide(st, caller, slot, id, true, d).await
 }
 
 /// `POST /api/ecg-suggestions/{id}/dismiss`: the reader dismisses it (recorded, nothing sent).
-pub async fn dismiss(State(st): State<AppState>, caller: Caller, Path(id): Path<i64>, Json(d): Json<Decision>) -> ApiResult<Json<worklist::ecg::Suggestion>> {
+pub async fn dismiss(
+    State(st): State<AppState>,
+    caller: Caller,
+    slot: Option<Extension<AuditSlot>>,
+    Path(id): Path<i64>,
+    Json(d): Json<Decision>,
+) -> ApiResult<Json<worklist::ecg::Suggestion>> {
+    decide(st, caller, slot, id, false, d).await
+}
+
+async fn decide(st: AppState, caller: Caller, slot: Option<Extension<AuditSlot>>, id: i64, confirm: bool, d: Decision) -> ApiResult<Json<worklist::ecg::Suggestion>> {
     require(&caller, &[Role::Reader])?;
-    let s = st.worklist.decide_ecg_suggestion(id, &caller.0, false, &d.text).await?;
-    tracing::info!(suggestion = id, item = %s.item_id, "critical ECG suggestion dismissed");
+    let s = st.worklist.decide_ecg_suggestion(id, &caller.0, confirm, &d.text).await?;
+    // the trail names the item (its study and patient), not only the suggestion
+    if let Some(Extension(slot)) = slot {
+        slot.subject(audit::Subject::Item(s.item_id.get()));
+        slot.detail(format!("critical ECG suggestion {id} {}: {}", s.state, s.rule));
+    }
+    if confirm {
+        tracing::warn!(suggestion = id, item = %s.item_id, critical = ?s.critical_result_id, "critical ECG suggestion confirmed");
+    } else {
+        tracing::info!(suggestion = id, item = %s.item_id, "critical ECG suggestion dismissed");
+    }
     Ok(Json(s))
 }
