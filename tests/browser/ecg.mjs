@@ -9,33 +9,11 @@
 //     pre-filled from the measurements, with the comparison sentence; signs;
 //   - the referrer sees the report and the confirmed critical result.
 //   node ecg.mjs CONFIG.json
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import { open } from './harness.mjs';
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const { base, shots } = cfg;
-fs.mkdirSync(shots, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-gpu'],
-});
-const problems = [];
-const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
-page.on('console', (m) => { if (m.type() === 'error' && !/status of (40[349]|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
-page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-const step = (what) => console.log(`ok   ${what}`);
-const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
-
-async function login([user, pw]) {
-  await page.context().clearCookies();
-  await page.goto(base + '/');
-  await page.waitForSelector('form.login input[name=username]');
-  await page.fill('input[name=username]', user);
-  await page.fill('input[name=password]', pw);
-  await page.click('form.login button[type=submit]');
-  await page.waitForSelector('#who:not(:empty)');
-}
+const { browser, page, problems, step, shot, login } = await open(cfg, { width: 1500, height: 1000, fullPage: true });
 
 const near = (v, want, tol) => Math.abs(Number(v) - want) <= tol;
 

@@ -45,6 +45,25 @@ pub struct Computed {
     pub method: &'static str,
 }
 
+impl Computed {
+    /// The rate alone: the beats were found, but no median beat could be delineated.
+    fn rate_only(heart_rate: f64, rr: f64, beats: usize, median_of: usize) -> Computed {
+        Computed {
+            heart_rate_bpm: round1(heart_rate),
+            rr_ms: rr.round(),
+            pr_ms: None,
+            qrs_ms: None,
+            qt_ms: None,
+            qtc_bazett_ms: None,
+            qtc_fridericia_ms: None,
+            qrs_axis_deg: None,
+            beats,
+            median_of,
+            method: METHOD,
+        }
+    }
+}
+
 /// The QRS ends where the spatial velocity stays below this share of its height (tried on
 /// the sample files against the carts' own QRS: 10 % cut the terminal QRS short, 2 % ran
 /// into the ST segment).
@@ -113,19 +132,7 @@ pub fn compute(leads: &[(&str, &[f32])], fs: f64) -> Result<Computed, String> {
     let (pre, post) = (ms(400.0) as usize, ms(700.0) as usize);
     let whole: Vec<usize> = peaks.iter().copied().filter(|p| *p >= pre && p + post < n).collect();
     if whole.is_empty() {
-        return Ok(Computed {
-            heart_rate_bpm: round1(heart_rate),
-            rr_ms: rr.round(),
-            pr_ms: None,
-            qrs_ms: None,
-            qt_ms: None,
-            qtc_bazett_ms: None,
-            qtc_fridericia_ms: None,
-            qrs_axis_deg: None,
-            beats: peaks.len(),
-            median_of: 0,
-            method: METHOD,
-        });
+        return Ok(Computed::rate_only(heart_rate, rr, peaks.len(), 0));
     }
     let len = pre + post;
     let median: Vec<(&str, Vec<f64>)> = leads
@@ -166,19 +173,7 @@ pub fn compute(leads: &[(&str, &[f32])], fs: f64) -> Result<Computed, String> {
     let (qrs_on, qrs_off) = match (qrs_on, qrs_off) {
         (Some(a), Some(b)) if b > a + 2 * spread => (a + spread, b - spread),
         _ => {
-            return Ok(Computed {
-                heart_rate_bpm: round1(heart_rate),
-                rr_ms: rr.round(),
-                pr_ms: None,
-                qrs_ms: None,
-                qt_ms: None,
-                qtc_bazett_ms: None,
-                qtc_fridericia_ms: None,
-                qrs_axis_deg: None,
-                beats: peaks.len(),
-                median_of: whole.len(),
-                method: METHOD,
-            })
+            return Ok(Computed::rate_only(heart_rate, rr, peaks.len(), whole.len()))
         }
     };
     // the isoelectric level of each lead: the PR segment just before the QRS
