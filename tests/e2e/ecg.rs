@@ -137,6 +137,20 @@ async fn ecg_files_in(backend: Backend) {
         let (code_, again) = upload(&hub, &tech, bytes, &what).await;
         assert_eq!((code_, again["outcome"].as_str()), (200, Some("duplicate")), "{again}");
     }
+    // a cart that writes in 0.01 µV: codes beyond 16 bits make a General 32-bit ECG, exact
+    let fine = dir.path().join("fine-aecg.xml");
+    oracle(&["make-aecg", fine.to_str().unwrap(), "--id", "AECG-FINE", "--scale", "0.01"]);
+    let (code_, i) = upload(&hub, &tech, std::fs::read(&fine).unwrap(), "fine-aecg.xml").await;
+    assert_eq!(code_, 201, "{i}");
+    let reference = oracle(&["read-aecg", fine.to_str().unwrap()]);
+    same_samples("0.01 µV aECG", &reference, &hub.get_json(&tech, &waveform_path(&i)).await);
+    let r = hub.get_accept(&tech, i["retrieve_url"].as_str().unwrap(), "application/dicom").await;
+    let dcm = dir.path().join("fine.dcm");
+    std::fs::write(&dcm, r.bytes().await.unwrap()).unwrap();
+    let from_dicom = oracle(&["read-dicom", dcm.to_str().unwrap()]);
+    assert_eq!(from_dicom["sop_class"], "1.2.840.10008.5.1.4.1.1.9.1.4", "General 32-bit ECG");
+    same_samples("0.01 µV aECG (pydicom)", &reference, &from_dicom);
+
     // patient and device attributes mapped (pydicom's view of the made aECG and the Philips demo)
     let made = hub.get_json(&tech, "/dicom-web/studies?PatientID=AECG-ZS").await;
     assert_eq!(made.as_array().unwrap().len(), 1);
@@ -156,7 +170,7 @@ async fn ecg_files_in(backend: Backend) {
     assert!(i_.iter().zip(&ii).zip(&iii).all(|((a, b), c)| (b - a - c).abs() < 0.01), "III = II - I");
 
     // the items are in the ECG pool's queue
-    hub.eventually("six ECG items in the ECG readers' queue", || async { hub.queue(&reader).await.len() == 6 }).await;
+    hub.eventually("seven ECG items in the ECG readers' queue", || async { hub.queue(&reader).await.len() == 7 }).await;
 
     // broken files: refused with a reason, nothing stored
     let demo_bytes = std::fs::read(fixture("philips-1.03-129DYPRG.xml")).unwrap();
@@ -186,7 +200,7 @@ async fn ecg_files_in(backend: Backend) {
         assert!(msg.contains(says), "{what}: the reason should say {says:?}: {msg}");
     }
     let studies = hub.get_json(&tech, "/dicom-web/studies").await;
-    assert_eq!(studies.as_array().unwrap().len(), 6, "nothing half-stored: {studies}");
+    assert_eq!(studies.as_array().unwrap().len(), 7, "nothing half-stored: {studies}");
     // a technician of another site stores for their own site only; a referrer stores nothing
     let referrer = hub.user("ref1", Role::Referrer, Some("Township-1")).await;
     let (code_, _) = upload(&hub, &referrer, std::fs::read(&made_aecg).unwrap(), "x.xml").await;

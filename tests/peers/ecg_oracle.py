@@ -4,7 +4,7 @@ readhub's code.
     python ecg_oracle.py read-philips FILE      # PyPI sierraecg: µV per lead (JSON)
     python ecg_oracle.py read-aecg FILE         # PyPI aecg: µV per lead (JSON)
     python ecg_oracle.py read-dicom FILE        # pydicom waveform_array: µV per lead (JSON)
-    python ecg_oracle.py make-aecg OUT [--hr 75] [--name 张三] [--id ID] [--statement TEXT]
+    python ecg_oracle.py make-aecg OUT [--hr 75] [--name 张三] [--id ID] [--statement TEXT] [--scale 2.5 (µV)]
     python ecg_oracle.py make-philips OUT [--hr 75] [--id ID]
     python ecg_oracle.py make-dicom OUT --hr 75 --pr 160 --qrs 90 --qt 400 [--fs 500]
     python ecg_oracle.py make-scp OUT [--hr 75] [--id ID]   # SCP-ECG; expected µV in OUT.json
@@ -173,9 +173,10 @@ def make_aecg(out):
         seq = ET.SubElement(ET.SubElement(ss, q("component")), q("sequence"))
         ET.SubElement(seq, q("code"), code=f"MDC_ECG_LEAD_{lead}", codeSystem="2.16.840.1.113883.6.24")
         v = ET.SubElement(seq, q("value"), {f"{{{XSI}}}type": "SLIST_PQ"})
+        scale = arg("--scale", 2.5, float)
         ET.SubElement(v, q("origin"), value="0", unit="uV")
-        ET.SubElement(v, q("scale"), value="2.5", unit="uV")
-        digits = np.round(ii * SCALE[lead] / 2.5).astype(int)
+        ET.SubElement(v, q("scale"), value=str(scale), unit="uV")
+        digits = np.round(ii * SCALE[lead] / scale).astype(int)
         ET.SubElement(v, q("digits")).text = " ".join(str(d) for d in digits)
     # the representative beat (PyPI aecg requires a derived series): the first beat
     der = ET.SubElement(ET.SubElement(ET.SubElement(series, q("derivation")), q("derivedSeries")), q("component"))

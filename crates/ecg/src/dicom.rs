@@ -50,6 +50,17 @@ fn fits_twelve_lead(r: &EcgRecord) -> bool {
     r.leads.len() <= 13 && r.seconds() <= 16.0 && (200.0..=1000.0).contains(&r.sampling_hz)
 }
 
+/// The IOD the record fits: 12-lead (PS3.3 A.34.3: ≤ 13 channels, ≤ 16 s, 200–1000 Hz,
+/// 16-bit), General ECG (16-bit), or General 32-bit ECG (codes beyond 16 bits, e.g. a cart
+/// that writes nanovolts).
+fn sop_class(r: &EcgRecord) -> (&'static str, u16) {
+    match (r.fits_16_bits(), fits_twelve_lead(r)) {
+        (false, _) => (uids::GENERAL32BIT_ECG_WAVEFORM_STORAGE, 32),
+        (true, true) => (uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE, 16),
+        (true, false) => (uids::GENERAL_ECG_WAVEFORM_STORAGE, 16),
+    }
+}
+
 /// The SCPECG code (DICOM CID 3001) of a lead label.
 fn lead_code(label: &str) -> Option<&'static str> {
     Some(match label {
@@ -94,8 +105,7 @@ fn lo(s: &str) -> String {
 
 /// Build the Part-10 bytes (Explicit VR Little Endian, UTF-8).
 pub fn to_part10(r: &EcgRecord, src: &Source<'_>) -> Result<Vec<u8>, String> {
-    let twelve = fits_twelve_lead(r);
-    let class = if twelve { uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE } else { uids::GENERAL_ECG_WAVEFORM_STORAGE };
+    let (class, bits) = sop_class(r);
     let study = uid(src.bytes, "study");
     let series = uid(src.bytes, "series");
     let sop = uid(src.bytes, "instance");
@@ -157,7 +167,7 @@ pub fn to_part10(r: &EcgRecord, src: &Source<'_>) -> Result<Vec<u8>, String> {
         // µV = (code + baseline) × sensitivity
         ch.put(DataElement::new(tags::CHANNEL_BASELINE, VR::DS, PrimitiveValue::from(ds(l.offset_uv / l.scale_uv))));
         ch.put(DataElement::new(tags::CHANNEL_SAMPLE_SKEW, VR::DS, PrimitiveValue::from("0")));
-        ch.put(DataElement::new(tags::WAVEFORM_BITS_STORED, VR::US, PrimitiveValue::from(16u16)));
+        ch.put(DataElement::new(tags::WAVEFORM_BITS_STORED, VR::US, PrimitiveValue::from(bits)));
         if let Some(v) = r.filters.low_hz {
             ch.put(DataElement::new(tags::FILTER_LOW_FREQUENCY, VR::DS, PrimitiveValue::from(ds(v))));
         }
@@ -169,10 +179,15 @@ pub fn to_part10(r: &EcgRecord, src: &Source<'_>) -> Result<Vec<u8>, String> {
         }
         channels.push(ch);
     }
-    let mut data = Vec::with_capacity(n * r.leads.len());
+    // interleaved, little endian (the transfer syntax), 16 or 32 bits a sample
+    let mut data = Vec::with_capacity(n * r.leads.len() * bits as usize / 8);
     for s in 0..n {
         for l in &r.leads {
-            data.push(l.codes[s] as i16);
+            if bits == 16 {
+                data.extend_from_slice(&(l.codes[s] as i16).to_le_bytes());
+            } else {
+                data.extend_from_slice(&l.codes[s].to_le_bytes());
+            }
         }
     }
     let mut group = InMemDicomObject::new_empty();
@@ -183,9 +198,9 @@ pub fn to_part10(r: &EcgRecord, src: &Source<'_>) -> Result<Vec<u8>, String> {
     group.put(DataElement::new(tags::SAMPLING_FREQUENCY, VR::DS, PrimitiveValue::from(ds(r.sampling_hz))));
     group.put(DataElement::new(tags::MULTIPLEX_GROUP_LABEL, VR::SH, PrimitiveValue::from("RHYTHM")));
     group.put(DataElement::new(tags::CHANNEL_DEFINITION_SEQUENCE, VR::SQ, seq(channels)));
-    group.put(DataElement::new(tags::WAVEFORM_BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)));
-    group.put(DataElement::new(tags::WAVEFORM_SAMPLE_INTERPRETATION, VR::CS, PrimitiveValue::from("SS")));
-    group.put(DataElement::new(tags::WAVEFORM_DATA, VR::OW, PrimitiveValue::I16(data.into())));
+    group.put(DataElement::new(tags::WAVEFORM_BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits)));
+    group.put(DataElement::new(tags::WAVEFORM_SAMPLE_INTERPRETATION, VR::CS, PrimitiveValue::from(if bits == 16 { "SS" } else { "SL" })));
+    group.put(DataElement::new(tags::WAVEFORM_DATA, if bits == 16 { VR::OW } else { VR::OB }, PrimitiveValue::U8(data.into())));
     o.put(DataElement::new(tags::WAVEFORM_SEQUENCE, VR::SQ, seq(vec![group])));
 
     // the device's measurements and statements

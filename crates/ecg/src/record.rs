@@ -240,8 +240,8 @@ pub const MAX_LEADS: usize = 24;
 pub const MAX_SAMPLES: usize = 600_000;
 
 impl EcgRecord {
-    /// The checks every format's reader ends with: leads present, equal length, sampling
-    /// rate sane, codes in 16 bits (DICOM ECG waveforms are 16-bit).
+    /// The checks every format's reader ends with: leads present, of one length, sampling
+    /// rate sane, scales positive.
     pub fn validate(mut self) -> Result<EcgRecord, FormatError> {
         let f = self.format;
         if !(self.sampling_hz.is_finite() && (50.0..=20_000.0).contains(&self.sampling_hz)) {
@@ -253,22 +253,30 @@ impl EcgRecord {
         if self.leads.len() > MAX_LEADS {
             return Err(FormatError::malformed(f, format!("{} leads, more than {MAX_LEADS}", self.leads.len())));
         }
-        let n = self.leads[0].codes.len();
-        if n == 0 {
-            return Err(FormatError::malformed(f, format!("lead {} has no samples", self.leads[0].label)));
+        // leads a few samples apart in length (a cart's rounding of the last block) are cut
+        // to the shortest; more than that, they were not recorded together
+        let shortest = self.leads.iter().map(|l| l.codes.len()).min().unwrap_or(0);
+        let longest = self.leads.iter().map(|l| l.codes.len()).max().unwrap_or(0);
+        if shortest == 0 {
+            let empty = self.leads.iter().find(|l| l.codes.is_empty()).map_or("?", |l| l.label.as_str());
+            return Err(FormatError::malformed(f, format!("lead {empty} has no samples")));
+        }
+        if longest - shortest > (shortest / 100).max(2) {
+            let (a, b) = (
+                self.leads.iter().find(|l| l.codes.len() == shortest).expect("shortest"),
+                self.leads.iter().find(|l| l.codes.len() == longest).expect("longest"),
+            );
+            return Err(FormatError::malformed(
+                f,
+                format!("lead {} has {} samples, lead {} has {}: leads must be simultaneous", a.label, shortest, b.label, longest),
+            ));
+        }
+        for l in &mut self.leads {
+            l.codes.truncate(shortest);
         }
         for l in &self.leads {
-            if l.codes.len() != n {
-                return Err(FormatError::malformed(
-                    f,
-                    format!("lead {} has {} samples, lead {} has {n}: leads must be simultaneous", l.label, l.codes.len(), self.leads[0].label),
-                ));
-            }
             if !(l.scale_uv.is_finite() && l.scale_uv > 0.0 && l.offset_uv.is_finite()) {
                 return Err(FormatError::malformed(f, format!("lead {} has scale {} µV and origin {} µV", l.label, l.scale_uv, l.offset_uv)));
-            }
-            if let Some(c) = l.codes.iter().find(|c| **c < i16::MIN as i32 || **c > i16::MAX as i32) {
-                return Err(FormatError::malformed(f, format!("lead {}: sample {c} does not fit 16 bits", l.label)));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -279,6 +287,11 @@ impl EcgRecord {
         }
         self.statements.retain(|s| !s.trim().is_empty());
         Ok(self)
+    }
+
+    /// Whether every code fits 16 bits (else the DICOM made is General 32-bit ECG).
+    pub fn fits_16_bits(&self) -> bool {
+        self.leads.iter().all(|l| l.codes.iter().all(|c| (i16::MIN as i32..=i16::MAX as i32).contains(c)))
     }
 
     /// The duration in seconds.
@@ -308,8 +321,8 @@ pub fn digits(s: &str) -> String {
 /// An 8-lead recording (I, II, V1–V6: what many carts store) gets III, aVR, aVL and aVF
 /// by Einthoven's and Goldberger's laws, as every ECG printer draws them. The derived codes
 /// are at half the scale, so they are exact: III = II − I, aVR = −(I + II)/2,
-/// aVL = I − II/2, aVF = II − I/2. Nothing is derived when I or II is missing, their
-/// scales differ, or a derived value would not fit 16 bits.
+/// aVL = I − II/2, aVF = II − I/2. Nothing is derived when I or II is missing or their
+/// scales differ.
 pub fn derive_limb_leads(leads: &mut Vec<Lead>) {
     let has = |l: &[Lead], n: &str| l.iter().any(|x| x.label == n);
     if ["III", "aVR", "aVL", "aVF"].iter().all(|n| has(leads, n)) {
@@ -322,9 +335,9 @@ pub fn derive_limb_leads(leads: &mut Vec<Lead>) {
         return;
     }
     let half = i.scale_uv / 2.0;
-    let make = |label: &str, f: &dyn Fn(i32, i32) -> i32, offset: f64| -> Option<Lead> {
-        let codes: Vec<i32> = i.codes.iter().zip(&ii.codes).map(|(a, b)| f(*a, *b)).collect();
-        codes.iter().all(|c| (i16::MIN as i32..=i16::MAX as i32).contains(c)).then(|| Lead { label: label.into(), codes, scale_uv: half, offset_uv: offset })
+    let make = |label: &str, f: &dyn Fn(i64, i64) -> i64, offset: f64| -> Option<Lead> {
+        let codes: Option<Vec<i32>> = i.codes.iter().zip(&ii.codes).map(|(a, b)| i32::try_from(f(*a as i64, *b as i64)).ok()).collect();
+        Some(Lead { label: label.into(), codes: codes?, scale_uv: half, offset_uv: offset })
     };
     let (oi, oii) = (i.offset_uv, ii.offset_uv);
     let derived: Vec<Lead> = [
@@ -343,5 +356,52 @@ pub fn derive_limb_leads(leads: &mut Vec<Lead>) {
         for (k, l) in derived.into_iter().enumerate() {
             leads.insert(at + k, l);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(lengths: &[usize]) -> EcgRecord {
+        EcgRecord {
+            format: SourceFormat::Hl7Aecg,
+            patient: Patient::default(),
+            acquired_at: None,
+            accession_number: None,
+            device: Device::default(),
+            sampling_hz: 500.0,
+            leads: lengths.iter().enumerate().map(|(k, n)| Lead { label: format!("L{k}"), codes: vec![1; *n], scale_uv: 5.0, offset_uv: 0.0 }).collect(),
+            filters: Filters::default(),
+            measurements: Vec::new(),
+            statements: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn leads_a_few_samples_apart_are_cut_to_the_shortest_and_others_are_refused() {
+        let r = record(&[5000, 4998, 5000]).validate().unwrap();
+        assert!(r.leads.iter().all(|l| l.codes.len() == 4998));
+        let e = record(&[5000, 2500]).validate().unwrap_err().to_string();
+        assert!(e.contains("must be simultaneous"), "{e}");
+        assert!(record(&[5000, 0]).validate().unwrap_err().to_string().contains("no samples"));
+    }
+
+    #[test]
+    fn derived_limb_leads_are_exact() {
+        let mut leads = vec![
+            Lead { label: "I".into(), codes: vec![100, -3, 7], scale_uv: 5.0, offset_uv: 0.0 },
+            Lead { label: "II".into(), codes: vec![50, 9, -1], scale_uv: 5.0, offset_uv: 0.0 },
+        ];
+        derive_limb_leads(&mut leads);
+        let uv = |l: &str| leads.iter().find(|x| x.label == l).unwrap().microvolts().collect::<Vec<f64>>();
+        let (i, ii) = (uv("I"), uv("II"));
+        for k in 0..3 {
+            assert_eq!(uv("III")[k], ii[k] - i[k]);
+            assert_eq!(uv("aVR")[k], -(i[k] + ii[k]) / 2.0);
+            assert_eq!(uv("aVL")[k], i[k] - ii[k] / 2.0);
+            assert_eq!(uv("aVF")[k], ii[k] - i[k] / 2.0);
+        }
+        assert_eq!(leads.iter().map(|l| l.label.as_str()).collect::<Vec<_>>(), ["I", "II", "III", "aVR", "aVL", "aVF"]);
     }
 }
