@@ -110,8 +110,9 @@ fn sequence_set(set: Node<'_, '_>) -> Result<(Option<f64>, Option<String>, Vec<L
         let (scale, su) = pq(child(value, "scale")).ok_or_else(|| bad(format!("lead {code} has no scale")))?;
         let uv = |v: f64, u: &str| voltage_factor(u).map(|f| v * f).ok_or_else(|| bad(format!("lead {code}: voltage unit {u} is not nV, uV, mV or V")));
         let digits_ = child(value, "digits").and_then(text).ok_or_else(|| bad(format!("lead {code} has no digits")))?;
-        let codes = parse_digits(&digits_).map_err(|e| bad(format!("lead {code}: {e}")))?;
-        leads.push(Lead { label: lead_label(&code), codes, scale_uv: uv(scale, &su)?, offset_uv: uv(origin, &ou)? });
+        let (codes, decimals) = parse_digits(&digits_).map_err(|e| bad(format!("lead {code}: {e}")))?;
+        let scale_uv = uv(scale, &su)? / 10f64.powi(decimals);
+        leads.push(Lead { label: lead_label(&code), codes, scale_uv, offset_uv: uv(origin, &ou)? });
     }
     Ok((increment_s, head, leads))
 }
@@ -141,17 +142,30 @@ fn pq(n: Option<Node<'_, '_>>) -> Option<(f64, String)> {
     Some((number(attr(n, "value"))?, attr(n, "unit").unwrap_or_else(|| "1".into())))
 }
 
-/// SLIST digits are integers separated by white space.
-fn parse_digits(s: &str) -> Result<Vec<i32>, String> {
-    let mut out = Vec::with_capacity(s.len() / 4);
-    for (i, t) in s.split_ascii_whitespace().enumerate() {
-        if out.len() >= crate::record::MAX_SAMPLES {
-            return Err(format!("more than {} samples", crate::record::MAX_SAMPLES));
-        }
-        let v: i32 = t.parse().map_err(|_| format!("digit {} ({t:?}) is not an integer", i + 1))?;
+/// SLIST digits are integers separated by white space. Some writers put decimals ("12.5");
+/// those are kept exact by scaling: the codes × 10^d, the scale ÷ 10^d (returned as the
+/// power d, at most 4).
+fn parse_digits(s: &str) -> Result<(Vec<i32>, i32), String> {
+    let tokens: Vec<&str> = s.split_ascii_whitespace().collect();
+    if tokens.len() > crate::record::MAX_SAMPLES {
+        return Err(format!("more than {} samples", crate::record::MAX_SAMPLES));
+    }
+    let decimals = tokens.iter().map(|t| t.split_once('.').map_or(0, |(_, f)| f.trim_end_matches('0').len())).max().unwrap_or(0);
+    if decimals > 4 {
+        return Err(format!("digits with {decimals} decimals: SLIST digits are integers"));
+    }
+    let factor = 10f64.powi(decimals as i32);
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        let v = if decimals == 0 {
+            t.parse::<i64>().ok().or_else(|| t.parse::<f64>().ok().filter(|v| v.fract() == 0.0).map(|v| v as i64))
+        } else {
+            t.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| (v * factor).round() as i64)
+        };
+        let v = v.and_then(|v| i32::try_from(v).ok()).ok_or_else(|| format!("digit {} ({t:?}) is not an integer", i + 1))?;
         out.push(v);
     }
-    Ok(out)
+    Ok((out, decimals as i32))
 }
 
 fn patient(root: Node<'_, '_>) -> Patient {
@@ -287,6 +301,15 @@ mod tests {
             sets.concat()
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn decimal_digits_are_kept_exact_and_words_are_refused() {
+        assert_eq!(parse_digits("1 -2 3").unwrap(), (vec![1, -2, 3], 0));
+        assert_eq!(parse_digits("1.5 -2 3.25").unwrap(), (vec![150, -200, 325], 2));
+        assert_eq!(parse_digits("4.0 5").unwrap(), (vec![4, 5], 0));
+        assert!(parse_digits("1 2 x").unwrap_err().contains("digit 3"));
+        assert!(parse_digits("0.123456").unwrap_err().contains("decimals"));
     }
 
     #[test]
