@@ -137,6 +137,21 @@ async fn ecg_files_in(backend: Backend) {
         let (code_, again) = upload(&hub, &tech, bytes, &what).await;
         assert_eq!((code_, again["outcome"].as_str()), (200, Some("duplicate")), "{again}");
     }
+    // Philips XML without compression (sierraecg cannot read those: it writes into a
+    // read-only buffer): the same codes as the XLI file above, so the same microvolts
+    let plain = dir.path().join("plain-philips.xml");
+    oracle(&["make-philips", plain.to_str().unwrap(), "--id", "PHI-PLAIN", "--compression", "Uncompressed"]);
+    let (code_, i) = upload(&hub, &tech, std::fs::read(&plain).unwrap(), "plain-philips.xml").await;
+    assert_eq!(code_, 201, "{i}");
+    let xli = hub.get_json(&tech, "/dicom-web/studies?PatientID=PHI-WW").await;
+    let xli_study = xli[0]["0020000D"]["Value"][0].as_str().unwrap().to_string();
+    let xli_inst = hub.get_json(&tech, &format!("/dicom-web/studies/{xli_study}/instances")).await;
+    let xli_wf = hub
+        .get_json(&tech, &format!("/api/waveforms/{xli_study}/{}/{}", xli_inst[0]["0020000E"]["Value"][0].as_str().unwrap(), xli_inst[0]["00080018"]["Value"][0].as_str().unwrap()))
+        .await;
+    let as_reference = json!({ "leads": xli_wf["channels"].as_array().unwrap().iter().map(|c| (c["label"].as_str().unwrap().to_string(), c["samples_uv"].clone())).collect::<serde_json::Map<String, Value>>() });
+    same_samples("uncompressed Philips XML", &as_reference, &hub.get_json(&tech, &waveform_path(&i)).await);
+
     // a cart that writes in 0.01 µV: codes beyond 16 bits make a General 32-bit ECG, exact
     let fine = dir.path().join("fine-aecg.xml");
     oracle(&["make-aecg", fine.to_str().unwrap(), "--id", "AECG-FINE", "--scale", "0.01"]);
@@ -170,7 +185,7 @@ async fn ecg_files_in(backend: Backend) {
     assert!(i_.iter().zip(&ii).zip(&iii).all(|((a, b), c)| (b - a - c).abs() < 0.01), "III = II - I");
 
     // the items are in the ECG pool's queue
-    hub.eventually("seven ECG items in the ECG readers' queue", || async { hub.queue(&reader).await.len() == 7 }).await;
+    hub.eventually("eight ECG items in the ECG readers' queue", || async { hub.queue(&reader).await.len() == 8 }).await;
 
     // broken files: refused with a reason, nothing stored
     let demo_bytes = std::fs::read(fixture("philips-1.03-129DYPRG.xml")).unwrap();
@@ -200,7 +215,7 @@ async fn ecg_files_in(backend: Backend) {
         assert!(msg.contains(says), "{what}: the reason should say {says:?}: {msg}");
     }
     let studies = hub.get_json(&tech, "/dicom-web/studies").await;
-    assert_eq!(studies.as_array().unwrap().len(), 7, "nothing half-stored: {studies}");
+    assert_eq!(studies.as_array().unwrap().len(), 8, "nothing half-stored: {studies}");
     // a technician of another site stores for their own site only; a referrer stores nothing
     let referrer = hub.user("ref1", Role::Referrer, Some("Township-1")).await;
     let (code_, _) = upload(&hub, &referrer, std::fs::read(&made_aecg).unwrap(), "x.xml").await;
