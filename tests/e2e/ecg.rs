@@ -313,6 +313,13 @@ async fn ecg_critical_criteria(backend: Backend) {
     let sid = s_mi[0]["id"].as_i64().unwrap();
     let (code_, _) = hub.send(&tech, Method::POST, &format!("/api/ecg-suggestions/{sid}/confirm"), Some(json!({}))).await;
     assert_eq!(code_, 403);
+    // the report of an item with an undecided suggestion cannot be signed
+    let mi_id = mi_item["id"].as_i64().unwrap();
+    assert_eq!(hub.send(&reader, Method::POST, &format!("/api/worklist/{mi_id}/claim"), None).await.0, 200);
+    assert_eq!(hub.send(&reader, Method::PUT, &format!("/api/worklist/{mi_id}/report"), Some(json!({"findings": "f", "impression": "陈旧性下壁心肌梗死"}))).await.0, 200);
+    let (code_, e) = hub.send(&reader, Method::POST, &format!("/api/worklist/{mi_id}/report/sign"), None).await;
+    assert_eq!(code_, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("not decided"), "{e}");
     // the reader dismisses the MI suggestion (recorded), and confirms the bradycardia
     let (code_, d) = hub.send(&reader, Method::POST, &format!("/api/ecg-suggestions/{sid}/dismiss"), Some(json!({"text": "old infarct, unchanged / 陈旧性"}))).await;
     assert_eq!(code_, 200, "{d}");
@@ -323,6 +330,8 @@ async fn ecg_critical_criteria(backend: Backend) {
     let events = hub.get_json(&reader, &format!("/api/worklist/{}/events", mi_item["id"])).await.to_string();
     assert!(events.contains("critical_suggested") && events.contains("critical_dismissed") && events.contains("old infarct"), "{events}");
     assert!(hub.get_json(&referrer, "/api/critical").await.as_array().unwrap().is_empty(), "a dismissal sends nothing");
+    let (code_, e) = hub.send(&reader, Method::POST, &format!("/api/worklist/{mi_id}/report/sign"), None).await;
+    assert_eq!(code_, 200, "decided: the report is signed: {e}");
     let slow_sid = s_slow[0]["id"].as_i64().unwrap();
     let (code_, c) = hub.send(&reader, Method::POST, &format!("/api/ecg-suggestions/{slow_sid}/confirm"), Some(json!({"text": "严重心动过缓 HR 35"}))).await;
     assert_eq!(code_, 200, "{c}");

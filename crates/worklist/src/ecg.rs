@@ -142,6 +142,16 @@ impl Worklist {
         Ok(true)
     }
 
+    /// How many of the item's suggestions wait for a reader's decision.
+    pub async fn open_ecg_suggestions(&self, item_id: ItemId) -> Result<i64, Error> {
+        let r = sqlx::query("SELECT COUNT(*) FROM ecg_critical_suggestions WHERE item_id = $1 AND state = 'suggested'")
+            .bind(item_id)
+            .fetch_one(self.db.pool())
+            .await
+            .map_err(Error::db("count open ECG suggestions"))?;
+        Ok(r.get(0))
+    }
+
     /// The computed measurements recorded for the item's ECGs (JSON), newest first.
     pub async fn ecg_computed(&self, item_id: ItemId) -> Result<Vec<String>, Error> {
         let rows = sqlx::query("SELECT computed FROM ecg_analyses WHERE item_id = $1 AND computed IS NOT NULL ORDER BY instance_id DESC")

@@ -293,6 +293,13 @@ impl Worklist {
                 return Err(Error::Conflict("the report is final: add an addendum or issue a correction / 报告已签发".into()))
             }
         };
+        // a suggested critical ECG result is decided before the report goes out
+        let open = self.open_ecg_suggestions(item_id).await?;
+        if open > 0 {
+            return Err(Error::Conflict(format!(
+                "{open} suggested critical ECG result(s) not decided: confirm or dismiss them first / 请先确认或排除心电图危急值提示"
+            )));
+        }
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let impression: String = sqlx::query("SELECT impression FROM reports WHERE id = $1")
