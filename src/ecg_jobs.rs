@@ -11,13 +11,26 @@ use viewer_api::{AppState, EcgRefused};
 
 use crate::config::EcgWatch;
 
+/// Where a node puts a file it has taken from a watched folder while it stores it: the
+/// rename into it is the claim (atomic: of several nodes watching one folder, one wins).
+const PROCESSING: &str = ".processing";
+
 /// Analyse new ECGs every second, and scan the watched folders every `interval`, until the stop.
-pub async fn run(st: AppState, folders: Vec<EcgWatch>, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(st: AppState, folders: Vec<EcgWatch>, interval: Duration, node: String, mut stop: watch::Receiver<bool>) {
     let mut analyse = tokio::time::interval(Duration::from_secs(1));
     let mut scan = tokio::time::interval(interval.max(Duration::from_millis(200)));
     let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
+    // this node's mark on the files it takes (its name may hold any character)
+    let tag = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(node.as_bytes())[..4])
+    };
     for f in &folders {
         tracing::info!(site = %f.site, folder = %f.path.display(), "watching a folder for ECG files");
+        // what this node had taken when it stopped goes back to be taken again
+        if let Err(e) = put_back(&f.path, &tag).await {
+            tracing::warn!(folder = %f.path.display(), error = %e, "watched ECG folder: files left in .processing cannot be put back");
+        }
     }
     loop {
         tokio::select! {
@@ -28,7 +41,7 @@ pub async fn run(st: AppState, folders: Vec<EcgWatch>, interval: Duration, mut s
             }
             _ = scan.tick(), if !folders.is_empty() => {
                 for f in &folders {
-                    if let Err(e) = scan_folder(&st, f, &mut seen).await {
+                    if let Err(e) = scan_folder(&st, f, &tag, &mut seen).await {
                         tracing::warn!(site = %f.site, folder = %f.path.display(), error = %e, "watched ECG folder cannot be scanned");
                     }
                 }
@@ -42,7 +55,7 @@ pub async fn run(st: AppState, folders: Vec<EcgWatch>, interval: Duration, mut s
 /// (the cart has finished writing it) is stored, then moved to `done/`; a file readhub
 /// cannot read goes to `refused/` with the reason beside it; a file the hub cannot store
 /// now (storage down) stays for the next scan.
-async fn scan_folder(st: &AppState, f: &EcgWatch, seen: &mut HashMap<PathBuf, (u64, SystemTime)>) -> anyhow::Result<()> {
+async fn scan_folder(st: &AppState, f: &EcgWatch, tag: &str, seen: &mut HashMap<PathBuf, (u64, SystemTime)>) -> anyhow::Result<()> {
     let mut entries = tokio::fs::read_dir(&f.path).await?;
     let mut ready = Vec::new();
     while let Some(e) = entries.next_entry().await? {
@@ -65,8 +78,15 @@ async fn scan_folder(st: &AppState, f: &EcgWatch, seen: &mut HashMap<PathBuf, (u
     let Some(site) = storage::sites::site_by_name(&st.storage.db, &f.site).await? else {
         anyhow::bail!("site {:?} does not exist: add it (readhub site add) or fix ecg_watch", f.site);
     };
-    for (path, name, len) in ready {
-        seen.remove(&path);
+    for (found, name, len) in ready {
+        seen.remove(&found);
+        // take it: another node watching the same folder may have been quicker
+        let processing = f.path.join(PROCESSING);
+        tokio::fs::create_dir_all(&processing).await?;
+        let path = processing.join(format!("{tag}~{name}"));
+        if tokio::fs::rename(&found, &path).await.is_err() {
+            continue;
+        }
         if len as usize > ecg::MAX_FILE_BYTES {
             refuse(&f.path, &path, &name, &format!("the file is {len} bytes, more than any ECG file")).await?;
             continue;
@@ -87,7 +107,8 @@ async fn scan_folder(st: &AppState, f: &EcgWatch, seen: &mut HashMap<PathBuf, (u
                 move_into(&f.path.join("done"), &path, &name).await?;
             }
             Err(EcgRefused::Ingest(e)) if matches!(e, viewer_api::error::ApiError::Unavailable(_)) => {
-                tracing::warn!(site = %site.name, file = %name, error = %e, "ECG file not stored now; it stays for the next scan");
+                tracing::warn!(site = %site.name, file = %name, error = %e, "ECG file not stored now; it goes back for the next scan");
+                tokio::fs::rename(&path, &found).await?;
             }
             Err(r) => {
                 let reason = viewer_api::error::ApiError::from(r).to_string();
@@ -95,6 +116,20 @@ async fn scan_folder(st: &AppState, f: &EcgWatch, seen: &mut HashMap<PathBuf, (u
                 st.audit.record(audit::Event::new(actor, audit::Action::Store, audit::Outcome::Failed).detail(format!("watched folder: {name}: {reason}"))).await;
                 refuse(&f.path, &path, &name, &reason).await?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Files this node had taken (`.processing/TAG~NAME`) go back into the folder.
+async fn put_back(folder: &Path, tag: &str) -> anyhow::Result<()> {
+    let Ok(mut entries) = tokio::fs::read_dir(folder.join(PROCESSING)).await else { return Ok(()) };
+    let prefix = format!("{tag}~");
+    while let Some(e) = entries.next_entry().await? {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(original) = name.strip_prefix(&prefix) {
+            tokio::fs::rename(e.path(), folder.join(original)).await?;
+            tracing::info!(folder = %folder.display(), file = original, "watched ECG folder: a file taken before the stop is taken again");
         }
     }
     Ok(())

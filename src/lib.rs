@@ -206,6 +206,7 @@ pub async fn run_with_clock(
         state.clone(),
         config.ecg_watch.clone(),
         Duration::from_secs(config.ecg_watch_interval_secs.max(1)),
+        config.node_name()?.to_string(),
         stop_rx.clone(),
     ));
     let app = viewer_api::router(state);

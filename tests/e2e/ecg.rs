@@ -249,6 +249,8 @@ async fn ecg_watched_folder(backend: Backend) {
     let reason = std::fs::read_to_string(wpath.join("refused/broken.xml.reason.txt")).unwrap();
     assert!(reason.contains("Philips Sierra XML file cannot be read"), "{reason}");
     assert!(!wpath.join("ecg-001.xml").exists() && !wpath.join("broken.xml").exists());
+    let taken: Vec<_> = std::fs::read_dir(wpath.join(".processing")).unwrap().collect();
+    assert!(taken.is_empty(), "nothing left half-taken: {taken:?}");
     let found = hub.get_json(&tech, "/dicom-web/studies?PatientID=WATCH-1").await;
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
     hub.eventually("the watched ECGs in the ECG queue", || async { hub.queue(&reader).await.len() == 2 }).await;
