@@ -582,3 +582,15 @@ pub struct Representative {
     pub series_uid: String,
     pub sop_instance_uid: String,
 }
+
+/// The SOP Class of a site's current instance, when the site holds it (for Storage
+/// Commitment: what is in the index is durable, PS3.4 J.3).
+pub async fn held_by_site(db: &Db, site: SiteId, sop_instance_uid: &str) -> Result<Option<String>, Error> {
+    let row = sqlx::query("SELECT sop_class_uid FROM instances WHERE site_id = $1 AND sop_instance_uid = $2 AND is_current = 1 LIMIT 1")
+        .bind(site)
+        .bind(sop_instance_uid)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("instance held by site"))?;
+    Ok(row.map(|r| r.get(0)))
+}

@@ -1108,3 +1108,58 @@ async fn a_lying_file_meta_group_is_refused() {
     assert!(ok, "C-ECHO afterwards: {out}");
     hub.stop().await;
 }
+
+/// Storage Commitment (issue 14): a modality (pynetdicom) stores an instance, then asks with
+/// N-ACTION for it, for a UID readhub never received, and for another site's instance. On
+/// the same association readhub answers N-ACTION-RSP and then N-EVENT-REPORT: the stored one
+/// committed, the other two failed with No Such Object Instance (0x0112): a site is never
+/// told that another site's instance is held.
+async fn storage_commitment(backend: Backend) {
+    if !common::peer_present("READHUB_TEST_PYTHON", "pynetdicom") {
+        return;
+    }
+    let hub = Hub::start(backend).await;
+    hub.site("Township-1", &["MOD1"], None).await;
+    hub.site("Township-2", &["MOD2"], None).await;
+    let (code, out) = hub.storescu("MOD2", &[], &[data("pydicom/test_files/MR_small.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    let (_, _, other_site_sop, _) = sop_of(&data("pydicom/test_files/MR_small.dcm"));
+    let file = data("pydicom/test_files/CT_small.dcm");
+    let (_, _, sop, _) = sop_of(&file);
+    let script = root().join("tests/peers/commitment_scu.py");
+    let out = tokio::process::Command::new(common::python())
+        .arg(&script)
+        .arg(hub.dimse_port.to_string())
+        .arg("MOD1")
+        .arg(&file)
+        .arg("1.2.826.0.1.3680043.10.14.999")
+        .arg(&other_site_sop)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(r["store_status"], 0, "{r}");
+    assert_eq!(r["action_status"], 0, "{r}");
+    assert_eq!(r["report_received"], true, "the N-EVENT-REPORT came on the same association: {r}");
+    assert_eq!(r["transaction"], r["sent_transaction"], "{r}");
+    assert_eq!(r["event_type"], 2, "some failed: {r}");
+    assert_eq!(r["committed"], json!([sop]), "{r}");
+    assert_eq!(r["failed"], json!([["1.2.826.0.1.3680043.10.14.999", 0x0112], [other_site_sop, 0x0112]]), "{r}");
+    // 1,500 references: the result is larger than the modality's PDU (pynetdicom's 16 KiB)
+    // and goes in pieces
+    let many: Vec<String> = (0..1500).map(|k| format!("1.2.826.0.1.3680043.10.14.{k}")).collect();
+    let out = tokio::process::Command::new(common::python()).arg(&script).arg(hub.dimse_port.to_string()).arg("MOD1").arg(&file).args(&many).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(r["report_received"], true, "{r}");
+    assert_eq!(r["committed"].as_array().unwrap().len(), 1);
+    assert_eq!(r["failed"].as_array().unwrap().len(), 1500);
+    // the hub still answers
+    assert!(echo(hub.dimse_port, "MOD1").await.0);
+    hub.stop().await;
+}
+
+on_both!(storage_commitment);

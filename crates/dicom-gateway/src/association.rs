@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::admission::Admission;
 use crate::dimse::{self, Command, Status};
-use crate::{syntaxes, Config, Handover};
+use crate::{commitment, syntaxes, Config, Handover};
 
 /// Access control: the calling AE title must be registered to a site (or enrollment is
 /// open); on the plain listener, not to a site bound to client certificates.
@@ -64,6 +64,8 @@ const MAX_COMMAND_SET: usize = 64 * 1024;
 enum Rx {
     /// waiting for (the rest of) a command set
     Idle { command: Vec<u8> },
+    /// receiving the data set of a Storage Commitment N-ACTION
+    Action { cmd: Command, pc_id: u8, ts: String, data: Vec<u8> },
     /// receiving the data set of a C-STORE
     Data {
         cmd: Command,
@@ -243,7 +245,7 @@ async fn run<S>(
                             return;
                         }
                     };
-                    let Some((pc_id, bytes, outcome)) = reply else { continue };
+                    let Some((outgoing, outcome)) = reply else { continue };
                     match outcome {
                         Some(Ok(inst)) => {
                             stored += 1;
@@ -260,15 +262,20 @@ async fn run<S>(
                         Some(Err(())) => failed += 1,
                         None => {}
                     }
-                    let msg = Pdu::PData {
-                        data: vec![PDataValue {
-                            presentation_context_id: pc_id,
-                            value_type: PDataValueType::Command,
-                            is_last: true,
-                            data: bytes,
-                        }],
+                    let max = {
+                        use dicom_ul::association::Association;
+                        assoc.peer_max_pdu_length()
                     };
-                    if let Err(e) = assoc.send(&msg).await {
+                    let mut sent = Ok(());
+                    for o in outgoing {
+                        for msg in messages(o, max) {
+                            sent = assoc.send(&msg).await;
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    if let Err(e) = sent {
                         tracing::warn!(error = %e, "could not send response; aborting association");
                         let _ = assoc.abort().await;
                         end_transfer(&storage, handover, &transfer, handed_over).await;
@@ -304,6 +311,28 @@ async fn run<S>(
     }
     end_transfer(&storage, handover, &transfer, handed_over).await;
     trail.record(handover, stored, failed).await;
+}
+
+/// An outgoing message as P-DATA PDUs: the command set in one, the data set cut to the
+/// peer's maximum PDU length (less the PDU and PDV headers).
+fn messages(o: Outgoing, peer_max_pdu: u32) -> Vec<Pdu> {
+    let mut out = vec![Pdu::PData {
+        data: vec![PDataValue { presentation_context_id: o.pc_id, value_type: PDataValueType::Command, is_last: true, data: o.command }],
+    }];
+    if let Some(data) = o.data {
+        // a peer that says 0 (no limit) or less than a few kilobytes gets 16 KiB pieces
+        let chunk = match peer_max_pdu as usize {
+            0 => 16 * 1024,
+            m => m.saturating_sub(12).max(1024),
+        };
+        let n = data.len().div_ceil(chunk).max(1);
+        for (k, piece) in data.chunks(chunk).enumerate() {
+            out.push(Pdu::PData {
+                data: vec![PDataValue { presentation_context_id: o.pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
+            });
+        }
+    }
+    out
 }
 
 /// What the audit trail keeps of an association: one row per study it stored into (or
@@ -389,7 +418,19 @@ async fn site_for(storage: &Storage, config: &Config, calling: &str) -> Option<S
     }
 }
 
-type Reply = Option<(u8, Vec<u8>, Option<Result<storage::StoredInstance, ()>>)>;
+/// What a PDV leads to: messages to send (a presentation context, a command set, and the
+/// data set when the message has one), and the outcome of a C-STORE.
+type Reply = Option<(Vec<Outgoing>, Option<Result<storage::StoredInstance, ()>>)>;
+
+struct Outgoing {
+    pc_id: u8,
+    command: Vec<u8>,
+    data: Option<Vec<u8>>,
+}
+
+fn answer(pc_id: u8, command: Vec<u8>) -> Vec<Outgoing> {
+    vec![Outgoing { pc_id, command, data: None }]
+}
 
 /// Handle one PDV. Returns a response to send (with the ingest outcome, for C-STORE), or
 /// Err for a protocol violation that ends the association.
@@ -426,7 +467,7 @@ async fn handle_pdv(
                 dimse::C_ECHO_RQ => {
                     tracing::debug!("C-ECHO");
                     let rsp = dimse::response(dimse::C_ECHO_RSP, &cmd, Status::Success, None);
-                    Ok(Some((pdv.presentation_context_id, rsp, None)))
+                    Ok(Some((answer(pdv.presentation_context_id, rsp), None)))
                 }
                 dimse::C_STORE_RQ if cmd.has_data_set => {
                     let announced = Announced {
@@ -448,12 +489,59 @@ async fn handle_pdv(
                     };
                     Ok(None)
                 }
+                dimse::N_ACTION_RQ if cmd.has_data_set && abstract_syntax == commitment::SOP_CLASS => {
+                    *rx = Rx::Action { cmd, pc_id: pdv.presentation_context_id, ts: ts.clone(), data: Vec::new() };
+                    Ok(None)
+                }
+                dimse::N_EVENT_REPORT_RSP => {
+                    // the modality's answer to our commitment result: nothing to send back
+                    tracing::info!(status = ?cmd.status, "storage commitment result acknowledged");
+                    Ok(None)
+                }
                 other => {
                     tracing::warn!(command_field = other, "unsupported DIMSE command");
                     let rsp = dimse::response(other | 0x8000, &cmd, Status::UnrecognizedOperation, Some("unsupported operation"));
-                    Ok(Some((pdv.presentation_context_id, rsp, None)))
+                    Ok(Some((answer(pdv.presentation_context_id, rsp), None)))
                 }
             }
+        }
+        Rx::Action { data, .. } => {
+            if pdv.value_type != PDataValueType::Data {
+                return Err("command PDV received in the middle of a data set".into());
+            }
+            if data.len() + pdv.data.len() > commitment::MAX_REQUEST_BYTES {
+                return Err(format!("a Storage Commitment request of more than {} bytes", commitment::MAX_REQUEST_BYTES));
+            }
+            data.extend_from_slice(&pdv.data);
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let Rx::Action { cmd, pc_id, ts, data } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
+                unreachable!()
+            };
+            let request = match commitment::parse_request(&ts, &data) {
+                Ok(r) => r,
+                Err(why) => {
+                    tracing::warn!(%why, "storage commitment request refused");
+                    return Ok(Some((answer(pc_id, dimse::action_response(&cmd, Status::ProcessingFailure)), None)));
+                }
+            };
+            let outcome = commitment::check(storage, site, &request).await;
+            tracing::info!(
+                transaction = %request.transaction_uid,
+                committed = outcome.committed.len(),
+                failed = outcome.failed.len(),
+                "storage commitment"
+            );
+            let (event, event_data) = commitment::event_report(cmd.message_id.wrapping_add(1), &ts, &request, &outcome)?;
+            // N-ACTION-RSP first, then the result on the same association (PS3.4 J.3.3)
+            Ok(Some((
+                vec![
+                    Outgoing { pc_id, command: dimse::action_response(&cmd, Status::Success), data: None },
+                    Outgoing { pc_id, command: event, data: Some(event_data) },
+                ],
+                None,
+            )))
         }
         Rx::Data { writer, error, .. } => {
             if pdv.value_type != PDataValueType::Data {
@@ -498,7 +586,7 @@ async fn handle_pdv(
                 }
             };
             let rsp = dimse::response(dimse::C_STORE_RSP, &cmd, status, comment.as_deref());
-            Ok(Some((pc_id, rsp, outcome)))
+            Ok(Some((answer(pc_id, rsp), outcome)))
         }
     }
 }

@@ -10,6 +10,11 @@ pub const C_STORE_RQ: u16 = 0x0001;
 pub const C_STORE_RSP: u16 = 0x8001;
 pub const C_ECHO_RQ: u16 = 0x0030;
 pub const C_ECHO_RSP: u16 = 0x8030;
+/// Storage Commitment (PS3.7 10.3): N-ACTION from the modality, N-EVENT-REPORT from us.
+pub const N_ACTION_RQ: u16 = 0x0130;
+pub const N_ACTION_RSP: u16 = 0x8130;
+pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
+pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
 const NO_DATA_SET: u16 = 0x0101;
 
 /// DIMSE statuses we answer with (PS3.4 B.2.3, PS3.7 C).
@@ -25,6 +30,10 @@ pub enum Status {
     CannotUnderstand = 0xC000,
     /// Unrecognized operation
     UnrecognizedOperation = 0x0211,
+    /// No such SOP class (an N-ACTION on a class we do not serve)
+    NoSuchSopClass = 0x0118,
+    /// Processing failure
+    ProcessingFailure = 0x0110,
 }
 
 /// A parsed request command.
@@ -35,6 +44,12 @@ pub struct Command {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub has_data_set: bool,
+    /// N-ACTION: Requested SOP Class/Instance UID (0000,0003), (0000,1001), Action Type ID
+    pub requested_sop_class_uid: String,
+    pub requested_sop_instance_uid: String,
+    pub action_type_id: Option<u16>,
+    /// a response's status (an N-EVENT-REPORT-RSP from the modality)
+    pub status: Option<u16>,
 }
 
 /// Parse a command set (implicit VR little endian, PS3.7 6.3). It comes from any peer that
@@ -73,10 +88,15 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
     };
     Ok(Command {
         field: u16_of(tags::COMMAND_FIELD)?,
-        message_id: u16_of(tags::MESSAGE_ID)?,
+        // a response (from the modality, to our N-EVENT-REPORT) names the request's instead
+        message_id: u16_of(tags::MESSAGE_ID).or_else(|_| u16_of(tags::MESSAGE_ID_BEING_RESPONDED_TO))?,
         sop_class_uid: str_of(tags::AFFECTED_SOP_CLASS_UID),
         sop_instance_uid: str_of(tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: u16_of(tags::COMMAND_DATA_SET_TYPE).unwrap_or(NO_DATA_SET) != NO_DATA_SET,
+        requested_sop_class_uid: str_of(tags::REQUESTED_SOP_CLASS_UID),
+        requested_sop_instance_uid: str_of(tags::REQUESTED_SOP_INSTANCE_UID),
+        action_type_id: u16_of(tags::ACTION_TYPE_ID).ok(),
+        status: u16_of(tags::STATUS).ok(),
     })
 }
 
@@ -113,7 +133,27 @@ pub fn response(
     out
 }
 
-fn pad_uid(uid: &str) -> String {
+/// The N-ACTION-RSP to a Storage Commitment request (PS3.7 10.3.4).
+pub fn action_response(rq: &Command, status: Status) -> Vec<u8> {
+    let mut elements = vec![
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, pad_uid(&rq.requested_sop_class_uid))),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [N_ACTION_RSP])),
+        DataElement::new(tags::MESSAGE_ID_BEING_RESPONDED_TO, VR::US, dicom_value!(U16, [rq.message_id])),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [NO_DATA_SET])),
+        DataElement::new(tags::STATUS, VR::US, dicom_value!(U16, [status as u16])),
+        DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, pad_uid(&rq.requested_sop_instance_uid))),
+    ];
+    if let Some(a) = rq.action_type_id {
+        elements.push(DataElement::new(tags::ACTION_TYPE_ID, VR::US, dicom_value!(U16, [a])));
+    }
+    let obj = InMemDicomObject::command_from_element_iter(elements);
+    let mut out = Vec::with_capacity(256);
+    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("writing a command set to memory cannot fail");
+    out
+}
+
+pub(crate) fn pad_uid(uid: &str) -> String {
     // UIDs of odd length are padded with NUL (PS3.5 9.1)
     let mut s = uid.to_string();
     if s.len() % 2 == 1 {

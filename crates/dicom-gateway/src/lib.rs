@@ -11,6 +11,7 @@
 
 mod admission;
 mod association;
+pub mod commitment;
 pub mod dimse;
 pub mod syntaxes;
 

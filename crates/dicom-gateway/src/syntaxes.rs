@@ -2,9 +2,11 @@
 
 use dicom_dictionary_std::uids;
 
-/// Storage SOP classes accepted from modalities (plus Verification).
+/// Storage SOP classes accepted from modalities (plus Verification, and Storage Commitment
+/// so a modality may delete what readhub holds).
 pub const ABSTRACT_SYNTAXES: &[&str] = &[
     uids::VERIFICATION,
+    uids::STORAGE_COMMITMENT_PUSH_MODEL,
     uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
     uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
     uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
