@@ -317,6 +317,10 @@ async fn ecg_critical_criteria(backend: Backend) {
     assert_eq!(code_, 403);
     // the report of an item with an undecided suggestion cannot be signed
     let mi_id = mi_item["id"].as_i64().unwrap();
+    hub.eventually("the MI ECG is ready to read", || async {
+        hub.queue(&reader).await.iter().any(|i| i["id"].as_i64() == Some(mi_id) && i["state"] == "ready")
+    })
+    .await;
     assert_eq!(hub.send(&reader, Method::POST, &format!("/api/worklist/{mi_id}/claim"), None).await.0, 200);
     assert_eq!(hub.send(&reader, Method::PUT, &format!("/api/worklist/{mi_id}/report"), Some(json!({"findings": "f", "impression": "陈旧性下壁心肌梗死"}))).await.0, 200);
     let (code_, e) = hub.send(&reader, Method::POST, &format!("/api/worklist/{mi_id}/report/sign"), None).await;
