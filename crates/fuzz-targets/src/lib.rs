@@ -17,7 +17,16 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("frame_list", frame_list),
     ("waveform", waveform),
     ("ecg_file", ecg_file),
+    ("commitment_request", commitment_request),
 ];
+
+/// A Storage Commitment N-ACTION data set as a modality sends it; the first byte picks the
+/// transfer syntax.
+pub fn commitment_request(data: &[u8]) {
+    let [ts, rest @ ..] = data else { return };
+    let ts = SYNTAXES[usize::from(*ts) % SYNTAXES.len()];
+    let _ = dicom_gateway::commitment::parse_request(ts, rest);
+}
 
 /// An ECG file as a cart or a technician sends it (HL7 aECG, Philips XML, SCP-ECG): read,
 /// made DICOM, and measured, as `POST /api/ecg` does.
