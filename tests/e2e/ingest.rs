@@ -1127,22 +1127,20 @@ async fn storage_commitment(backend: Backend) {
     let file = data("pydicom/test_files/CT_small.dcm");
     let (_, _, sop, _) = sop_of(&file);
     let script = root().join("tests/peers/commitment_scu.py");
-    let out = tokio::process::Command::new(common::python())
-        .arg(&script)
-        .arg(hub.dimse_port.to_string())
-        .arg("MOD1")
-        .arg(&file)
-        .arg("1.2.826.0.1.3680043.10.14.999")
-        .arg(&other_site_sop)
-        .output()
-        .await
-        .unwrap();
+    // the modality, bounded in time: a hang is a failure, not a stuck test
+    let modality = |extra: Vec<String>| {
+        let mut c = tokio::process::Command::new(common::python());
+        c.arg(&script).arg(hub.dimse_port.to_string()).arg("MOD1").arg(&file).args(extra).kill_on_drop(true);
+        async move { tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("the pynetdicom modality hung").unwrap() }
+    };
+    let out = modality(vec!["1.2.826.0.1.3680043.10.14.999".into(), other_site_sop.clone()]).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(r["store_status"], 0, "{r}");
     assert_eq!(r["action_status"], 0, "{r}");
     assert_eq!(r["report_received"], true, "the N-EVENT-REPORT came on the same association: {r}");
+    assert_eq!(r["established_after"], true, "the association stayed up: {r}");
     assert_eq!(r["transaction"], r["sent_transaction"], "{r}");
     assert_eq!(r["event_type"], 2, "some failed: {r}");
     assert_eq!(r["committed"], json!([sop]), "{r}");
@@ -1150,7 +1148,7 @@ async fn storage_commitment(backend: Backend) {
     // 1,500 references: the result is larger than the modality's PDU (pynetdicom's 16 KiB)
     // and goes in pieces
     let many: Vec<String> = (0..1500).map(|k| format!("1.2.826.0.1.3680043.10.14.{k}")).collect();
-    let out = tokio::process::Command::new(common::python()).arg(&script).arg(hub.dimse_port.to_string()).arg("MOD1").arg(&file).args(&many).output().await.unwrap();
+    let out = modality(many).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_str(text.trim()).unwrap();

@@ -8,6 +8,7 @@ N-EVENT-REPORT on the same association. Prints JSON: the N-ACTION status, the ev
 the committed and the failed references (with their Failure Reason).
 """
 import json
+import time
 import sys
 import threading
 
@@ -42,7 +43,11 @@ assoc = ae.associate("127.0.0.1", port, ae_title="READHUB", evt_handlers=[(evt.E
 if not assoc.is_established:
     print(json.dumps({"error": "association refused"}))
     sys.exit(1)
+t0 = time.time()
+log = lambda what: print(f"{time.time() - t0:6.2f}s {what}", file=sys.stderr, flush=True)
+log("associated")
 store = assoc.send_c_store(stored)
+log("stored")
 result["store_status"] = int(store.Status) if store else None
 request = Dataset()
 request.TransactionUID = transaction = generate_uid()
@@ -52,9 +57,20 @@ for cls, uid in [(stored.SOPClassUID, stored.SOPInstanceUID)] + [("1.2.840.10008
     r.ReferencedSOPClassUID, r.ReferencedSOPInstanceUID = cls, uid
     refs.append(r)
 request.ReferencedSOPSequence = refs
+log("sending N-ACTION")
 status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1")
+log(f"N-ACTION-RSP {status}")
 result["action_status"] = int(status.Status) if status else None
 result["sent_transaction"] = transaction
 result["report_received"] = done.wait(20)
-assoc.release()
+log(f"report {result['report_received']}")
+# let pynetdicom finish answering the report (N-EVENT-REPORT-RSP) before releasing: a
+# release started while its reactor thread is still inside the handler can hang for ever
+time.sleep(1)
+result["established_after"] = assoc.is_established
+if assoc.is_established:
+    assoc.release()
+else:
+    # an association the hub ended: nothing to release (pynetdicom would wait for ever)
+    assoc.abort()
 print(json.dumps(result))

@@ -268,11 +268,33 @@ async fn run<S>(
                     };
                     let mut sent = Ok(());
                     for o in outgoing {
-                        for msg in messages(o, max) {
+                        let (pc_id, command, data) = match o {
+                            Outgoing::Message { pc_id, command, data } => (pc_id, command, data),
+                            Outgoing::Commitment { pc_id, ts, message_id, request } => {
+                                let outcome = commitment::check(&storage, &site, &request).await;
+                                tracing::info!(
+                                    transaction = %request.transaction_uid,
+                                    committed = outcome.committed.len(),
+                                    failed = outcome.failed.len(),
+                                    "storage commitment"
+                                );
+                                match commitment::event_report(message_id, &ts, &request, &outcome) {
+                                    Ok((command, data)) => (pc_id, command, Some(data)),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "storage commitment result cannot be written");
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        for msg in messages(pc_id, command, data, max) {
                             sent = assoc.send(&msg).await;
                             if sent.is_err() {
                                 break;
                             }
+                        }
+                        if sent.is_err() {
+                            break;
                         }
                     }
                     if let Err(e) = sent {
@@ -315,11 +337,11 @@ async fn run<S>(
 
 /// An outgoing message as P-DATA PDUs: the command set in one, the data set cut to the
 /// peer's maximum PDU length (less the PDU and PDV headers).
-fn messages(o: Outgoing, peer_max_pdu: u32) -> Vec<Pdu> {
+fn messages(pc_id: u8, command: Vec<u8>, data: Option<Vec<u8>>, peer_max_pdu: u32) -> Vec<Pdu> {
     let mut out = vec![Pdu::PData {
-        data: vec![PDataValue { presentation_context_id: o.pc_id, value_type: PDataValueType::Command, is_last: true, data: o.command }],
+        data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: command }],
     }];
-    if let Some(data) = o.data {
+    if let Some(data) = data {
         // a peer that says 0 (no limit) or less than a few kilobytes gets 16 KiB pieces
         let chunk = match peer_max_pdu as usize {
             0 => 16 * 1024,
@@ -328,7 +350,7 @@ fn messages(o: Outgoing, peer_max_pdu: u32) -> Vec<Pdu> {
         let n = data.len().div_ceil(chunk).max(1);
         for (k, piece) in data.chunks(chunk).enumerate() {
             out.push(Pdu::PData {
-                data: vec![PDataValue { presentation_context_id: o.pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
+                data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
             });
         }
     }
@@ -422,14 +444,16 @@ async fn site_for(storage: &Storage, config: &Config, calling: &str) -> Option<S
 /// data set when the message has one), and the outcome of a C-STORE.
 type Reply = Option<(Vec<Outgoing>, Option<Result<storage::StoredInstance, ()>>)>;
 
-struct Outgoing {
-    pc_id: u8,
-    command: Vec<u8>,
-    data: Option<Vec<u8>>,
+enum Outgoing {
+    /// a message: a command set, and the data set when it has one
+    Message { pc_id: u8, command: Vec<u8>, data: Option<Vec<u8>> },
+    /// a Storage Commitment result, made (the index read) only once what came before it
+    /// (the N-ACTION-RSP) has been sent
+    Commitment { pc_id: u8, ts: String, message_id: u16, request: commitment::Request },
 }
 
 fn answer(pc_id: u8, command: Vec<u8>) -> Vec<Outgoing> {
-    vec![Outgoing { pc_id, command, data: None }]
+    vec![Outgoing::Message { pc_id, command, data: None }]
 }
 
 /// Handle one PDV. Returns a response to send (with the ingest outcome, for C-STORE), or
@@ -526,19 +550,12 @@ async fn handle_pdv(
                     return Ok(Some((answer(pc_id, dimse::action_response(&cmd, Status::ProcessingFailure)), None)));
                 }
             };
-            let outcome = commitment::check(storage, site, &request).await;
-            tracing::info!(
-                transaction = %request.transaction_uid,
-                committed = outcome.committed.len(),
-                failed = outcome.failed.len(),
-                "storage commitment"
-            );
-            let (event, event_data) = commitment::event_report(cmd.message_id.wrapping_add(1), &ts, &request, &outcome)?;
-            // N-ACTION-RSP first, then the result on the same association (PS3.4 J.3.3)
+            // N-ACTION-RSP at once (the modality waits for it, with a timeout), then the
+            // result on the same association (PS3.4 J.3.3)
             Ok(Some((
                 vec![
-                    Outgoing { pc_id, command: dimse::action_response(&cmd, Status::Success), data: None },
-                    Outgoing { pc_id, command: event, data: Some(event_data) },
+                    Outgoing::Message { pc_id, command: dimse::action_response(&cmd, Status::Success), data: None },
+                    Outgoing::Commitment { pc_id, ts, message_id: cmd.message_id.wrapping_add(1), request },
                 ],
                 None,
             )))

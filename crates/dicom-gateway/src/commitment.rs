@@ -76,19 +76,20 @@ pub fn parse_request(ts_uid: &str, bytes: &[u8]) -> Result<Request, String> {
 /// Which of the references the site's instances in the index cover.
 pub async fn check(storage: &Storage, site: &Site, request: &Request) -> Outcome {
     let mut out = Outcome::default();
-    for (class, instance) in &request.references {
-        if instance.is_empty() {
-            out.failed.push((class.clone(), instance.clone(), NO_SUCH_OBJECT_INSTANCE));
-            continue;
+    let uids: Vec<String> = request.references.iter().map(|(_, i)| i.clone()).filter(|i| !i.is_empty()).collect();
+    let held = match storage::query::held_by_site(&storage.db, site.id, &uids).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "storage commitment: the index cannot be read");
+            out.failed = request.references.iter().map(|(c, i)| (c.clone(), i.clone(), PROCESSING_FAILURE)).collect();
+            return out;
         }
-        match storage::query::held_by_site(&storage.db, site.id, instance).await {
-            Ok(Some(held)) if &held == class || class.is_empty() => out.committed.push((held, instance.clone())),
-            Ok(Some(_)) => out.failed.push((class.clone(), instance.clone(), CLASS_INSTANCE_CONFLICT)),
-            Ok(None) => out.failed.push((class.clone(), instance.clone(), NO_SUCH_OBJECT_INSTANCE)),
-            Err(e) => {
-                tracing::warn!(error = %e, "storage commitment: the index cannot be read");
-                out.failed.push((class.clone(), instance.clone(), PROCESSING_FAILURE));
-            }
+    };
+    for (class, instance) in &request.references {
+        match held.get(instance) {
+            Some(h) if h == class || class.is_empty() => out.committed.push((h.clone(), instance.clone())),
+            Some(_) => out.failed.push((class.clone(), instance.clone(), CLASS_INSTANCE_CONFLICT)),
+            None => out.failed.push((class.clone(), instance.clone(), NO_SUCH_OBJECT_INSTANCE)),
         }
     }
     out
