@@ -95,18 +95,7 @@ fn str_of(o: &InMemDicomObject, tag: Tag) -> Option<String> {
     Some(o.element_opt(tag).ok().flatten()?.to_str().ok()?.trim().to_string())
 }
 
-/// Normalise a channel source's code meaning ("Lead II", "II (Einthoven)", "V1") to a label.
-pub fn lead_label(meaning: &str) -> String {
-    const KNOWN: [&str; 12] = ["aVR", "aVL", "aVF", "III", "II", "I", "V1", "V2", "V3", "V4", "V5", "V6"];
-    let m = meaning.trim();
-    let m = m.strip_prefix("Lead ").or_else(|| m.strip_prefix("lead ")).unwrap_or(m);
-    let first = m.split([' ', '(', ',']).next().unwrap_or(m);
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(first))
-        .map(|k| k.to_string())
-        .unwrap_or_else(|| m.to_string())
-}
+pub use readhub_types::lead::lead_label;
 
 /// Decode the first multiplex group that has channels.
 pub fn decode(obj: &InMemDicomObject) -> Result<Waveform, String> {
@@ -340,15 +329,6 @@ pub fn rasterize(svg: &str, p: &RenderParams) -> Result<Rendered, MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lead_labels() {
-        assert_eq!(lead_label("Lead I"), "I");
-        assert_eq!(lead_label("Lead aVR"), "aVR");
-        assert_eq!(lead_label("II (Einthoven)"), "II");
-        assert_eq!(lead_label("V6"), "V6");
-        assert_eq!(lead_label("Pleth"), "Pleth");
-    }
 
     /// 12 leads, 10 s at 500 Hz of a 1 Hz saw-tooth from -1000 to +1000 µV
     fn synthetic() -> Waveform {

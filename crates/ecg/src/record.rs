@@ -300,13 +300,7 @@ impl EcgRecord {
     }
 }
 
-/// Normalise a lead name ("MDC_ECG_LEAD_AVR", "avr", "V1") to the usual label.
-pub fn lead_label(name: &str) -> String {
-    const KNOWN: [&str; 12] = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"];
-    let n = name.trim();
-    let n = n.strip_prefix("MDC_ECG_LEAD_").unwrap_or(n);
-    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(n)).map_or_else(|| n.to_string(), |k| k.to_string())
-}
+pub use readhub_types::lead::lead_label;
 
 /// A date or date-time in any of the shapes the formats use ("2010-01-19", "15:19:22",
 /// "20021122091000.000") as DICOM digits.

@@ -1,7 +1,9 @@
 //! readhub's shared vocabulary, named by every crate that needs it: typed identifiers
-//! ([`ids`]) and facts about SOP classes ([`sop`]). No I/O, nothing else.
+//! ([`ids`]), facts about SOP classes ([`sop`]) and ECG lead names ([`lead`]). No I/O,
+//! nothing else.
 
 pub mod ids;
+pub mod lead;
 pub mod sop;
 
 pub use ids::*;
