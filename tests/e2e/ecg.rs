@@ -214,8 +214,14 @@ async fn ecg_files_in(backend: Backend) {
         let msg = body["error"].as_str().unwrap_or_default();
         assert!(msg.contains(says), "{what}: the reason should say {says:?}: {msg}");
     }
+    // a body larger than any ECG file (32 MB) is refused without being kept
+    let (code_, e) = upload(&hub, &tech, vec![b'<'; ::ecg::MAX_FILE_BYTES + 1], "huge.xml").await;
+    assert_eq!(code_, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("larger than"), "{e}");
     let studies = hub.get_json(&tech, "/dicom-web/studies").await;
     assert_eq!(studies.as_array().unwrap().len(), 8, "nothing half-stored: {studies}");
+    // and the hub still answers a modality
+    assert!(echo(hub.dimse_port, "T1ECG").await.0);
     // a technician of another site stores for their own site only; a referrer stores nothing
     let referrer = hub.user("ref1", Role::Referrer, Some("Township-1")).await;
     let (code_, _) = upload(&hub, &referrer, std::fs::read(&made_aecg).unwrap(), "x.xml").await;

@@ -1145,6 +1145,16 @@ async fn storage_commitment(backend: Backend) {
     assert_eq!(r["event_type"], 2, "some failed: {r}");
     assert_eq!(r["committed"], json!([sop]), "{r}");
     assert_eq!(r["failed"], json!([["1.2.826.0.1.3680043.10.14.999", 0x0112], [other_site_sop, 0x0112]]), "{r}");
+    // a malformed request (no Transaction UID): refused with Processing Failure, no report,
+    // and the association and the hub carry on
+    let out = modality(vec!["--broken".into()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(r["action_status"], 0x0110, "{r}");
+    assert_eq!(r["report_received"], false, "{r}");
+    assert_eq!(r["established_after"], true, "{r}");
+    assert!(echo(hub.dimse_port, "MOD1").await.0);
     // 1,500 references: the result is larger than the modality's PDU (pynetdicom's 16 KiB)
     // and goes in pieces
     let many: Vec<String> = (0..1500).map(|k| format!("1.2.826.0.1.3680043.10.14.{k}")).collect();

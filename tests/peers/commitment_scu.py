@@ -19,7 +19,9 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel
 
 port, calling, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-extra = sys.argv[4:]
+extra = [a for a in sys.argv[4:] if not a.startswith("--")]
+# --broken: an N-ACTION without its Transaction UID (a malformed request)
+broken = "--broken" in sys.argv
 stored = dcmread(path)
 result = {}
 done = threading.Event()
@@ -50,7 +52,9 @@ store = assoc.send_c_store(stored)
 log("stored")
 result["store_status"] = int(store.Status) if store else None
 request = Dataset()
-request.TransactionUID = transaction = generate_uid()
+transaction = generate_uid()
+if not broken:
+    request.TransactionUID = transaction
 refs = []
 for cls, uid in [(stored.SOPClassUID, stored.SOPInstanceUID)] + [("1.2.840.10008.5.1.4.1.1.7", u) for u in extra]:
     r = Dataset()
@@ -62,7 +66,7 @@ status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, "1.2.840
 log(f"N-ACTION-RSP {status}")
 result["action_status"] = int(status.Status) if status else None
 result["sent_transaction"] = transaction
-result["report_received"] = done.wait(20)
+result["report_received"] = done.wait(5 if broken else 20)
 log(f"report {result['report_received']}")
 # let pynetdicom finish answering the report (N-EVENT-REPORT-RSP) before releasing: a
 # release started while its reactor thread is still inside the handler can hang for ever
