@@ -170,6 +170,12 @@ pub struct ServeArgs {
     /// PEM CA: the DICOM TLS listener requires client certificates signed by it
     #[arg(long, env = "READHUB_TLS_CLIENT_CA_FILE")]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Listen for HL7 v2 orders over MLLP here (e.g. 0.0.0.0:2575) [default: off]
+    #[arg(long, env = "READHUB_HL7_ADDR")]
+    pub hl7_addr: Option<String>,
+    /// Minutes an order may wait for its study before its site is alerted [default: 1440]
+    #[arg(long, env = "READHUB_ORDER_OVERDUE_MINUTES")]
+    pub order_overdue_minutes: Option<u64>,
     /// Forward the audit trail as DICOM audit messages (syslog) to udp://HOST:PORT or tls://HOST:PORT
     #[arg(long, env = "READHUB_AUDIT_SYSLOG_ADDR")]
     pub audit_syslog_addr: Option<String>,
@@ -198,7 +204,15 @@ pub enum SiteCommand {
         /// Consortium (医共体) [default: default]
         #[arg(long)]
         consortium: Option<String>,
+        /// The site's HIS as HL7 v2 names itself: sending application (MSH-3), optionally
+        /// @facility (MSH-4), e.g. HIS or HIS@TOWNSHIP1 (repeatable)
+        #[arg(long = "hl7-sender")]
+        hl7_sender: Vec<String>,
     },
+    /// Map an HL7 sender (APP or APP@FACILITY, MSH-3/MSH-4) to a site: its orders are the site's
+    AddHl7Sender { site: String, sender: String },
+    /// Remove an HL7 sender from a site: its messages are refused (NAK) from then on
+    RemoveHl7Sender { site: String, sender: String },
     /// List sites
     List,
     /// Bind a site to a modality's client certificate: its AE titles are then accepted only
@@ -310,7 +324,8 @@ impl Cli {
                   max_instance_mb, max_header_mb, max_associations, max_pdu_length, open_enrollment, cors_origins,
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
                   critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
-                  media_memory_mb, body_idle_timeout_secs, login_lock_secs, session_idle_minutes, session_max_hours);
+                  media_memory_mb, body_idle_timeout_secs, login_lock_secs, session_idle_minutes, session_max_hours,
+                  order_overdue_minutes);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }
@@ -320,7 +335,7 @@ impl Cli {
             macro_rules! over_opt {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
             }
-            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file);
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file, hl7_addr);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }
@@ -369,22 +384,45 @@ async fn run_admin_command(
     let db = &storage.db;
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
-        Command::Site(SiteCommand::Add { name, ae, charset_fallback, consortium }) => {
+        Command::Site(SiteCommand::Add { name, ae, charset_fallback, consortium, hl7_sender }) => {
             let cid = match consortium {
                 Some(c) => storage::sites::ensure_consortium(db, c).await?,
                 None => default_consortium,
             };
+            // checked before the site exists, so a typo leaves nothing half-made
+            let senders = hl7_sender.iter().map(|s| storage::sites::Hl7Sender::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let site = storage::sites::add_site(db, name, cid, ae, charset_fallback.as_deref()).await?;
-            println!("site {} added (id {}, AE titles {})", site.name, site.id, site.ae_titles.join(", "));
+            for s in &senders {
+                storage::sites::add_hl7_sender(db, site.id, s).await?;
+            }
+            let senders = senders.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+            println!("site {} added (id {}, AE titles {}, HL7 senders {})", site.name, site.id, site.ae_titles.join(", "),
+                if senders.is_empty() { "-" } else { &senders });
+        }
+        Command::Site(SiteCommand::AddHl7Sender { site, sender }) => {
+            let s = site_named(db, site).await?;
+            let sender = storage::sites::Hl7Sender::parse(sender)?;
+            storage::sites::add_hl7_sender(db, s.id, &sender).await?;
+            println!("HL7 sender {sender} mapped to site {}: its orders are the site's", s.name);
+        }
+        Command::Site(SiteCommand::RemoveHl7Sender { site, sender }) => {
+            let s = site_named(db, site).await?;
+            let sender = storage::sites::Hl7Sender::parse(sender)?;
+            if !storage::sites::remove_hl7_sender(db, s.id, &sender).await? {
+                bail!("site {} has no HL7 sender {sender} (readhub site list shows them)", s.name);
+            }
+            println!("HL7 sender {sender} removed from site {}", s.name);
         }
         Command::Site(SiteCommand::List) => {
             for s in storage::sites::list_sites(db).await? {
                 let certs = storage::sites::certificates_of(db, s.id).await?;
+                let hl7 = storage::sites::hl7_senders_of(db, s.id).await?;
                 println!(
-                    "{}\t{}\tAE: {}\tcharset fallback: {}\tcertificates: {}",
+                    "{}\t{}\tAE: {}\tHL7: {}\tcharset fallback: {}\tcertificates: {}",
                     s.id,
                     s.name,
                     s.ae_titles.join(","),
+                    if hl7.is_empty() { "-".to_string() } else { hl7.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",") },
                     s.charset_fallback.as_deref().unwrap_or("-"),
                     if certs.is_empty() { "-".to_string() } else { certs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",") }
                 );

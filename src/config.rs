@@ -115,6 +115,12 @@ pub struct Config {
     pub ecg_watch: Vec<EcgWatch>,
     /// Seconds between scans of the watched folders.
     pub ecg_watch_interval_secs: u64,
+    /// Listen for HL7 v2 orders (ORM^O01, OMI^O23) over MLLP here, e.g. `0.0.0.0:2575`.
+    /// Off when unset. A message's sender (MSH-3, MSH-4) must be mapped to a site
+    /// (`readhub site add-hl7-sender`).
+    pub hl7_addr: Option<String>,
+    /// Minutes an order may wait for its study before its site is alerted.
+    pub order_overdue_minutes: u64,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -175,6 +181,8 @@ impl Default for Config {
             ecg_scp_experimental: false,
             ecg_watch: Vec::new(),
             ecg_watch_interval_secs: 2,
+            hl7_addr: None,
+            order_overdue_minutes: 24 * 60,
             hold_arrivals: false,
         }
     }
@@ -317,6 +325,7 @@ impl Config {
             login_lock: Duration::from_secs(self.login_lock_secs.max(1)),
             session_idle: Duration::from_secs(self.session_idle_minutes.max(1) * 60),
             session_ttl: Duration::from_secs(self.session_max_hours.max(1) * 3600),
+            order_overdue: Duration::from_secs(self.order_overdue_minutes.max(1) * 60),
             ..Default::default()
         })
     }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 mod ecg_jobs;
+mod mwl_source;
 pub mod http;
 pub mod notify;
 
@@ -19,11 +20,13 @@ use worklist::Worklist;
 
 pub use config::Config;
 
-/// The listeners readhub serves on: DICOM, HTTP(S), and DICOM over TLS when configured.
+/// The listeners readhub serves on: DICOM, HTTP(S), and DICOM over TLS and HL7 (MLLP)
+/// when configured.
 pub struct Listeners {
     pub dimse: TcpListener,
     pub http: TcpListener,
     pub dimse_tls: Option<TcpListener>,
+    pub hl7: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -42,7 +45,15 @@ impl Listeners {
                     .with_context(|| format!("cannot listen for DICOM TLS on {addr} (READHUB_DICOM_TLS_ADDR)"))?,
             ),
         };
-        Ok(Listeners { dimse, http, dimse_tls })
+        let hl7 = match &config.hl7_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for HL7 (MLLP) on {addr} (READHUB_HL7_ADDR)"))?,
+            ),
+        };
+        Ok(Listeners { dimse, http, dimse_tls, hl7 })
     }
 }
 
@@ -117,8 +128,9 @@ pub async fn run_with_clock(
     let http_addr = listeners.http.local_addr()?;
     let dimse_tls_addr = listeners.dimse_tls.as_ref().map(|l| l.local_addr()).transpose()?;
     let dimse_tls_addr = dimse_tls_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    let hl7_addr = listeners.hl7.as_ref().map(|l| l.local_addr()).transpose()?.map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(dimse.addr = %dimse_addr, dimse.tls_addr = %dimse_tls_addr, dimse.ae_title = %config.ae_title,
-        http.addr = %http_addr, http.tls = https.is_some(), "readhub listening");
+        http.addr = %http_addr, http.tls = https.is_some(), hl7.addr = %hl7_addr, "readhub listening");
     if https.is_none() && !http_addr.ip().is_loopback() {
         tracing::warn!(http.addr = %http_addr,
             "HTTP is served without TLS on a non-loopback address: passwords, reports and images cross the network \
@@ -158,8 +170,16 @@ pub async fn run_with_clock(
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut planner = tokio::time::interval(Duration::from_secs(3600));
+        let mut minute = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
+                _ = minute.tick() => {
+                    match wl.flag_overdue_orders(wl.now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(orders = n, "orders without their study flagged to their sites"),
+                        Err(e) => tracing::warn!(error = %e, "flagging overdue orders failed"),
+                    }
+                }
                 _ = planner.tick() => {
                     wl.db.optimize().await;
                     let blobs = blobs.clone();
@@ -197,9 +217,19 @@ pub async fn run_with_clock(
         dicom_gateway::Listeners { plain: listeners.dimse, tls: listeners.dimse_tls.zip(dicom_tls) },
         storage.clone(),
         config.gateway(consortium),
-        dicom_gateway::Handover { transfers: transfers.clone(), wake: wake.clone(), audit: audit_log.clone() },
+        dicom_gateway::Handover {
+            transfers: transfers.clone(),
+            wake: wake.clone(),
+            audit: audit_log.clone(),
+            worklist: Arc::new(mwl_source::Orders(worklist.clone())),
+        },
         stopped(stop_rx.clone()),
     ));
+    // orders from the sites' HIS (HL7 v2 over MLLP), when configured
+    let hl7 = listeners.hl7.map(|l| {
+        let us = hl7::Us { application: "READHUB".into(), facility: config.ae_title.clone(), utc_offset_hours: config.utc_offset_hours };
+        tokio::spawn(hl7::mllp::serve(l, worklist.clone(), audit_log.clone(), hl7::mllp::Config { us }, stopped(stop_rx.clone())))
+    });
     let state = viewer_api::AppState::new(storage.clone(), worklist.clone(), transfers.clone(), audit_log.clone(), config.http());
     // ECGs: measured and checked against the critical criteria; watched folders scanned
     let ecg_work = tokio::spawn(ecg_jobs::run(
@@ -228,6 +258,9 @@ pub async fn run_with_clock(
     };
     let _ = gateway.await;
     let _ = ecg_work.await;
+    if let Some(h) = hl7 {
+        let _ = h.await;
+    }
     // what the last requests and associations did is in the trail before the database closes
     // (the writer ends once the last handle, held by the router, is gone; the flush covers
     // a router an aborted connection task still holds)

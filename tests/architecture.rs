@@ -55,6 +55,9 @@ fn crate_dependencies_point_one_way() {
         ("audit", &["storage"][..]),
         ("dicom-gateway", &["storage", "readhub-types", "readhub-tls", "audit"][..]),
         ("worklist", &["storage", "readhub-types"][..]),
+        // HL7 v2 (MLLP orders in, results out): an edge that translates to and from the
+        // worklist's orders, like the gateway does for instances
+        ("hl7", &["storage", "worklist", "readhub-types", "audit"][..]),
         ("viewer-api", &["storage", "worklist", "dicom-media", "readhub-types", "audit", "ecg"][..]),
         // the fuzz targets reach into every parser; nothing depends on them
         ("fuzz-targets", &["storage", "dicom-gateway", "dicom-media", "viewer-api", "ecg"][..]),

@@ -28,6 +28,7 @@ const T = {
     changePassword: '修改密码', oldPassword: '当前密码', newPassword: '新密码', passwordChanged: '密码已修改，其他登录已退出',
     resetPassword: '重置密码', rename: '改名', remove: '移除', actions: '操作', certificates: '绑定证书', bindCert: '绑定证书（SHA-256 指纹）',
     exportCsv: '导出 CSV', exportNdjson: '导出 NDJSON', patientId: '患者 ID', disable: '停用', enable: '启用', disabled: '已停用',
+    order: '申请单', clinicalHistory: '病史', clinicalQuestion: '检查目的', requestedBy: '申请医生', procedure: '检查项目', orders: '检查申请', register: '登记', accession: '检查号', scheduled: '预约时间', sex: '性别', birthDate: '出生日期', cancelled: '已取消', overdue: '超时未检', scheduledState: '待检查', arrivedState: '已到检', cancel: '取消',
     positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
   en: {
@@ -53,6 +54,7 @@ const T = {
     changePassword: 'Change password', oldPassword: 'Current password', newPassword: 'New password', passwordChanged: 'Password changed; other sessions signed out',
     resetPassword: 'Reset password', rename: 'Rename', remove: 'Remove', actions: 'Actions', certificates: 'Certificates', bindCert: 'Bind a certificate (SHA-256 fingerprint)',
     exportCsv: 'Export CSV', exportNdjson: 'Export NDJSON', patientId: 'Patient ID', disable: 'Disable', enable: 'Enable', disabled: 'Disabled',
+    order: 'Request', clinicalHistory: 'History', clinicalQuestion: 'Clinical question', requestedBy: 'Requested by', procedure: 'Procedure', orders: 'Orders', register: 'Register', accession: 'Accession', scheduled: 'Scheduled', sex: 'Sex', birthDate: 'Birth date', cancelled: 'Cancelled', overdue: 'Overdue', scheduledState: 'Scheduled', arrivedState: 'Arrived', cancel: 'Cancel',
     positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
 };
@@ -264,6 +266,18 @@ function imagePane(studyUid, { prior = false, hint = null } = {}) {
 /** The instance a study opens on: the first one with pixels (not a report or a state). */
 const firstImage = (instances) => instances.find((i) => i.rows && i.columns && !/^1\.2\.840\.10008\.5\.1\.4\.1\.1\.(88|11|59|104)\./.test(i.sop_class_uid));
 
+/** The request (申请单) beside the images: what the requesting doctor asks the reader. */
+function orderBox(o) {
+  const row = (k, v) => (v ? h('div', {}, h('dt', {}, t(k)), h('dd', {}, v)) : '');
+  return h('details', { class: 'order', open: true, id: 'order' },
+    h('summary', {}, `${t('order')} · ${o.accession_number}`),
+    h('dl', {},
+      row('clinicalQuestion', o.clinical_question),
+      row('clinicalHistory', o.clinical_history),
+      row('procedure', o.procedure_description || o.procedure_code),
+      row('requestedBy', [personName(o.requesting_physician), o.requesting_department].filter(Boolean).join(' · '))));
+}
+
 async function itemView(id) {
   const templatesLater = api(`/api/report-templates?item=${id}`).catch(() => []);
   const data = await api(`/api/worklist/${id}`);
@@ -384,6 +398,7 @@ async function itemView(id) {
       h('h2', {}, `${personName(item.patient_name)} · ${item.patient_id} · ${item.modalities} · ${item.site_name}`),
       h('p', { class: `prio-${item.priority}` }, `${t(item.priority)} · ${t(item.state)} · ${t('deadline')} ${fmtTime(item.deadline_at)}`),
       report.returned_note ? h('p', { class: 'error' }, `${t('sendBack')}: ${report.returned_note}`) : '',
+      data.order ? orderBox(data.order) : '',
       mineClaimed ? picker : '',
       ecgBox,
       h('label', {}, t(waveform ? 'ecgFindings' : 'findings'), findings), h('label', {}, t(waveform ? 'ecgImpression' : 'impression'), impression),
@@ -557,6 +572,58 @@ function uploadPanel(onDone) {
     h('table', { class: 'uploads' }, h('thead', {}, h('tr', {}, ...['file', 'size', 'progress', 'result'].map((k) => h('th', {}, t(k))))), rows), summary);
 }
 
+/** The site's orders (检查申请) and, for a technician, the 登记 form of a site without a HIS:
+ * the order goes on the modality worklist, so the modality does not retype the patient. */
+function ordersPanel() {
+  const tbody = h('tbody');
+  const note = h('p', { class: 'note', role: 'status', id: 'order-status' });
+  const refresh = async () => {
+    const orders = await api('/api/orders?limit=50');
+    tbody.replaceChildren(...orders.map((o) => h('tr', { 'data-order': o.id, class: `order-${o.state}` },
+      h('td', {}, o.accession_number), h('td', {}, `${personName(o.patient.name)} (${o.patient.id})`), h('td', {}, o.modality),
+      h('td', {}, o.procedure_description), h('td', { class: `prio-${o.priority}` }, t(o.priority)), h('td', {}, fmtTime(o.scheduled_at)),
+      h('td', { class: 'state' }, o.overdue_at && o.state === 'scheduled' ? t('overdue') : { scheduled: t('scheduledState'), arrived: t('arrivedState'), cancelled: t('cancelled') }[o.state]),
+      h('td', {}, me.role === 'technician' && o.state === 'scheduled'
+        ? h('button', { type: 'button', onclick: async () => {
+          try { await api(`/api/orders/${o.id}/cancel`, { method: 'POST' }); refresh(); } catch (x) { note.textContent = x.message; }
+        } }, t('cancel')) : ''))));
+  };
+  const field = (name, label, attrs = {}) => h('label', {}, t(label), h('input', { name, ...attrs }));
+  const form = h('form', { class: 'register', id: 'register' },
+    field('accession_number', 'accession', { required: true, maxlength: 16 }),
+    field('patient_id', 'patientId', { required: true, maxlength: 64 }),
+    field('patient_name', 'patient', { maxlength: 64 }),
+    h('label', {}, t('sex'), h('select', { name: 'sex' }, ...['', 'M', 'F', 'O'].map((v) => h('option', { value: v }, v)))),
+    field('birth_date', 'birthDate', { placeholder: 'YYYYMMDD', pattern: '\\d{8}', maxlength: 8 }),
+    field('modality', 'modality', { required: true, value: 'DX', maxlength: 16 }),
+    field('procedure_description', 'procedure', { maxlength: 64 }),
+    h('label', {}, t('priority'), h('select', { name: 'priority' }, ...['routine', 'urgent', 'stat'].map((v) => h('option', { value: v }, t(v))))),
+    h('label', {}, t('clinicalHistory'), h('textarea', { name: 'clinical_history', rows: 2 })),
+    h('label', {}, t('clinicalQuestion'), h('textarea', { name: 'clinical_question', rows: 2 })),
+    h('button', { type: 'submit', class: 'primary' }, t('register')));
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    const v = Object.fromEntries(new FormData(form));
+    const body = {
+      accession_number: v.accession_number, modality: v.modality, priority: v.priority,
+      procedure_description: v.procedure_description, clinical_history: v.clinical_history, clinical_question: v.clinical_question,
+      patient: { id: v.patient_id, name: v.patient_name, sex: v.sex, birth_date: v.birth_date },
+    };
+    try {
+      await api('/api/orders', { method: 'POST', body: JSON.stringify(body) });
+      note.textContent = `${t('register')} ✓ ${v.accession_number}`;
+      form.reset();
+      refresh();
+    } catch (x) { note.textContent = x.message; }
+  };
+  refresh().catch(() => {});
+  return h('section', { class: 'orders' }, h('h2', {}, t('orders')),
+    me.role === 'technician' ? h('details', {}, h('summary', {}, t('register')), form) : '', note,
+    h('table', { class: 'orders' },
+      h('thead', {}, h('tr', {}, ...['accession', 'patient', 'modality', 'procedure', 'priority', 'scheduled', 'state', ''].map((k) => h('th', {}, k ? t(k) : '')))),
+      tbody));
+}
+
 async function siteStudiesView() {
   const tbody = h('tbody');
   const note = h('p', { class: 'note', role: 'status' });
@@ -571,7 +638,7 @@ async function siteStudiesView() {
           try { await api(`/api/worklist/${it.id}/priority`, { method: 'POST', body: JSON.stringify({ priority: 'stat' }) }); refresh(); } catch (x) { note.textContent = x.message; }
         } }, t('flagStat')) : ''))));
   };
-  show(uploadPanel(() => refresh().catch(() => {})),
+  show(uploadPanel(() => refresh().catch(() => {})), ordersPanel(),
     h('section', {}, h('h2', {}, t('studies')), note,
       h('table', { class: 'studies' },
         h('thead', {}, h('tr', {}, ...['priority', 'patient', 'modality', 'arrived', 'state', 'reason', ''].map((k) => h('th', {}, k ? t(k) : '')))),

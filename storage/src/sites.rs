@@ -359,3 +359,111 @@ pub async fn remove_ae_title(db: &Db, site: SiteId, ae_title: &str) -> Result<bo
         .rows_affected();
     Ok(n > 0)
 }
+
+/// A site's HIS as HL7 v2 names itself: sending application (MSH-3) and, optionally,
+/// facility (MSH-4). Stored upper-cased and trimmed, compared the same way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hl7Sender {
+    pub application: String,
+    /// empty: any facility of this application
+    pub facility: String,
+}
+
+impl Hl7Sender {
+    /// `APP` or `APP@FACILITY` (the form the CLI and the admin API take).
+    pub fn parse(s: &str) -> Result<Hl7Sender, Error> {
+        let (app, fac) = s.split_once('@').unwrap_or((s, ""));
+        let norm = |v: &str| v.trim().to_uppercase();
+        let (application, facility) = (norm(app), norm(fac));
+        let ok = |v: &str| v.len() <= 180 && !v.contains(['|', '^', '~', '\\', '&', '\r', '\n']);
+        if application.is_empty() || !ok(&application) || !ok(&facility) {
+            return Err(Error::Invalid(format!(
+                "HL7 sender {s:?}: give the sending application (MSH-3), optionally @facility (MSH-4), \
+                 without HL7 delimiters, e.g. HIS or HIS@TOWNSHIP1"
+            )));
+        }
+        Ok(Hl7Sender { application, facility })
+    }
+}
+
+impl std::fmt::Display for Hl7Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.facility.is_empty() {
+            f.write_str(&self.application)
+        } else {
+            write!(f, "{}@{}", self.application, self.facility)
+        }
+    }
+}
+
+/// Map an HL7 sender to a site. Refused when the sender belongs to another site.
+pub async fn add_hl7_sender(db: &Db, site: SiteId, sender: &Hl7Sender) -> Result<(), Error> {
+    let mut tx = db.begin_write().await?;
+    let owner: Option<SiteId> = sqlx::query("SELECT site_id FROM site_hl7_senders WHERE application = $1 AND facility = $2")
+        .bind(&sender.application)
+        .bind(&sender.facility)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Error::db("select HL7 sender"))?
+        .map(|r| r.get(0));
+    match owner {
+        Some(o) if o == site => return Ok(()),
+        Some(o) => {
+            return Err(Error::Invalid(format!("HL7 sender {sender} already belongs to site {o}; remove it there first")));
+        }
+        None => {}
+    }
+    sqlx::query("INSERT INTO site_hl7_senders (application, facility, site_id) VALUES ($1, $2, $3)")
+        .bind(&sender.application)
+        .bind(&sender.facility)
+        .bind(site)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert HL7 sender"))?;
+    tx.commit().await
+}
+
+/// Remove an HL7 sender from a site. `false` when the site had no such sender.
+pub async fn remove_hl7_sender(db: &Db, site: SiteId, sender: &Hl7Sender) -> Result<bool, Error> {
+    let n = sqlx::query("DELETE FROM site_hl7_senders WHERE application = $1 AND facility = $2 AND site_id = $3")
+        .bind(&sender.application)
+        .bind(&sender.facility)
+        .bind(site)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("remove HL7 sender"))?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// A site's HL7 senders.
+pub async fn hl7_senders_of(db: &Db, site: SiteId) -> Result<Vec<Hl7Sender>, Error> {
+    Ok(sqlx::query("SELECT application, facility FROM site_hl7_senders WHERE site_id = $1 ORDER BY application, facility")
+        .bind(site)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("select HL7 senders"))?
+        .iter()
+        .map(|r| Hl7Sender { application: r.get(0), facility: r.get(1) })
+        .collect())
+}
+
+/// The site a message from `application` at `facility` (MSH-3, MSH-4) belongs to: the
+/// exact pair first, then the application alone.
+pub async fn site_for_hl7_sender(db: &Db, application: &str, facility: &str) -> Result<Option<Site>, Error> {
+    let (app, fac) = (application.trim().to_uppercase(), facility.trim().to_uppercase());
+    let id: Option<SiteId> = sqlx::query(
+        "SELECT site_id FROM site_hl7_senders WHERE application = $1 AND (facility = $2 OR facility = '') \
+         ORDER BY facility DESC LIMIT 1",
+    )
+    .bind(&app)
+    .bind(&fac)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(Error::db("select HL7 sender"))?
+    .map(|r| r.get(0));
+    match id {
+        Some(id) => get_site(db, id).await,
+        None => Ok(None),
+    }
+}

@@ -59,6 +59,8 @@ pub fn peer_present(var: &str, what: &str) -> bool {
 
 pub struct Hub {
     pub dimse_port: u16,
+    /// the HL7 (MLLP) listener's port, when the test set `hl7_addr`
+    pub hl7_port: Option<u16>,
     pub base: String,
     pub config: Config,
     pub storage: Storage,
@@ -101,6 +103,7 @@ impl Hub {
         let (storage, worklist, consortium) = readhub::open_with_clock(&config, clock.clone()).await.expect("open storage");
         let listeners = Listeners::bind(&config).await.expect("bind");
         let dimse_port = listeners.dimse.local_addr().unwrap().port();
+        let hl7_port = listeners.hl7.as_ref().map(|l| l.local_addr().unwrap().port());
         let base = format!("http://{}", listeners.http.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(readhub::run_with_clock(
@@ -121,7 +124,7 @@ impl Hub {
             assert!(!task.is_finished(), "readhub::run ended during start-up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Hub { dimse_port, base, config, storage, worklist, consortium, stop: Some(tx), task: Some(task), _dir: dir }
+        Hub { dimse_port, hl7_port, base, config, storage, worklist, consortium, stop: Some(tx), task: Some(task), _dir: dir }
     }
 
     pub async fn stop(mut self) {

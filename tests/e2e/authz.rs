@@ -58,6 +58,13 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PUT", "/api/admin/users/{name}/password", "1OFFFFFF"),
     ("PUT", "/api/admin/sites/{name}/name", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/ae-titles/{ae}", "1OFFFFFF"),
+    ("PUT", "/api/admin/sites/{name}/hl7-senders/{sender}", "1OFFFFFF"),
+    ("DELETE", "/api/admin/sites/{name}/hl7-senders/{sender}", "1OFFFFFF"),
+    // orders: a site's staff see their site's, admins all; technicians (and admins, naming
+    // the site) register and cancel them; the order here is site A's
+    ("GET", "/api/orders", "1OFFOOOO"),
+    ("POST", "/api/orders", "1OFFOOFF"),
+    ("POST", "/api/orders/{id}/cancel", "1OFFONFF"),
     ("POST", "/api/admin/sites/{name}/certificates", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/certificates/{fingerprint}", "1OFFFFFF"),
     ("GET", "/api/admin/audit", "1OFFFFFF"),
@@ -141,6 +148,7 @@ fn body_for(method: &str, route: &str) -> Option<Value> {
         "/api/admin/users/{name}/password" => json!({"password": "x"}),
         "/api/admin/sites/{name}/name" => json!({"name": "Site-Z"}),
         "/api/admin/sites/{name}/certificates" => json!({"fingerprint": "not-hex"}),
+        "/api/orders" => json!({"accession_number": "AUTHZ-NEW", "patient": {"id": "P-AUTHZ"}, "modality": "DX"}),
         _ if method == "POST" || method == "PUT" => json!({}),
         _ => return None,
     };
@@ -179,6 +187,16 @@ async fn authorization_matrix(backend: Backend) {
     // a binding for the admin's DELETE to remove
     let z = storage::sites::site_by_name(&hub.storage.db, "Site-Z").await.unwrap().unwrap();
     storage::sites::bind_certificate(&hub.storage.db, z.id, &fingerprint_of(&"ab".repeat(32))).await.unwrap();
+    storage::sites::add_hl7_sender(&hub.storage.db, z.id, &storage::sites::Hl7Sender::parse("HISZ").unwrap()).await.unwrap();
+    // site A's order
+    let a = storage::sites::site_by_name(&hub.storage.db, "Township-A").await.unwrap().unwrap();
+    let new_order = worklist::orders::NewOrder {
+        accession_number: "AUTHZ-A".into(),
+        patient: worklist::orders::OrderPatient { id: "P-AUTHZ".into(), ..Default::default() },
+        modality: "CR".into(),
+        ..Default::default()
+    };
+    let order = hub.worklist.place_order(a.id, new_order, "desk:test").await.unwrap().id;
     let rad = who["rad"].clone();
 
     // site A's CR study, read, reported and flagged critical; and site A's ECG
@@ -205,6 +223,8 @@ async fn authorization_matrix(backend: Backend) {
                 "{id}" if route.starts_with("/api/reports/") => report.to_string(),
                 "{id}" if route.starts_with("/api/critical/") => critical["id"].to_string(),
                 "{id}" if route.starts_with("/api/alerts/") => alert.to_string(),
+                "{id}" if route.starts_with("/api/orders/") => order.to_string(),
+                "{sender}" => "HISZ".into(),
                 "{id}" => item.to_string(),
                 "{study}" if waveform => ecg_study.clone(),
                 "{series}" if waveform => ecg_series.clone(),

@@ -19,8 +19,19 @@ async fn the_binary_cli_and_serve() {
     assert!(!ok && out.contains("site"), "{out}");
     let (ok, out) = run(&["user", "add", "weak", "--role", "admin", "--password-stdin"], Some("short\n"));
     assert!(!ok && out.contains("at least"), "{out}");
+    // the site's HIS, as HL7 names it (MSH-3[@MSH-4])
+    let (ok, out) = run(&["site", "add", "Township-H", "--ae", "MODH", "--hl7-sender", "his@township-h"], None);
+    assert!(ok && out.contains("HIS@TOWNSHIP-H"), "{out}");
+    let (ok, out) = run(&["site", "add-hl7-sender", "Township-A", "HIS-A"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["site", "add-hl7-sender", "Township-A", "HIS@TOWNSHIP-H"], None);
+    assert!(!ok && out.contains("already belongs"), "{out}");
+    let (ok, out) = run(&["site", "add-hl7-sender", "Township-A", "BAD|APP"], None);
+    assert!(!ok && out.contains("HL7 sender"), "{out}");
+    let (ok, out) = run(&["site", "remove-hl7-sender", "Township-H", "HIS@TOWNSHIP-H"], None);
+    assert!(ok, "{out}");
     let (ok, out) = run(&["site", "list"], None);
-    assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK"), "{out}");
+    assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK") && out.contains("HL7: HIS-A"), "{out}");
     // pools, turnaround targets, a senior supervising reader
     let (ok, out) = run(&["pool", "add", "ct-specialists", "--kind", "imaging"], None);
     assert!(ok, "{out}");

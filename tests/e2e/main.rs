@@ -43,6 +43,7 @@ mod ecg;
 mod handover;
 mod http;
 mod ingest;
+mod orders;
 mod reports;
 mod served;
 mod tls;

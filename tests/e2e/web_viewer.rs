@@ -209,3 +209,54 @@ async fn browser_ecg_upload_serial_critical() {
     assert!(page.contains("心电图诊断报告") && page.contains(r#"id="rhythm-strip""#) && page.contains(r#"id="ecg-measures""#), "{}", &page[..page.len().min(2000)]);
     hub.stop().await;
 }
+
+/// Orders in Chromium (tests/browser/orders.mjs): a technician registers an order on the
+/// desk (登记) and a duplicate is refused; the modality takes it from the worklist and sends
+/// the study; the radiologist sees the request beside the images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_orders_register_and_read() {
+    if !common::peer_present("READHUB_TEST_BROWSER", "Chromium with playwright-core") {
+        return;
+    }
+    let hub = Hub::start(Backend::Sqlite).await;
+    let site = hub.site("Township-A", &["MODA"], None).await;
+    let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shots = root().join("target/browser-shots-orders");
+    let _ = std::fs::remove_dir_all(&shots);
+    let cred = |u: &(String, String)| json!([u.0, u.1]);
+    let config = json!({
+        "base": hub.base, "shots": shots, "technician": cred(&tech), "reader": cred(&reader),
+        "accession": "DESK0001", "patientId": "P-DESK", "patientName": "李^梅",
+        "history": "外伤后胸痛一天", "question": "排除肋骨骨折",
+    });
+    let config_path = dir.path().join("browser.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let run = |phase: &'static str| {
+        let config_path = config_path.clone();
+        async move {
+            let out = tokio::process::Command::new("node").arg(root().join("tests/browser/orders.mjs")).arg(&config_path).arg(phase).output().await.expect("node");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            eprintln!("{text}");
+            assert!(out.status.success(), "browser test ({phase}) failed:\n{text}");
+            text
+        }
+    };
+    let text = run("register").await;
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 2, "{text}");
+    let order = hub.worklist.order_by_accession(site.id, "DESK0001").await.unwrap();
+    assert_eq!((order.patient.name.as_str(), order.patient.sex.as_str(), order.priority), ("李^梅", "F", worklist::Priority::Urgent));
+    assert!(order.source.starts_with("desk:tech-a"), "{}", order.source);
+    // the modality: the worklist's Study Instance UID and accession number in the study
+    let study = order.study_uid.clone();
+    let ds = common::synthetic_sc_with_accession(Some(b"ISO_IR 192"), "李^梅".as_bytes(), "P-DESK", &study, &format!("{study}.1.1"), Some("DESK0001"));
+    let file = dir.path().join("desk.dcm");
+    std::fs::write(&file, common::part10(common::SC, &format!("{study}.1.1"), &ds)).unwrap();
+    let (code, out) = hub.storescu("MODA", &[], &[file]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the study is ready", || async { hub.queue(&reader).await.iter().any(|i| i["patient_id"] == "P-DESK" && i["state"] == "ready") }).await;
+    let text = run("read").await;
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 1, "{text}");
+    hub.stop().await;
+}

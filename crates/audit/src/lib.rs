@@ -61,12 +61,14 @@ pub enum Action {
     SettingsChange,
     /// the audit trail itself read or exported
     AuditRead,
+    /// an order placed, changed or cancelled (HL7, FHIR, the desk)
+    Order,
     /// any other API call (the route is in the detail)
     Other,
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::Login,
         Action::Logout,
         Action::Query,
@@ -92,6 +94,7 @@ impl Action {
         Action::SiteChange,
         Action::SettingsChange,
         Action::AuditRead,
+        Action::Order,
         Action::Other,
     ];
 
@@ -122,6 +125,7 @@ impl Action {
             Action::SiteChange => "site_change",
             Action::SettingsChange => "settings_change",
             Action::AuditRead => "audit_read",
+            Action::Order => "order",
             Action::Other => "other",
         }
     }

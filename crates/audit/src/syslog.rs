@@ -199,6 +199,7 @@ fn event_of(action: &str) -> (&'static str, &'static str, &'static str, Option<(
         "user_change" => ("110113", "Security Alert", "E", Some(("110137", "User security Attributes Changed"))),
         "site_change" | "settings_change" => ("110113", "Security Alert", "E", Some(("110128", "Network Configuration"))),
         "audit_read" => ("110101", "Audit Log Used", "R", None),
+        "order" => ("110110", "Patient Record", "C", None),
         _ => ("110110", "Patient Record", "E", None),
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::admission::Admission;
 use crate::dimse::{self, Command, Status};
-use crate::{commitment, syntaxes, Config, Handover};
+use crate::{commitment, find, mwl, syntaxes, Config, Handover};
 
 /// Access control: the calling AE title must be registered to a site (or enrollment is
 /// open); on the plain listener, not to a site bound to client certificates.
@@ -64,8 +64,9 @@ const MAX_COMMAND_SET: usize = 64 * 1024;
 enum Rx {
     /// waiting for (the rest of) a command set
     Idle { command: Vec<u8> },
-    /// receiving the data set of a Storage Commitment N-ACTION
-    Action { cmd: Command, pc_id: u8, ts: String, data: Vec<u8> },
+    /// receiving the data set of a request answered from memory: a Storage Commitment
+    /// N-ACTION or a C-FIND identifier (at most `limit` bytes)
+    Request { cmd: Command, pc_id: u8, abstract_syntax: String, ts: String, data: Vec<u8>, limit: usize },
     /// receiving the data set of a C-STORE
     Data {
         cmd: Command,
@@ -267,9 +268,9 @@ async fn run<S>(
                         assoc.peer_max_pdu_length()
                     };
                     let mut sent = Ok(());
-                    for o in outgoing {
-                        let (pc_id, command, data) = match o {
-                            Outgoing::Message { pc_id, command, data } => (pc_id, command, data),
+                    'out: for o in outgoing {
+                        let batch: Vec<(u8, Vec<u8>, Option<Vec<u8>>)> = match o {
+                            Outgoing::Message { pc_id, command, data } => vec![(pc_id, command, data)],
                             Outgoing::Commitment { pc_id, ts, message_id, request } => {
                                 let outcome = commitment::check(&storage, &site, &request).await;
                                 tracing::info!(
@@ -279,22 +280,24 @@ async fn run<S>(
                                     "storage commitment"
                                 );
                                 match commitment::event_report(message_id, &ts, &request, &outcome) {
-                                    Ok((command, data)) => (pc_id, command, Some(data)),
+                                    Ok((command, data)) => vec![(pc_id, command, Some(data))],
                                     Err(e) => {
                                         tracing::warn!(error = %e, "storage commitment result cannot be written");
                                         continue;
                                     }
                                 }
                             }
-                        };
-                        for msg in messages(pc_id, command, data, max) {
-                            sent = assoc.send(&msg).await;
-                            if sent.is_err() {
-                                break;
+                            Outgoing::WorklistFind { pc_id, ts, cmd, identifier } => {
+                                find::worklist(handover, &site, pc_id, &ts, &cmd, &identifier).await
                             }
-                        }
-                        if sent.is_err() {
-                            break;
+                        };
+                        for (pc_id, command, data) in batch {
+                            for msg in messages(pc_id, command, data, max) {
+                                sent = assoc.send(&msg).await;
+                                if sent.is_err() {
+                                    break 'out;
+                                }
+                            }
                         }
                     }
                     if let Err(e) = sent {
@@ -450,6 +453,8 @@ enum Outgoing {
     /// a Storage Commitment result, made (the index read) only once what came before it
     /// (the N-ACTION-RSP) has been sent
     Commitment { pc_id: u8, ts: String, message_id: u16, request: commitment::Request },
+    /// a Modality Worklist C-FIND: its answers, then the final status
+    WorklistFind { pc_id: u8, ts: String, cmd: Command, identifier: crate::mwl::Identifier },
 }
 
 fn answer(pc_id: u8, command: Vec<u8>) -> Vec<Outgoing> {
@@ -514,7 +519,31 @@ async fn handle_pdv(
                     Ok(None)
                 }
                 dimse::N_ACTION_RQ if cmd.has_data_set && abstract_syntax == commitment::SOP_CLASS => {
-                    *rx = Rx::Action { cmd, pc_id: pdv.presentation_context_id, ts: ts.clone(), data: Vec::new() };
+                    *rx = Rx::Request {
+                        cmd,
+                        pc_id: pdv.presentation_context_id,
+                        abstract_syntax: abstract_syntax.clone(),
+                        ts: ts.clone(),
+                        data: Vec::new(),
+                        limit: commitment::MAX_REQUEST_BYTES,
+                    };
+                    Ok(None)
+                }
+                dimse::C_FIND_RQ if cmd.has_data_set => {
+                    *rx = Rx::Request {
+                        cmd,
+                        pc_id: pdv.presentation_context_id,
+                        abstract_syntax: abstract_syntax.clone(),
+                        ts: ts.clone(),
+                        data: Vec::new(),
+                        limit: mwl::MAX_IDENTIFIER,
+                    };
+                    Ok(None)
+                }
+                dimse::C_CANCEL_RQ => {
+                    // answers are sent whole before the next request is read: by the time a
+                    // C-CANCEL is read its C-FIND has ended, and it has no response
+                    tracing::debug!("C-CANCEL after the operation ended");
                     Ok(None)
                 }
                 dimse::N_EVENT_REPORT_RSP => {
@@ -529,20 +558,27 @@ async fn handle_pdv(
                 }
             }
         }
-        Rx::Action { data, .. } => {
+        Rx::Request { data, limit, .. } => {
             if pdv.value_type != PDataValueType::Data {
                 return Err("command PDV received in the middle of a data set".into());
             }
-            if data.len() + pdv.data.len() > commitment::MAX_REQUEST_BYTES {
-                return Err(format!("a Storage Commitment request of more than {} bytes", commitment::MAX_REQUEST_BYTES));
+            if data.len() + pdv.data.len() > *limit {
+                return Err(format!("a request data set of more than {limit} bytes"));
             }
             data.extend_from_slice(&pdv.data);
             if !pdv.is_last {
                 return Ok(None);
             }
-            let Rx::Action { cmd, pc_id, ts, data } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
+            let Rx::Request { cmd, pc_id, abstract_syntax, ts, data, .. } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
                 unreachable!()
             };
+            if cmd.field == dimse::C_FIND_RQ {
+                let out = match find::request(&abstract_syntax, &ts, &cmd, &data) {
+                    Ok(identifier) => Outgoing::WorklistFind { pc_id, ts, cmd, identifier },
+                    Err(refusal) => Outgoing::Message { pc_id, command: refusal, data: None },
+                };
+                return Ok(Some((vec![out], None)));
+            }
             let request = match commitment::parse_request(&ts, &data) {
                 Ok(r) => r,
                 Err(why) => {

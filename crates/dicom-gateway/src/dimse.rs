@@ -15,6 +15,10 @@ pub const N_ACTION_RQ: u16 = 0x0130;
 pub const N_ACTION_RSP: u16 = 0x8130;
 pub const N_EVENT_REPORT_RQ: u16 = 0x0100;
 pub const N_EVENT_REPORT_RSP: u16 = 0x8100;
+/// C-FIND (PS3.7 9.3.2) and C-CANCEL (9.3.2.3)
+pub const C_FIND_RQ: u16 = 0x0020;
+pub const C_FIND_RSP: u16 = 0x8020;
+pub const C_CANCEL_RQ: u16 = 0x0FFF;
 const NO_DATA_SET: u16 = 0x0101;
 
 /// DIMSE statuses we answer with (PS3.4 B.2.3, PS3.7 C).
@@ -34,6 +38,12 @@ pub enum Status {
     NoSuchSopClass = 0x0118,
     /// Processing failure
     ProcessingFailure = 0x0110,
+    /// C-FIND: a match, more may follow
+    Pending = 0xFF00,
+    /// C-FIND: Unable to process (the query cannot be answered now)
+    UnableToProcess = 0xC001,
+    /// C-FIND: Identifier does not match SOP Class
+    IdentifierMismatch = 0xA900 | 0x0001,
 }
 
 /// A parsed request command.
@@ -123,6 +133,26 @@ pub fn response(
     }
     if let Some(comment) = error_comment.filter(|_| status != Status::Success) {
         // Error Comment is LO: 64 characters of the default repertoire
+        let ascii: String = comment.chars().filter(|c| c.is_ascii() && *c != '\\').take(64).collect();
+        elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, dicom_value!(Str, ascii)));
+    }
+    let obj = InMemDicomObject::command_from_element_iter(elements);
+    let mut out = Vec::with_capacity(256);
+    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("writing a command set to memory cannot fail");
+    out
+}
+
+/// A C-FIND-RSP: Pending with an identifier following, or the final status without one.
+pub fn find_response(rq: &Command, status: Status, error_comment: Option<&str>) -> Vec<u8> {
+    let mut elements = vec![
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, pad_uid(&rq.sop_class_uid))),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_FIND_RSP])),
+        DataElement::new(tags::MESSAGE_ID_BEING_RESPONDED_TO, VR::US, dicom_value!(U16, [rq.message_id])),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [if status == Status::Pending { 0x0000 } else { NO_DATA_SET }])),
+        DataElement::new(tags::STATUS, VR::US, dicom_value!(U16, [status as u16])),
+    ];
+    if let Some(comment) = error_comment.filter(|_| !matches!(status, Status::Success | Status::Pending)) {
         let ascii: String = comment.chars().filter(|c| c.is_ascii() && *c != '\\').take(64).collect();
         elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, dicom_value!(Str, ascii)));
     }

@@ -13,6 +13,8 @@ mod admission;
 mod association;
 pub mod commitment;
 pub mod dimse;
+mod find;
+pub mod mwl;
 pub mod syntaxes;
 
 use std::future::Future;
@@ -80,6 +82,8 @@ pub struct Handover {
     pub wake: Arc<Notify>,
     /// each association (and each refused one) goes into the audit trail
     pub audit: audit::AuditLog,
+    /// where modality worklist queries are answered (the sites' open orders)
+    pub worklist: Arc<dyn mwl::WorklistSource>,
 }
 
 /// Accept associations on the listeners until `shutdown` resolves; then wait for the open

@@ -97,6 +97,10 @@ db_id!(
     /// A study's row in the index.
     StudyPk
 );
+db_id!(
+    /// An order (检查申请) from a site's HIS or technician.
+    OrderId
+);
 
 macro_rules! uid {
     ($(#[$m:meta])* $name:ident) => {

@@ -195,6 +195,11 @@ route_table! {
     PUT "/api/admin/users/{name}/password" => api::admin::reset_password;
     PUT "/api/admin/sites/{name}/name" => api::admin::rename_site;
     DELETE "/api/admin/sites/{name}/ae-titles/{ae}" => api::admin::remove_ae_title;
+    PUT "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::add_hl7_sender;
+    DELETE "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::remove_hl7_sender;
+    GET "/api/orders" => api::orders::list;
+    POST "/api/orders" => api::orders::place;
+    POST "/api/orders/{id}/cancel" => api::orders::cancel;
     POST "/api/admin/sites/{name}/certificates" => api::admin::bind_certificate;
     DELETE "/api/admin/sites/{name}/certificates/{fingerprint}" => api::admin::unbind_certificate;
     GET "/api/admin/audit" => api::audit::audit_trail;

@@ -23,6 +23,8 @@ pub enum AlertKind {
     CriticalUnacknowledged,
     /// an instance was refused because a UID of it belongs to another site (to the admins)
     UidCollision,
+    /// an order has had no study for longer than `order_overdue_hours` (to the site)
+    OrderOverdue,
 }
 
 impl AlertKind {
@@ -34,6 +36,7 @@ impl AlertKind {
             AlertKind::CriticalResult => "critical_result",
             AlertKind::CriticalUnacknowledged => "critical_unacknowledged",
             AlertKind::UidCollision => "uid_collision",
+            AlertKind::OrderOverdue => "order_overdue",
         }
     }
 }

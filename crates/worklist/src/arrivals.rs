@@ -41,6 +41,7 @@ struct Facts {
     body_part: Option<String>,
     study_description: Option<String>,
     accession_number: Option<String>,
+    patient_id: String,
     priority: Priority,
 }
 
@@ -266,6 +267,13 @@ impl Worklist {
             );
             raise_alert(tx, AlertKind::Unrouted, Some(pool.id), None, Some(id), &msg, now).await?;
         }
+        // its order (检查申请), by accession number and patient: the item carries it, and
+        // takes its priority
+        if let Some(acc) = f.accession_number.as_deref() {
+            if let Some((_, order_priority)) = crate::orders::link_study(tx, f.site_id, acc, &f.patient_id, f.study_pk, id, now).await? {
+                self.raise_item_priority(tx, id, order_priority, now).await?;
+            }
+        }
         // a retake: the same accession at the same site was returned for quality
         if let Some(acc) = f.accession_number.as_deref().filter(|s| !s.is_empty()) {
             let retaken: Vec<ItemId> = sqlx::query(
@@ -413,8 +421,9 @@ impl Worklist {
 async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64, priority_attribute: dicom_core::Tag) -> Result<Facts, Error> {
     let r = sqlx::query(
         "SELECT i.study_id, st.site_id, i.sop_class_uid, se.modality, se.body_part, st.study_description, \
-           st.accession_number, i.metadata_json \
-         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id WHERE i.id = $1",
+           st.accession_number, i.metadata_json, p.patient_id \
+         FROM instances i JOIN series se ON se.id = i.series_id JOIN studies st ON st.id = i.study_id \
+         JOIN patients p ON p.id = st.patient_id WHERE i.id = $1",
     )
     .bind(instance_pk)
     .fetch_optional(&mut **tx)
@@ -430,6 +439,7 @@ async fn facts(tx: &mut WriteTx<'_>, instance_pk: i64, priority_attribute: dicom
         study_description: r.get(5),
         accession_number: r.get(6),
         priority: requested_priority(r.get::<Option<String>, _>(7).as_deref(), priority_attribute),
+        patient_id: r.get(8),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod ecg;
 pub mod events;
 pub mod hours;
 pub mod items;
+pub mod orders;
 pub mod outbox;
 pub mod passwords;
 pub mod rejection;
@@ -70,6 +71,8 @@ pub struct Config {
     pub priority_attribute: dicom_core::Tag,
     /// How long a user name stays locked after too many failed logins (see `throttle`).
     pub login_lock: Duration,
+    /// An order with no study this long after its scheduled time is flagged to its site.
+    pub order_overdue: Duration,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             hold_arrivals: false,
             priority_attribute: dicom_dictionary_std::tags::REQUESTED_PROCEDURE_PRIORITY,
             login_lock: Duration::from_secs(15 * 60),
+            order_overdue: Duration::from_secs(24 * 3600),
         }
     }
 }

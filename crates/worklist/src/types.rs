@@ -114,16 +114,25 @@ str_enum!(
         CriticalSuggested => "critical_suggested",
         CriticalDismissed => "critical_dismissed",
         Delivered => "delivered",
+        OrderLinked => "order_linked",
+        OrderMismatch => "order_mismatch",
     }
 );
 
 /// Reading priority: STAT first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Stat = 0,
     Urgent = 1,
     Routine = 2,
+}
+
+/// Routine unless someone says otherwise.
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::Routine
+    }
 }
 
 impl Priority {

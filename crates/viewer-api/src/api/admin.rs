@@ -352,6 +352,27 @@ pub async fn remove_ae_title(State(st): State<AppState>, caller: Caller, Path((n
     Ok(Json(site))
 }
 
+/// `PUT /api/admin/sites/{name}/hl7-senders/{sender}`: the site's HIS, as HL7 names it
+/// (`APP` or `APP@FACILITY`, MSH-3/MSH-4); its orders are the site's.
+pub async fn add_hl7_sender(State(st): State<AppState>, caller: Caller, Path((name, sender)): Path<(String, String)>) -> ApiResult<Json<Vec<storage::sites::Hl7Sender>>> {
+    require(&caller, &[Role::Admin])?;
+    let site = site_named(&st, &name).await?;
+    let sender = storage::sites::Hl7Sender::parse(&sender)?;
+    storage::sites::add_hl7_sender(&st.storage.db, site.id, &sender).await?;
+    Ok(Json(storage::sites::hl7_senders_of(&st.storage.db, site.id).await?))
+}
+
+/// `DELETE /api/admin/sites/{name}/hl7-senders/{sender}`: its messages are refused (NAK).
+pub async fn remove_hl7_sender(State(st): State<AppState>, caller: Caller, Path((name, sender)): Path<(String, String)>) -> ApiResult<Json<Vec<storage::sites::Hl7Sender>>> {
+    require(&caller, &[Role::Admin])?;
+    let site = site_named(&st, &name).await?;
+    let sender = storage::sites::Hl7Sender::parse(&sender)?;
+    if !storage::sites::remove_hl7_sender(&st.storage.db, site.id, &sender).await? {
+        return Err(ApiError::NotFound(format!("site {name:?} has no HL7 sender {sender}")));
+    }
+    Ok(Json(storage::sites::hl7_senders_of(&st.storage.db, site.id).await?))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateBody {

@@ -79,7 +79,9 @@ pub async fn item(State(st): State<AppState>, caller: Caller, Path(id): Path<Ite
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "item": item, "instances": instances, "report": report })))
+    // the request (申请单): the clinical question the reader answers, beside the images
+    let order = st.worklist.order_of_item(id).await?;
+    Ok(Json(serde_json::json!({ "item": item, "instances": instances, "report": report, "order": order })))
 }
 
 pub async fn claim(State(st): State<AppState>, caller: Caller, Path(id): Path<ItemId>) -> ApiResult<Json<ItemView>> {

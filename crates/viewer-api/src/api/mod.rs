@@ -12,6 +12,7 @@ pub mod reports;
 pub mod session;
 pub mod waveforms;
 pub mod items;
+pub mod orders;
 
 pub(crate) use reports::readable_report;
 pub(crate) use items::visible_item;
