@@ -32,14 +32,15 @@ fi
 #    independent decoder the rendering tests compare against.
 #    The ECG tests' independent readers: sierraecg (Philips XML), aecg (HL7 aECG; it asks for
 #    Python 3.12 but runs on 3.11, so it is installed without that check) and neurokit2 (a
-#    second ECG measurer). The orders tests read readhub's HL7 ACKs with python-hl7.
-if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client, numpy, PIL, libjpeg, openjpeg, sierraecg, aecg, neurokit2, hl7" >/dev/null 2>&1; then
-  log "creating .venv with pynetdicom, dicomweb-client, pydicom, pylibjpeg, sierraecg, aecg, neurokit2 and hl7"
+#    second ECG measurer). The orders and results tests read readhub's HL7 with python-hl7 and
+#    validate its FHIR DiagnosticReports with fhir.resources.
+if ! .venv/bin/python -c "import pynetdicom, pydicom, dicomweb_client, numpy, PIL, libjpeg, openjpeg, sierraecg, aecg, neurokit2, hl7, fhir.resources" >/dev/null 2>&1; then
+  log "creating .venv with pynetdicom, dicomweb-client, pydicom, pylibjpeg, sierraecg, aecg, neurokit2, hl7 and fhir.resources"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "pynetdicom==3.0.4" "pydicom==3.0.2" "dicomweb-client==0.61.2" \
     "numpy==2.4.6" "pillow==13.0.0" "pylibjpeg==2.1.0" "pylibjpeg-libjpeg==2.5.0" "pylibjpeg-openjpeg==2.6.0" \
     "sierraecg==0.4.0" "neurokit2==0.2.13" "scipy==1.17.1" "pandas==2.3.3" "lxml==6.1.3" "pydantic==2.14.4" \
-    "pydantic-xml==2.22.0" "python-benedict[xml]==0.40.1" "plotly==7.1.0" "hl7==0.4.5"
+    "pydantic-xml==2.22.0" "python-benedict[xml]==0.40.1" "plotly==7.1.0" "hl7==0.4.5" "fhir.resources==8.3.0"
   .venv/bin/pip install -q --disable-pip-version-check --ignore-requires-python --no-deps "aecg==0.1.3"
 fi
 export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"

@@ -213,6 +213,19 @@ pub enum SiteCommand {
     AddHl7Sender { site: String, sender: String },
     /// Remove an HL7 sender from a site: its messages are refused (NAK) from then on
     RemoveHl7Sender { site: String, sender: String },
+    /// Where a site's signed reports go (replaces what was set; none given: nowhere)
+    Outbound {
+        site: String,
+        /// its HIS's MLLP listener (HL7 ORU^R01), host:port
+        #[arg(long)]
+        hl7: Option<String>,
+        /// its FHIR server's base URL (DiagnosticReport)
+        #[arg(long)]
+        fhir: Option<String>,
+        /// its PACS (the report as an Encapsulated PDF in the study), AE@host:port
+        #[arg(long)]
+        pacs: Option<String>,
+    },
     /// List sites
     List,
     /// Bind a site to a modality's client certificate: its AE titles are then accepted only
@@ -404,6 +417,31 @@ async fn run_admin_command(
             let sender = storage::sites::Hl7Sender::parse(sender)?;
             storage::sites::add_hl7_sender(db, s.id, &sender).await?;
             println!("HL7 sender {sender} mapped to site {}: its orders are the site's", s.name);
+        }
+        Command::Site(SiteCommand::Outbound { site, hl7, fhir, pacs }) => {
+            let s = site_named(db, site).await?;
+            let pacs = match pacs {
+                None => None,
+                Some(p) => {
+                    let (ae, addr) = p.split_once('@').with_context(|| format!("--pacs {p:?}: give AE@host:port"))?;
+                    let (host, port) = addr.rsplit_once(':').with_context(|| format!("--pacs {p:?}: give AE@host:port"))?;
+                    let port = port.parse().with_context(|| format!("--pacs {p:?}: the port is not a number"))?;
+                    Some(worklist::results::PacsDestination { ae_title: ae.to_string(), host: host.to_string(), port })
+                }
+            };
+            let outbound = worklist::results::Outbound { hl7: hl7.clone(), fhir: fhir.clone(), pacs };
+            worklist.set_site_outbound(s.id, &outbound).await?;
+            let mut to: Vec<String> = Vec::new();
+            if let Some(h) = &outbound.hl7 {
+                to.push(format!("HL7 {h}"));
+            }
+            if let Some(f) = &outbound.fhir {
+                to.push(format!("FHIR {f}"));
+            }
+            if let Some(p) = &outbound.pacs {
+                to.push(format!("PACS {}@{}:{}", p.ae_title, p.host, p.port));
+            }
+            println!("site {}: reports go to {}", s.name, if to.is_empty() { "nowhere".to_string() } else { to.join(", ") });
         }
         Command::Site(SiteCommand::RemoveHl7Sender { site, sender }) => {
             let s = site_named(db, site).await?;

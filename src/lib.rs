@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 mod ecg_jobs;
 mod mwl_source;
+mod results_out;
 pub mod http;
 pub mod notify;
 
@@ -239,6 +240,12 @@ pub async fn run_with_clock(
         config.node_name()?.to_string(),
         stop_rx.clone(),
     ));
+    // signed reports to the sites' HIS, FHIR server and PACS, from the durable outbox
+    let results = tokio::spawn(results_out::run(
+        state.clone(),
+        results_out::Sender { node: config.node_name()?.to_string(), ae_title: config.ae_title.clone(), utc_offset_hours: config.utc_offset_hours },
+        stop_rx.clone(),
+    ));
     let app = viewer_api::router(state);
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
@@ -258,6 +265,7 @@ pub async fn run_with_clock(
     };
     let _ = gateway.await;
     let _ = ecg_work.await;
+    let _ = results.await;
     if let Some(h) = hl7 {
         let _ = h.await;
     }

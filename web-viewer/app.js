@@ -28,6 +28,7 @@ const T = {
     changePassword: '修改密码', oldPassword: '当前密码', newPassword: '新密码', passwordChanged: '密码已修改，其他登录已退出',
     resetPassword: '重置密码', rename: '改名', remove: '移除', actions: '操作', certificates: '绑定证书', bindCert: '绑定证书（SHA-256 指纹）',
     exportCsv: '导出 CSV', exportNdjson: '导出 NDJSON', patientId: '患者 ID', disable: '停用', enable: '启用', disabled: '已停用',
+    results: '结果发送', outbound: '结果发送地址', outboundPrompt: '结果发送地址 (JSON: hl7, fhir, pacs)', channel: '通道', destination: '目标', event: '事件', attempts: '尝试次数', out_pending: '待发送', out_failed: '发送失败', out_delivered: '已送达',
     order: '申请单', clinicalHistory: '病史', clinicalQuestion: '检查目的', requestedBy: '申请医生', procedure: '检查项目', orders: '检查申请', register: '登记', accession: '检查号', scheduled: '预约时间', sex: '性别', birthDate: '出生日期', cancelled: '已取消', overdue: '超时未检', scheduledState: '待检查', arrivedState: '已到检', cancel: '取消',
     positioning: '体位不正', exposure: '曝光不当', motion: '运动伪影', artefact: '异物伪影', wrong_patient_or_part: '患者或部位错误', incomplete: '检查不完整',
   },
@@ -54,6 +55,7 @@ const T = {
     changePassword: 'Change password', oldPassword: 'Current password', newPassword: 'New password', passwordChanged: 'Password changed; other sessions signed out',
     resetPassword: 'Reset password', rename: 'Rename', remove: 'Remove', actions: 'Actions', certificates: 'Certificates', bindCert: 'Bind a certificate (SHA-256 fingerprint)',
     exportCsv: 'Export CSV', exportNdjson: 'Export NDJSON', patientId: 'Patient ID', disable: 'Disable', enable: 'Enable', disabled: 'Disabled',
+    results: 'Results out', outbound: 'Results to', outboundPrompt: 'Where reports go (JSON: hl7, fhir, pacs)', channel: 'Channel', destination: 'Destination', event: 'Event', attempts: 'Attempts', out_pending: 'Pending', out_failed: 'Failing', out_delivered: 'Delivered',
     order: 'Request', clinicalHistory: 'History', clinicalQuestion: 'Clinical question', requestedBy: 'Requested by', procedure: 'Procedure', orders: 'Orders', register: 'Register', accession: 'Accession', scheduled: 'Scheduled', sex: 'Sex', birthDate: 'Birth date', cancelled: 'Cancelled', overdue: 'Overdue', scheduledState: 'Scheduled', arrivedState: 'Arrived', cancel: 'Cancel',
     positioning: 'Positioning', exposure: 'Exposure', motion: 'Motion', artefact: 'Artefact', wrong_patient_or_part: 'Wrong patient or part', incomplete: 'Incomplete',
   },
@@ -673,7 +675,7 @@ function turnaroundChart(rows) {
 }
 
 async function adminView(tab = 'turnaround') {
-  const tabs = ['turnaround', 'worklist', 'sites', 'pools', 'users', 'rules', 'audit', 'reports'];
+  const tabs = ['turnaround', 'worklist', 'sites', 'pools', 'users', 'rules', 'results', 'audit', 'reports'];
   const screens = { reports: () => reportsView(), worklist: () => worklistView() };
   const nav = h('nav', { class: 'tabs' }, ...tabs.map((k) => h('button', { type: 'button', class: k === tab ? 'on' : '', 'data-tab': k, onclick: () => (screens[k] || (() => adminView(k)))() }, t(k))));
   const note = h('p', { class: 'note', role: 'status' });
@@ -710,9 +712,30 @@ async function adminView(tab = 'turnaround') {
           const fingerprint = prompt(t('bindCert'));
           if (fingerprint) await api(`/api/admin/sites/${site(s)}/certificates`, { method: 'POST', body: JSON.stringify({ fingerprint }) });
         }) }, '+'));
-      body.append(table([['name', (s) => s.name], ['aeTitles', aeCell], ['certificates', certCell], ['consortium', (s) => s.consortium_id], ['actions', renameButton]], sites),
+      // where the site's signed reports go (its HIS, FHIR server, PACS), as the API takes it
+      const outboundButton = (s) => h('button', { type: 'button', class: 'outbound', onclick: guard(async () => {
+        const now = await api(`/api/admin/sites/${site(s)}/outbound`);
+        const text = prompt(t('outboundPrompt'), JSON.stringify(now));
+        if (text !== null) await api(`/api/admin/sites/${site(s)}/outbound`, { method: 'PUT', body: text || '{}' });
+      }) }, t('outbound'));
+      const actions = (s) => h('span', {}, renameButton(s), ' ', outboundButton(s));
+      body.append(table([['name', (s) => s.name], ['aeTitles', aeCell], ['certificates', certCell], ['consortium', (s) => s.consortium_id], ['actions', actions]], sites),
         h('form', { class: 'add', onsubmit: guard(() => api('/api/admin/sites', { method: 'POST', body: JSON.stringify({ name: name.value, ae_titles: aes.value.split(',').map((x) => x.trim()).filter(Boolean), consortium: cons.value || null }) })) },
           h('label', {}, t('name'), name), h('label', {}, t('aeTitles'), aes), h('label', {}, t('consortium'), cons), h('button', { type: 'submit' }, t('add'))));
+    } else if (tab === 'results') {
+      // the results outbox: what went to which site's HIS, FHIR server or PACS, what waits and why
+      const state = h('select', { name: 'state' }, ...['', 'pending', 'failed', 'delivered'].map((k) => h('option', { value: k }, k ? t(`out_${k}`) : t('all'))));
+      const out = h('div');
+      const load = async () => {
+        const rows = await api(`/api/admin/results${state.value ? `?state=${state.value}` : ''}`);
+        out.replaceChildren(table([['time', (r) => fmtTime(r.created_at)], ['site', (r) => r.site_name], ['channel', (r) => r.channel.toUpperCase()],
+          ['destination', (r) => r.destination], ['event', (r) => r.event], ['attempts', (r) => r.attempts],
+          ['state', (r) => (r.delivered_at ? `${t('out_delivered')} ${fmtTime(r.delivered_at)}` : r.last_error ? t('out_failed') : t('out_pending'))],
+          ['detail', (r) => r.last_error || '']], rows));
+      };
+      state.onchange = () => load().catch((x) => { note.textContent = x.message; });
+      body.append(h('label', {}, t('state'), state), out);
+      await load();
     } else if (tab === 'pools') {
       const pools = await api('/api/admin/pools');
       const name = h('input', { name: 'name', required: true }), kind = h('select', { name: 'kind' }, h('option', { value: 'imaging' }, 'imaging'), h('option', { value: 'ecg' }, 'ecg'));

@@ -36,15 +36,27 @@ try {
     // the same accession again: refused, and the reason shown
     await page.click('section.orders details > summary').catch(() => {});
     if (!(await page.locator('form.register').isVisible())) await page.click('section.orders details > summary');
+    await page.evaluate(() => { document.querySelector('#order-status').textContent = ''; });
     await fill('accession_number', cfg.accession);
     await fill('patient_id', 'OTHER');
     await fill('modality', 'DX');
     await page.click('form.register button[type=submit]');
-    await page.waitForFunction((acc) => document.querySelector('#order-status')?.textContent.includes(acc), cfg.accession, { timeout: 20000 });
+    await page.waitForFunction(() => (document.querySelector('#order-status')?.textContent || '').length > 0, null, { timeout: 20000 });
     const why = await page.locator('#order-status').innerText();
     if (!why.includes('检查号') && !why.includes('accession')) throw new Error(`duplicate refusal: ${why}`);
     if ((await page.locator('table.orders tr[data-order]').count()) !== 1) throw new Error('a second order was listed');
     step(`a duplicate accession number is refused: ${why.slice(0, 80)}`);
+  } else if (phase === 'admin') {
+    // the admin: where a site's reports go, and the results outbox with a failing delivery
+    await login(cfg.admin);
+    await page.click('nav.tabs button[data-tab=results]');
+    await page.waitForSelector('div.admin table tbody tr', { timeout: 20000 });
+    const rows = await page.locator('div.admin table tbody').innerText();
+    if (!rows.includes('HL7') || !rows.includes(cfg.deadHl7)) throw new Error(`the results outbox: ${rows}`);
+    await page.click('nav.tabs button[data-tab=sites]');
+    await page.waitForSelector('button.outbound');
+    await shot('o3-admin-results');
+    step(`the admin sees the results outbox (${rows.split('\n')[0].slice(0, 80)})`);
   } else {
     await login(cfg.reader);
     await page.waitForSelector(`table.worklist tr[data-item] >> text=${cfg.patientId}`, { timeout: 30000 });

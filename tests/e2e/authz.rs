@@ -59,6 +59,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PUT", "/api/admin/sites/{name}/name", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/ae-titles/{ae}", "1OFFFFFF"),
     ("PUT", "/api/admin/sites/{name}/hl7-senders/{sender}", "1OFFFFFF"),
+    ("PUT", "/api/admin/sites/{name}/outbound", "1OFFFFFF"),
+    ("GET", "/api/admin/sites/{name}/outbound", "1OFFFFFF"),
+    ("GET", "/api/admin/results", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/hl7-senders/{sender}", "1OFFFFFF"),
     // orders: a site's staff see their site's, admins all; technicians (and admins, naming
     // the site) register and cancel them; the order here is site A's

@@ -30,6 +30,11 @@ async fn the_binary_cli_and_serve() {
     assert!(!ok && out.contains("HL7 sender"), "{out}");
     let (ok, out) = run(&["site", "remove-hl7-sender", "Township-H", "HIS@TOWNSHIP-H"], None);
     assert!(ok, "{out}");
+    // where its reports go
+    let (ok, out) = run(&["site", "outbound", "Township-H", "--hl7", "10.0.0.5:2575", "--pacs", "COUNTYPACS@10.0.0.6:104"], None);
+    assert!(ok && out.contains("HL7 10.0.0.5:2575") && out.contains("PACS COUNTYPACS@10.0.0.6:104"), "{out}");
+    let (ok, out) = run(&["site", "outbound", "Township-H", "--fhir", "ftp://x"], None);
+    assert!(!ok && out.contains("base URL"), "{out}");
     let (ok, out) = run(&["site", "list"], None);
     assert!(ok && out.contains("Township-A") && out.contains("MODA,MODA2") && out.contains("GBK") && out.contains("HL7: HIS-A"), "{out}");
     // pools, turnaround targets, a senior supervising reader

@@ -45,6 +45,7 @@ mod http;
 mod ingest;
 mod orders;
 mod reports;
+mod results;
 mod served;
 mod tls;
 mod web_viewer;

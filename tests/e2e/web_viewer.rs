@@ -222,12 +222,16 @@ async fn browser_orders_register_and_read() {
     let site = hub.site("Township-A", &["MODA"], None).await;
     let tech = hub.user("tech-a", Role::Technician, Some("Township-A")).await;
     let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    // the site's HIS is down: its report waits in the outbox
+    let dead_hl7 = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    hub.worklist.set_site_outbound(site.id, &worklist::results::Outbound { hl7: Some(dead_hl7.clone()), ..Default::default() }).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shots = root().join("target/browser-shots-orders");
     let _ = std::fs::remove_dir_all(&shots);
     let cred = |u: &(String, String)| json!([u.0, u.1]);
     let config = json!({
-        "base": hub.base, "shots": shots, "technician": cred(&tech), "reader": cred(&reader),
+        "base": hub.base, "shots": shots, "technician": cred(&tech), "reader": cred(&reader), "admin": cred(&admin), "deadHl7": dead_hl7,
         "accession": "DESK0001", "patientId": "P-DESK", "patientName": "李^梅",
         "history": "外伤后胸痛一天", "question": "排除肋骨骨折",
     });
@@ -257,6 +261,14 @@ async fn browser_orders_register_and_read() {
     assert_eq!(code, 0, "{out}");
     hub.eventually("the study is ready", || async { hub.queue(&reader).await.iter().any(|i| i["patient_id"] == "P-DESK" && i["state"] == "ready") }).await;
     let text = run("read").await;
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 1, "{text}");
+    // sign it: the report waits for the HIS that is down
+    let item = hub.queue(&reader).await.iter().find(|i| i["patient_id"] == "P-DESK").unwrap()["id"].as_i64().unwrap();
+    let (c, b) = hub.send(&reader, Method::PUT, &format!("/api/worklist/{item}/report"), Some(json!({"findings": "f", "impression": "未见骨折"}))).await;
+    assert_eq!(c, 200, "{b}");
+    let (c, b) = hub.send(&reader, Method::POST, &format!("/api/worklist/{item}/report/sign"), None).await;
+    assert_eq!(c, 200, "{b}");
+    let text = run("admin").await;
     assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 1, "{text}");
     hub.stop().await;
 }

@@ -143,6 +143,22 @@ pub fn response(
     out
 }
 
+/// A C-STORE-RQ command set, as an SCU sends it (results back to a site's PACS).
+pub fn store_request(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u8> {
+    let obj = InMemDicomObject::command_from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, pad_uid(sop_class))),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_STORE_RQ])),
+        DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [message_id])),
+        DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0x0000])),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0000])),
+        DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, pad_uid(sop_instance))),
+    ]);
+    let mut out = Vec::with_capacity(256);
+    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("writing a command set to memory cannot fail");
+    out
+}
+
 /// A C-FIND-RSP: Pending with an identifier following, or the final status without one.
 pub fn find_response(rq: &Command, status: Status, error_comment: Option<&str>) -> Vec<u8> {
     let mut elements = vec![

@@ -13,6 +13,7 @@ mod admission;
 mod association;
 pub mod commitment;
 pub mod dimse;
+pub mod export;
 mod find;
 pub mod mwl;
 pub mod syntaxes;

@@ -8,3 +8,4 @@ pub mod mllp;
 pub mod orders;
 
 pub use message::{Charset, Nak, Us};
+pub mod results;

@@ -11,6 +11,7 @@ pub use api::ecg::{ingest_file as ingest_ecg_file, Ingested as EcgIngested, Refu
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod error;
+pub mod fhir;
 pub mod trail;
 mod ui;
 
@@ -196,6 +197,9 @@ route_table! {
     PUT "/api/admin/sites/{name}/name" => api::admin::rename_site;
     DELETE "/api/admin/sites/{name}/ae-titles/{ae}" => api::admin::remove_ae_title;
     PUT "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::add_hl7_sender;
+    PUT "/api/admin/sites/{name}/outbound" => api::admin::set_outbound;
+    GET "/api/admin/sites/{name}/outbound" => api::admin::outbound;
+    GET "/api/admin/results" => api::admin::results_outbox;
     DELETE "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::remove_hl7_sender;
     GET "/api/orders" => api::orders::list;
     POST "/api/orders" => api::orders::place;

@@ -21,6 +21,7 @@ pub mod orders;
 pub mod outbox;
 pub mod passwords;
 pub mod rejection;
+pub mod results;
 pub mod reports;
 pub mod routing;
 pub mod scope;

@@ -332,6 +332,8 @@ impl Worklist {
         if !moved {
             return Err(Error::Conflict("the item changed meanwhile; reload it".into()));
         }
+        // to the site's HIS, FHIR server and PACS, with the signature (never without it)
+        crate::results::enqueue_results(&mut tx, item.site_id, item_id, id, crate::results::ResultEvent::Signed, now).await?;
         tx.commit().await?;
         self.report(id).await
     }
@@ -431,6 +433,7 @@ impl Worklist {
             .await
             .map_err(Error::db("insert addendum"))?;
         record_event(&mut tx, item_id, EventKind::Addended, Some(user.id), now, "").await?;
+        crate::results::enqueue_results(&mut tx, item.site_id, item_id, report, crate::results::ResultEvent::Addended, now).await?;
         tx.commit().await?;
         self.report(report).await
     }
@@ -487,6 +490,7 @@ impl Worklist {
         .map_err(Error::db("insert correction"))?
         .get(0);
         record_event(&mut tx, item_id, EventKind::Corrected, Some(user.id), now, &format!("report {old} -> {id}: {}", reason.trim())).await?;
+        crate::results::enqueue_results(&mut tx, item.site_id, item_id, id, crate::results::ResultEvent::Corrected, now).await?;
         tx.commit().await?;
         self.report(id).await
     }

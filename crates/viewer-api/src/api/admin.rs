@@ -373,6 +373,43 @@ pub async fn remove_hl7_sender(State(st): State<AppState>, caller: Caller, Path(
     Ok(Json(storage::sites::hl7_senders_of(&st.storage.db, site.id).await?))
 }
 
+/// `PUT /api/admin/sites/{name}/outbound` with `{"hl7": "host:port", "fhir": "base URL",
+/// "pacs": {"ae_title", "host", "port"}}` (each key optional): where the site's signed,
+/// corrected and amended reports go from now on.
+pub async fn set_outbound(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(outbound): Json<worklist::results::Outbound>,
+) -> ApiResult<Json<worklist::results::Outbound>> {
+    require(&caller, &[Role::Admin])?;
+    let site = site_named(&st, &name).await?;
+    st.worklist.set_site_outbound(site.id, &outbound).await?;
+    Ok(Json(st.worklist.site_outbound(site.id).await?))
+}
+
+/// `GET /api/admin/sites/{name}/outbound`
+pub async fn outbound(State(st): State<AppState>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<worklist::results::Outbound>> {
+    require(&caller, &[Role::Admin])?;
+    let site = site_named(&st, &name).await?;
+    Ok(Json(st.worklist.site_outbound(site.id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsQuery {
+    /// pending, failed or delivered; all when absent
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/admin/results[?state=pending|failed|delivered]`: the results outbox, newest
+/// first: what went where, what is waiting, what keeps failing and why.
+pub async fn results_outbox(State(st): State<AppState>, caller: Caller, Query(q): Query<ResultsQuery>) -> ApiResult<Json<Vec<worklist::results::ResultDelivery>>> {
+    require(&caller, &[Role::Admin])?;
+    Ok(Json(st.worklist.list_results(q.state.as_deref(), q.limit.unwrap_or(200)).await?))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateBody {

@@ -1,0 +1,226 @@
+//! Results out (issue 14): a signed report reaches the site's HIS (HL7 ORU^R01 over MLLP,
+//! read back with python-hl7), its FHIR server (a DiagnosticReport, validated with
+//! fhir.resources) and its PACS (DCMTK storescp receives the Encapsulated PDF in the same
+//! study; dcm2pdf and pdftotext read it back); a correction goes the same ways as corrected.
+//! A destination that is down keeps the delivery pending, retried, and visible to the admins.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+struct Peers {
+    dir: tempfile::TempDir,
+    mllp: u16,
+    fhir: u16,
+    pacs_port: u16,
+    _results: tokio::process::Child,
+    _storescp: tokio::process::Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Peers {
+    async fn start() -> Peers {
+        let dir = tempfile::tempdir().unwrap();
+        let results = tokio::process::Command::new(common::python())
+            .arg(root().join("tests/peers/results_peer.py"))
+            .arg(dir.path())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let ports = dir.path().join("ports.json");
+        for _ in 0..300 {
+            if ports.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let p: Value = serde_json::from_str(&std::fs::read_to_string(&ports).expect("the results peer started")).unwrap();
+        let pacs_dir = dir.path().join("pacs");
+        std::fs::create_dir_all(&pacs_dir).unwrap();
+        let pacs_port = free_port();
+        let storescp = tokio::process::Command::new("storescp")
+            .args(["-aet", "SITEPACS", "-od"])
+            .arg(&pacs_dir)
+            .arg(pacs_port.to_string())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("storescp (DCMTK)");
+        // storescp listens once its port answers
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", pacs_port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Peers { mllp: p["mllp"].as_u64().unwrap() as u16, fhir: p["fhir"].as_u64().unwrap() as u16, pacs_port, dir, _results: results, _storescp: storescp }
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn pacs_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("pacs")).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v
+    }
+}
+
+/// The text of an Encapsulated PDF as the PACS holds it: dcm2pdf, then pdftotext.
+fn pdf_text_of(dcm: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf = tmp.path().join("report.pdf");
+    let out = std::process::Command::new("dcm2pdf").arg(dcm).arg(&pdf).output().unwrap();
+    assert!(out.status.success(), "dcm2pdf: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("pdftotext").arg(&pdf).arg("-").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn dump(dcm: &Path) -> String {
+    let out = std::process::Command::new("dcmdump").arg("+U8").arg(dcm).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn results_reach_his_fhir_and_pacs(backend: Backend) {
+    if !common::peer_present("READHUB_TEST_PYTHON", "python-hl7 and fhir.resources") {
+        return;
+    }
+    let peers = Peers::start().await;
+    let hub = Hub::start(backend).await;
+    let site = hub.site("Township-1", &["MOD1"], None).await;
+    hub.site("Township-2", &["MOD2"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let rad = hub.user("rad", Role::Reader, Some("imaging")).await;
+    let outbound = json!({
+        "hl7": format!("127.0.0.1:{}", peers.mllp),
+        "fhir": format!("http://127.0.0.1:{}/fhir", peers.fhir),
+        "pacs": { "ae_title": "SITEPACS", "host": "127.0.0.1", "port": peers.pacs_port },
+    });
+    let (code, body) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-1/outbound", Some(outbound.clone())).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, outbound);
+    let (code, body) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-1/outbound", Some(json!({"hl7": "nowhere"}))).await;
+    assert_eq!(code, 422, "a destination that is not host:port is refused: {body}");
+    // Township-2's HIS is down
+    let dead = free_port();
+    let (code, _) = hub.send(&admin, Method::PUT, "/api/admin/sites/Township-2/outbound", Some(json!({"hl7": format!("127.0.0.1:{dead}")}))).await;
+    assert_eq!(code, 200);
+
+    // the order and its study
+    let order = worklist::orders::NewOrder {
+        accession_number: "RES001".into(),
+        placer_order_number: "HIS-PL-9".into(),
+        filler_order_number: "HIS-FI-9".into(),
+        patient: worklist::orders::OrderPatient { id: "P-RES".into(), name: "Zhang^San=张^三".into(), ..Default::default() },
+        modality: "DX".into(),
+        procedure_description: "胸部正位".into(),
+        clinical_question: "排除肺炎".into(),
+        ..Default::default()
+    };
+    let order = hub.worklist.place_order(site.id, order, "desk:test").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ds = common::synthetic_sc_with_accession(Some(b"ISO_IR 192"), "Zhang^San=张^三".as_bytes(), "P-RES", &order.study_uid, &format!("{}.1.1", order.study_uid), Some("RES001"));
+    let file = dir.path().join("res.dcm");
+    std::fs::write(&file, common::part10(common::SC, &format!("{}.1.1", order.study_uid), &ds)).unwrap();
+    let (code, out) = hub.storescu("MOD1", &[], &[file]).await;
+    assert_eq!(code, 0, "{out}");
+    let ds2 = common::synthetic_sc_with_accession(None, b"Li^Si", "P-DEAD", "1.2.826.0.1.3680043.10.14.777", "1.2.826.0.1.3680043.10.14.777.1.1", Some("DEAD01"));
+    let file2 = dir.path().join("dead.dcm");
+    std::fs::write(&file2, common::part10(common::SC, "1.2.826.0.1.3680043.10.14.777.1.1", &ds2)).unwrap();
+    let (code, out) = hub.storescu("MOD2", &[], &[file2]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("both studies ready", || async { hub.queue(&rad).await.iter().filter(|i| i["state"] == "ready").count() == 2 }).await;
+    let queue = hub.queue(&rad).await;
+    let item = |pid: &str| queue.iter().find(|i| i["patient_id"] == pid).unwrap()["id"].as_i64().unwrap();
+    let (item, dead_item) = (item("P-RES"), item("P-DEAD"));
+    for (id, impression) in [(item, "右下肺炎"), (dead_item, "未见异常")] {
+        assert_eq!(hub.send(&rad, Method::POST, &format!("/api/worklist/{id}/claim"), None).await.0, 200);
+        let (c, b) = hub.send(&rad, Method::PUT, &format!("/api/worklist/{id}/report"), Some(json!({"findings": "右下肺野斑片影", "impression": impression}))).await;
+        assert_eq!(c, 200, "{b}");
+        let (c, b) = hub.send(&rad, Method::POST, &format!("/api/worklist/{id}/report/sign"), None).await;
+        assert_eq!(c, 200, "{b}");
+    }
+
+    // the HIS: an ORU, final, with the order's identifiers and the report text
+    hub.eventually("the HIS has the ORU", || async { !peers.lines("hl7.jsonl").is_empty() }).await;
+    let oru = &peers.lines("hl7.jsonl")[0];
+    assert_eq!(oru["type"], "ORU^R01^ORU_R01", "{oru}");
+    assert_eq!(oru["charset"], "UNICODE UTF-8", "{oru}");
+    assert_eq!((oru["placer"].as_str(), oru["filler"].as_str(), oru["accession"].as_str()), (Some("HIS-PL-9"), Some("HIS-FI-9"), Some("RES001")), "{oru}");
+    assert_eq!(oru["obr25"], "F", "{oru}");
+    assert!(oru["pid3"].as_str().unwrap().starts_with("P-RES"), "{oru}");
+    assert_eq!(oru["pid5"], "Zhang^San~张^三", "{oru}");
+    assert_eq!(oru["obr32"], "rad", "the signer: {oru}");
+    let obx = oru["obx"].as_array().unwrap();
+    assert!(obx.iter().any(|o| o["value"] == "右下肺炎" && o["status"] == "F"), "{oru}");
+    assert!(obx.iter().any(|o| o["value"] == order.study_uid), "{oru}");
+    // the FHIR server: a valid DiagnosticReport, final, the PDF as presentedForm
+    hub.eventually("the FHIR server has the DiagnosticReport", || async { !peers.lines("fhir.jsonl").is_empty() }).await;
+    let dr = &peers.lines("fhir.jsonl")[0];
+    assert_eq!(dr["valid"], true, "fhir.resources validates it: {dr}");
+    assert_eq!(dr["status"], "final", "{dr}");
+    assert_eq!(dr["conclusion"], "右下肺炎", "{dr}");
+    assert_eq!(dr["pdf_head"], "%PDF-", "{dr}");
+    assert_eq!(dr["path"], format!("/fhir/DiagnosticReport/readhub-{item}"), "{dr}");
+    assert_eq!(dr["content_type"], "application/fhir+json", "{dr}");
+    assert_eq!(dr["basedOn"][0]["identifier"]["value"], "RES001", "{dr}");
+    assert_eq!(dr["imagingStudy"][0]["identifier"]["value"], format!("urn:oid:{}", order.study_uid), "{dr}");
+    // the PACS: the report as an Encapsulated PDF in the same study
+    hub.eventually("the PACS has the PDF", || async { !peers.pacs_files().is_empty() }).await;
+    let pdf_dcm = &peers.pacs_files()[0];
+    let d = dump(pdf_dcm);
+    assert!(d.contains("=EncapsulatedPDFStorage") || d.contains("1.2.840.10008.5.1.4.1.1.104.1"), "{d}");
+    assert!(d.contains(&order.study_uid), "the same study: {d}");
+    assert!(d.contains("Zhang^San=张^三") && d.contains("[RES001]"), "{d}");
+    let text = pdf_text_of(pdf_dcm);
+    assert!(text.contains("右下肺炎"), "the PDF in the PACS says the impression: {text}");
+
+    // a correction: corrected everywhere
+    let (c, b) = hub.send(&rad, Method::POST, &format!("/api/worklist/{item}/report/correct"), Some(json!({"findings": "右下肺野斑片影", "impression": "右下肺炎，建议复查", "reason": "补充建议"}))).await;
+    assert_eq!(c, 200, "{b}");
+    hub.eventually("the corrected report went out three ways", || async {
+        peers.lines("hl7.jsonl").len() >= 2 && peers.lines("fhir.jsonl").len() >= 2 && peers.pacs_files().len() >= 2
+    })
+    .await;
+    let oru = &peers.lines("hl7.jsonl")[1];
+    assert_eq!(oru["obr25"], "C", "{oru}");
+    assert!(oru["obx"].as_array().unwrap().iter().any(|o| o["value"] == "右下肺炎，建议复查" && o["status"] == "C"), "{oru}");
+    let dr = &peers.lines("fhir.jsonl")[1];
+    assert_eq!((dr["valid"].as_bool(), dr["status"].as_str()), (Some(true), Some("corrected")), "{dr}");
+    assert_eq!(dr["path"], format!("/fhir/DiagnosticReport/readhub-{item}"), "the same resource, updated: {dr}");
+    let newest = peers.pacs_files().into_iter().find(|f| pdf_text_of(f).contains("建议复查")).expect("the corrected PDF in the PACS");
+    assert!(dump(&newest).contains(&order.study_uid));
+
+    // the admins' view: six delivered; Township-2's HIS down, so pending with its reason
+    let delivered = hub.get_json(&admin, "/api/admin/results?state=delivered").await;
+    assert_eq!(delivered.as_array().unwrap().len(), 6, "{delivered}");
+    hub.eventually("the dead HIS shows as failing", || async {
+        let failed = hub.get_json(&admin, "/api/admin/results?state=failed").await;
+        failed.as_array().unwrap().iter().any(|d| d["site_name"] == "Township-2" && d["last_error"].as_str().is_some_and(|e| e.contains("cannot connect")))
+    })
+    .await;
+    // its HIS comes back: the retry delivers it
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", dead)).await.unwrap();
+    let his = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let frame = hl7::mllp::read_frame(&mut s, Duration::from_secs(60), Duration::from_secs(60)).await.unwrap();
+        let hl7::mllp::Frame::Message(m) = frame else { panic!("closed") };
+        let text = String::from_utf8(m).unwrap();
+        let control = text.split('\r').next().unwrap().split('|').nth(9).unwrap().to_string();
+        hl7::mllp::write_frame(&mut s, format!("MSH|^~\\&|HIS|T2|||20261202||ACK|1|P|2.5.1\rMSA|AA|{control}\r").as_bytes()).await.unwrap();
+        text
+    });
+    let got = tokio::time::timeout(Duration::from_secs(90), his).await.expect("the retry came").unwrap();
+    assert!(got.contains("未见异常") && got.contains("DEAD01"), "{got}");
+    hub.eventually("delivered after the retry", || async {
+        hub.get_json(&admin, "/api/admin/results?state=pending").await.as_array().unwrap().is_empty()
+    })
+    .await;
+    hub.stop().await;
+}
+
+on_both!(results_reach_his_fhir_and_pacs);
