@@ -73,6 +73,9 @@ pub enum PoolCommand {
         #[arg(long)]
         routine: Option<i64>,
     },
+    /// Register a county workstation's AE title with a pool: it may query (C-FIND) and
+    /// retrieve (C-MOVE, C-GET) the pool's studies, and store nothing
+    AddAe { pool: String, ae: String },
 }
 
 #[derive(Debug, Args, Default)]
@@ -213,6 +216,9 @@ pub enum SiteCommand {
     AddHl7Sender { site: String, sender: String },
     /// Remove an HL7 sender from a site: its messages are refused (NAK) from then on
     RemoveHl7Sender { site: String, sender: String },
+    /// Where a registered AE title (a site's or a pool's) listens, so studies may be moved
+    /// to it (C-MOVE destination): host:port
+    SetAddress { ae: String, address: String },
     /// Where a site's signed reports go (replaces what was set; none given: nowhere)
     Outbound {
         site: String,
@@ -418,6 +424,12 @@ async fn run_admin_command(
             storage::sites::add_hl7_sender(db, s.id, &sender).await?;
             println!("HL7 sender {sender} mapped to site {}: its orders are the site's", s.name);
         }
+        Command::Site(SiteCommand::SetAddress { ae, address }) => {
+            let (host, port) = address.rsplit_once(':').with_context(|| format!("{address:?}: give host:port"))?;
+            let port: u16 = port.parse().with_context(|| format!("{address:?}: the port is not a number"))?;
+            storage::sites::set_node_address(db, ae, host, port).await?;
+            println!("AE title {ae} listens at {host}:{port}: studies may be moved to it");
+        }
         Command::Site(SiteCommand::Outbound { site, hl7, fhir, pacs }) => {
             let s = site_named(db, site).await?;
             let pacs = match pacs {
@@ -568,6 +580,11 @@ async fn run_admin_command(
                 }
                 println!("{:<6} {:<24} {:<8} {:>6} {:>7} {:>8}", p.id, p.name, p.kind, m[0], m[1], m[2]);
             }
+        }
+        Command::Pool(PoolCommand::AddAe { pool, ae }) => {
+            let p = worklist.pool_by_name(pool).await?;
+            storage::sites::add_pool_ae(db, p.id, ae).await?;
+            println!("AE title {ae} registered with pool {}: it may query and retrieve the pool's studies", p.name);
         }
         Command::Pool(PoolCommand::Sla { pool, stat, urgent, routine }) => {
             let p = worklist.pool_by_name(pool).await?;

@@ -59,4 +59,8 @@ impl WorklistSource for Orders {
             Ok(orders.into_iter().map(entry).collect())
         })
     }
+
+    fn pool_scope(&self, pool: readhub_types::PoolId) -> storage::query::StudyFilter {
+        worklist::Scope::Pool(pool).study_filter()
+    }
 }

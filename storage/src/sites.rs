@@ -214,7 +214,8 @@ pub async fn site_for_ae(db: &Db, ae_title: &str) -> Result<Option<Site>, Error>
 
 /// Every registered calling AE title (one query: read at each association).
 pub async fn all_ae_titles(db: &Db) -> Result<std::collections::HashSet<String>, Error> {
-    Ok(sqlx::query("SELECT ae_title FROM site_ae_titles")
+    // sites' modalities and the reading pools' workstations
+    Ok(sqlx::query("SELECT ae_title FROM site_ae_titles UNION SELECT ae_title FROM pool_ae_titles")
         .fetch_all(db.pool())
         .await
         .map_err(Error::db("select AE titles"))?
@@ -466,4 +467,68 @@ pub async fn site_for_hl7_sender(db: &Db, application: &str, facility: &str) -> 
         Some(id) => get_site(db, id).await,
         None => Ok(None),
     }
+}
+
+/// The reading pool a workstation's AE title belongs to (it may query and retrieve the
+/// pool's studies; it stores nothing).
+pub async fn pool_for_ae(db: &Db, ae_title: &str) -> Result<Option<(readhub_types::PoolId, String)>, Error> {
+    Ok(sqlx::query("SELECT p.id, p.name FROM pool_ae_titles a JOIN pools p ON p.id = a.pool_id WHERE a.ae_title = $1")
+        .bind(ae_title.trim())
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select pool AE title"))?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Register a workstation's AE title with a reading pool. Refused when a site or another
+/// pool has it.
+pub async fn add_pool_ae(db: &Db, pool: readhub_types::PoolId, ae_title: &str) -> Result<(), Error> {
+    let ae = validate_ae_title(ae_title)?;
+    if site_for_ae(db, &ae).await?.is_some() {
+        return Err(Error::Invalid(format!("AE title {ae} belongs to a site; a workstation needs its own")));
+    }
+    match pool_for_ae(db, &ae).await? {
+        Some((p, _)) if p == pool => return Ok(()),
+        Some((_, name)) => return Err(Error::Invalid(format!("AE title {ae} already belongs to pool {name}"))),
+        None => {}
+    }
+    let mut tx = db.begin_write().await?;
+    sqlx::query("INSERT INTO pool_ae_titles (ae_title, pool_id) VALUES ($1, $2)")
+        .bind(&ae)
+        .bind(pool)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert pool AE title"))?;
+    tx.commit().await
+}
+
+/// Where an AE title listens (for C-MOVE to it).
+pub async fn node_address(db: &Db, ae_title: &str) -> Result<Option<(String, u16)>, Error> {
+    Ok(sqlx::query("SELECT host, port FROM dicom_nodes WHERE ae_title = $1")
+        .bind(ae_title.trim())
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select DICOM node"))?
+        .map(|r| (r.get(0), r.get::<i64, _>(1) as u16)))
+}
+
+/// Set where a registered AE title (a site's or a pool's) listens.
+pub async fn set_node_address(db: &Db, ae_title: &str, host: &str, port: u16) -> Result<(), Error> {
+    let ae = validate_ae_title(ae_title)?;
+    if site_for_ae(db, &ae).await?.is_none() && pool_for_ae(db, &ae).await?.is_none() {
+        return Err(Error::Invalid(format!("AE title {ae} is not registered to a site or a pool: register it first")));
+    }
+    if host.trim().is_empty() || port == 0 {
+        return Err(Error::Invalid("give a host and a port (1–65535)".into()));
+    }
+    let mut tx = db.begin_write().await?;
+    sqlx::query("DELETE FROM dicom_nodes WHERE ae_title = $1").bind(&ae).execute(&mut *tx).await.map_err(Error::db("replace DICOM node"))?;
+    sqlx::query("INSERT INTO dicom_nodes (ae_title, host, port) VALUES ($1, $2, $3)")
+        .bind(&ae)
+        .bind(host.trim())
+        .bind(i64::from(port))
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert DICOM node"))?;
+    tx.commit().await
 }

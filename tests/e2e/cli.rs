@@ -30,6 +30,15 @@ async fn the_binary_cli_and_serve() {
     assert!(!ok && out.contains("HL7 sender"), "{out}");
     let (ok, out) = run(&["site", "remove-hl7-sender", "Township-H", "HIS@TOWNSHIP-H"], None);
     assert!(ok, "{out}");
+    // a county workstation with the imaging pool, and where it listens (a C-MOVE destination)
+    let (ok, out) = run(&["pool", "add-ae", "imaging", "COUNTYWS1"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["pool", "add-ae", "imaging", "MODA"], None);
+    assert!(!ok && out.contains("belongs to a site"), "{out}");
+    let (ok, out) = run(&["site", "set-address", "COUNTYWS1", "10.0.0.9:11112"], None);
+    assert!(ok && out.contains("10.0.0.9:11112"), "{out}");
+    let (ok, out) = run(&["site", "set-address", "UNKNOWN", "10.0.0.9:11112"], None);
+    assert!(!ok && out.contains("not registered"), "{out}");
     // where its reports go
     let (ok, out) = run(&["site", "outbound", "Township-H", "--hl7", "10.0.0.5:2575", "--pacs", "COUNTYPACS@10.0.0.6:104"], None);
     assert!(ok && out.contains("HL7 10.0.0.5:2575") && out.contains("PACS COUNTYPACS@10.0.0.6:104"), "{out}");

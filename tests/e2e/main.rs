@@ -44,6 +44,7 @@ mod handover;
 mod http;
 mod ingest;
 mod orders;
+mod query_retrieve;
 mod reports;
 mod results;
 mod served;

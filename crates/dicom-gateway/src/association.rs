@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::admission::Admission;
 use crate::dimse::{self, Command, Status};
-use crate::{commitment, find, mwl, syntaxes, Config, Handover};
+use crate::{commitment, find, mwl, retrieve, syntaxes, Config, Handover};
 
 /// Access control: the calling AE title must be registered to a site (or enrollment is
 /// open); on the plain listener, not to a site bound to client certificates.
@@ -67,6 +67,8 @@ enum Rx {
     /// receiving the data set of a request answered from memory: a Storage Commitment
     /// N-ACTION or a C-FIND identifier (at most `limit` bytes)
     Request { cmd: Command, pc_id: u8, abstract_syntax: String, ts: String, data: Vec<u8>, limit: usize },
+    /// reading (and dropping) the data set of a C-STORE that is refused before it is read
+    Discard { cmd: Command, pc_id: u8 },
     /// receiving the data set of a C-STORE
     Data {
         cmd: Command,
@@ -78,8 +80,20 @@ enum Rx {
 
 /// What the gateway negotiates: our AE title, the registered calling AE titles (minus
 /// `tls_only` ones), PDU size, timeouts, SOP classes and transfer syntaxes.
-fn association_options(config: &Config, known: HashSet<String>, tls_only: HashSet<String>) -> ServerAssociationOptions<'static, AeAccess, dicom_ul::association::server::DefaultNegotiation> {
+/// SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET requester asks to take the SCP role for
+/// the storage SOP classes it wants its instances in; readhub grants what is asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Roles;
+
+impl dicom_ul::association::server::Negotiation for Roles {
+    fn negotiate_roles(&self, _sop_class_uid: &str, scu_role: bool, scp_role: bool) -> Option<dicom_ul::pdu::RequestorRoles> {
+        Some(dicom_ul::pdu::RequestorRoles { scu: scu_role, scp: scp_role })
+    }
+}
+
+fn association_options(config: &Config, known: HashSet<String>, tls_only: HashSet<String>) -> ServerAssociationOptions<'static, AeAccess, Roles> {
     let mut options = ServerAssociationOptions::new()
+        .with_negotiation(Roles)
         .ae_access_control(AeAccess { known, open_enrollment: config.open_enrollment, tls_only })
         .ae_title(config.ae_title.clone())
         .max_pdu_length(config.max_pdu_length)
@@ -190,27 +204,45 @@ async fn run<S>(
         assoc.peer_ae_title().trim().to_string()
     };
     tracing::Span::current().record("dimse.calling_ae", calling.as_str());
-    let site = match site_for(&storage, config, &calling).await {
-        Some(s) => s,
-        None => {
-            tracing::warn!("calling AE title has no site; aborting");
+    // a site's modality (stores, commits, asks the modality worklist, queries its site's
+    // studies) or a reading pool's workstation (queries and retrieves the pool's studies)
+    let pool = match storage::sites::pool_for_ae(&storage.db, &calling).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "pool lookup failed; aborting");
             let _ = assoc.abort().await;
-            return refused(handover, peer, None, format!("calling AE {calling}: no site")).await;
+            return;
         }
     };
-    if let Err(why) = certificate_fits(&storage, &site, tls.as_ref()).await {
-        tracing::warn!(site = %site.name, tls = tls.is_some(), "{why}; aborting");
-        let _ = assoc.abort().await;
-        return refused(handover, peer, Some(&site.name), format!("calling AE {calling}: {why}")).await;
+    let (site, scope, who) = match pool {
+        Some((pool_id, name)) => (None, handover.worklist.pool_scope(pool_id), format!("pool:{name}")),
+        None => match site_for(&storage, config, &calling).await {
+            Some(s) => {
+                let (scope, who) = (storage::query::StudyFilter::Site(s.id), s.name.clone());
+                (Some(s), scope, who)
+            }
+            None => {
+                tracing::warn!("calling AE title has no site; aborting");
+                let _ = assoc.abort().await;
+                return refused(handover, peer, None, format!("calling AE {calling}: no site")).await;
+            }
+        },
+    };
+    if let Some(site) = &site {
+        if let Err(why) = certificate_fits(&storage, site, tls.as_ref()).await {
+            tracing::warn!(site = %site.name, tls = tls.is_some(), "{why}; aborting");
+            let _ = assoc.abort().await;
+            return refused(handover, peer, Some(&site.name), format!("calling AE {calling}: {why}")).await;
+        }
     }
-    let mut trail = Trail { site: site.name.clone(), calling: calling.clone(), peer: peer.to_string(), tls: tls.is_some(), studies: Vec::new() };
+    let mut trail = Trail { site: who.clone(), calling: calling.clone(), peer: peer.to_string(), tls: tls.is_some(), studies: Vec::new() };
     let contexts: Vec<(u8, String, String)> = assoc
         .presentation_contexts()
         .iter()
         .filter(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
         .map(|pc| (pc.id, pc.abstract_syntax.clone(), pc.transfer_syntax.clone()))
         .collect();
-    tracing::info!(site = %site.name, contexts = contexts.len(), "association accepted");
+    tracing::info!(site = %who, contexts = contexts.len(), "association accepted");
 
     let transfer = handover.transfers.begin("assoc", format!("dimse:{calling}"));
     tracing::Span::current().record("dimse.transfer", transfer.id.as_str());
@@ -233,7 +265,7 @@ async fn run<S>(
         match pdu {
             Pdu::PData { data } => {
                 for pdv in data {
-                    let reply = match handle_pdv(&mut rx, pdv, &contexts, &storage, &site, &transfer, &calling).await {
+                    let reply = match handle_pdv(&mut rx, pdv, &contexts, &storage, site.as_ref(), &transfer, &calling).await {
                         Ok(r) => r,
                         Err(reason) => {
                             tracing::warn!(%reason, "protocol error; aborting association");
@@ -272,7 +304,8 @@ async fn run<S>(
                         let batch: Vec<(u8, Vec<u8>, Option<Vec<u8>>)> = match o {
                             Outgoing::Message { pc_id, command, data } => vec![(pc_id, command, data)],
                             Outgoing::Commitment { pc_id, ts, message_id, request } => {
-                                let outcome = commitment::check(&storage, &site, &request).await;
+                                let Some(site) = &site else { continue };
+                                let outcome = commitment::check(&storage, site, &request).await;
                                 tracing::info!(
                                     transaction = %request.transaction_uid,
                                     committed = outcome.committed.len(),
@@ -287,8 +320,26 @@ async fn run<S>(
                                     }
                                 }
                             }
-                            Outgoing::WorklistFind { pc_id, ts, cmd, identifier } => {
-                                find::worklist(handover, &site, pc_id, &ts, &cmd, &identifier).await
+                            Outgoing::WorklistFind { pc_id, ts, cmd, identifier } => match &site {
+                                Some(site) => find::worklist(handover, site, pc_id, &ts, &cmd, &identifier).await,
+                                None => vec![(pc_id, dimse::find_response(&cmd, Status::UnableToProcess, Some("a workstation has no modality worklist")), None)],
+                            },
+                            Outgoing::QueryFind { pc_id, ts, cmd, identifier } => {
+                                find::query(&storage, scope, &config.ae_title, pc_id, &ts, &cmd, &identifier).await
+                            }
+                            Outgoing::Move { pc_id, cmd, identifier } => {
+                                let rsp = find::move_request(&storage, scope, site.as_ref(), &config.ae_title, &calling, &cmd, &identifier, config.peer_timeout).await;
+                                vec![(pc_id, rsp, None)]
+                            }
+                            Outgoing::Get { pc_id, cmd, identifier } => {
+                                let outcome = find::get_request(&mut assoc, &storage, scope, &contexts, pc_id, &cmd, &identifier).await;
+                                match outcome {
+                                    Ok(rsp) => vec![(pc_id, rsp, None)],
+                                    Err(e) => {
+                                        sent = Err(e);
+                                        break 'out;
+                                    }
+                                }
                             }
                         };
                         for (pc_id, command, data) in batch {
@@ -455,6 +506,12 @@ enum Outgoing {
     Commitment { pc_id: u8, ts: String, message_id: u16, request: commitment::Request },
     /// a Modality Worklist C-FIND: its answers, then the final status
     WorklistFind { pc_id: u8, ts: String, cmd: Command, identifier: crate::mwl::Identifier },
+    /// a Query/Retrieve C-FIND, within the caller's scope
+    QueryFind { pc_id: u8, ts: String, cmd: Command, identifier: crate::mwl::Identifier },
+    /// a C-MOVE: the sub-operations on a new association, then the final status
+    Move { pc_id: u8, cmd: Command, identifier: crate::mwl::Identifier },
+    /// a C-GET: the sub-operations on this association, then the final status
+    Get { pc_id: u8, cmd: Command, identifier: crate::mwl::Identifier },
 }
 
 fn answer(pc_id: u8, command: Vec<u8>) -> Vec<Outgoing> {
@@ -468,7 +525,7 @@ async fn handle_pdv(
     pdv: PDataValue,
     contexts: &[(u8, String, String)],
     storage: &Storage,
-    site: &Site,
+    site: Option<&Site>,
     transfer: &Transfer,
     calling: &str,
 ) -> Result<Reply, String> {
@@ -498,7 +555,13 @@ async fn handle_pdv(
                     let rsp = dimse::response(dimse::C_ECHO_RSP, &cmd, Status::Success, None);
                     Ok(Some((answer(pdv.presentation_context_id, rsp), None)))
                 }
+                dimse::C_STORE_RQ if cmd.has_data_set && site.is_none() => {
+                    tracing::warn!("C-STORE from a workstation's AE title: it stores nothing; refused");
+                    *rx = Rx::Discard { cmd, pc_id: pdv.presentation_context_id };
+                    Ok(None)
+                }
                 dimse::C_STORE_RQ if cmd.has_data_set => {
+                    let Some(site) = site else { unreachable!("checked above") };
                     let announced = Announced {
                         sop_class_uid: if cmd.sop_class_uid.is_empty() { abstract_syntax.clone() } else { cmd.sop_class_uid.clone() },
                         sop_instance_uid: cmd.sop_instance_uid.clone(),
@@ -530,6 +593,17 @@ async fn handle_pdv(
                     Ok(None)
                 }
                 dimse::C_FIND_RQ if cmd.has_data_set => {
+                    *rx = Rx::Request {
+                        cmd,
+                        pc_id: pdv.presentation_context_id,
+                        abstract_syntax: abstract_syntax.clone(),
+                        ts: ts.clone(),
+                        data: Vec::new(),
+                        limit: mwl::MAX_IDENTIFIER,
+                    };
+                    Ok(None)
+                }
+                retrieve::C_MOVE_RQ | retrieve::C_GET_RQ if cmd.has_data_set => {
                     *rx = Rx::Request {
                         cmd,
                         pc_id: pdv.presentation_context_id,
@@ -572,12 +646,19 @@ async fn handle_pdv(
             let Rx::Request { cmd, pc_id, abstract_syntax, ts, data, .. } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
                 unreachable!()
             };
-            if cmd.field == dimse::C_FIND_RQ {
+            if matches!(cmd.field, dimse::C_FIND_RQ | retrieve::C_MOVE_RQ | retrieve::C_GET_RQ) {
                 let out = match find::request(&abstract_syntax, &ts, &cmd, &data) {
-                    Ok(identifier) => Outgoing::WorklistFind { pc_id, ts, cmd, identifier },
+                    Ok(identifier) if abstract_syntax == mwl::SOP_CLASS => Outgoing::WorklistFind { pc_id, ts, cmd, identifier },
+                    Ok(identifier) if cmd.field == dimse::C_FIND_RQ => Outgoing::QueryFind { pc_id, ts, cmd, identifier },
+                    Ok(identifier) if cmd.field == retrieve::C_MOVE_RQ => Outgoing::Move { pc_id, cmd, identifier },
+                    Ok(identifier) => Outgoing::Get { pc_id, cmd, identifier },
                     Err(refusal) => Outgoing::Message { pc_id, command: refusal, data: None },
                 };
                 return Ok(Some((vec![out], None)));
+            }
+            if site.is_none() {
+                // Storage Commitment is for what a site's modality stored
+                return Ok(Some((answer(pc_id, dimse::action_response(&cmd, Status::ProcessingFailure)), None)));
             }
             let request = match commitment::parse_request(&ts, &data) {
                 Ok(r) => r,
@@ -595,6 +676,17 @@ async fn handle_pdv(
                 ],
                 None,
             )))
+        }
+        Rx::Discard { .. } => {
+            if pdv.value_type != PDataValueType::Data {
+                return Err("command PDV received in the middle of a data set".into());
+            }
+            if !pdv.is_last {
+                return Ok(None);
+            }
+            let Rx::Discard { cmd, pc_id } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else { unreachable!() };
+            let rsp = dimse::response(dimse::C_STORE_RSP, &cmd, Status::NotAuthorized, Some("a workstation's AE title stores nothing"));
+            Ok(Some((answer(pc_id, rsp), Some(Err(())))))
         }
         Rx::Data { writer, error, .. } => {
             if pdv.value_type != PDataValueType::Data {

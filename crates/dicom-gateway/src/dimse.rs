@@ -38,6 +38,8 @@ pub enum Status {
     NoSuchSopClass = 0x0118,
     /// Processing failure
     ProcessingFailure = 0x0110,
+    /// Refused: not authorized (a workstation's AE title storing)
+    NotAuthorized = 0x0124,
     /// C-FIND: a match, more may follow
     Pending = 0xFF00,
     /// C-FIND: Unable to process (the query cannot be answered now)
@@ -60,6 +62,8 @@ pub struct Command {
     pub action_type_id: Option<u16>,
     /// a response's status (an N-EVENT-REPORT-RSP from the modality)
     pub status: Option<u16>,
+    /// C-MOVE: Move Destination (0000,0600)
+    pub move_destination: String,
 }
 
 /// Parse a command set (implicit VR little endian, PS3.7 6.3). It comes from any peer that
@@ -107,6 +111,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
         requested_sop_instance_uid: str_of(tags::REQUESTED_SOP_INSTANCE_UID),
         action_type_id: u16_of(tags::ACTION_TYPE_ID).ok(),
         status: u16_of(tags::STATUS).ok(),
+        move_destination: str_of(tags::MOVE_DESTINATION),
     })
 }
 

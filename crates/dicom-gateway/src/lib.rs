@@ -16,6 +16,8 @@ pub mod dimse;
 pub mod export;
 mod find;
 pub mod mwl;
+pub mod qr;
+pub mod retrieve;
 pub mod syntaxes;
 
 use std::future::Future;

@@ -70,6 +70,9 @@ pub struct MwlEntry {
 /// by the binary: the gateway does not depend on the worklist).
 pub trait WorklistSource: Send + Sync + std::fmt::Debug {
     fn modality_worklist(&self, site: SiteId, query: MwlQuery) -> Pin<Box<dyn Future<Output = Result<Vec<MwlEntry>, String>> + Send + '_>>;
+    /// The studies a reading pool's workstation may query and retrieve (the worklist's
+    /// visibility rule, as QIDO applies it to the pool's readers).
+    fn pool_scope(&self, pool: readhub_types::PoolId) -> storage::query::StudyFilter;
 }
 
 /// A source with no orders (tests of the gateway alone).
@@ -79,6 +82,9 @@ pub struct NoWorklist;
 impl WorklistSource for NoWorklist {
     fn modality_worklist(&self, _: SiteId, _: MwlQuery) -> Pin<Box<dyn Future<Output = Result<Vec<MwlEntry>, String>> + Send + '_>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+    fn pool_scope(&self, _: readhub_types::PoolId) -> storage::query::StudyFilter {
+        storage::query::StudyFilter::Nothing
     }
 }
 
