@@ -607,3 +607,44 @@ pub async fn held_by_site(db: &Db, site: SiteId, sop_instance_uids: &[String]) -
     }
     Ok(held)
 }
+
+/// A patient as the index holds it (FHIR `Patient/{pk}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientRow {
+    pub pk: i64,
+    pub site_id: SiteId,
+    pub patient_id: String,
+    pub issuer: String,
+    pub name: String,
+    pub birth_date: String,
+    pub sex: String,
+}
+
+/// One patient by its row, within `scope` (a site's, or any for `All`; none otherwise).
+pub async fn patient(db: &Db, scope: StudyFilter, pk: i64) -> Result<Option<PatientRow>, Error> {
+    let row = sqlx::query(
+        "SELECT id, site_id, patient_id, issuer, COALESCE(name, ''), COALESCE(birth_date, ''), COALESCE(sex, '') FROM patients WHERE id = $1",
+    )
+    .bind(pk)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(Error::db("select patient"))?;
+    let Some(r) = row else { return Ok(None) };
+    let p = PatientRow { pk: r.get(0), site_id: r.get(1), patient_id: r.get(2), issuer: r.get(3), name: r.get(4), birth_date: r.get(5), sex: r.get(6) };
+    Ok(match scope {
+        StudyFilter::All => Some(p),
+        StudyFilter::Site(s) if s == p.site_id => Some(p),
+        _ => None,
+    })
+}
+
+/// The patient row of a site's study.
+pub async fn patient_of_study(db: &Db, site: SiteId, study_uid: &str) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query("SELECT patient_id FROM studies WHERE site_id = $1 AND study_uid = $2")
+        .bind(site)
+        .bind(study_uid)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select study patient"))?
+        .map(|r| r.get(0)))
+}

@@ -68,6 +68,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/orders", "1OFFOOOO"),
     ("POST", "/api/orders", "1OFFOOFF"),
     ("POST", "/api/orders/{id}/cancel", "1OFFONFF"),
+    // FHIR: a site's accounts order (an admin names the site); reports and patients as the
+    // JSON API scopes them (readers through their items)
+    ("POST", "/fhir/ServiceRequest", "1OFFOOOO"),
+    ("GET", "/fhir/DiagnosticReport", "1OFFOOOO"),
+    ("GET", "/fhir/Patient/{id}", "1OFFONON"),
     ("POST", "/api/admin/sites/{name}/certificates", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/certificates/{fingerprint}", "1OFFFFFF"),
     ("GET", "/api/admin/audit", "1OFFFFFF"),
@@ -217,6 +222,7 @@ async fn authorization_matrix(backend: Backend) {
     let (code_, out) = hub.storescu("MODA", &[], &[data("pydicom/test_files/waveform_ecg.dcm")]).await;
     assert_eq!(code_, 0, "{out}");
     let (ecg_study, ecg_series, ecg_sop, _) = sop_of(&data("pydicom/test_files/waveform_ecg.dcm"));
+    let patient_a = storage::query::patient_of_study(&hub.storage.db, a.id, study).await.unwrap().unwrap();
 
     let fill = |route: &str| -> String {
         let waveform = route.starts_with("/api/waveforms/") || route.starts_with("/api/ecg/");
@@ -227,6 +233,7 @@ async fn authorization_matrix(backend: Backend) {
                 "{id}" if route.starts_with("/api/critical/") => critical["id"].to_string(),
                 "{id}" if route.starts_with("/api/alerts/") => alert.to_string(),
                 "{id}" if route.starts_with("/api/orders/") => order.to_string(),
+                "{id}" if route.starts_with("/fhir/Patient/") => patient_a.to_string(),
                 "{sender}" => "HISZ".into(),
                 "{id}" => item.to_string(),
                 "{study}" if waveform => ecg_study.clone(),
@@ -251,6 +258,7 @@ async fn authorization_matrix(backend: Backend) {
         match route {
             // the query it needs to be more than a 400
             "/api/stats/turnaround" => format!("{path}?from=2026-01-01&to=2026-12-31&by=site"),
+            "/fhir/DiagnosticReport" => format!("{path}?patient.identifier=P-AUTHZ"),
             _ => path,
         }
     };

@@ -224,3 +224,138 @@ async fn results_reach_his_fhir_and_pacs(backend: Backend) {
 }
 
 on_both!(results_reach_his_fhir_and_pacs);
+
+/// Every resource, validated by fhir.resources: "ok" or why not.
+async fn fhir_valid(docs: &[&Value]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![root().join("tests/peers/fhir_check.py").display().to_string()];
+    for (k, d) in docs.iter().enumerate() {
+        let p = dir.path().join(format!("{k}.json"));
+        std::fs::write(&p, d.to_string()).unwrap();
+        args.push(p.display().to_string());
+    }
+    let out = tokio::process::Command::new(common::python()).args(&args).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn service_request(accession: &str) -> Value {
+    json!({
+        "resourceType": "ServiceRequest",
+        "contained": [{
+            "resourceType": "Patient", "id": "p1",
+            "identifier": [{ "system": "urn:oid:2.16.156.1.1", "value": "P-FHIR" }],
+            "name": [{ "family": "Wang", "given": ["Wu"] }, { "family": "王", "given": ["五"] }],
+            "gender": "female", "birthDate": "1975-06-01"
+        }],
+        "identifier": [
+            { "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN" }] }, "value": accession },
+            { "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC" }] }, "value": format!("HIS-{accession}") }
+        ],
+        "status": "active", "intent": "order", "priority": "stat",
+        "code": { "coding": [{ "system": "http://dicom.nema.org/resources/ontology/DCM", "code": "DX" }, { "system": "urn:his:procedures", "code": "CHEST2", "display": "胸部正侧位" }] },
+        "subject": { "reference": "#p1" },
+        "occurrenceDateTime": "2026-12-02T10:00:00+08:00",
+        "requester": { "display": "赵 医生" },
+        "reasonCode": [{ "text": "外伤后胸痛" }],
+        "note": [{ "text": "高血压病史十年" }]
+    })
+}
+
+/// FHIR: a site's system orders by `POST /fhir/ServiceRequest` (Patient contained); a
+/// resource that does not validate gets an OperationOutcome naming the field, a duplicate
+/// accession 409; once the study is read, `GET /fhir/DiagnosticReport` by the patient's
+/// identifier or by `Patient/{id}` finds the report, and `GET /fhir/Patient/{id}` the patient,
+/// scoped like the reports; all of it valid for fhir.resources.
+async fn fhir_orders_in_reports_out(backend: Backend) {
+    if !common::peer_present("READHUB_TEST_PYTHON", "fhir.resources") {
+        return;
+    }
+    let hub = Hub::start(backend).await;
+    let site = hub.site("Township-1", &["MOD1"], None).await;
+    hub.site("Township-2", &["MOD2"], None).await;
+    let tech = hub.user("tech1", Role::Technician, Some("Township-1")).await;
+    let doc = hub.user("doc1", Role::Referrer, Some("Township-1")).await;
+    let other = hub.user("tech2", Role::Technician, Some("Township-2")).await;
+    let rad = hub.user("rad", Role::Reader, Some("imaging")).await;
+
+    let sr = service_request("FH001");
+    let (code, body) = hub.send(&doc, Method::POST, "/fhir/ServiceRequest", Some(sr.clone())).await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["resourceType"], "ServiceRequest");
+    let order = hub.worklist.order_by_accession(site.id, "FH001").await.unwrap();
+    assert_eq!(order.patient.name, "Wang^Wu=王^五");
+    assert_eq!((order.patient.sex.as_str(), order.patient.birth_date.as_str()), ("F", "19750601"));
+    assert_eq!(order.priority, worklist::Priority::Stat);
+    assert_eq!((order.clinical_question.as_str(), order.clinical_history.as_str()), ("外伤后胸痛", "高血压病史十年"));
+    assert_eq!((order.modality.as_str(), order.procedure_description.as_str(), order.placer_order_number.as_str()), ("DX", "胸部正侧位", "HIS-FH001"));
+    assert_eq!(order.scheduled_date, "20261202");
+    // on the modality worklist
+    let mwl = hub.worklist.modality_worklist(site.id, &worklist::orders::WorklistQuery { modality: "DX".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(mwl.len(), 1);
+
+    // what does not validate: an OperationOutcome naming it
+    let mut no_status = service_request("FH002");
+    no_status.as_object_mut().unwrap().remove("status");
+    let mut no_acc = service_request("FH003");
+    no_acc["identifier"] = json!([]);
+    let mut no_modality = service_request("FH004");
+    no_modality["code"] = json!({ "text": "chest" });
+    let mut bad_gender = service_request("FH005");
+    bad_gender["contained"][0]["gender"] = json!("F");
+    let mut dangling = service_request("FH006");
+    dangling["subject"] = json!({ "reference": "#nobody" });
+    for (sr, names) in [(no_status, "status"), (no_acc, "ACSN"), (no_modality, "modality"), (bad_gender, "gender"), (dangling, "#nobody")] {
+        let (code, body) = hub.send(&tech, Method::POST, "/fhir/ServiceRequest", Some(sr)).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+        assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains(names), "{body}");
+        assert_eq!(fhir_valid(&[&body]).await, vec!["ok"], "{body}");
+    }
+    let (code, body) = hub.send(&tech, Method::POST, "/fhir/ServiceRequest", Some(service_request("FH001"))).await;
+    assert_eq!((code, body["issue"][0]["code"].as_str()), (409, Some("duplicate")), "{body}");
+    let (code, body) = hub.send(&rad, Method::POST, "/fhir/ServiceRequest", Some(service_request("FH009"))).await;
+    assert_eq!(code, 403, "a reader does not order: {body}");
+
+    // the study comes and is read
+    let dir = tempfile::tempdir().unwrap();
+    let ds = common::synthetic_sc_with_accession(Some(b"ISO_IR 192"), "Wang^Wu=王^五".as_bytes(), "P-FHIR", &order.study_uid, &format!("{}.1.1", order.study_uid), Some("FH001"));
+    let file = dir.path().join("fh.dcm");
+    std::fs::write(&file, common::part10(common::SC, &format!("{}.1.1", order.study_uid), &ds)).unwrap();
+    assert_eq!(hub.storescu("MOD1", &[], &[file]).await.0, 0);
+    hub.eventually("ready", || async { hub.queue(&rad).await.iter().any(|i| i["patient_id"] == "P-FHIR" && i["state"] == "ready") }).await;
+    let item = hub.queue(&rad).await.iter().find(|i| i["patient_id"] == "P-FHIR").unwrap()["id"].as_i64().unwrap();
+    assert_eq!(hub.send(&rad, Method::POST, &format!("/api/worklist/{item}/claim"), None).await.0, 200);
+    assert_eq!(hub.send(&rad, Method::PUT, &format!("/api/worklist/{item}/report"), Some(json!({"findings": "左侧第5肋骨折", "impression": "左侧第5肋骨骨折"}))).await.0, 200);
+    assert_eq!(hub.send(&rad, Method::POST, &format!("/api/worklist/{item}/report/sign"), None).await.0, 200);
+
+    // the site's system finds it by the patient's identifier, or by Patient/{id}
+    let bundle = hub.get_json(&doc, "/fhir/DiagnosticReport?patient.identifier=P-FHIR").await;
+    assert_eq!(bundle["resourceType"], "Bundle", "{bundle}");
+    assert_eq!(bundle["total"], 1, "{bundle}");
+    let dr = &bundle["entry"][0]["resource"];
+    assert_eq!((dr["status"].as_str(), dr["conclusion"].as_str()), (Some("final"), Some("左侧第5肋骨骨折")), "{dr}");
+    assert_eq!(dr["basedOn"][0]["identifier"]["value"], "FH001", "{dr}");
+    let patient_ref = dr["subject"]["reference"].as_str().unwrap().to_string();
+    assert!(patient_ref.starts_with("Patient/"), "{dr}");
+    let pdf_url = dr["presentedForm"][0]["url"].as_str().unwrap();
+    let pdf = hub.get(&doc, pdf_url.trim_start_matches(&hub.base)).await;
+    assert_eq!(pdf.status(), 200);
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF-"));
+    let by_ref = hub.get_json(&doc, &format!("/fhir/DiagnosticReport?patient={patient_ref}")).await;
+    assert_eq!(by_ref["total"], 1, "{by_ref}");
+    let patient = hub.get_json(&doc, &format!("/fhir/{patient_ref}")).await;
+    // the patient as the index holds it (what the modality sent: this one sent no sex or birth date)
+    assert_eq!(patient["resourceType"], "Patient", "{patient}");
+    assert_eq!(patient["name"][1]["text"], "王 五", "{patient}");
+    assert_eq!(patient["identifier"][0]["value"], "P-FHIR", "{patient}");
+    assert_eq!(fhir_valid(&[&bundle, &by_ref, &patient]).await, vec!["ok", "ok", "ok"]);
+    // another site sees nothing of it
+    let none = hub.get_json(&other, "/fhir/DiagnosticReport?patient.identifier=P-FHIR").await;
+    assert_eq!(none["total"], 0, "{none}");
+    assert_eq!(hub.get(&other, &format!("/fhir/{patient_ref}")).await.status(), 404);
+    assert_eq!(hub.get(&other, &format!("/fhir/DiagnosticReport?patient={patient_ref}")).await.status(), 404);
+    hub.stop().await;
+}
+
+on_both!(fhir_orders_in_reports_out);

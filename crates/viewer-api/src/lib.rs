@@ -202,6 +202,9 @@ route_table! {
     GET "/api/admin/results" => api::admin::results_outbox;
     DELETE "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::remove_hl7_sender;
     GET "/api/orders" => api::orders::list;
+    POST "/fhir/ServiceRequest" => api::fhir::create_service_request;
+    GET "/fhir/DiagnosticReport" => api::fhir::search_diagnostic_reports;
+    GET "/fhir/Patient/{id}" => api::fhir::read_patient;
     POST "/api/orders" => api::orders::place;
     POST "/api/orders/{id}/cancel" => api::orders::cancel;
     POST "/api/admin/sites/{name}/certificates" => api::admin::bind_certificate;

@@ -63,6 +63,10 @@ pub struct ReportSearch {
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: i64,
+    /// one patient: by Patient ID (and issuer), or by the patient's row
+    pub patient_id: Option<String>,
+    pub issuer: Option<String>,
+    pub patient_pk: Option<i64>,
 }
 
 /// A signed note appended to a final report.
@@ -563,7 +567,8 @@ impl Worklist {
             report_select!(
                 "WHERE ($1 IS NULL OR r.site_id = $1) AND r.status = 'final' \
                    AND ($2 IS NULL OR LOWER(p.patient_id) LIKE $2 OR LOWER(COALESCE(p.name, '')) LIKE $2) \
-                   AND ($3 IS NULL OR st.study_date >= $3) AND ($4 IS NULL OR st.study_date <= $4)"
+                   AND ($3 IS NULL OR st.study_date >= $3) AND ($4 IS NULL OR st.study_date <= $4) \
+                   AND ($6 IS NULL OR p.patient_id = $6) AND ($7 IS NULL OR p.issuer = $7) AND ($8 IS NULL OR p.id = $8)"
             ),
             ") x ORDER BY (x.open_critical_id IS NULL), (x.delivered_at IS NOT NULL), x.signed_at DESC, x.id DESC LIMIT $5"
         ))
@@ -572,6 +577,9 @@ impl Worklist {
         .bind(search.from.clone())
         .bind(search.to.clone())
         .bind(if search.limit > 0 { search.limit } else { 500 })
+        .bind(search.patient_id.clone())
+        .bind(search.issuer.clone())
+        .bind(search.patient_pk)
         .fetch_all(self.db.pool())
         .await
         .map_err(Error::db("list reports"))?;

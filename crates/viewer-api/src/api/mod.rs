@@ -13,6 +13,7 @@ pub mod session;
 pub mod waveforms;
 pub mod items;
 pub mod orders;
+pub mod fhir;
 
 pub(crate) use reports::readable_report;
 pub(crate) use items::visible_item;

@@ -78,7 +78,7 @@ pub async fn reports(State(st): State<AppState>, caller: Caller, Query(q): Query
         Scope::Pool(_) => return Err(ApiError::Forbidden("readers find reports through their worklist items".into())),
         Scope::Nothing => return Err(ApiError::Forbidden("you belong to no site".into())),
     };
-    let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000) };
+    let search = worklist::reports::ReportSearch { text: q.q, from: date(q.from)?, to: date(q.to)?, limit: q.limit.unwrap_or(500).clamp(1, 2000), ..Default::default() };
     Ok(Json(st.worklist.site_reports(site, &search).await?))
 }
 
