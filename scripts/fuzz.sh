@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-120}
 shift || true
-ALL=(pdu command_set header_walk charset stow_multipart qido_query frame_list waveform ecg_file commitment_request)
+ALL=(pdu command_set header_walk charset stow_multipart qido_query frame_list waveform ecg_file commitment_request hl7_message find_identifier)
 TARGETS=("${@:-${ALL[@]}}")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 

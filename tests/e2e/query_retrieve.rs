@@ -139,6 +139,25 @@ async fn workstation_and_sites_query_and_retrieve(backend: Backend) {
     let (_, out) = dcmtk("getscu", &get("MOD1", &ct_study, g2.path())).await;
     assert_eq!(files_dumped(g2.path()).len(), 0, "another site's study is not retrieved: {out}");
 
+    // pynetdicom as the workstation: C-FIND of its pool's studies, C-GET of one
+    let py = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(common::python()).arg(root().join("tests/peers/qr_scu.py")).args(&args).kill_on_drop(true).output();
+        let out = tokio::time::timeout(Duration::from_secs(90), out).await.expect("the pynetdicom workstation hung").unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    if common::peer_present("READHUB_TEST_PYTHON", "pynetdicom") {
+        let port = hub.dimse_port.to_string();
+        let r = py(vec!["find".into(), port.clone(), "WS1".into(), "STUDY".into(), "StudyInstanceUID=".into(), "PatientID=".into(), "ModalitiesInStudy=".into()]).await;
+        assert_eq!(r["status"], 0, "{r}");
+        assert_eq!(r["answers"].as_array().unwrap().len(), 2, "{r}");
+        let r = py(vec!["find".into(), port.clone(), "MOD2".into(), "STUDY".into(), "StudyInstanceUID=".into()]).await;
+        assert_eq!(r["answers"], json!([{ "StudyInstanceUID": ct_study }]), "{r}");
+        let r = py(vec!["get".into(), port.clone(), "WS1".into(), ct_study.clone()]).await;
+        assert_eq!((r["status"].as_i64(), r["completed"].as_i64(), r["failed"].as_i64()), (Some(0), Some(1), Some(0)), "{r}");
+        assert_eq!(r["received"].as_array().unwrap().len(), 1, "{r}");
+    }
+
     // a workstation stores nothing
     let (code, out) = hub.storescu("WS1", &["-v"], &[ct.clone()]).await;
     assert_ne!(code, 0, "{out}");

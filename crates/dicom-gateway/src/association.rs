@@ -343,7 +343,7 @@ async fn run<S>(
                             }
                         };
                         for (pc_id, command, data) in batch {
-                            for msg in messages(pc_id, command, data, max) {
+                            for msg in dimse::message_pdus(pc_id, command, data.as_deref(), max) {
                                 sent = assoc.send(&msg).await;
                                 if sent.is_err() {
                                     break 'out;
@@ -387,28 +387,6 @@ async fn run<S>(
     }
     end_transfer(&storage, handover, &transfer, handed_over).await;
     trail.record(handover, stored, failed).await;
-}
-
-/// An outgoing message as P-DATA PDUs: the command set in one, the data set cut to the
-/// peer's maximum PDU length (less the PDU and PDV headers).
-fn messages(pc_id: u8, command: Vec<u8>, data: Option<Vec<u8>>, peer_max_pdu: u32) -> Vec<Pdu> {
-    let mut out = vec![Pdu::PData {
-        data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: command }],
-    }];
-    if let Some(data) = data {
-        // a peer that says 0 (no limit) or less than a few kilobytes gets 16 KiB pieces
-        let chunk = match peer_max_pdu as usize {
-            0 => 16 * 1024,
-            m => m.saturating_sub(12).max(1024),
-        };
-        let n = data.len().div_ceil(chunk).max(1);
-        for (k, piece) in data.chunks(chunk).enumerate() {
-            out.push(Pdu::PData {
-                data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
-            });
-        }
-    }
-    out
 }
 
 /// What the audit trail keeps of an association: one row per study it stored into (or
@@ -581,37 +559,11 @@ async fn handle_pdv(
                     };
                     Ok(None)
                 }
-                dimse::N_ACTION_RQ if cmd.has_data_set && abstract_syntax == commitment::SOP_CLASS => {
-                    *rx = Rx::Request {
-                        cmd,
-                        pc_id: pdv.presentation_context_id,
-                        abstract_syntax: abstract_syntax.clone(),
-                        ts: ts.clone(),
-                        data: Vec::new(),
-                        limit: commitment::MAX_REQUEST_BYTES,
-                    };
-                    Ok(None)
-                }
-                dimse::C_FIND_RQ if cmd.has_data_set => {
-                    *rx = Rx::Request {
-                        cmd,
-                        pc_id: pdv.presentation_context_id,
-                        abstract_syntax: abstract_syntax.clone(),
-                        ts: ts.clone(),
-                        data: Vec::new(),
-                        limit: mwl::MAX_IDENTIFIER,
-                    };
-                    Ok(None)
-                }
-                retrieve::C_MOVE_RQ | retrieve::C_GET_RQ if cmd.has_data_set => {
-                    *rx = Rx::Request {
-                        cmd,
-                        pc_id: pdv.presentation_context_id,
-                        abstract_syntax: abstract_syntax.clone(),
-                        ts: ts.clone(),
-                        data: Vec::new(),
-                        limit: mwl::MAX_IDENTIFIER,
-                    };
+                dimse::N_ACTION_RQ | dimse::C_FIND_RQ | retrieve::C_MOVE_RQ | retrieve::C_GET_RQ
+                    if cmd.has_data_set && (cmd.field != dimse::N_ACTION_RQ || abstract_syntax == commitment::SOP_CLASS) =>
+                {
+                    let limit = if cmd.field == dimse::N_ACTION_RQ { commitment::MAX_REQUEST_BYTES } else { mwl::MAX_IDENTIFIER };
+                    *rx = Rx::Request { cmd, pc_id: pdv.presentation_context_id, abstract_syntax: abstract_syntax.clone(), ts: ts.clone(), data: Vec::new(), limit };
                     Ok(None)
                 }
                 dimse::C_CANCEL_RQ => {

@@ -141,27 +141,19 @@ pub fn response(
         let ascii: String = comment.chars().filter(|c| c.is_ascii() && *c != '\\').take(64).collect();
         elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, dicom_value!(Str, ascii)));
     }
-    let obj = InMemDicomObject::command_from_element_iter(elements);
-    let mut out = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("writing a command set to memory cannot fail");
-    out
+    encode_command(elements)
 }
 
 /// A C-STORE-RQ command set, as an SCU sends it (results back to a site's PACS).
 pub fn store_request(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u8> {
-    let obj = InMemDicomObject::command_from_element_iter([
+    encode_command(vec![
         DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, pad_uid(sop_class))),
         DataElement::new(tags::COMMAND_FIELD, VR::US, dicom_value!(U16, [C_STORE_RQ])),
         DataElement::new(tags::MESSAGE_ID, VR::US, dicom_value!(U16, [message_id])),
         DataElement::new(tags::PRIORITY, VR::US, dicom_value!(U16, [0x0000])),
         DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [0x0000])),
         DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, dicom_value!(Str, pad_uid(sop_instance))),
-    ]);
-    let mut out = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("writing a command set to memory cannot fail");
-    out
+    ])
 }
 
 /// A C-FIND-RSP: Pending with an identifier following, or the final status without one.
@@ -177,11 +169,7 @@ pub fn find_response(rq: &Command, status: Status, error_comment: Option<&str>) 
         let ascii: String = comment.chars().filter(|c| c.is_ascii() && *c != '\\').take(64).collect();
         elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, dicom_value!(Str, ascii)));
     }
-    let obj = InMemDicomObject::command_from_element_iter(elements);
-    let mut out = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("writing a command set to memory cannot fail");
-    out
+    encode_command(elements)
 }
 
 /// The N-ACTION-RSP to a Storage Commitment request (PS3.7 10.3.4).
@@ -197,10 +185,37 @@ pub fn action_response(rq: &Command, status: Status) -> Vec<u8> {
     if let Some(a) = rq.action_type_id {
         elements.push(DataElement::new(tags::ACTION_TYPE_ID, VR::US, dicom_value!(U16, [a])));
     }
+    encode_command(elements)
+}
+
+/// A command set from its elements, encoded implicit VR little endian (PS3.7 6.3.1).
+pub(crate) fn encode_command(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
     let obj = InMemDicomObject::command_from_element_iter(elements);
     let mut out = Vec::with_capacity(256);
     obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .expect("writing a command set to memory cannot fail");
+    out
+}
+
+/// A message as P-DATA PDUs: the command set in one, the data set cut to the peer's maximum
+/// PDU length (less the PDU and PDV headers); a peer that says 0 (no limit) gets 16 KiB.
+pub fn message_pdus(pc_id: u8, command: Vec<u8>, data: Option<&[u8]>, peer_max_pdu: u32) -> Vec<dicom_ul::Pdu> {
+    use dicom_ul::pdu::{PDataValue, PDataValueType};
+    let mut out = vec![dicom_ul::Pdu::PData {
+        data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: command }],
+    }];
+    if let Some(data) = data {
+        let chunk = match peer_max_pdu as usize {
+            0 => 16 * 1024,
+            m => m.saturating_sub(12).max(1024),
+        };
+        let n = data.len().div_ceil(chunk).max(1);
+        for (k, piece) in data.chunks(chunk).enumerate() {
+            out.push(dicom_ul::Pdu::PData {
+                data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
+            });
+        }
+    }
     out
 }
 

@@ -9,7 +9,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
-use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::pdu::PDataValueType;
 use dicom_ul::{ClientAssociationOptions, Pdu};
 
 use crate::dimse;
@@ -139,17 +139,7 @@ pub async fn c_store(dest: &StoreDestination, sop_class: &str, sop_instance: &st
             use dicom_ul::association::Association;
             assoc.peer_max_pdu_length()
         };
-        let mut pdus = vec![Pdu::PData { data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Command, is_last: true, data: command }] }];
-        let chunk = match max as usize {
-            0 => 16 * 1024,
-            m => m.saturating_sub(12).max(1024),
-        };
-        let n = data.len().div_ceil(chunk).max(1);
-        for (k, piece) in data.chunks(chunk).enumerate() {
-            pdus.push(Pdu::PData {
-                data: vec![PDataValue { presentation_context_id: pc, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }],
-            });
-        }
+        let pdus = dimse::message_pdus(pc, command, Some(&data), max);
         for p in &pdus {
             assoc.send(p).await.map_err(|e| format!("sending to {}: {e}", dest.called_ae))?;
         }

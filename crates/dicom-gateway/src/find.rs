@@ -138,7 +138,7 @@ where
     let mut c = Counts { remaining: found.len().min(u16::MAX as usize) as u16, ..Default::default() };
     for (k, inst) in found.iter().enumerate() {
         c.remaining = c.remaining.saturating_sub(1);
-        let Some((pc, _, _)) = contexts.iter().find(|(_, a, t)| *a == inst.sop_class_uid && *t == inst.transfer_syntax_uid) else {
+        let Some((pc, _, ts)) = retrieve::context_for(contexts, inst) else {
             tracing::warn!(sop_class = %inst.sop_class_uid, ts = %inst.transfer_syntax_uid, "C-GET: the requester accepted no context for this instance as stored");
             c.failed += 1;
             continue;
@@ -151,11 +151,15 @@ where
                 continue;
             }
         };
-        let Ok(data) = retrieve::data_set_of(&file) else {
-            c.failed += 1;
-            continue;
+        let data = match retrieve::data_set_of(&file).and_then(|d| retrieve::in_syntax(d, &inst.transfer_syntax_uid, ts)) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "C-GET sub-operation failed");
+                c.failed += 1;
+                continue;
+            }
         };
-        for p in retrieve::store_messages(*pc, 0x8000u16.wrapping_add(k as u16), inst, data, max, None) {
+        for p in retrieve::store_messages(*pc, 0x8000u16.wrapping_add(k as u16), inst, &data, max, None) {
             assoc.send(&p).await?;
         }
         // its C-STORE-RSP (a C-CANCEL ends the retrieve)
@@ -175,11 +179,7 @@ where
                 _ => break 0xFFFF,
             }
         };
-        match status {
-            0x0000 => c.completed += 1,
-            s if s & 0xF000 == 0xB000 => c.warning += 1,
-            _ => c.failed += 1,
-        }
+        c.add(status);
     }
     tracing::info!(completed = c.completed, failed = c.failed, "C-GET");
     Ok(rsp(retrieve::final_status(c), c, None))

@@ -6,9 +6,7 @@
 
 use dicom_core::{dicom_value, DataElement, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
-use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::pdu::PDataValueType;
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use storage::query::InstanceRow;
 use storage::Storage;
@@ -57,10 +55,18 @@ pub fn retrieve_response(field: u16, rq: &Command, status: u16, c: Counts, comme
         let ascii: String = comment.chars().filter(|c| c.is_ascii() && *c != '\\').take(64).collect();
         elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, dicom_value!(Str, ascii)));
     }
-    let obj = InMemDicomObject::command_from_element_iter(elements);
-    let mut out = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased()).expect("writing a command set to memory cannot fail");
-    out
+    dimse::encode_command(elements)
+}
+
+impl Counts {
+    /// Count a sub-operation's C-STORE status: success, warning (0xBxxx) or failure.
+    pub fn add(&mut self, status: u16) {
+        match status {
+            0x0000 => self.completed += 1,
+            s if s & 0xF000 == 0xB000 => self.warning += 1,
+            _ => self.failed += 1,
+        }
+    }
 }
 
 /// The final status of a retrieve from its counts.
@@ -100,19 +106,36 @@ pub fn store_messages(pc_id: u8, message_id: u16, inst: &InstanceRow, data: &[u8
         elements.push(DataElement::new(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE, VR::AE, dicom_value!(Str, ae.to_string())));
         elements.push(DataElement::new(tags::MOVE_ORIGINATOR_MESSAGE_ID, VR::US, dicom_value!(U16, [id])));
     }
-    let obj = InMemDicomObject::command_from_element_iter(elements);
-    let mut command = Vec::with_capacity(256);
-    obj.write_dataset_with_ts(&mut command, &IMPLICIT_VR_LITTLE_ENDIAN.erased()).expect("writing a command set to memory cannot fail");
-    let mut out = vec![Pdu::PData { data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: command }] }];
-    let chunk = match peer_max_pdu as usize {
-        0 => 16 * 1024,
-        m => m.saturating_sub(12).max(1024),
-    };
-    let n = data.len().div_ceil(chunk).max(1);
-    for (k, piece) in data.chunks(chunk).enumerate() {
-        out.push(Pdu::PData { data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Data, is_last: k + 1 == n, data: piece.to_vec() }] });
+    dimse::message_pdus(pc_id, dimse::encode_command(elements), Some(data), peer_max_pdu)
+}
+
+/// The uncompressed syntaxes one instance can be re-encoded between without touching its
+/// pixel data.
+const NATIVE: [&str; 3] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"];
+
+/// The context an instance goes on: one of its SOP class in its stored syntax, else (for an
+/// uncompressed instance) one in another uncompressed syntax it is re-encoded to.
+pub fn context_for<'a>(accepted: &'a [(u8, String, String)], inst: &InstanceRow) -> Option<&'a (u8, String, String)> {
+    let of_class = || accepted.iter().filter(|(_, a, _)| *a == inst.sop_class_uid);
+    of_class()
+        .find(|(_, _, t)| *t == inst.transfer_syntax_uid)
+        .or_else(|| NATIVE.contains(&inst.transfer_syntax_uid.as_str()).then(|| of_class().find(|(_, _, t)| NATIVE.contains(&t.as_str()))).flatten())
+}
+
+/// The data set in the context's syntax: as stored, or re-encoded between uncompressed ones.
+pub fn in_syntax<'a>(data: &'a [u8], stored: &str, wanted: &str) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    use dicom_encoding::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    if stored == wanted {
+        return Ok(std::borrow::Cow::Borrowed(data));
     }
-    out
+    let (Some(from), Some(to)) = (TransferSyntaxRegistry.get(stored), TransferSyntaxRegistry.get(wanted)) else {
+        return Err(format!("transfer syntax {stored} or {wanted} is not known"));
+    };
+    let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(data, from).map_err(|e| format!("the stored instance cannot be read: {e}"))?;
+    let mut out = Vec::with_capacity(data.len() + 1024);
+    obj.write_dataset_with_ts(&mut out, to).map_err(|e| format!("the instance cannot be written in {wanted}: {e}"))?;
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// The stored bytes of an instance.
@@ -136,7 +159,11 @@ pub async fn move_to(storage: &Storage, our_ae: &str, dest_ae: &str, host: &str,
         return Err(format!("{} kinds of instance in one move: more than one association's 128 presentation contexts", pairs.len()));
     }
     for (class, ts) in &pairs {
-        options = options.with_presentation_context(class.clone(), vec![ts.clone()]);
+        let mut offer = vec![ts.clone()];
+        if NATIVE.contains(&ts.as_str()) {
+            offer.extend(NATIVE.iter().filter(|t| *t != ts).map(|t| t.to_string()));
+        }
+        options = options.with_presentation_context(class.clone(), offer);
     }
     let mut assoc = options
         .establish_async((host, port))
@@ -155,7 +182,7 @@ pub async fn move_to(storage: &Storage, our_ae: &str, dest_ae: &str, host: &str,
     let mut c = Counts { remaining: found.len().min(u16::MAX as usize) as u16, ..Default::default() };
     for (k, inst) in found.iter().enumerate() {
         c.remaining = c.remaining.saturating_sub(1);
-        let Some((pc, _, _)) = accepted.iter().find(|(_, a, t)| *a == inst.sop_class_uid && *t == inst.transfer_syntax_uid) else {
+        let Some((pc, _, ts)) = context_for(&accepted, inst) else {
             c.failed += 1;
             continue;
         };
@@ -167,8 +194,15 @@ pub async fn move_to(storage: &Storage, our_ae: &str, dest_ae: &str, host: &str,
                 continue;
             }
         };
-        let data = data_set_of(&file)?;
-        for p in store_messages(*pc, (k + 1) as u16, inst, data, max, Some(origin)) {
+        let data = match data_set_of(&file).and_then(|d| in_syntax(d, &inst.transfer_syntax_uid, ts)) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "C-MOVE sub-operation failed");
+                c.failed += 1;
+                continue;
+            }
+        };
+        for p in store_messages(*pc, (k + 1) as u16, inst, &data, max, Some(origin)) {
             assoc.send(&p).await.map_err(|e| format!("sending to {dest_ae}: {e}"))?;
         }
         let status = loop {
@@ -181,11 +215,7 @@ pub async fn move_to(storage: &Storage, our_ae: &str, dest_ae: &str, host: &str,
                 other => return Err(format!("{dest_ae} answered {other:?} instead of a C-STORE response")),
             }
         };
-        match status {
-            0x0000 => c.completed += 1,
-            s if s & 0xF000 == 0xB000 => c.warning += 1,
-            _ => c.failed += 1,
-        }
+        c.add(status);
     }
     let _ = assoc.release().await;
     Ok(c)

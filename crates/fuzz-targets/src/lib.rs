@@ -18,7 +18,41 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("waveform", waveform),
     ("ecg_file", ecg_file),
     ("commitment_request", commitment_request),
+    ("hl7_message", hl7_message),
+    ("find_identifier", find_identifier),
 ];
+
+/// An HL7 v2 message as a HIS sends it over MLLP: decoded as MSH-18 says, parsed, read as an
+/// order, and acknowledged, as the MLLP listener does (without the database).
+pub fn hl7_message(data: &[u8]) {
+    let us = hl7::Us { application: "READHUB".into(), facility: "HUB".into(), utc_offset_hours: 8 };
+    match hl7::message::decode(data) {
+        Ok(inbound) => {
+            let outcome = match hl7::message::parse(&inbound.text) {
+                Ok(msg) => hl7::orders::read_order(&msg, &inbound.header, 8).map(|o| o.order.accession_number),
+                Err(nak) => Err(nak),
+            };
+            let _ = hl7::message::ack(&us, &inbound.header, inbound.charset, &outcome, 0);
+        }
+        Err(nak) => {
+            let _ = hl7::message::ack(&us, &Default::default(), hl7::Charset::Utf8, &Err(nak), 0);
+        }
+    }
+}
+
+/// A C-FIND identifier as a modality or workstation sends it (the first byte picks the
+/// transfer syntax): read, its character set applied, its worklist keys and Q/R level taken.
+pub fn find_identifier(data: &[u8]) {
+    let [ts, rest @ ..] = data else { return };
+    let ts = SYNTAXES[usize::from(*ts) % SYNTAXES.len()];
+    if let Ok(id) = dicom_gateway::mwl::parse_identifier(ts, rest) {
+        let q = dicom_gateway::mwl::query_of(&id);
+        let _ = dicom_gateway::qr::Level::of(&id);
+        let entry = dicom_gateway::mwl::MwlEntry { patient_name: q.patient_name, ..Default::default() };
+        let cs = dicom_gateway::mwl::answer_charset(&id, std::slice::from_ref(&entry));
+        let _ = dicom_gateway::mwl::answer(&id, &entry, cs.as_deref());
+    }
+}
 
 /// A Storage Commitment N-ACTION data set as a modality sends it; the first byte picks the
 /// transfer syntax.

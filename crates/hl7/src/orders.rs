@@ -92,15 +92,7 @@ fn person_name(repeats: &[Vec<String>]) -> String {
         }
         s
     };
-    let groups: Vec<String> = repeats.iter().map(group).filter(|g| !g.is_empty()).collect();
-    let alpha = groups.iter().find(|g| g.is_ascii());
-    let ideo = groups.iter().find(|g| !g.is_ascii());
-    match (alpha, ideo) {
-        (Some(a), Some(i)) => format!("{a}={i}"),
-        (Some(a), None) => a.clone(),
-        (None, Some(i)) => i.clone(),
-        (None, None) => String::new(),
-    }
+    readhub_types::pn::from_groups(repeats.iter().map(group))
 }
 
 fn priority_of(code: &str) -> Priority {

@@ -4,6 +4,7 @@
 
 pub mod ids;
 pub mod lead;
+pub mod pn;
 pub mod sop;
 
 pub use ids::*;

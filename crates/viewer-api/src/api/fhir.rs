@@ -98,14 +98,7 @@ fn person_name(names: Option<&Value>) -> String {
             groups.push(g);
         }
     }
-    let alpha = groups.iter().find(|g| g.is_ascii());
-    let ideo = groups.iter().find(|g| !g.is_ascii());
-    match (alpha, ideo) {
-        (Some(a), Some(i)) => format!("{a}={i}"),
-        (Some(a), None) => a.clone(),
-        (None, Some(i)) => i.clone(),
-        (None, None) => String::new(),
-    }
+    readhub_types::pn::from_groups(groups)
 }
 
 fn patient_of(p: &Value, at: &str) -> Result<OrderPatient, Outcome> {
