@@ -91,15 +91,25 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
                 content_time: local.format("%H%M%S").to_string(),
                 pdf,
             };
-            let obj = dicom_gateway::export::encapsulated_pdf(&doc);
-            let sop = dicom_gateway::export::pdf_instance_uid(&doc.study_uid, doc.report_id);
             let dest = dicom_gateway::export::StoreDestination {
                 calling_ae: me.ae_title.clone(),
                 called_ae: pacs.ae_title.clone(),
                 host: pacs.host.clone(),
                 port: pacs.port,
             };
-            dicom_gateway::export::c_store(&dest, dicom_dictionary_std::uids::ENCAPSULATED_PDF_STORAGE, &sop, &obj, ATTEMPT).await
+            // the PDF (what the site prints) and a Basic Text SR (what a RIS reads); a retry
+            // sends both again under the same UIDs, so a PACS keeps one of each
+            let pdf = dicom_gateway::export::encapsulated_pdf(&doc);
+            let sop = dicom_gateway::export::pdf_instance_uid(&doc.study_uid, doc.report_id);
+            dicom_gateway::export::c_store(&dest, dicom_dictionary_std::uids::ENCAPSULATED_PDF_STORAGE, &sop, &pdf, ATTEMPT).await?;
+            let mut impression = report.impression.clone();
+            for a in &report.addenda {
+                impression.push_str(&format!("\n补充 Addendum ({}): {}", a.author, a.text));
+            }
+            let signer = report.signer.clone().unwrap_or_else(|| report.author.clone());
+            let sr = dicom_gateway::export::basic_text_sr(&doc, &report.findings, &impression, &signer);
+            let sop = dicom_gateway::export::sr_instance_uid(&doc.study_uid, doc.report_id);
+            dicom_gateway::export::c_store(&dest, dicom_dictionary_std::uids::BASIC_TEXT_SR_STORAGE, &sop, &sr, ATTEMPT).await
         }
     }
 }

@@ -169,21 +169,27 @@ async fn results_reach_his_fhir_and_pacs(backend: Backend) {
     assert_eq!(dr["content_type"], "application/fhir+json", "{dr}");
     assert_eq!(dr["basedOn"][0]["identifier"]["value"], "RES001", "{dr}");
     assert_eq!(dr["imagingStudy"][0]["identifier"]["value"], format!("urn:oid:{}", order.study_uid), "{dr}");
-    // the PACS: the report as an Encapsulated PDF in the same study
-    hub.eventually("the PACS has the PDF", || async { !peers.pacs_files().is_empty() }).await;
-    let pdf_dcm = &peers.pacs_files()[0];
-    let d = dump(pdf_dcm);
-    assert!(d.contains("=EncapsulatedPDFStorage") || d.contains("1.2.840.10008.5.1.4.1.1.104.1"), "{d}");
+    // the PACS: the report as an Encapsulated PDF and a Basic Text SR in the same study
+    hub.eventually("the PACS has the PDF and the SR", || async { peers.pacs_files().len() >= 2 }).await;
+    let dumps: Vec<(PathBuf, String)> = peers.pacs_files().into_iter().map(|f| { let d = dump(&f); (f, d) }).collect();
+    let (pdf_dcm, d) = dumps.iter().find(|(_, d)| d.contains("=EncapsulatedPDFStorage")).expect("an Encapsulated PDF");
     assert!(d.contains(&order.study_uid), "the same study: {d}");
     assert!(d.contains("Zhang^San=张^三") && d.contains("[RES001]"), "{d}");
     let text = pdf_text_of(pdf_dcm);
     assert!(text.contains("右下肺炎"), "the PDF in the PACS says the impression: {text}");
+    let (_, sr) = dumps.iter().find(|(_, d)| d.contains("=BasicTextSRStorage")).expect("a Basic Text SR");
+    assert!(sr.contains(&order.study_uid) && sr.contains("[VERIFIED]") && sr.contains("[COMPLETE]"), "{sr}");
+    assert!(sr.contains("右下肺炎") && sr.contains("右下肺野斑片影") && sr.contains("[Impression]"), "{sr}");
+    // DCMTK's SR reader takes it as a valid document
+    let out = std::process::Command::new("dsrdump").arg(&dumps.iter().find(|(_, d)| d.contains("=BasicTextSRStorage")).unwrap().0).output().unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && tree.contains("Diagnostic Imaging Report") && tree.contains("右下肺炎"), "dsrdump: {tree}{}", String::from_utf8_lossy(&out.stderr));
 
     // a correction: corrected everywhere
     let (c, b) = hub.send(&rad, Method::POST, &format!("/api/worklist/{item}/report/correct"), Some(json!({"findings": "右下肺野斑片影", "impression": "右下肺炎，建议复查", "reason": "补充建议"}))).await;
     assert_eq!(c, 200, "{b}");
     hub.eventually("the corrected report went out three ways", || async {
-        peers.lines("hl7.jsonl").len() >= 2 && peers.lines("fhir.jsonl").len() >= 2 && peers.pacs_files().len() >= 2
+        peers.lines("hl7.jsonl").len() >= 2 && peers.lines("fhir.jsonl").len() >= 2 && peers.pacs_files().len() >= 4
     })
     .await;
     let oru = &peers.lines("hl7.jsonl")[1];
@@ -192,7 +198,7 @@ async fn results_reach_his_fhir_and_pacs(backend: Backend) {
     let dr = &peers.lines("fhir.jsonl")[1];
     assert_eq!((dr["valid"].as_bool(), dr["status"].as_str()), (Some(true), Some("corrected")), "{dr}");
     assert_eq!(dr["path"], format!("/fhir/DiagnosticReport/readhub-{item}"), "the same resource, updated: {dr}");
-    let newest = peers.pacs_files().into_iter().find(|f| pdf_text_of(f).contains("建议复查")).expect("the corrected PDF in the PACS");
+    let newest = peers.pacs_files().into_iter().filter(|f| dump(f).contains("=EncapsulatedPDFStorage")).find(|f| pdf_text_of(f).contains("建议复查")).expect("the corrected PDF in the PACS");
     assert!(dump(&newest).contains(&order.study_uid));
 
     // the admins' view: six delivered; Township-2's HIS down, so pending with its reason

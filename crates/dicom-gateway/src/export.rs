@@ -103,6 +103,67 @@ pub fn encapsulated_pdf(d: &ReportDocument) -> InMemDicomObject {
     o
 }
 
+/// The SOP Instance UID a report's Basic Text SR gets.
+pub fn sr_instance_uid(study_uid: &str, report_id: i64) -> String {
+    derived_uid(&["readhub report sr", study_uid, &report_id.to_string()])
+}
+
+fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
+    let mut c = InMemDicomObject::new_empty();
+    put(&mut c, tags::CODE_VALUE, VR::SH, value);
+    put(&mut c, tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme);
+    put(&mut c, tags::CODE_MEANING, VR::LO, meaning);
+    c
+}
+
+fn seq(items: Vec<InMemDicomObject>) -> dicom_core::value::DataSetSequence<InMemDicomObject> {
+    dicom_core::value::DataSetSequence::from(items)
+}
+
+/// The report as a Basic Text SR (PS3.3 A.35.1), beside the PDF: the same study, a
+/// structured document a PACS or RIS can read without a PDF viewer. Findings and impression
+/// are TEXT items under a Diagnostic Imaging Report container, verified by the signer.
+pub fn basic_text_sr(d: &ReportDocument, findings: &str, impression: &str, signer: &str) -> InMemDicomObject {
+    let mut o = encapsulated_pdf(&ReportDocument { pdf: Vec::new(), ..d.clone() });
+    for t in [tags::ENCAPSULATED_DOCUMENT, tags::ENCAPSULATED_DOCUMENT_LENGTH, tags::MIME_TYPE_OF_ENCAPSULATED_DOCUMENT, tags::DOCUMENT_TITLE,
+        tags::BURNED_IN_ANNOTATION, tags::CONVERSION_TYPE, tags::CONCEPT_NAME_CODE_SEQUENCE, tags::ACQUISITION_DATE_TIME] {
+        o.remove_element(t);
+    }
+    put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::BASIC_TEXT_SR_STORAGE);
+    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, &sr_instance_uid(&d.study_uid, d.report_id));
+    put(&mut o, tags::MODALITY, VR::CS, "SR");
+    put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, &derived_uid(&["readhub report sr series", &d.study_uid]));
+    put(&mut o, tags::SERIES_NUMBER, VR::IS, "998");
+    put(&mut o, tags::COMPLETION_FLAG, VR::CS, "COMPLETE");
+    put(&mut o, tags::VERIFICATION_FLAG, VR::CS, "VERIFIED");
+    let mut observer = InMemDicomObject::new_empty();
+    put(&mut observer, tags::VERIFYING_OBSERVER_NAME, VR::PN, signer);
+    put(&mut observer, tags::VERIFYING_ORGANIZATION, VR::LO, "readhub");
+    put(&mut observer, tags::VERIFICATION_DATE_TIME, VR::DT, &format!("{}{}", d.content_date, d.content_time));
+    observer.put(DataElement::new(tags::VERIFYING_OBSERVER_IDENTIFICATION_CODE_SEQUENCE, VR::SQ, seq(vec![])));
+    o.put(DataElement::new(tags::VERIFYING_OBSERVER_SEQUENCE, VR::SQ, seq(vec![observer])));
+    o.put(DataElement::new(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, VR::SQ, seq(vec![])));
+    o.put(DataElement::new(tags::PERFORMED_PROCEDURE_CODE_SEQUENCE, VR::SQ, seq(vec![])));
+    put(&mut o, tags::VALUE_TYPE, VR::CS, "CONTAINER");
+    put(&mut o, tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE");
+    o.put(DataElement::new(tags::CONCEPT_NAME_CODE_SEQUENCE, VR::SQ, seq(vec![code("18748-4", "LN", "Diagnostic Imaging Report")])));
+    let text = |concept: InMemDicomObject, value: &str| {
+        let mut item = InMemDicomObject::new_empty();
+        put(&mut item, tags::RELATIONSHIP_TYPE, VR::CS, "CONTAINS");
+        put(&mut item, tags::VALUE_TYPE, VR::CS, "TEXT");
+        item.put(DataElement::new(tags::CONCEPT_NAME_CODE_SEQUENCE, VR::SQ, seq(vec![concept])));
+        put(&mut item, tags::TEXT_VALUE, VR::UT, value);
+        item
+    };
+    let mut items = Vec::new();
+    if !findings.trim().is_empty() {
+        items.push(text(code("121071", "DCM", "Finding"), findings.trim()));
+    }
+    items.push(text(code("121073", "DCM", "Impression"), impression.trim()));
+    o.put(DataElement::new(tags::CONTENT_SEQUENCE, VR::SQ, seq(items)));
+    o
+}
+
 /// Where an instance goes.
 #[derive(Debug, Clone)]
 pub struct StoreDestination {
