@@ -62,6 +62,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("PUT", "/api/admin/sites/{name}/outbound", "1OFFFFFF"),
     ("GET", "/api/admin/sites/{name}/outbound", "1OFFFFFF"),
     ("GET", "/api/admin/results", "1OFFFFFF"),
+    ("PUT", "/api/admin/pools/{pool}/ae-titles/{ae}", "1OFFFFFF"),
+    ("PUT", "/api/admin/dicom-nodes/{ae}", "1OFFFFFF"),
     ("DELETE", "/api/admin/sites/{name}/hl7-senders/{sender}", "1OFFFFFF"),
     // orders: a site's staff see their site's, admins all; technicians (and admins, naming
     // the site) register and cancel them; the order here is site A's
@@ -157,6 +159,7 @@ fn body_for(method: &str, route: &str) -> Option<Value> {
         "/api/admin/sites/{name}/name" => json!({"name": "Site-Z"}),
         "/api/admin/sites/{name}/certificates" => json!({"fingerprint": "not-hex"}),
         "/api/orders" => json!({"accession_number": "AUTHZ-NEW", "patient": {"id": "P-AUTHZ"}, "modality": "DX"}),
+        "/api/admin/dicom-nodes/{ae}" => json!({"host": "127.0.0.1", "port": 104}),
         _ if method == "POST" || method == "PUT" => json!({}),
         _ => return None,
     };

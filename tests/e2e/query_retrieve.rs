@@ -41,8 +41,12 @@ async fn workstation_and_sites_query_and_retrieve(backend: Backend) {
     let hub = Hub::start(backend).await;
     hub.site("Township-1", &["MOD1"], None).await;
     hub.site("Township-2", &["MOD2"], None).await;
-    let pool = hub.worklist.pool_by_name("imaging").await.unwrap();
-    storage::sites::add_pool_ae(&hub.storage.db, pool.id, "WS1").await.unwrap();
+    let admin = hub.user("admin", Role::Admin, None).await;
+    // the county workstation joins the imaging pool (the admin API; the CLI does the same)
+    let (code, body) = hub.send(&admin, Method::PUT, "/api/admin/pools/imaging/ae-titles/WS1", None).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = hub.send(&admin, Method::PUT, "/api/admin/pools/imaging/ae-titles/MOD1", None).await;
+    assert_eq!(code, 400, "a site's AE title is not a workstation's: {body}");
     let mr = data("pydicom/test_files/MR_small.dcm");
     let ct = data("pydicom/test_files/CT_small.dcm");
     let (mr_study, mr_series, mr_sop, mr_patient) = sop_of(&mr);
@@ -91,7 +95,8 @@ async fn workstation_and_sites_query_and_retrieve(backend: Backend) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    storage::sites::set_node_address(&hub.storage.db, "WS1", "127.0.0.1", ws_port).await.unwrap();
+    let (code, body) = hub.send(&admin, Method::PUT, "/api/admin/dicom-nodes/WS1", Some(json!({"host": "127.0.0.1", "port": ws_port}))).await;
+    assert_eq!(code, 200, "{body}");
     let mv = |calling: &str, dest: &str, study: &str| {
         vec![
             "-S".to_string(), "-aet".into(), calling.into(), "-aec".into(), "READHUB".into(), "-aem".into(), dest.into(),

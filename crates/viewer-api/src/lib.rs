@@ -198,6 +198,8 @@ route_table! {
     DELETE "/api/admin/sites/{name}/ae-titles/{ae}" => api::admin::remove_ae_title;
     PUT "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::add_hl7_sender;
     PUT "/api/admin/sites/{name}/outbound" => api::admin::set_outbound;
+    PUT "/api/admin/pools/{pool}/ae-titles/{ae}" => api::admin::add_pool_ae;
+    PUT "/api/admin/dicom-nodes/{ae}" => api::admin::set_node_address;
     GET "/api/admin/sites/{name}/outbound" => api::admin::outbound;
     GET "/api/admin/results" => api::admin::results_outbox;
     DELETE "/api/admin/sites/{name}/hl7-senders/{sender}" => api::admin::remove_hl7_sender;

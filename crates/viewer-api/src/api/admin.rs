@@ -410,6 +410,31 @@ pub async fn results_outbox(State(st): State<AppState>, caller: Caller, Query(q)
     Ok(Json(st.worklist.list_results(q.state.as_deref(), q.limit.unwrap_or(200)).await?))
 }
 
+/// `PUT /api/admin/pools/{pool}/ae-titles/{ae}`: a county workstation's AE title joins the
+/// pool: it may query and retrieve the pool's studies (C-FIND, C-MOVE, C-GET), and stores
+/// nothing.
+pub async fn add_pool_ae(State(st): State<AppState>, caller: Caller, Path((pool, ae)): Path<(String, String)>) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    let p = st.worklist.pool_by_name(&pool).await?;
+    storage::sites::add_pool_ae(&st.storage.db, p.id, &ae).await?;
+    Ok(Json(serde_json::json!({ "pool": p.name, "ae_title": ae.trim() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddress {
+    host: String,
+    port: u16,
+}
+
+/// `PUT /api/admin/dicom-nodes/{ae}` with `{"host", "port"}`: where a registered AE title
+/// (a site's or a pool's) listens, so studies may be moved to it (C-MOVE).
+pub async fn set_node_address(State(st): State<AppState>, caller: Caller, Path(ae): Path<String>, Json(b): Json<NodeAddress>) -> ApiResult<Json<serde_json::Value>> {
+    require(&caller, &[Role::Admin])?;
+    storage::sites::set_node_address(&st.storage.db, &ae, &b.host, b.port).await?;
+    Ok(Json(serde_json::json!({ "ae_title": ae.trim(), "host": b.host.trim(), "port": b.port })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateBody {
