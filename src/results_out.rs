@@ -85,6 +85,7 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
                 referring_physician: study.as_ref().and_then(|s| s.referring_physician.clone()).unwrap_or_default(),
                 study_description: report.study_description.clone().unwrap_or_default(),
                 report_id: report.id,
+                addenda: report.addenda.len(),
                 version: report.version,
                 title: if report.supersedes.is_some() { "诊断报告（更正） Corrected report".into() } else { "诊断报告 Report".into() },
                 content_date: local.format("%Y%m%d").to_string(),
@@ -100,7 +101,7 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
             // the PDF (what the site prints) and a Basic Text SR (what a RIS reads); a retry
             // sends both again under the same UIDs, so a PACS keeps one of each
             let pdf = dicom_gateway::export::encapsulated_pdf(&doc);
-            let sop = dicom_gateway::export::pdf_instance_uid(&doc.study_uid, doc.report_id);
+            let sop = dicom_gateway::export::pdf_instance_uid(&doc.study_uid, doc.report_id, doc.addenda);
             dicom_gateway::export::c_store(&dest, dicom_dictionary_std::uids::ENCAPSULATED_PDF_STORAGE, &sop, &pdf, ATTEMPT).await?;
             let mut impression = report.impression.clone();
             for a in &report.addenda {
@@ -108,7 +109,7 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
             }
             let signer = report.signer.clone().unwrap_or_else(|| report.author.clone());
             let sr = dicom_gateway::export::basic_text_sr(&doc, &report.findings, &impression, &signer);
-            let sop = dicom_gateway::export::sr_instance_uid(&doc.study_uid, doc.report_id);
+            let sop = dicom_gateway::export::sr_instance_uid(&doc.study_uid, doc.report_id, doc.addenda);
             dicom_gateway::export::c_store(&dest, dicom_dictionary_std::uids::BASIC_TEXT_SR_STORAGE, &sop, &sr, ATTEMPT).await
         }
     }

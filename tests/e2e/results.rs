@@ -201,9 +201,21 @@ async fn results_reach_his_fhir_and_pacs(backend: Backend) {
     let newest = peers.pacs_files().into_iter().filter(|f| dump(f).contains("=EncapsulatedPDFStorage")).find(|f| pdf_text_of(f).contains("建议复查")).expect("the corrected PDF in the PACS");
     assert!(dump(&newest).contains(&order.study_uid));
 
-    // the admins' view: six delivered; Township-2's HIS down, so pending with its reason
+    // an addendum goes the same ways: the HIS gets it as an observation, FHIR as appended
+    let (c, b) = hub.send(&rad, Method::POST, &format!("/api/worklist/{item}/report/addendum"), Some(json!({"text": "两周后复查胸片"}))).await;
+    assert_eq!(c, 200, "{b}");
+    hub.eventually("the addendum went out three ways", || async {
+        peers.lines("hl7.jsonl").len() >= 3 && peers.lines("fhir.jsonl").len() >= 3 && peers.pacs_files().len() >= 6
+    })
+    .await;
+    let oru = &peers.lines("hl7.jsonl")[2];
+    assert!(oru["obx"].as_array().unwrap().iter().any(|o| o["value"].as_str().unwrap().contains("两周后复查胸片")), "{oru}");
+    let dr = &peers.lines("fhir.jsonl")[2];
+    assert_eq!((dr["valid"].as_bool(), dr["status"].as_str()), (Some(true), Some("appended")), "{dr}");
+
+    // the admins' view: nine delivered; Township-2's HIS down, so pending with its reason
     let delivered = hub.get_json(&admin, "/api/admin/results?state=delivered").await;
-    assert_eq!(delivered.as_array().unwrap().len(), 6, "{delivered}");
+    assert_eq!(delivered.as_array().unwrap().len(), 9, "{delivered}");
     hub.eventually("the dead HIS shows as failing", || async {
         let failed = hub.get_json(&admin, "/api/admin/results?state=failed").await;
         failed.as_array().unwrap().iter().any(|d| d["site_name"] == "Township-2" && d["last_error"].as_str().is_some_and(|e| e.contains("cannot connect")))

@@ -28,8 +28,10 @@ pub struct ReportDocument {
     pub accession_number: String,
     pub referring_physician: String,
     pub study_description: String,
-    /// the report's id (the instance's UID comes from it) and version
+    /// the report's id and how many addenda it has (the instances' UIDs come from them: a
+    /// retry is the same instance, a correction or an addendum a new one)
     pub report_id: i64,
+    pub addenda: usize,
     pub version: i64,
     pub title: String,
     /// `YYYYMMDD`, `HHMMSS` of the signature, local time
@@ -53,8 +55,8 @@ fn derived_uid(parts: &[&str]) -> String {
 }
 
 /// The SOP Instance UID a report's PDF gets.
-pub fn pdf_instance_uid(study_uid: &str, report_id: i64) -> String {
-    derived_uid(&["readhub report pdf", study_uid, &report_id.to_string()])
+pub fn pdf_instance_uid(study_uid: &str, report_id: i64, addenda: usize) -> String {
+    derived_uid(&["readhub report pdf", study_uid, &report_id.to_string(), &addenda.to_string()])
 }
 
 fn put(o: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, v: &str) {
@@ -66,7 +68,7 @@ pub fn encapsulated_pdf(d: &ReportDocument) -> InMemDicomObject {
     let mut o = InMemDicomObject::new_empty();
     put(&mut o, tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192");
     put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::ENCAPSULATED_PDF_STORAGE);
-    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, &pdf_instance_uid(&d.study_uid, d.report_id));
+    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, &pdf_instance_uid(&d.study_uid, d.report_id, d.addenda));
     put(&mut o, tags::STUDY_DATE, VR::DA, &d.study_date);
     put(&mut o, tags::STUDY_TIME, VR::TM, &d.study_time);
     put(&mut o, tags::ACCESSION_NUMBER, VR::SH, &d.accession_number);
@@ -104,8 +106,8 @@ pub fn encapsulated_pdf(d: &ReportDocument) -> InMemDicomObject {
 }
 
 /// The SOP Instance UID a report's Basic Text SR gets.
-pub fn sr_instance_uid(study_uid: &str, report_id: i64) -> String {
-    derived_uid(&["readhub report sr", study_uid, &report_id.to_string()])
+pub fn sr_instance_uid(study_uid: &str, report_id: i64, addenda: usize) -> String {
+    derived_uid(&["readhub report sr", study_uid, &report_id.to_string(), &addenda.to_string()])
 }
 
 fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
@@ -130,7 +132,7 @@ pub fn basic_text_sr(d: &ReportDocument, findings: &str, impression: &str, signe
         o.remove_element(t);
     }
     put(&mut o, tags::SOP_CLASS_UID, VR::UI, uids::BASIC_TEXT_SR_STORAGE);
-    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, &sr_instance_uid(&d.study_uid, d.report_id));
+    put(&mut o, tags::SOP_INSTANCE_UID, VR::UI, &sr_instance_uid(&d.study_uid, d.report_id, d.addenda));
     put(&mut o, tags::MODALITY, VR::CS, "SR");
     put(&mut o, tags::SERIES_INSTANCE_UID, VR::UI, &derived_uid(&["readhub report sr series", &d.study_uid]));
     put(&mut o, tags::SERIES_NUMBER, VR::IS, "998");
@@ -237,8 +239,9 @@ mod tests {
         let s = |t| o.element(t).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
         assert_eq!(s(tags::SOP_CLASS_UID), uids::ENCAPSULATED_PDF_STORAGE);
         assert_eq!(s(tags::STUDY_INSTANCE_UID), "1.2.3");
-        assert_eq!(s(tags::SOP_INSTANCE_UID), pdf_instance_uid("1.2.3", 7), "a retry is the same instance");
-        assert_ne!(pdf_instance_uid("1.2.3", 7), pdf_instance_uid("1.2.3", 8), "a correction is another");
+        assert_eq!(s(tags::SOP_INSTANCE_UID), pdf_instance_uid("1.2.3", 7, 0), "a retry is the same instance");
+        assert_ne!(pdf_instance_uid("1.2.3", 7, 0), pdf_instance_uid("1.2.3", 8, 0), "a correction is another");
+        assert_ne!(pdf_instance_uid("1.2.3", 7, 0), pdf_instance_uid("1.2.3", 7, 1), "so is an addendum");
         assert_eq!(o.element(tags::ENCAPSULATED_DOCUMENT_LENGTH).unwrap().to_int::<u32>().unwrap(), 10);
         assert_eq!(o.element(tags::ENCAPSULATED_DOCUMENT).unwrap().to_bytes().unwrap().len(), 10);
     }
