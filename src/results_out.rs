@@ -40,7 +40,7 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
         }
         Channel::Fhir => {
             let base = outbound.fhir.ok_or("the site no longer has a FHIR destination")?;
-            let pdf = viewer_api::fhir::report_pdf(st, &report).await.map_err(|e| e.to_string())?;
+            let pdf = viewer_api::report_pdf(st, &report).await.map_err(|e| e.to_string())?;
             let dr = viewer_api::fhir::diagnostic_report(&report, order.as_ref(), &site.issuer, d.event, &pdf);
             let url = format!("{}/DiagnosticReport/{}", base.trim_end_matches('/'), viewer_api::fhir::report_resource_id(&report));
             let rsp = http
@@ -60,7 +60,7 @@ async fn deliver(st: &AppState, http: &reqwest::Client, me: &Sender, d: &ResultD
         }
         Channel::Pacs => {
             let pacs = outbound.pacs.ok_or("the site no longer has a PACS destination")?;
-            let pdf = viewer_api::fhir::report_pdf(st, &report).await.map_err(|e| e.to_string())?;
+            let pdf = viewer_api::report_pdf(st, &report).await.map_err(|e| e.to_string())?;
             let study = storage::query::search_studies(
                 &st.storage.db,
                 storage::query::StudyFilter::Site(site.id),

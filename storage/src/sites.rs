@@ -471,13 +471,13 @@ pub async fn site_for_hl7_sender(db: &Db, application: &str, facility: &str) -> 
 
 /// The reading pool a workstation's AE title belongs to (it may query and retrieve the
 /// pool's studies; it stores nothing).
-pub async fn pool_for_ae(db: &Db, ae_title: &str) -> Result<Option<(readhub_types::PoolId, String)>, Error> {
-    Ok(sqlx::query("SELECT p.id, p.name FROM pool_ae_titles a JOIN pools p ON p.id = a.pool_id WHERE a.ae_title = $1")
+pub async fn pool_for_ae(db: &Db, ae_title: &str) -> Result<Option<readhub_types::PoolId>, Error> {
+    Ok(sqlx::query("SELECT pool_id FROM pool_ae_titles WHERE ae_title = $1")
         .bind(ae_title.trim())
         .fetch_optional(db.pool())
         .await
         .map_err(Error::db("select pool AE title"))?
-        .map(|r| (r.get(0), r.get(1))))
+        .map(|r| r.get(0)))
 }
 
 /// Register a workstation's AE title with a reading pool. Refused when a site or another
@@ -488,8 +488,8 @@ pub async fn add_pool_ae(db: &Db, pool: readhub_types::PoolId, ae_title: &str) -
         return Err(Error::Invalid(format!("AE title {ae} belongs to a site; a workstation needs its own")));
     }
     match pool_for_ae(db, &ae).await? {
-        Some((p, _)) if p == pool => return Ok(()),
-        Some((_, name)) => return Err(Error::Invalid(format!("AE title {ae} already belongs to pool {name}"))),
+        Some(p) if p == pool => return Ok(()),
+        Some(p) => return Err(Error::Invalid(format!("AE title {ae} already belongs to another pool (id {p})"))),
         None => {}
     }
     let mut tx = db.begin_write().await?;

@@ -215,7 +215,7 @@ async fn run<S>(
         }
     };
     let (site, scope, who) = match pool {
-        Some((pool_id, name)) => (None, handover.worklist.pool_scope(pool_id), format!("pool:{name}")),
+        Some(pool_id) => (None, handover.worklist.pool_scope(pool_id), format!("pool:{pool_id}")),
         None => match site_for(&storage, config, &calling).await {
             Some(s) => {
                 let (scope, who) = (storage::query::StudyFilter::Site(s.id), s.name.clone());

@@ -79,7 +79,7 @@ pub(crate) async fn move_request(
     let db = &storage.db;
     let same_owner = match (site, storage::sites::site_for_ae(db, &dest).await, storage::sites::pool_for_ae(db, calling).await) {
         (Some(s), Ok(Some(d)), _) => s.id == d.id,
-        (None, _, Ok(Some((pool, _)))) => matches!(storage::sites::pool_for_ae(db, &dest).await, Ok(Some((p, _))) if p == pool),
+        (None, _, Ok(Some(pool))) => matches!(storage::sites::pool_for_ae(db, &dest).await, Ok(Some(p)) if p == pool),
         _ => false,
     };
     let address = storage::sites::node_address(db, &dest).await.ok().flatten();

@@ -122,10 +122,10 @@ pub fn parse_dtm(v: &str, utc_offset_hours: i32) -> Option<i64> {
     let date = chrono::NaiveDate::from_ymd_opt(num(0, 4, 1)? as i32, num(4, 6, 1)?, num(6, 8, 1)?)?;
     let time = chrono::NaiveTime::from_hms_opt(num(8, 10, 0)?, num(10, 12, 0)?, num(12, 14, 0)?)?;
     let offset_secs = match zone {
-        Some(z) if z.len() == 5 => {
+        Some(z) if z.len() == 5 && z.is_ascii() => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
-            let h: i32 = z[1..3].parse().ok()?;
-            let m: i32 = z[3..5].parse().ok()?;
+            let h: i32 = z.get(1..3)?.parse().ok()?;
+            let m: i32 = z.get(3..5)?.parse().ok()?;
             sign * (h * 3600 + m * 60)
         }
         _ => utc_offset_hours * 3600,
@@ -185,7 +185,8 @@ pub fn read_order(msg: &Message<'_>, header: &Header, utc_offset_hours: i32) -> 
     let birth = r.get("PID", 7, 1);
     let birth_date = match birth.len() {
         0 => String::new(),
-        n if n >= 8 && birth[..8].chars().all(|c| c.is_ascii_digit()) => birth[..8].to_string(),
+        // by characters: a byte slice would panic inside a multi-byte character (fuzzing found it)
+        _ if birth.get(..8).is_some_and(|d| d.bytes().all(|c| c.is_ascii_digit())) => birth[..8].to_string(),
         _ => return Err(Nak::at(102, "PID", 7, None, format!("birth date {birth:?} is not YYYYMMDD"))),
     };
     let scheduled_raw = r.first_of(&[("TQ1", 7, 1), ("ORC", 7, 4), ("OBR", 27, 4), ("OBR", 36, 1)]);
@@ -308,6 +309,11 @@ NTE|1||吸烟史30年\r";
         assert_eq!(read(&bad_sex).unwrap_err().location.as_deref(), Some("PID^1^8"));
         let bad_time = ORM.replace("20261202100000", "tomorrow");
         assert_eq!(read(&bad_time).unwrap_err().code, 102);
+        // a birth date with a Chinese character inside its first 8 bytes (found by fuzzing)
+        let bad_birth = ORM.replace("|19600102|M", "|1960010藘豺|M");
+        assert_eq!(read(&bad_birth).unwrap_err().location.as_deref(), Some("PID^1^7"));
+        // a zone that is not +HHMM is ignored, never sliced inside a character
+        assert_eq!(parse_dtm("20261202+中1", 8), parse_dtm("20261202", 8));
     }
 
     #[test]

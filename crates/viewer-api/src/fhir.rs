@@ -12,8 +12,6 @@ use worklist::orders::Order;
 use worklist::reports::Report;
 use worklist::results::ResultEvent;
 
-use crate::error::ApiError;
-use crate::AppState;
 
 /// The logical id of an item's DiagnosticReport: one resource per study read, updated by a
 /// correction or an addendum (its status says which).
@@ -102,11 +100,3 @@ pub fn diagnostic_report(r: &Report, order: Option<&Order>, issuer: &str, event:
     dr
 }
 
-/// The report's PDF as the sites get it (the same document as `GET /api/reports/{id}/pdf`).
-pub async fn report_pdf(st: &AppState, r: &Report) -> Result<Vec<u8>, ApiError> {
-    let ecg = crate::ecg_analysis::report_ecg(st, r).await?;
-    let r = r.clone();
-    tokio::task::spawn_blocking(move || crate::api::pdf::report_pdf(&r, ecg.as_ref()))
-        .await
-        .map_err(|e| ApiError::Internal(format!("PDF task: {e}")))?
-}

@@ -12,6 +12,16 @@ pub use api::ecg::{ingest_file as ingest_ecg_file, Ingested as EcgIngested, Refu
 pub mod fuzzing;
 pub mod error;
 pub mod fhir;
+
+/// A report's PDF as the sites get it (the same document as `GET /api/reports/{id}/pdf`),
+/// for what sends reports out (the PACS, the FHIR server).
+pub async fn report_pdf(st: &AppState, r: &worklist::reports::Report) -> Result<Vec<u8>, error::ApiError> {
+    let ecg = ecg_analysis::report_ecg(st, r).await?;
+    let r = r.clone();
+    tokio::task::spawn_blocking(move || api::pdf::report_pdf(&r, ecg.as_ref()))
+        .await
+        .map_err(|e| error::ApiError::Internal(format!("PDF task: {e}")))?
+}
 pub mod trail;
 mod ui;
 
