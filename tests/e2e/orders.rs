@@ -170,6 +170,18 @@ async fn hl7_order_to_worklist_to_reader(backend: Backend) {
     let detail = hub.get_json(&reader, &format!("/api/worklist/{}", late.item_id.unwrap())).await;
     assert_eq!(detail["order"]["clinical_question"], "排除肺炎", "{detail}");
 
+    // the same accession for another patient: not linked, and the site is alerted
+    let ack = send(&hub, &orm("M6", "NW", "ACC009", "P1009", "UNICODE UTF-8"), "utf-8").await;
+    assert_eq!(ack["msa1"], "AA", "{ack}");
+    let file = synthetic_file(dir.path(), "ACC009", "SOMEONE-ELSE", "1.2.826.0.1.3680043.10.14.2009");
+    assert_eq!(hub.storescu("MOD1", &[], &[file]).await.0, 0);
+    hub.eventually("the site is alerted to the mismatch", || async {
+        hub.get_json(&tech, "/api/alerts").await.as_array().unwrap().iter().any(|a| a["kind"] == "order_mismatch" && a["message"].as_str().unwrap().contains("ACC009"))
+    })
+    .await;
+    assert_eq!(hub.worklist.order_by_accession(site.id, "ACC009").await.unwrap().state, worklist::orders::OrderState::Scheduled, "not linked");
+    hub.worklist.cancel_order(site.id, "ACC009").await.unwrap();
+
     // change (XO) and cancel (CA): the worklist follows
     let ack = send(&hub, &orm("M3", "NW", "ACC003", "P1003", "UNICODE UTF-8"), "utf-8").await;
     assert_eq!(ack["msa1"], "AA", "{ack}");
@@ -231,6 +243,10 @@ async fn hl7_refusals(backend: Backend) {
     assert_eq!(orders.iter().map(|o| o.accession_number.as_str()).collect::<Vec<_>>(), vec!["ACC100"]);
     // and the listener still takes orders
     assert_eq!(send(&hub, &orm("B10", "NW", "ACC105", "P105", "UNICODE UTF-8"), "utf-8").await["msa1"], "AA");
+    // and the rest of the hub still answers: C-ECHO and QIDO
+    assert!(echo(hub.dimse_port, "MOD1").await.0);
+    let admin = hub.user("admin", Role::Admin, None).await;
+    assert!(hub.get(&admin, "/dicom-web/studies").await.status().is_success(), "QIDO answers (204: no studies)");
     hub.stop().await;
 }
 

@@ -25,6 +25,8 @@ pub enum AlertKind {
     UidCollision,
     /// an order has had no study for longer than `order_overdue_hours` (to the site)
     OrderOverdue,
+    /// a study came with an order's accession number but another patient's ID (to the site)
+    OrderMismatch,
 }
 
 impl AlertKind {
@@ -37,6 +39,7 @@ impl AlertKind {
             AlertKind::CriticalUnacknowledged => "critical_unacknowledged",
             AlertKind::UidCollision => "uid_collision",
             AlertKind::OrderOverdue => "order_overdue",
+            AlertKind::OrderMismatch => "order_mismatch",
         }
     }
 }

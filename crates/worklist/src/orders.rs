@@ -351,7 +351,7 @@ pub(crate) async fn link_study(
             "study with accession {accession_number} is for patient {patient_id}, but order {order_id} with that accession \
              is for patient {order_patient}: not linked, check the modality's entry / 检查号相同但患者 ID 不同，未关联申请单"
         );
-        raise_alert(tx, AlertKind::OrderOverdue, None, Some(site_id), Some(item_id), &msg, now).await?;
+        raise_alert(tx, AlertKind::OrderMismatch, None, Some(site_id), Some(item_id), &msg, now).await?;
         record_event(tx, item_id, EventKind::OrderMismatch, None, now, &msg).await?;
         return Ok(None);
     }
