@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -231,6 +232,20 @@ pub enum SiteCommand {
         /// its PACS (the report as an Encapsulated PDF in the study), AE@host:port
         #[arg(long)]
         pacs: Option<String>,
+    },
+    /// How long the site's studies wait after their association ends before they are
+    /// ready to read (for one modality, or all), overriding the hub's quiet_period settings
+    QuietPeriod {
+        site: String,
+        /// seconds (0: ready as soon as the association ends); omit with --clear
+        #[arg(required_unless_present = "clear")]
+        seconds: Option<u64>,
+        /// only for this modality (CR, DX, CT, ECG …)
+        #[arg(long)]
+        modality: Option<String>,
+        /// remove the site's own setting: the hub's applies again
+        #[arg(long, conflicts_with = "seconds")]
+        clear: bool,
     },
     /// List sites
     List,
@@ -463,18 +478,38 @@ async fn run_admin_command(
             }
             println!("HL7 sender {sender} removed from site {}", s.name);
         }
+        Command::Site(SiteCommand::QuietPeriod { site, seconds, modality, clear: _ }) => {
+            let s = site_named(db, site).await?;
+            let what = modality.as_deref().map_or("all modalities".to_string(), |m| format!("modality {m}"));
+            let changed = worklist.set_site_quiet_period(s.id, modality.as_deref(), seconds.map(Duration::from_secs)).await?;
+            match seconds {
+                Some(secs) => println!("site {} ({what}): studies are ready {secs} s after their association ends", s.name),
+                None if changed => println!("site {} ({what}): the hub's quiet period applies again", s.name),
+                None => bail!("site {} has no quiet period of its own for {what}", s.name),
+            }
+        }
         Command::Site(SiteCommand::List) => {
             for s in storage::sites::list_sites(db).await? {
                 let certs = storage::sites::certificates_of(db, s.id).await?;
                 let hl7 = storage::sites::hl7_senders_of(db, s.id).await?;
+                let quiet = worklist.site_quiet_periods(s.id).await?;
                 println!(
-                    "{}\t{}\tAE: {}\tHL7: {}\tcharset fallback: {}\tcertificates: {}",
+                    "{}\t{}\tAE: {}\tHL7: {}\tcharset fallback: {}\tcertificates: {}\tquiet period: {}",
                     s.id,
                     s.name,
                     s.ae_titles.join(","),
                     if hl7.is_empty() { "-".to_string() } else { hl7.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",") },
                     s.charset_fallback.as_deref().unwrap_or("-"),
-                    if certs.is_empty() { "-".to_string() } else { certs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",") }
+                    if certs.is_empty() { "-".to_string() } else { certs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",") },
+                    if quiet.is_empty() {
+                        "hub's".to_string()
+                    } else {
+                        quiet
+                            .iter()
+                            .map(|q| format!("{}={}s", q.modality.as_deref().unwrap_or("*"), q.quiet_ms / 1000))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    }
                 );
             }
         }

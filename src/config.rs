@@ -23,8 +23,13 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `file:///ABS/PATH` or `s3://bucket/prefix`; default `<data_dir>/objects` on disk.
     pub object_store_url: Option<String>,
-    /// Seconds after a study's last association ends before it is ready to read.
+    /// Seconds after a study's last association ends before it is ready to read, for
+    /// modalities not in `quiet_period_by_modality` (a site may set its own: `readhub site
+    /// quiet-period`).
     pub quiet_period_secs: u64,
+    /// Quiet periods by modality, seconds: a CR/DX film or an ECG comes in one association,
+    /// so by default it is ready as soon as that ends (`{ CR = 0, DX = 0, ECG = 0 }`).
+    pub quiet_period_by_modality: std::collections::BTreeMap<String, u64>,
     /// Seconds a DICOM peer may stay silent (mid-transfer or idle) before it is aborted.
     pub peer_timeout_secs: u64,
     /// Seconds without new instances after which a study is ready even if its sender
@@ -145,6 +150,7 @@ impl Default for Config {
             database_url: None,
             object_store_url: None,
             quiet_period_secs: 10,
+            quiet_period_by_modality: worklist::quiet::ONE_ASSOCIATION_MODALITIES.iter().map(|m| (m.to_string(), 0)).collect(),
             peer_timeout_secs: 60,
             stall_horizon_secs: 600,
             max_instance_mb: 4096,
@@ -313,7 +319,14 @@ impl Config {
                 format!("priority_attribute {:?} is neither a DICOM keyword nor a tag (gggg,eeee)", self.priority_attribute)
             })?;
         Ok(worklist::Config {
-            quiet_period: Duration::from_secs(self.quiet_period_secs),
+            quiet: worklist::quiet::QuietPeriods {
+                default: Duration::from_secs(self.quiet_period_secs),
+                by_modality: self
+                    .quiet_period_by_modality
+                    .iter()
+                    .map(|(m, s)| (m.trim().to_uppercase(), Duration::from_secs(*s)))
+                    .collect(),
+            },
             stall_horizon: Duration::from_secs(self.stall_horizon_secs.max(self.peer_timeout_secs)),
             lease: Duration::from_secs(self.lease_minutes.max(1) * 60),
             sla_defaults: [self.sla_stat_minutes, self.sla_urgent_minutes, self.sla_routine_minutes]

@@ -343,11 +343,11 @@ impl Worklist {
         Ok(id)
     }
 
-    /// A transfer ended: its studies become ready after the quiet period, unless another
-    /// transfer is still sending them.
+    /// A transfer ended: its studies become ready after their quiet period (`quiet`), unless
+    /// another transfer is still sending them. A study with no quiet period (a film, an ECG)
+    /// is ready now, in this transaction: the reader sees it within a second of the end.
     async fn transfer_ended(&self, tx: &mut WriteTx<'_>, transfer: &TransferId) -> Result<(), Error> {
         let now = self.now();
-        let ready_at = now + self.config.quiet_period.as_millis() as i64;
         let studies: Vec<StudyPk> = sqlx::query("DELETE FROM open_transfers WHERE transfer = $1 RETURNING study_id")
             .bind(transfer.as_str())
             .fetch_all(&mut **tx)
@@ -357,13 +357,25 @@ impl Worklist {
             .map(|r| r.get(0))
             .collect();
         for pk in studies {
-            sqlx::query("UPDATE worklist_items SET ready_at = $1, updated_at = $2 WHERE study_id = $3")
+            let quiet = self.quiet_period_of(tx, pk).await?;
+            let ready_at = now + quiet.as_millis() as i64;
+            let item: Option<ItemId> = sqlx::query("UPDATE worklist_items SET ready_at = $1, updated_at = $2 WHERE study_id = $3 RETURNING id")
                 .bind(ready_at)
                 .bind(now)
                 .bind(pk)
-                .execute(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await
-                .map_err(Error::db("end transfer"))?;
+                .map_err(Error::db("end transfer"))?
+                .map(|r| r.get(0));
+            let others_open = sqlx::query("SELECT 1 FROM open_transfers WHERE study_id = $1")
+                .bind(pk)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(Error::db("select open transfers"))?
+                .is_some();
+            if let Some(id) = item.filter(|_| quiet.is_zero() && !others_open) {
+                Transition::new(id, &[ItemState::Receiving], ItemState::Ready, EventKind::Ready, None, now).apply(tx).await?;
+            }
         }
         Ok(())
     }

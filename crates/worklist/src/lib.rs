@@ -20,6 +20,7 @@ pub mod items;
 pub mod orders;
 pub mod outbox;
 pub mod passwords;
+pub mod quiet;
 pub mod rejection;
 pub mod results;
 pub mod reports;
@@ -46,8 +47,9 @@ pub use types::*;
 /// Worklist settings (a section of readhub's config).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// A study becomes ready to read this long after its last association ended.
-    pub quiet_period: Duration,
+    /// A study becomes ready to read this long after its last association ended (by
+    /// modality; a site may set its own: see `quiet`).
+    pub quiet: quiet::QuietPeriods,
     /// A study whose sender vanished without ending its association (crash, restart) is
     /// made ready anyway after this long without new instances.
     pub stall_horizon: Duration,
@@ -79,7 +81,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            quiet_period: Duration::from_secs(10),
+            quiet: quiet::QuietPeriods::default(),
             stall_horizon: Duration::from_secs(600),
             session_ttl: Duration::from_secs(12 * 3600),
             session_idle: Duration::from_secs(2 * 3600),

@@ -58,7 +58,7 @@ async fn bench(backend: Backend) -> Option<Bench> {
     std::fs::create_dir_all(&objects).unwrap();
     let storage = Storage::open(&url, &format!("file://{}", objects.display()), storage::Limits::default()).await.unwrap();
     let clock = ManualClock::new(1_795_399_200_000);
-    let config = worklist::Config { quiet_period: Duration::from_secs(10), ..Default::default() };
+    let config = worklist::Config { quiet: worklist::quiet::QuietPeriods { default: Duration::from_secs(10), ..Default::default() }, ..Default::default() };
     let wl = Worklist::with_clock(storage.db.clone(), config, clock.clone());
     let consortium = wl.ensure_defaults().await.unwrap();
     let site = storage::sites::add_site(&storage.db, "Township-1", consortium, &["TOWNSHIP1".into()], None).await.unwrap();
