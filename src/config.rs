@@ -113,6 +113,12 @@ pub struct Config {
     pub ecg_critical: ecg::criteria::Rules,
     /// Accept SCP-ECG files (experimental: no independent reader could check readhub's).
     pub ecg_scp_experimental: bool,
+    /// gzip whole uncompressed instances (WADO-RS) for HTTP clients that accept it: worth it
+    /// only for DICOMweb clients pulling whole studies over a slow line.
+    pub gzip_instances: bool,
+    /// Render each new image's thumbnails and the viewer's preview in the background after
+    /// ingest, and keep them beside the instance (off: rendered on first request, then kept).
+    pub prerender: bool,
     /// Folders carts drop ECG files into (HL7 aECG, Philips XML), one per site:
     /// `[[ecg_watch]] site = "Township-1"` `path = "/srv/ecg/township1"`. A file is taken
     /// once its size has not changed for one scan; it moves to `done/` once stored and
@@ -185,6 +191,8 @@ impl Default for Config {
             audit_syslog_ca_file: None,
             ecg_critical: ecg::criteria::Rules::default(),
             ecg_scp_experimental: false,
+            gzip_instances: false,
+            prerender: true,
             ecg_watch: Vec::new(),
             ecg_watch_interval_secs: 2,
             hl7_addr: None,
@@ -295,6 +303,7 @@ impl Config {
             tls: self.tls_cert_file.is_some() && self.tls_key_file.is_some(),
             ecg_rules: self.ecg_critical.clone(),
             ecg_scp_experimental: self.ecg_scp_experimental,
+            gzip_instances: self.gzip_instances,
         }
     }
 

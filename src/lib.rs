@@ -246,6 +246,9 @@ pub async fn run_with_clock(
         results_out::Sender { node: config.node_name()?.to_string(), ae_title: config.ae_title.clone(), utc_offset_hours: config.utc_offset_hours },
         stop_rx.clone(),
     ));
+    // thumbnails and previews, made in the background after ingest (never on the
+    // acknowledgement path) and kept beside the instances
+    let renders = config.prerender.then(|| tokio::spawn(viewer_api::renditions::run(state.clone(), stop_rx.clone())));
     let app = viewer_api::router(state);
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
@@ -266,6 +269,9 @@ pub async fn run_with_clock(
     let _ = gateway.await;
     let _ = ecg_work.await;
     let _ = results.await;
+    if let Some(r) = renders {
+        let _ = r.await;
+    }
     if let Some(h) = hl7 {
         let _ = h.await;
     }

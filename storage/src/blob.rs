@@ -166,12 +166,54 @@ impl BlobStore {
         }
     }
 
+    /// Start a streamed upload to an object beside the instances (a rendered picture).
+    pub fn writer_at(&self, key: &str) -> BlobWriter {
+        BlobWriter {
+            inner: BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key), PART_SIZE),
+            path: key.to_string(),
+        }
+    }
+
     /// Stream an object back.
     pub async fn get(&self, key: &str) -> Result<object_store::GetResult, Error> {
         self.store
             .get(&ObjectPath::from(key))
             .await
             .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+    }
+
+    /// Stream an object back with its size (for Content-Length). On the local disk the
+    /// file is read in 1 MiB pieces: object_store's stream reads 8 KiB at a time, which made
+    /// a 15 MB instance 1,900 reads and chunks (WADO-RS 64 ms against Orthanc's 21).
+    pub async fn stream(&self, key: &str) -> Result<SizedStream, Error> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key);
+            let io_err = |source: std::io::Error| Error::BlobIo { key: key.to_string(), source };
+            match tokio::fs::File::open(&path).await {
+                Ok(file) => {
+                    let size = file.metadata().await.map_err(io_err)?.len();
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_PIECE);
+                    return Ok(SizedStream { size, stream: Box::pin(stream) });
+                }
+                // what object_store says of a missing object (NotFound), from its own get
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        let got = self.get(key).await?;
+        let size = got.meta.size;
+        let stream = futures::StreamExt::map(got.into_stream(), |c| c.map_err(std::io::Error::other));
+        Ok(SizedStream { size, stream: Box::pin(stream) })
+    }
+
+    /// The sizes of objects, when they are cheap to know (a stat each on the local disk);
+    /// None for a remote store, where it would cost a request each.
+    pub async fn local_sizes(&self, keys: Vec<String>) -> Option<Vec<u64>> {
+        let root = self.local_root.clone()?;
+        tokio::task::spawn_blocking(move || keys.iter().map(|k| std::fs::metadata(root.join(k)).ok().map(|m| m.len())).collect())
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, Error> {
@@ -188,6 +230,15 @@ impl BlobStore {
             .await
             .map_err(|e| Error::Blob { key: key.to_string(), source: e })
     }
+}
+
+/// How much one read of a local object takes.
+const READ_PIECE: usize = 1 << 20;
+
+/// An object's bytes as a stream, and how many there are.
+pub struct SizedStream {
+    pub size: u64,
+    pub stream: std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
 }
 
 /// A streamed upload in progress.

@@ -13,6 +13,7 @@ pub mod db;
 pub use dicom_walk as header;
 pub mod ingest;
 pub mod query;
+pub mod renditions;
 pub mod sites;
 pub use readhub_types::sop;
 

@@ -344,3 +344,187 @@ async fn rendered_pixels_match_an_independent_decode() {
     assert_eq!(text.matches("\"ok\": true").count(), samples.len(), "{text}");
     hub.stop().await;
 }
+
+/// WADO-RS sends what is stored as it is, with its Content-Length (a single instance and a
+/// whole study), and without gzip even when the client accepts it: native pixels over the
+/// county LAN gain nothing from it. `gzip_instances` turns it on, and it is transparent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wado_sends_stored_bytes_with_their_length_and_gzip_only_when_asked() {
+    for gzip_instances in [false, true] {
+        let hub = Hub::start_with(Backend::Sqlite, |c| c.gzip_instances = gzip_instances).await;
+        hub.site("Township-A", &["MODA"], None).await;
+        let admin = hub.user("admin", Role::Admin, None).await;
+        let files = [data("pydicom-data/RG1_UNCR.dcm")];
+        for f in &files {
+            let (code, out) = hub.storescu("MODA", &["-xe"], std::slice::from_ref(f)).await;
+            assert_eq!(code, 0, "{out}");
+        }
+        let (study, series, sop, _) = sop_of(&files[0]);
+        let get = |path: String, accept: &'static str| {
+            hub.http()
+                .get(format!("{}{path}", hub.base))
+                .basic_auth(&admin.0, Some(&admin.1))
+                .header("accept", accept)
+                .header("accept-encoding", "gzip")
+                .send()
+        };
+        let inst = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+        let r = get(inst.clone(), "application/dicom; transfer-syntax=*").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let encoding = r.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_string());
+        let length = r.headers().get("content-length").map(|v| v.to_str().unwrap().parse::<usize>().unwrap());
+        let body = r.bytes().await.unwrap();
+        let file = if gzip_instances {
+            assert_eq!(encoding.as_deref(), Some("gzip"), "asked for: native pixels are gzipped");
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
+            plain
+        } else {
+            assert_eq!(encoding, None, "not gzipped unless the hub is told to");
+            assert_eq!(length, Some(body.len()), "the stored size, sent ahead");
+            body.to_vec()
+        };
+        let obj = dicom_object::from_reader(&file[128..]).unwrap();
+        assert_eq!(obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0'), sop);
+        // the whole study (multipart): its length is known ahead as well
+        let r = get(format!("/dicom-web/studies/{study}"), "multipart/related; type=\"application/dicom\"; transfer-syntax=*").await.unwrap();
+        assert_eq!(r.status(), 200);
+        if !gzip_instances {
+            let length = r.headers().get("content-length").map(|v| v.to_str().unwrap().parse::<usize>().unwrap());
+            let body = r.bytes().await.unwrap();
+            assert_eq!(length, Some(body.len()));
+            assert!(body.ends_with(b"--\r\n"));
+        }
+        // DICOM JSON still travels gzipped when asked (it pays there)
+        let r = get(format!("/dicom-web/studies/{study}/metadata"), "application/dicom+json").await.unwrap();
+        assert_eq!(r.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+        hub.stop().await;
+    }
+}
+
+/// The current version of `sop`'s stored file and its blob key.
+async fn stored(hub: &Hub, sop: &str) -> (String, Vec<u8>) {
+    let rows = storage::query::search_instances(
+        &hub.storage.db,
+        StudyFilter::All,
+        &storage::query::InstanceQuery { sop_instance_uids: vec![sop.to_string()], ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let key = rows[0].blob_key.clone();
+    let file = hub.storage.blobs.get_bytes(&key).await.unwrap().to_vec();
+    (key, file)
+}
+
+/// What readhub's renderer makes of `file` for a viewport, rendered afresh here.
+fn fresh_render(file: &[u8], viewport: (u32, u32)) -> Vec<u8> {
+    let p = dicom_media::render::RenderParams::parse(&[("viewport".into(), format!("{},{}", viewport.0, viewport.1))], "image/jpeg").unwrap();
+    dicom_media::render::render_frame(file, 1, &p).unwrap().bytes
+}
+
+/// The thumbnails and the viewer's preview are made once after ingest, in the background,
+/// kept beside the instance, and served from there byte for byte as a fresh render would
+/// be; a new version of the instance gets its own, and the old pictures are not served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thumbnails_and_preview_are_made_after_ingest_and_match_a_fresh_render() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let file = data("pydicom-data/RG1_UNCR.dcm");
+    let (code, out) = hub.storescu("MODA", &["-xe"], std::slice::from_ref(&file)).await;
+    assert_eq!(code, 0, "{out}");
+    let (study, series, sop, _) = sop_of(&file);
+    let (key, stored_file) = stored(&hub, &sop).await;
+    // made without any request for them
+    let kept = |key: String, v: (u32, u32)| {
+        let blobs = hub.storage.blobs.clone();
+        async move { blobs.get_bytes(&viewer_api::renditions::key(&key, v)).await.ok().map(|b| b.to_vec()) }
+    };
+    hub.eventually("the preview and thumbnails are made after ingest", || {
+        let kept = kept.clone();
+        let key = key.clone();
+        async move {
+            for v in viewer_api::renditions::VIEWPORTS {
+                if kept(key.clone(), v).await.is_none() {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let base = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    for v in viewer_api::renditions::VIEWPORTS {
+        let fresh = fresh_render(&stored_file, v);
+        assert!(kept(key.clone(), v).await.unwrap() == fresh, "the kept {v:?} rendition is a fresh render, byte for byte");
+        let served = hub.get(&admin, &format!("{base}/rendered?viewport={},{}", v.0, v.1)).await;
+        assert_eq!(served.status(), 200);
+        assert_eq!(served.headers()["content-type"], "image/jpeg");
+        assert!(served.bytes().await.unwrap()[..] == fresh[..], "served {v:?}");
+    }
+    // the series thumbnail the viewer shows (96) and the DICOMweb default (128)
+    let thumb = hub.get(&admin, &format!("/dicom-web/studies/{study}/series/{series}/thumbnail?viewport=96,96")).await;
+    assert!(thumb.bytes().await.unwrap()[..] == fresh_render(&stored_file, (96, 96))[..]);
+    let thumb = hub.get(&admin, &format!("/dicom-web/studies/{study}/thumbnail")).await;
+    assert!(thumb.bytes().await.unwrap()[..] == fresh_render(&stored_file, (128, 128))[..]);
+
+    // a new version of the instance (the modality re-sends it with another window)
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("changed.dcm");
+    std::fs::copy(&file, &changed).unwrap();
+    let st = std::process::Command::new("dcmodify")
+        .args(["-nb", "-m", "(0028,1050)=900", "-m", "(0028,1051)=600"])
+        .arg(&changed)
+        .status()
+        .expect("dcmodify (DCMTK)");
+    assert!(st.success());
+    let (code, out) = hub.storescu("MODA", &["-xe"], std::slice::from_ref(&changed)).await;
+    assert_eq!(code, 0, "{out}");
+    let (new_key, new_file) = stored(&hub, &sop).await;
+    assert_ne!(new_key, key, "a new version is a new blob");
+    let fresh = fresh_render(&new_file, (1024, 1024));
+    assert!(fresh != fresh_render(&stored_file, (1024, 1024)), "the new window shows");
+    // served as the new version at once (made on request if the worker has not come to it)
+    let served = hub.get(&admin, &format!("{base}/rendered?viewport=1024,1024")).await;
+    assert!(served.bytes().await.unwrap()[..] == fresh[..], "the old version's preview is not served");
+    hub.eventually("the new version's preview is kept", || {
+        let kept = kept.clone();
+        let new_key = new_key.clone();
+        async move { kept(new_key, (1024, 1024)).await.is_some() }
+    })
+    .await;
+    assert!(kept(new_key.clone(), (1024, 1024)).await.unwrap() == fresh);
+    hub.stop().await;
+}
+
+/// Renditions are not made on the acknowledgement path: with the background worker off,
+/// the C-STORE is acknowledged and nothing is rendered; the instance is recorded as
+/// wanting its pictures, which a request then makes (as a fresh render) and keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renditions_are_not_made_on_the_acknowledgement_path() {
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.prerender = false).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let file = data("pydicom-data/RG1_UNCR.dcm");
+    let (code, out) = hub.storescu("MODA", &["-xe"], std::slice::from_ref(&file)).await;
+    assert_eq!(code, 0, "acknowledged: {out}");
+    let (study, series, sop, _) = sop_of(&file);
+    let (key, stored_file) = stored(&hub, &sop).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for v in viewer_api::renditions::VIEWPORTS {
+        assert!(hub.storage.blobs.get_bytes(&viewer_api::renditions::key(&key, v)).await.is_err(), "nothing rendered for {v:?}");
+    }
+    let pending = storage::renditions::pending(&hub.storage.db, 10).await.unwrap();
+    assert!(pending.iter().any(|p| p.blob_key == key), "recorded as wanting its pictures: {pending:?}");
+    let base = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+    let served = hub.get(&admin, &format!("{base}/rendered?viewport=1024,1024")).await;
+    let fresh = fresh_render(&stored_file, (1024, 1024));
+    assert!(served.bytes().await.unwrap()[..] == fresh[..]);
+    hub.eventually("a preview made on request is kept", || {
+        let blobs = hub.storage.blobs.clone();
+        let key = key.clone();
+        async move { blobs.get_bytes(&viewer_api::renditions::key(&key, (1024, 1024))).await.is_ok() }
+    })
+    .await;
+    hub.stop().await;
+}

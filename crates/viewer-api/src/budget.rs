@@ -23,6 +23,30 @@ pub struct MediaBudget {
     permits: Arc<Semaphore>,
     total_mib: u32,
     pool: DecodePool,
+    films: Arc<Films>,
+}
+
+/// Films decoded lately, most recent first, for rendering them again in another window or
+/// size without decoding again (8 readers opening the same film decode it once). Each holds
+/// its share of the budget while kept, so what is kept and what is being decoded together
+/// stay within the budget; at most a quarter of it is kept, and all of it is let go when a
+/// request would otherwise wait for its share.
+#[derive(Debug, Default)]
+struct Films {
+    kept: std::sync::Mutex<std::collections::VecDeque<Film>>,
+}
+
+struct Film {
+    key: String,
+    film: Arc<dicom_media::render::Decoded>,
+    mib: u32,
+    _share: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for Film {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Film({}, {} MiB)", self.key, self.mib)
+    }
 }
 
 /// A few long-lived threads that run every decoding job. Not tokio's blocking pool: that
@@ -62,7 +86,40 @@ impl MediaBudget {
     pub fn new(total_mib: u32) -> Self {
         let total_mib = total_mib.max(16);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
-        MediaBudget { permits: Arc::new(Semaphore::new(total_mib as usize)), total_mib, pool: DecodePool::new(threads) }
+        MediaBudget { permits: Arc::new(Semaphore::new(total_mib as usize)), total_mib, pool: DecodePool::new(threads), films: Arc::default() }
+    }
+
+    /// The film stored at `blob_key`, if it was decoded lately.
+    pub fn decoded(&self, blob_key: &str) -> Option<Arc<dicom_media::render::Decoded>> {
+        let mut kept = self.films.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let at = kept.iter().position(|f| f.key == blob_key)?;
+        let f = kept.remove(at)?;
+        let film = f.film.clone();
+        kept.push_front(f);
+        Some(film)
+    }
+
+    /// Keep a decoded film for the next request, within a quarter of the budget (the least
+    /// recently used let go first); not kept when the budget is in use by requests.
+    pub fn keep_decoded(&self, blob_key: &str, film: Arc<dicom_media::render::Decoded>) {
+        let limit = self.total_mib / 4;
+        let mib = u32::try_from(film.size().div_ceil(MIB as usize)).unwrap_or(u32::MAX).max(1);
+        if mib > limit {
+            return;
+        }
+        let mut kept = self.films.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|f| f.key != blob_key);
+        while kept.iter().map(|f| f.mib).sum::<u32>() + mib > limit {
+            kept.pop_back();
+        }
+        if let Ok(share) = self.permits.clone().try_acquire_many_owned(mib) {
+            kept.push_front(Film { key: blob_key.to_string(), film, mib, _share: share });
+        }
+    }
+
+    /// Let go of every kept film (their shares go back to the budget).
+    fn let_go_of_films(&self) {
+        self.films.kept.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// What decoding `frames` frames of `inst` holds at once, in MiB (0 frames: the file
@@ -71,9 +128,14 @@ impl MediaBudget {
     /// measured (one full render of a 2500×3000 16-bit DX, a 15 MB file, added 120–130 MiB
     /// to peak RSS: the file, its parsed copy, the decoded samples as floats, the 8-bit image).
     pub fn cost(inst: &InstanceRow, frames: u32) -> u32 {
-        let file = u64::try_from(inst.size_bytes).unwrap_or(0);
+        Self::cost_of(inst.size_bytes, inst.rows, inst.columns, frames)
+    }
+
+    /// [`cost`](Self::cost) from the file's size and the frame's rows and columns.
+    pub fn cost_of(size_bytes: i64, rows: Option<i64>, columns: Option<i64>, frames: u32) -> u32 {
+        let file = u64::try_from(size_bytes).unwrap_or(0);
         let pixels = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
-        let frame = pixels(inst.rows).saturating_mul(pixels(inst.columns)).saturating_mul(16);
+        let frame = pixels(rows).saturating_mul(pixels(columns)).saturating_mul(16);
         // the file and dicom-object's parsed copy of it are both held while decoding
         let bytes = file.saturating_mul(2).saturating_add(frame.saturating_mul(u64::from(frames)));
         u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX)
@@ -92,6 +154,10 @@ impl MediaBudget {
     /// it, so it runs alone rather than never.
     pub async fn reserve(&self, mib: u32) -> Result<Share, ApiError> {
         let want = mib.clamp(1, self.total_mib);
+        if self.permits.available_permits() < want as usize {
+            // a request comes before films kept for a next one
+            self.let_go_of_films();
+        }
         tracing::debug!(mib, want, available = self.permits.available_permits(), "decoding budget: reserving");
         match tokio::time::timeout(MAX_WAIT, self.permits.clone().acquire_many_owned(want)).await {
             Ok(Ok(permit)) => Ok(Share(permit)),

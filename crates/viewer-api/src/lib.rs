@@ -12,6 +12,7 @@ pub use api::ecg::{ingest_file as ingest_ecg_file, Ingested as EcgIngested, Refu
 pub mod fuzzing;
 pub mod error;
 pub mod fhir;
+pub mod renditions;
 
 /// A report's PDF as the sites get it (the same document as `GET /api/reports/{id}/pdf`),
 /// for what sends reports out (the PACS, the FHIR server).
@@ -64,6 +65,12 @@ pub struct Config {
     pub ecg_rules: ecg::criteria::Rules,
     /// accept SCP-ECG files (experimental: no independent reader to check against)
     pub ecg_scp_experimental: bool,
+    /// gzip whole instances in their native (uncompressed) syntax for clients that accept it
+    /// (WADO-RS instance, series, study). Off by default: the workstations and PACS that
+    /// pull whole studies sit on the county LAN, where gzip costs more time than it saves
+    /// (a 15 MB DX: 64 ms with gzip, see BENCHMARKS.md); the viewer's frames are compressed
+    /// for the township line on their own.
+    pub gzip_instances: bool,
 }
 
 impl Default for Config {
@@ -76,6 +83,7 @@ impl Default for Config {
             tls: false,
             ecg_rules: ecg::criteria::Rules::default(),
             ecg_scp_experimental: false,
+            gzip_instances: false,
         }
     }
 }
@@ -317,8 +325,8 @@ fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::c
     )
 }
 
-/// Marks a response whose body is DICOM data in a compressed transfer syntax: gzip would
-/// spend CPU for nothing.
+/// Marks a response gzip must leave alone: DICOM data in a compressed transfer syntax
+/// (gzip would spend CPU for nothing), or whole native instances unless `gzip_instances`.
 #[derive(Clone, Copy)]
 pub(crate) struct Precompressed;
 

@@ -13,6 +13,7 @@ use crate::budget::MediaBudget;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::error::ApiResult;
+use crate::renditions;
 use dicom_media::render::{self, RenderParams};
 use storage::query::InstanceRow;
 use super::{find, PathUids};
@@ -91,23 +92,49 @@ async fn rendered(
         .or_else(|| headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string))
         .unwrap_or_default();
     let p = RenderParams::parse(&params, &accept).map_err(ApiError::BadRequest)?;
-    // the share is held until the rendered bytes are made and the decoded frame is gone
-    let _share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
-    let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
     let is_ecg = dicom_media::ecg::is_waveform(&inst.sop_class_uid);
-    let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
-    let out = st
-        .media_budget
-        .decode(move || {
-            if is_ecg {
-                dicom_media::ecg::render_instance(&bytes, &p, &site)
-            } else {
-                render::render_frame(&bytes, frame, &p)
-            }
-        })
-        .await??;
-    let mut resp = Response::new(Body::from(out.bytes));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(out.content_type));
+    // the thumbnail or preview made after ingest, when that is what is asked for
+    let kept = if is_ecg { None } else { renditions::kept(frame, &p) };
+    if let Some(viewport) = kept {
+        if let Some(jpeg) = renditions::get(&st, &inst.blob_key, viewport).await {
+            return Ok(picture(jpeg, "image/jpeg"));
+        }
+    }
+    let out = if is_ecg {
+        // the share is held until the rendered bytes are made and the decoded frame is gone
+        let _share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
+        let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+        let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
+        st.media_budget.decode(move || dicom_media::ecg::render_instance(&bytes, &p, &site)).await??
+    } else if let Some(film) = st.media_budget.decoded(&inst.blob_key) {
+        // decoded for an earlier request: only the window, the size and the JPEG are new
+        let _share = st.media_budget.reserve(MediaBudget::cost_of(0, inst.rows, inst.columns, 1)).await?;
+        st.media_budget.decode(move || film.render(frame, &p)).await??
+    } else {
+        let share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
+        let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+        let (out, film) = st
+            .media_budget
+            .decode(move || {
+                let film = std::sync::Arc::new(render::Decoded::new(&bytes)?);
+                film.render(frame, &p).map(|out| (out, film))
+            })
+            .await??;
+        drop(share);
+        st.media_budget.keep_decoded(&inst.blob_key, film);
+        out
+    };
+    if let Some(viewport) = kept {
+        // missing (an instance from before renditions, or not yet come to): kept now
+        let (st, key, jpeg) = (st.clone(), inst.blob_key.clone(), out.bytes.clone());
+        tokio::spawn(async move { renditions::put(&st, &key, viewport, &jpeg).await });
+    }
+    Ok(picture(out.bytes, out.content_type))
+}
+
+fn picture(bytes: Vec<u8>, content_type: &'static str) -> Response {
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=300"));
-    Ok(resp)
+    resp
 }

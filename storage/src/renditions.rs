@@ -1,0 +1,56 @@
+//! Which instances still want their pre-rendered pictures (thumbnail, preview). The
+//! pictures themselves are made and kept by the viewer's side (viewer_api::renditions);
+//! here only the index's record of which instances are done.
+
+use sqlx::Row;
+
+use crate::db::Db;
+use crate::Error;
+
+/// An instance not yet rendered.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    /// a version already replaced by a newer one: nobody will ask for its pictures
+    pub current: bool,
+    pub blob_key: String,
+    pub sop_class_uid: String,
+    /// None: no pixel data (a report, an ECG waveform): nothing to render
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub size_bytes: i64,
+}
+
+/// Up to `limit` instances that want rendering, oldest first.
+pub async fn pending(db: &Db, limit: i64) -> Result<Vec<Pending>, Error> {
+    Ok(sqlx::query(
+        "SELECT id, is_current, blob_key, sop_class_uid, rows_, columns_, size_bytes FROM instances \
+         WHERE renditions_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .map_err(Error::db("select instances to render"))?
+    .iter()
+    .map(|r| Pending {
+        id: r.get("id"),
+        current: r.get::<i64, _>("is_current") != 0,
+        blob_key: r.get("blob_key"),
+        sop_class_uid: r.get("sop_class_uid"),
+        rows: r.get("rows_"),
+        columns: r.get("columns_"),
+        size_bytes: r.get("size_bytes"),
+    })
+    .collect())
+}
+
+/// Record that an instance's pictures are made (or that it has none to make).
+pub async fn mark_done(db: &Db, id: i64, at: i64) -> Result<(), Error> {
+    sqlx::query("UPDATE instances SET renditions_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("record renditions"))?;
+    Ok(())
+}
