@@ -47,7 +47,7 @@ export READHUB_TEST_PYTHON="$ROOT/.venv/bin/python"
 
 # 2b. The browser tests' driver: playwright-core from npm (pinned by package-lock.json),
 #     driving Debian's Chromium (never a downloaded browser).
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/@cornerstonejs/codec-charls ]; then
   log "installing playwright-core for the browser tests"
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi

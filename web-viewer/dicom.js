@@ -1,17 +1,18 @@
-// Pixels for the viewer: one frame fetched through WADO-RS as uncompressed little-endian
-// samples (readhub decodes compressed syntaxes on the server), windowed here so a
-// window/level drag needs no round trip.
+// Pixels for the viewer: one frame fetched through WADO-RS as little-endian samples, native
+// or in JPEG-LS lossless decoded here (codec.js), windowed here so a window/level drag
+// needs no round trip.
 
 /** The first value of a DICOM JSON attribute. */
 export const value = (meta, tag, dflt = undefined) => meta[tag]?.Value?.[0] ?? dflt;
 
-/** The body of a one-part multipart/related response (one WADO-RS frame). The headers
- * are found from the front and the part's end from the back (the closing delimiter is the
- * last thing in the body), so a 15 MB frame is not scanned byte by byte in JavaScript. */
+/** The first part of a multipart/related response (one WADO-RS frame): its headers (as
+ * text) and its body. The headers are found from the front and the part's end from the back
+ * (the closing delimiter is the last thing in the body), so a 15 MB frame is not scanned
+ * byte by byte in JavaScript. Not multipart: the whole response is the body. */
 export function firstPart(buffer, contentType) {
   const m = /boundary="?([^";]+)"?/i.exec(contentType || '');
   const bytes = new Uint8Array(buffer);
-  if (!m) return bytes;
+  if (!m) return { headers: '', body: bytes };
   const enc = new TextEncoder();
   const at = (needle, i) => needle.every((b, j) => bytes[i + j] === b);
   const find = (needle, from) => {
@@ -27,7 +28,13 @@ export function firstPart(buffer, contentType) {
   // the viewer asks for one frame, so the part ends at the closing delimiter (were there
   // more parts, the samples read from the front would still be this part's)
   const end = findLast([...enc.encode('\r\n--' + m[1])]);
-  return bytes.subarray(start, end < start ? bytes.length : end);
+  const headers = new TextDecoder().decode(bytes.subarray(open, Math.max(open, start - 4)));
+  return { headers, body: bytes.subarray(start, end < start ? bytes.length : end) };
+}
+
+/** The transfer syntax a part's Content-Type names (PS3.18 8.7.3.5.2), '' if none. */
+export function partSyntax(part) {
+  return /transfer-syntax="?([0-9.]+)/i.exec(part.headers)?.[1] ?? '';
 }
 
 /** A decoded monochrome frame: modality values (rescale applied) and its geometry. */

@@ -2,7 +2,8 @@
 // DICOMweb. The server decodes every transfer syntax to native 16-bit samples (WADO-RS
 // frames); windowing, zoom, pan, rotation, flips and measurements happen here, so a drag
 // costs no round trip. A rendered JPEG is shown first while the samples travel.
-import { value, firstPart, frameFromBytes, windowInto } from './dicom.js';
+import { value, firstPart, partSyntax, frameFromBytes, windowInto } from './dicom.js';
+import { JPEG_LS, NATIVE_TS, decodeJpegLs, wantJpegLs } from './codec.js';
 
 /** Window presets (CT Hounsfield units; on other modalities they are just numbers). */
 export const PRESETS = [
@@ -46,7 +47,9 @@ function cached(key, load) {
   }, () => FRAMES.delete(key));
   return e.promise;
 }
-const NATIVE = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
+const NATIVE = `multipart/related; type="application/octet-stream"; transfer-syntax=${NATIVE_TS}`;
+/** JPEG-LS lossless first (readhub sends it where it keeps every sample), native otherwise. */
+const LOSSLESS = `multipart/related; type="application/octet-stream"; transfer-syntax=${JPEG_LS}, ${NATIVE}`;
 
 /** Fetch JSON from the API (same origin, session cookie). */
 async function getJson(url) {
@@ -133,10 +136,13 @@ export class Viewport {
     return cached(`${e.url}#${e.frame}`, () => {
       const photometric = String(value(e.meta, '00280004', '')).trim();
       return photometric.startsWith('MONOCHROME')
-        ? fetch(`${e.url}/frames/${e.frame}`, { credentials: 'same-origin', headers: { ...headers, accept: NATIVE } })
+        ? fetch(`${e.url}/frames/${e.frame}`, { credentials: 'same-origin', headers: { ...headers, accept: wantJpegLs() ? LOSSLESS : NATIVE } })
           .then(async (r) => {
             if (!r.ok) throw new Error(`frame ${e.frame}: HTTP ${r.status}`);
-            return frameFromBytes(firstPart(await r.arrayBuffer(), r.headers.get('content-type')), e.meta);
+            const part = firstPart(await r.arrayBuffer(), r.headers.get('content-type'));
+            // the part says its syntax; the body's type names only the first part's kind
+            const bytes = partSyntax(part) === JPEG_LS ? await decodeJpegLs(part.body) : part.body;
+            return frameFromBytes(bytes, e.meta);
           })
         : this.renderedImage(e).then((img) => ({ image: img, rows: img.naturalHeight, cols: img.naturalWidth, colour: true }));
     });

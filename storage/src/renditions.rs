@@ -19,12 +19,13 @@ pub struct Pending {
     pub rows: Option<i64>,
     pub columns: Option<i64>,
     pub size_bytes: i64,
+    pub number_of_frames: Option<i64>,
 }
 
 /// Up to `limit` instances that want rendering, oldest first.
 pub async fn pending(db: &Db, limit: i64) -> Result<Vec<Pending>, Error> {
     Ok(sqlx::query(
-        "SELECT id, is_current, blob_key, sop_class_uid, rows_, columns_, size_bytes FROM instances \
+        "SELECT id, is_current, blob_key, sop_class_uid, rows_, columns_, size_bytes, number_of_frames FROM instances \
          WHERE renditions_at IS NULL ORDER BY id LIMIT $1",
     )
     .bind(limit)
@@ -40,6 +41,7 @@ pub async fn pending(db: &Db, limit: i64) -> Result<Vec<Pending>, Error> {
         rows: r.get("rows_"),
         columns: r.get("columns_"),
         size_bytes: r.get("size_bytes"),
+        number_of_frames: r.get("number_of_frames"),
     })
     .collect())
 }

@@ -528,3 +528,65 @@ async fn renditions_are_not_made_on_the_acknowledgement_path() {
     .await;
     hub.stop().await;
 }
+
+/// The frames the viewer fetches: JPEG-LS lossless where every sample survives it (from a
+/// native and from a JPEG 2000 film: decoded by pylibjpeg's libjpeg, an independent reader,
+/// to exactly the native samples), native samples where it would not (signed CT), and a
+/// clear 406 when only JPEG-LS is accepted for such an image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frames_travel_as_jpegls_lossless_where_they_can() {
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let admin = hub.user("admin", Role::Admin, None).await;
+    let files = [("-xe", "pydicom-data/RG1_UNCR.dcm"), ("-xv", "pydicom-data/RG1_J2KR.dcm"), ("-xe", "pydicom/test_files/CT_small.dcm")];
+    for (flag, f) in files {
+        let (code, out) = hub.storescu("MODA", &[flag], &[data(f)]).await;
+        assert_eq!(code, 0, "{out}");
+    }
+    let lossless = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.80, \
+                    multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.1";
+    let only_jpegls = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.80";
+    let part = |body: &[u8], ct: &str| -> (String, Vec<u8>) {
+        let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"').to_string();
+        let start = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&body[..start]).to_string();
+        let end = body.windows(boundary.len() + 4).rposition(|w| w == format!("\r\n--{boundary}").as_bytes()).unwrap();
+        (head, body[start + 4..end].to_vec())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (_, f) in &files[..2] {
+        let (study, series, sop, _) = sop_of(&data(f));
+        let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1");
+        let r = hub.get_accept(&admin, &url, lossless).await;
+        assert_eq!(r.status(), 200, "{f}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        let (head, jls) = part(&r.bytes().await.unwrap(), &ct);
+        assert!(head.contains("transfer-syntax=1.2.840.10008.1.2.4.80"), "{f}: {head}");
+        let native = hub.get_accept(&admin, &url, "multipart/related; type=\"application/octet-stream\"").await;
+        let ct = native.headers()["content-type"].to_str().unwrap().to_string();
+        let (_, native) = part(&native.bytes().await.unwrap(), &ct);
+        assert!(jls.len() < native.len(), "{f}: compressed {} of {}", jls.len(), native.len());
+        // pylibjpeg's libjpeg decodes the codestream to exactly the native samples
+        let (jls_path, native_path) = (dir.path().join("f.jls"), dir.path().join("f.raw"));
+        std::fs::write(&jls_path, &jls).unwrap();
+        std::fs::write(&native_path, &native).unwrap();
+        let check = "import sys, numpy, libjpeg\n\
+                     a = libjpeg.decode(open(sys.argv[1], 'rb').read())\n\
+                     b = numpy.frombuffer(open(sys.argv[2], 'rb').read(), dtype='<u2').reshape(a.shape)\n\
+                     assert a.dtype.itemsize == 2 and (a.astype('<u2') == b).all(), 'samples differ'\n\
+                     print(a.shape)";
+        let out = std::process::Command::new(common::python()).args(["-c", check]).arg(&jls_path).arg(&native_path).output().unwrap();
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // signed CT samples: native, as the viewer's list allows; 406 when JPEG-LS alone is asked
+    let (study, series, sop, _) = sop_of(&data(files[2].1));
+    let url = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1");
+    let r = hub.get_accept(&admin, &url, lossless).await;
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(part(&r.bytes().await.unwrap(), &ct).0.contains("transfer-syntax=1.2.840.10008.1.2.1"));
+    let r = hub.get_accept(&admin, &url, only_jpegls).await;
+    assert_eq!(r.status(), 406);
+    assert!(r.text().await.unwrap().contains("JPEG-LS"));
+    hub.stop().await;
+}

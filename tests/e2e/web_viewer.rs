@@ -272,3 +272,29 @@ async fn browser_orders_register_and_read() {
     assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 1, "{text}");
     hub.stop().await;
 }
+
+/// Full-fidelity frames in JPEG-LS lossless decoded by the viewer's WebAssembly codec
+/// (tests/browser/lossless.mjs): the canvas is identical to the native path's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_lossless_frames_match_the_native_path() {
+    if !common::peer_present("READHUB_TEST_BROWSER", "Chromium with playwright-core") {
+        return;
+    }
+    let hub = Hub::start(Backend::Sqlite).await;
+    hub.site("Township-A", &["MODA"], None).await;
+    let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
+    let (code, out) = hub.storescu("MODA", &[], &[data("pydicom-data/RG1_UNCR.dcm")]).await;
+    assert_eq!(code, 0, "{out}");
+    hub.eventually("the film is ready", || async { hub.queue(&reader).await.iter().any(|i| i["state"] == "ready") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shots = root().join("target/browser-shots");
+    let config = json!({ "base": hub.base, "shots": shots, "reader": [reader.0, reader.1] });
+    let config_path = dir.path().join("browser.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = tokio::process::Command::new("node").arg(root().join("tests/browser/lossless.mjs")).arg(&config_path).output().await.expect("node");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "browser test failed:\n{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("ok   ")).count(), 2, "{text}");
+    hub.stop().await;
+}

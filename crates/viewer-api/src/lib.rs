@@ -337,9 +337,9 @@ pub(crate) fn is_native(ts: &str) -> bool {
 
 /// The Content-Security-Policy of every response that sets none of its own: scripts,
 /// styles, images, fonts and requests from the hub itself only (no inline script, no
-/// `eval`), no plugins, and no framing by other pages (clickjacking). Images may also be
+/// `eval`; WebAssembly may be compiled, for the viewer's JPEG-LS codec), no plugins, and no framing by other pages (clickjacking). Images may also be
 /// `data:`/`blob:` URLs the viewer makes from what it fetched.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; \
      font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Security headers on every response (a handler may set a stricter or more specific

@@ -4,6 +4,9 @@
 //! in the object store, and served from there. The one place that knows which renderings
 //! are kept, under which key, and how they are made.
 //!
+//! Beside them, frame 1 in JPEG-LS lossless: the full-fidelity samples the viewer fetches
+//! once the preview is up (frames of multi-frame instances are compressed on request).
+//!
 //! A rendition's key is derived from the instance's blob key, and a new version of an
 //! instance is a new blob: its old pictures are never served for it. A rendition missing
 //! (an instance from before this, a crash before the worker came to it) is rendered on
@@ -36,6 +39,23 @@ pub fn kept(frame: u32, p: &RenderParams) -> Option<(u32, u32)> {
 /// Where the rendition of `viewport` of the instance stored at `blob_key` is kept.
 pub fn key(blob_key: &str, viewport: (u32, u32)) -> String {
     format!("{blob_key}.{}x{}.jpg", viewport.0, viewport.1)
+}
+
+/// Where frame 1 of an instance is kept in JPEG-LS lossless (what the viewer fetches).
+pub fn jpegls_key(blob_key: &str) -> String {
+    format!("{blob_key}.frame1.jls")
+}
+
+/// Frame 1 in JPEG-LS lossless, if it is kept.
+pub async fn get_jpegls(st: &AppState, blob_key: &str) -> Option<Vec<u8>> {
+    st.storage.blobs.get_bytes(&jpegls_key(blob_key)).await.ok().map(|b| b.to_vec())
+}
+
+/// Keep frame 1 in JPEG-LS lossless (made on request because it was missing).
+pub async fn put_jpegls(st: &AppState, blob_key: &str, codestream: &[u8]) {
+    if let Err(e) = put_bytes(&st.storage.blobs, &jpegls_key(blob_key), codestream).await {
+        tracing::warn!(blob.key = %blob_key, error = %e, "could not keep a JPEG-LS frame");
+    }
 }
 
 /// A kept rendition, if it is there.
@@ -117,6 +137,21 @@ async fn make(st: &AppState, inst: &storage::renditions::Pending) -> Result<(), 
         .map_err(|e| e.to_string())?;
     for (viewport, r) in VIEWPORTS.iter().zip(made) {
         put_bytes(&st.storage.blobs, &key(&inst.blob_key, *viewport), &r.bytes).await.map_err(|e| e.to_string())?;
+    }
+    // and the full-fidelity frame the viewer fetches next, in JPEG-LS lossless (a
+    // multi-frame instance's frames are compressed when asked for)
+    if inst.number_of_frames.unwrap_or(1) > 1 {
+        return Ok(());
+    }
+    let file = st.storage.blobs.get_bytes(&inst.blob_key).await.map_err(|e| e.to_string())?;
+    let jls = st
+        .media_budget
+        .decode(move || dicom_media::pixels::jpegls_frames(&file, &[1]))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if let Some(frame) = jls.and_then(|mut f| f.pop()) {
+        put_bytes(&st.storage.blobs, &jpegls_key(&inst.blob_key), &frame).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
