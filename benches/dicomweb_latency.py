@@ -25,7 +25,8 @@ def main():
             h["Accept"] = "image/jpeg"
         elif "/instances/" in path and not path.endswith("/metadata"):
             h["Accept"] = 'multipart/related; type="application/dicom"; transfer-syntax=*'
-            h["Accept-Encoding"] = "gzip"  # what a browser or dicomweb-client sends
+        if "gzip" in label:
+            h["Accept-Encoding"] = "gzip"  # what a browser sends
         times, status, size, hits = [], None, 0, ""
         for i in range(rounds + 2):
             t0 = time.perf_counter()

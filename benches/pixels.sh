@@ -98,6 +98,7 @@ JSON
   rss0=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status")
   mapfile -t out < <("$PY" benches/dicomweb_latency.py "$server" "http://127.0.0.1:$hport/dicom-web" "$CRED" "$ROUNDS" \
     "WADO-RS instance=$INST" \
+    "WADO-RS instance, client accepts gzip=$INST" \
     "rendered full=$INST/rendered" \
     "rendered viewport 512=$INST/rendered?viewport=512,512" \
     "rendered viewport 1024 (viewer preview)=$INST/rendered?viewport=1024,1024" \
@@ -116,7 +117,7 @@ echo
 echo "## 3. side by side ($(date -u +%F), $(nproc) cores, Orthanc $(Orthanc --version 2>/dev/null | head -1 | awk '{print $NF}'))"
 echo "| request | readhub p50 ms | Orthanc p50 ms | readhub ÷ Orthanc |"
 echo "|---|---|---|---|"
-for label in "WADO-RS instance" "rendered full" "rendered viewport 512" "rendered viewport 1024 (viewer preview)" "thumbnail"; do
+for label in "WADO-RS instance" "WADO-RS instance, client accepts gzip" "rendered full" "rendered viewport 512" "rendered viewport 1024 (viewer preview)" "thumbnail"; do
   r=${P50[readhub/$label]:-?}; o=${P50[orthanc/$label]:-?}
   echo "| $label | $r | $o | $(python3 -c "print(f'{$r/$o:.2f}')" 2>/dev/null || echo ?) |"
 done

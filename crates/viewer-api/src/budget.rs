@@ -34,6 +34,26 @@ pub struct MediaBudget {
 #[derive(Debug, Default)]
 struct Films {
     kept: std::sync::Mutex<std::collections::VecDeque<Film>>,
+    /// one lock per film being decoded: a burst of requests for the same film decodes it
+    /// once, the others wait and take it from `kept`
+    decoding: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while a film is decoded (see [`MediaBudget::decoding`]).
+pub struct Decoding {
+    films: Arc<Films>,
+    key: String,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Decoding {
+    fn drop(&mut self) {
+        let mut d = self.films.decoding.lock().unwrap_or_else(|p| p.into_inner());
+        // the last one out removes the lock (the map holds one reference, each holder one)
+        if d.get(&self.key).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            d.remove(&self.key);
+        }
+    }
 }
 
 struct Film {
@@ -87,6 +107,30 @@ impl MediaBudget {
         let total_mib = total_mib.max(16);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
         MediaBudget { permits: Arc::new(Semaphore::new(total_mib as usize)), total_mib, pool: DecodePool::new(threads), films: Arc::default() }
+    }
+
+    /// What rendering a frame of a film already decoded holds: the 8-bit picture and the
+    /// encoder's buffers, about 4 bytes a pixel (not the 16 of a decode from the file).
+    pub fn render_cost(rows: Option<i64>, columns: Option<i64>) -> u32 {
+        let pixels = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
+        let bytes = pixels(rows).saturating_mul(pixels(columns)).saturating_mul(4);
+        u32::try_from(bytes.div_ceil(MIB).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Wait until no other request is decoding the film at `blob_key`, and hold it while
+    /// this one does (then look in [`decoded`](Self::decoded) again: the other may have
+    /// left it there).
+    pub async fn decoding(&self, blob_key: &str) -> Decoding {
+        let lock = self
+            .films
+            .decoding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(blob_key.to_string())
+            .or_default()
+            .clone();
+        let guard = lock.lock_owned().await;
+        Decoding { films: self.films.clone(), key: blob_key.to_string(), _guard: guard }
     }
 
     /// The film stored at `blob_key`, if it was decoded lately.
@@ -205,5 +249,26 @@ mod tests {
         let failed = budget.decode(|| -> u32 { panic!("a broken film") }).await;
         assert!(failed.is_err());
         assert_eq!(budget.decode(|| 7).await.unwrap(), 7, "the thread lives on");
+    }
+
+    #[tokio::test]
+    async fn decoded_films_are_kept_within_a_quarter_and_let_go_for_requests() {
+        let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/pydicom-data/RG1_UNCR.dcm")).unwrap();
+        let film = Arc::new(dicom_media::render::Decoded::new(&file).unwrap());
+        let mib = film.size().div_ceil(MIB as usize) as usize; // 7 MiB of 16-bit samples
+        let budget = MediaBudget::new(40);
+        budget.keep_decoded("a", film.clone());
+        assert!(budget.decoded("a").is_some());
+        assert_eq!(budget.available_mib(), 40 - mib, "a kept film holds its share");
+        budget.keep_decoded("b", film.clone());
+        assert!(budget.decoded("b").is_some() && budget.decoded("a").is_none(), "a quarter (10 MiB) holds one: the older let go");
+        // a request that needs more than is free comes first: every kept film is let go
+        let share = budget.reserve((40 - mib + 1) as u32).await.unwrap();
+        assert!(budget.decoded("b").is_none());
+        drop(share);
+        assert_eq!(budget.available_mib(), 40);
+        let small = MediaBudget::new(16);
+        small.keep_decoded("c", film);
+        assert!(small.decoded("c").is_none(), "larger than a quarter of the budget: not kept");
     }
 }

@@ -106,23 +106,32 @@ async fn rendered(
         let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
         let site = storage::sites::get_site(&st.storage.db, inst.site_id).await?.map(|s| s.name).unwrap_or_default();
         st.media_budget.decode(move || dicom_media::ecg::render_instance(&bytes, &p, &site)).await??
-    } else if let Some(film) = st.media_budget.decoded(&inst.blob_key) {
-        // decoded for an earlier request: only the window, the size and the JPEG are new
-        let _share = st.media_budget.reserve(MediaBudget::cost_of(0, inst.rows, inst.columns, 1)).await?;
-        st.media_budget.decode(move || film.render(frame, &p)).await??
     } else {
-        let share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
-        let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
-        let (out, film) = st
-            .media_budget
-            .decode(move || {
-                let film = std::sync::Arc::new(render::Decoded::new(&bytes)?);
-                film.render(frame, &p).map(|out| (out, film))
-            })
-            .await??;
-        drop(share);
-        st.media_budget.keep_decoded(&inst.blob_key, film);
-        out
+        // one decode of a film at a time: a burst of readers opening it waits for the first
+        let decoding = match st.media_budget.decoded(&inst.blob_key) {
+            Some(_) => None,
+            None => Some(st.media_budget.decoding(&inst.blob_key).await),
+        };
+        if let Some(film) = st.media_budget.decoded(&inst.blob_key) {
+            drop(decoding);
+            // decoded for an earlier request: only the window, the size and the JPEG are new
+            let _share = st.media_budget.reserve(MediaBudget::render_cost(inst.rows, inst.columns)).await?;
+            st.media_budget.decode(move || film.render(frame, &p)).await??
+        } else {
+            let share = st.media_budget.reserve(MediaBudget::cost(&inst, 1)).await?;
+            let bytes = st.storage.blobs.get_bytes(&inst.blob_key).await?;
+            let (out, film) = st
+                .media_budget
+                .decode(move || {
+                    let film = std::sync::Arc::new(render::Decoded::new(&bytes)?);
+                    film.render(frame, &p).map(|out| (out, film))
+                })
+                .await??;
+            drop(share);
+            st.media_budget.keep_decoded(&inst.blob_key, film);
+            drop(decoding);
+            out
+        }
     };
     if let Some(viewport) = kept {
         // missing (an instance from before renditions, or not yet come to): kept now
