@@ -50,6 +50,9 @@ pub struct BlobStore {
     description: String,
     /// the root directory when the store is the local disk
     local_root: Option<std::path::PathBuf>,
+    /// the local disk's filesystem makes a rename durable with the file's fsync
+    /// (local_write: ext4, XFS)
+    journal_commits_rename: bool,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -79,10 +82,12 @@ impl BlobStore {
             let store = LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?
                 .with_fsync(true);
+            let journal_commits_rename = crate::local_write::journal_commits_rename(&path);
             return Ok(BlobStore {
                 store: Arc::new(store),
                 description: format!("local:{}", path.display()),
                 local_root: Some(path),
+                journal_commits_rename,
             });
         }
         let opts: Vec<(String, String)> = parsed
@@ -107,6 +112,7 @@ impl BlobStore {
             store,
             description: base.to_string(),
             local_root: None,
+            journal_commits_rename: false,
         })
     }
 
@@ -116,6 +122,7 @@ impl BlobStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             description: "memory".into(),
             local_root: None,
+            journal_commits_rename: false,
         }
     }
 
@@ -160,18 +167,17 @@ impl BlobStore {
 
     /// Start a streamed upload to `key`; nothing is visible at the key until `finish`.
     pub fn writer(&self, key: &BlobKey) -> BlobWriter {
-        BlobWriter {
-            inner: BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key.as_path()), PART_SIZE),
-            path: key.as_path(),
-        }
+        self.writer_at(&key.as_path())
     }
 
     /// Start a streamed upload to an object beside the instances (a rendered picture).
     pub fn writer_at(&self, key: &str) -> BlobWriter {
-        BlobWriter {
-            inner: BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key), PART_SIZE),
-            path: key.to_string(),
-        }
+        let inner = match &self.local_root {
+            // the local disk: written and flushed as it arrives (local_write)
+            Some(root) => Writer::Local(crate::local_write::LocalWriter::new(root, key, self.journal_commits_rename)),
+            None => Writer::Store(Box::new(BufWriter::with_capacity(self.store.clone(), ObjectPath::from(key), PART_SIZE))),
+        };
+        BlobWriter { inner, path: key.to_string() }
     }
 
     /// Stream an object back.
@@ -243,31 +249,41 @@ pub struct SizedStream {
 
 /// A streamed upload in progress.
 pub struct BlobWriter {
-    inner: BufWriter,
+    inner: Writer,
     path: String,
+}
+
+enum Writer {
+    Local(crate::local_write::LocalWriter),
+    Store(Box<BufWriter>),
 }
 
 impl BlobWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.inner.write_all(bytes).await.map_err(|e| Error::BlobIo {
-            key: self.path.clone(),
-            source: e,
-        })
+        match &mut self.inner {
+            Writer::Local(w) => w.write(bytes).await,
+            Writer::Store(w) => w.write_all(bytes).await.map_err(|e| Error::BlobIo { key: self.path.clone(), source: e }),
+        }
     }
 
     /// Complete the upload; on return the object is durable (fsync'd on local disk).
-    pub async fn finish(mut self) -> Result<String, Error> {
-        self.inner.shutdown().await.map_err(|e| Error::BlobIo {
-            key: self.path.clone(),
-            source: e,
-        })?;
+    pub async fn finish(self) -> Result<String, Error> {
+        match self.inner {
+            Writer::Local(w) => w.finish().await?,
+            Writer::Store(mut w) => w.shutdown().await.map_err(|e| Error::BlobIo { key: self.path.clone(), source: e })?,
+        }
         Ok(self.path)
     }
 
     /// Give up: nothing becomes visible; staged parts are removed.
-    pub async fn abort(mut self) {
-        if let Err(e) = self.inner.abort().await {
-            tracing::warn!(blob.key = %self.path, error = %e, "could not abort blob upload");
+    pub async fn abort(self) {
+        match self.inner {
+            Writer::Local(w) => w.abort().await,
+            Writer::Store(mut w) => {
+                if let Err(e) = w.abort().await {
+                    tracing::warn!(blob.key = %self.path, error = %e, "could not abort blob upload");
+                }
+            }
         }
     }
 }

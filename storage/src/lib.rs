@@ -12,6 +12,7 @@ pub mod charset;
 pub mod db;
 pub use dicom_walk as header;
 pub mod ingest;
+mod local_write;
 pub mod query;
 pub mod renditions;
 pub mod sites;

@@ -65,12 +65,15 @@ fn gbk(s: &str) -> Vec<u8> {
     encoding_rs::GBK.encode(s).0.into_owned()
 }
 
+/// Instance files in the object store, whole or partial (`….dcm#0`), not the pictures and
+/// JPEG-LS frames kept beside them (`….dcm.1024x1024.jpg`, `….dcm.frame1.jls`).
 fn object_files(dir: &std::path::Path) -> usize {
     fn walk(p: &std::path::Path, n: &mut usize) {
         for e in std::fs::read_dir(p).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
             if e.file_type().unwrap().is_dir() {
                 walk(&e.path(), n)
-            } else {
+            } else if name.ends_with(".dcm") || name.contains(".dcm#") {
                 *n += 1
             }
         }
