@@ -276,6 +276,7 @@ impl InstanceWriter {
     /// The next bytes of the data set. After an error the rest is read and discarded by the
     /// caller (so the association stays in step); `finish` reports the error.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
+        self.storage.note_receipt();
         if let Some(e) = &self.failed {
             return Err(clone_err(e));
         }

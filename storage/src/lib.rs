@@ -123,6 +123,10 @@ pub struct Storage {
     pub db: Db,
     pub blobs: BlobStore,
     pub limits: Limits,
+    /// when this process last received instance bytes (ms since the epoch): background
+    /// work (rendering) waits while instances are arriving, so it does not take the CPU
+    /// and the disk from the acknowledgements
+    last_receipt: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Db {
@@ -132,9 +136,20 @@ impl std::fmt::Debug for Db {
 }
 
 impl Storage {
+    /// Note that instance bytes arrived now.
+    pub fn note_receipt(&self) {
+        self.last_receipt.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long ago this process last received instance bytes.
+    pub fn since_last_receipt(&self) -> std::time::Duration {
+        let ms = now_ms() - self.last_receipt.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+
     pub async fn open(database_url: &str, object_store_url: &str, limits: Limits) -> Result<Self, Error> {
         let db = Db::connect(database_url).await?;
         let blobs = BlobStore::open(object_store_url)?;
-        Ok(Storage { db, blobs, limits })
+        Ok(Storage { db, blobs, limits, last_receipt: Default::default() })
     }
 }

@@ -82,6 +82,11 @@ const BATCH: i64 = 16;
 /// How often the worker looks for new instances when it found none.
 const IDLE: Duration = Duration::from_millis(500);
 
+/// The worker waits until instances have stopped arriving for this long: rendering a CT's
+/// slices while they arrive took the CPU from their acknowledgements (on 2 cores, CT
+/// ingest ran at 0.41× DCMTK storescp with it, see BENCHMARKS.md).
+const AFTER_RECEIPT: Duration = Duration::from_millis(300);
+
 /// The background worker: renders every new image instance's kept renditions, one
 /// instance at a time (bounded: a burst of CT slices waits its turn, and each takes its
 /// share of the decoding budget like a request), until `stop`.
@@ -96,6 +101,12 @@ pub async fn run(st: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
         };
         let idle = found.is_empty();
         for inst in found {
+            while st.storage.since_last_receipt() < AFTER_RECEIPT {
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::time::sleep(AFTER_RECEIPT).await;
+            }
             if *stop.borrow() {
                 return;
             }
