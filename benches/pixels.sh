@@ -69,7 +69,8 @@ PY
 )
 echo "raw loopback, $(stat -c %s "$DX") bytes: $RAW ms"
 
-declare -A P50 BURST RSS
+declare -A P50 BURST RSS TINYRATE
+TINY=${TINY:-2000}
 for server in readhub orthanc; do
   store=$WORK/$server; rm -rf "$store"; mkdir -p "$store"
   dport=$(free_port); hport=$(free_port)
@@ -93,6 +94,12 @@ JSON
       PID=$!; AEC=ORTHANC; CRED=- ;;
   esac
   wait_port "$dport"; wait_port "$hport"
+  # many tiny studies (one small instance each) from four pynetdicom associations
+  t0=$(date +%s.%N)
+  "$PY" benches/qido_populate.py --port "$dport" --aec "$AEC" --studies "$TINY" --processes 4
+  t1=$(date +%s.%N)
+  TINYRATE[$server]=$(python3 -c "print(f'{$TINY/($t1-$t0):.0f}')")
+  echo "$server: $TINY tiny studies from 4 associations: ${TINYRATE[$server]} studies/s"
   storescu -aet BENCH -aec "$AEC" 127.0.0.1 "$dport" "$DX"
   sleep 3   # readhub's preview and thumbnails are made in the background meanwhile
   rss0=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status")
@@ -123,5 +130,6 @@ for label in "WADO-RS instance" "WADO-RS instance, client accepts gzip" "rendere
 done
 r=${BURST[readhub]%% *}; o=${BURST[orthanc]%% *}
 echo "| 8 concurrent full renders (wall s) | $r (RSS ${RSS[readhub]} MiB) | $o (RSS ${RSS[orthanc]} MiB) | $(python3 -c "print(f'{$r/$o:.2f}')") |"
+echo "| tiny studies, 4 associations (studies/s) | ${TINYRATE[readhub]} | ${TINYRATE[orthanc]} | $(python3 -c "print(f'{${TINYRATE[readhub]}/${TINYRATE[orthanc]}:.2f}')") |"
 echo "| WADO-RS instance ÷ raw loopback ($RAW ms) | $(python3 -c "print(f'{${P50[readhub/WADO-RS instance]}/$RAW:.2f}')") | $(python3 -c "print(f'{${P50[orthanc/WADO-RS instance]}/$RAW:.2f}')") | |"
 [ -f "$WORK.ingest.txt" ] && { echo; echo "ingest:"; tail -8 "$WORK.ingest.txt"; }

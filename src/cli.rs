@@ -180,6 +180,13 @@ pub struct ServeArgs {
     /// Minutes an order may wait for its study before its site is alerted [default: 1440]
     #[arg(long, env = "READHUB_ORDER_OVERDUE_MINUTES")]
     pub order_overdue_minutes: Option<u64>,
+    /// Render thumbnails, the viewer's preview and its JPEG-LS frame in the background
+    /// after ingest [default: true]
+    #[arg(long, env = "READHUB_PRERENDER")]
+    pub prerender: Option<bool>,
+    /// gzip whole native instances (WADO-RS) for clients that accept it [default: false]
+    #[arg(long, env = "READHUB_GZIP_INSTANCES")]
+    pub gzip_instances: Option<bool>,
     /// Forward the audit trail as DICOM audit messages (syslog) to udp://HOST:PORT or tls://HOST:PORT
     #[arg(long, env = "READHUB_AUDIT_SYSLOG_ADDR")]
     pub audit_syslog_addr: Option<String>,
@@ -359,7 +366,7 @@ impl Cli {
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
                   critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
                   media_memory_mb, body_idle_timeout_secs, login_lock_secs, session_idle_minutes, session_max_hours,
-                  order_overdue_minutes);
+                  order_overdue_minutes, prerender, gzip_instances);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

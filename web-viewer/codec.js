@@ -9,8 +9,10 @@ export const NATIVE_TS = '1.2.840.10008.1.2.1';
 
 let module = null;
 
-/** The CharLS module, loaded once (a classic script defines the factory `CharLSWASM`). */
-function charls() {
+/** The CharLS module, loaded once (a classic script defines the factory `CharLSWASM`).
+ * The viewer calls it when it opens, so the codec is compiled while the film's frame is
+ * still on its way. */
+export function charls() {
   if (!module) {
     module = new Promise((resolve, reject) => {
       const s = document.createElement('script');

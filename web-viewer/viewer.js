@@ -3,7 +3,7 @@
 // frames); windowing, zoom, pan, rotation, flips and measurements happen here, so a drag
 // costs no round trip. A rendered JPEG is shown first while the samples travel.
 import { value, firstPart, partSyntax, frameFromBytes, windowInto } from './dicom.js';
-import { JPEG_LS, NATIVE_TS, decodeJpegLs, wantJpegLs } from './codec.js';
+import { JPEG_LS, NATIVE_TS, charls, decodeJpegLs, wantJpegLs } from './codec.js';
 
 /** Window presets (CT Hounsfield units; on other modalities they are just numbers). */
 export const PRESETS = [
@@ -76,6 +76,8 @@ export function spacingOf(meta) {
 export class Viewport {
   constructor({ lang = () => 'zh', prior = false } = {}) {
     this.lang = lang;
+    // the JPEG-LS codec compiles while the first frame travels (a failure shows at decode)
+    if (wantJpegLs()) charls().catch(() => null);
     this.el = document.createElement('div');
     this.el.className = 'viewport' + (prior ? ' prior' : '');
     this.el.tabIndex = 0;

@@ -41,9 +41,10 @@ for (let i = 0; i < Number(runs); i++) {
   await page.keyboard.press('n');
   await page.waitForSelector('.viewport canvas.image[data-state=pixels]', { timeout: 300000 });
   const marks = await page.evaluate(() => window.__marks);
-  const bytes = await page.evaluate(() => performance.getEntriesByType('resource')
-    .filter((e) => e.name.includes('/frames/') || e.name.includes('/rendered'))
-    .map((e) => ({ what: e.name.includes('/frames/') ? 'frame' : 'preview', transferred: e.transferSize, decoded: e.decodedBodySize, ms: Math.round(e.duration) })));
+  const bytes = await page.evaluate((t0) => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/frames/') || e.name.includes('/rendered') || e.name.includes('charls'))
+    .map((e) => ({ what: e.name.includes('/frames/') ? 'frame' : e.name.includes('charls') ? 'codec' : 'preview', transferred: e.transferSize, decoded: e.decodedBodySize, ms: Math.round(e.duration),
+      from: Math.round(e.startTime - t0), to: Math.round(e.responseEnd - t0) })), t0);
   const r = {
     preview_ms: marks.preview ? Math.round(marks.preview - t0) : null,
     pixels_ms: Math.round(marks.pixels - t0),
