@@ -29,6 +29,7 @@ PY=$ROOT/.venv/bin/python
 if [ -n "${READHUB_BIN:-}" ]; then READHUB=$READHUB_BIN
 else cargo build --release --locked -q && READHUB=$ROOT/target/release/readhub; fi
 
+source benches/dicomweb_servers.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 mkdir -p "$WORK"
@@ -44,25 +45,7 @@ rows=()
 for server in $SERVERS; do
   store=$WORK/$server; rm -rf "$store"; mkdir -p "$store"
   dport=$(free_port); hport=$(free_port)
-  case $server in
-    readhub)
-      export READHUB_DATA_DIR=$store/data
-      "$READHUB" site add Bench --ae BENCH >/dev/null
-      echo 'bench-pass-1' | "$READHUB" user add bench --role admin --password-stdin >/dev/null
-      READHUB_DICOM_ADDR=127.0.0.1:$dport READHUB_HTTP_ADDR=127.0.0.1:$hport READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
-      PID=$!; AEC=READHUB; CRED=bench:bench-pass-1 ;;
-    orthanc)
-      cat > "$store.json" <<JSON
-{ "Name": "bench", "StorageDirectory": "$store/db", "IndexDirectory": "$store/db",
-  "DicomAet": "ORTHANC", "DicomPort": $dport, "HttpPort": $hport, "RemoteAccessAllowed": false,
-  "AuthenticationEnabled": false, "DicomCheckCalledAet": false, "DicomAlwaysAllowStore": true,
-  "StorageCompression": false, "ConcurrentJobs": 2, "DicomThreadsCount": 4,
-  "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
-  "DicomWeb": { "Enable": true, "Root": "/dicom-web/", "StudiesMetadata": "Full" } }
-JSON
-      Orthanc "$store.json" 2>"$store.log" &
-      PID=$!; AEC=ORTHANC; CRED=- ;;
-  esac
+  start_dicomweb_server "$server" "$store" "$dport" "$hport"
   wait_port "$dport"; wait_port "$hport"
   t0=$(date +%s.%N)
   "$PY" benches/qido_populate.py --port "$dport" --aec "$AEC" --studies "$STUDIES" --processes 4

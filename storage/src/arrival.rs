@@ -118,6 +118,9 @@ pub enum ArrivalKind {
     /// An instance was refused because one of its UIDs already belongs to another site:
     /// the admins are to be told.
     UidCollision(UidCollision),
+    /// The sender said the study is complete: it asked for Storage Commitment of its
+    /// instances and every one is held. Its quiet period ends at once.
+    StudyComplete { study_pk: StudyPk },
 }
 
 /// Which UID of a refused instance belonged to which other site.
@@ -188,6 +191,27 @@ pub(crate) async fn record_collision(tx: &mut WriteTx<'_>, transfer: &Transfer, 
     .await
     .map_err(Error::db("insert collision arrival"))?;
     Ok(())
+}
+
+/// Record that the sender declared these studies complete (a Storage Commitment request
+/// whose every instance is held).
+pub async fn record_study_complete(db: &Db, transfer: &Transfer, studies: &[StudyPk]) -> Result<(), Error> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    for pk in studies {
+        sqlx::query(
+            "INSERT INTO arrivals (kind, node, transfer, study_id, at, next_try_at) VALUES ('study_complete', $1, $2, $3, $4, $5)",
+        )
+        .bind(transfer.node.as_str())
+        .bind(transfer.id.as_str())
+        .bind(*pk)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::db("insert study complete"))?;
+    }
+    tx.commit().await
 }
 
 /// Record that a transfer has ended. Call it once everything the transfer stored has been
@@ -293,6 +317,7 @@ fn arrival_from_row(r: &sqlx::any::AnyRow) -> Result<Arrival, Error> {
             instance_pk: r.get("instance_id"),
         },
         "transfer_ended" => ArrivalKind::TransferEnded,
+        "study_complete" => ArrivalKind::StudyComplete { study_pk: r.get("study_id") },
         "uid_collision" => {
             let detail: Option<String> = r.get("detail");
             let c = serde_json::from_str(detail.as_deref().unwrap_or_default())

@@ -585,10 +585,10 @@ pub struct Representative {
 
 /// Which of these SOP Instance UIDs the site holds (current), with their SOP Class: for
 /// Storage Commitment (what is in the index is durable, PS3.4 J.3). Asked 500 at a time.
-pub async fn held_by_site(db: &Db, site: SiteId, sop_instance_uids: &[String]) -> Result<std::collections::HashMap<String, String>, Error> {
+pub async fn held_by_site(db: &Db, site: SiteId, sop_instance_uids: &[String]) -> Result<std::collections::HashMap<String, (String, StudyPk)>, Error> {
     let mut held = std::collections::HashMap::new();
     for chunk in sop_instance_uids.chunks(500) {
-        let mut sql = Sql::new(db, "SELECT sop_instance_uid, sop_class_uid FROM instances WHERE is_current = 1");
+        let mut sql = Sql::new(db, "SELECT sop_instance_uid, sop_class_uid, study_id FROM instances WHERE is_current = 1");
         let p = sql.bind(site);
         sql.push(&format!(" AND site_id = {p} AND sop_instance_uid IN ("));
         for (k, uid) in chunk.iter().enumerate() {
@@ -602,7 +602,7 @@ pub async fn held_by_site(db: &Db, site: SiteId, sop_instance_uids: &[String]) -
             .await
             .map_err(Error::db("instances held by site"))?;
         for r in rows {
-            held.insert(r.get(0), r.get(1));
+            held.insert(r.get(0), (r.get(1), r.get(2)));
         }
     }
     Ok(held)

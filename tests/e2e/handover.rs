@@ -28,13 +28,7 @@ async fn acknowledged_then_killed_before_the_handover() {
     // the hand-over is held back (fault injection): the instance is acknowledged and indexed,
     // the worklist has not seen it
     let hub = serve(dir.path(), &[("READHUB_TEST_HOLD_ARRIVALS", "true")]).await;
-    let out = tokio::process::Command::new("storescu")
-        .args(["-aet", "TOWNSHIP1", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
-        .arg(&file)
-        .output()
-        .await
-        .expect("storescu (DCMTK)");
-    assert!(out.status.success(), "C-STORE acknowledged: {}", String::from_utf8_lossy(&out.stderr));
+    store(&hub, &file).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(hub.queue(READER).await.is_empty(), "the hand-over was held: no item yet");
     hub.kill9().await;
@@ -46,16 +40,8 @@ async fn acknowledged_then_killed_before_the_handover() {
     let q = hub.queue(READER).await;
     let item = q.iter().find(|i| i["study_instance_uid"] == study).unwrap();
     assert_eq!(item["num_instances"], 1);
-    let events: Vec<Value> = reqwest::Client::new()
-        .get(format!("http://{}/api/worklist/{}/events", hub.http, item["id"]))
-        .basic_auth(READER.0, Some(READER.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    let events = events_of(&hub, &study).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(kinds, ["arrived", "routed", "ready"], "{events:?}");
     hub.kill9().await;
 }
@@ -96,6 +82,17 @@ async fn receiving_when_killed_is_ready_after_the_quiet_period() {
     hub.kill9().await;
 }
 
+/// Send `file` with DCMTK storescu as TOWNSHIP1; it must be acknowledged.
+async fn store(hub: &super::served::Served, file: &Path) {
+    let out = tokio::process::Command::new("storescu")
+        .args(["-aet", "TOWNSHIP1", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
+        .arg(file)
+        .output()
+        .await
+        .expect("storescu (DCMTK)");
+    assert!(out.status.success(), "C-STORE acknowledged: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The events of an item, oldest first: (kind, at ms).
 async fn events_of(hub: &super::served::Served, study: &str) -> Vec<(String, i64)> {
     let q = hub.queue(READER).await;
@@ -122,13 +119,7 @@ async fn a_single_association_film_is_ready_within_a_second_of_its_end() {
     let file = data("pydicom-data/RG1_UNCR.dcm");
     let (study, ..) = sop_of(&file);
     let hub = serve(dir.path(), &[("READHUB_QUIET_PERIOD_SECS", "10")]).await;
-    let out = tokio::process::Command::new("storescu")
-        .args(["-aet", "TOWNSHIP1", "-aec", "READHUB", "127.0.0.1", &hub.dimse_port.to_string()])
-        .arg(&file)
-        .output()
-        .await
-        .expect("storescu (DCMTK)");
-    assert!(out.status.success(), "C-STORE: {}", String::from_utf8_lossy(&out.stderr));
+    store(&hub, &file).await;
     // storescu has released its association: the wall clock from here (generous for a busy
     // CI machine, and far below the 10 s quiet period) …
     let took = hub.until_state(READER, &study, "ready", Duration::from_secs(30)).await;
@@ -179,5 +170,36 @@ async fn a_ct_over_two_associations_is_one_item_not_ready_between_them() {
     let events = events_of(&hub, study).await;
     let at = |k: &str| events.iter().rev().find(|e| e.0 == k).unwrap().1;
     assert!(at("ready") - events[0].1 >= 10_000, "ready only after the quiet period: {events:?}");
+    hub.kill9().await;
+}
+
+/// A sender that asks for Storage Commitment of what it sent, and gets every instance
+/// committed, has declared its study complete: a CT (which waits out the 10 s quiet period
+/// otherwise) is ready as soon as its association ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_commitment_ends_the_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    set_up(dir.path());
+    let file = data("pydicom/test_files/CT_small.dcm");
+    let (study, ..) = sop_of(&file);
+    let hub = serve(dir.path(), &[("READHUB_QUIET_PERIOD_SECS", "10")]).await;
+    let script = root().join("tests/peers/commitment_scu.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(common::python()).arg(&script).arg(hub.dimse_port.to_string()).arg("TOWNSHIP1").arg(&file).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the pynetdicom modality hung")
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(r["event_type"], 1, "everything committed: {r}");
+    // released: ready well before the 10 s quiet period
+    let took = hub.until_state(READER, &study, "ready", Duration::from_secs(30)).await;
+    assert!(took < Duration::from_secs(5), "ready {took:?} after the association's end");
+    let events = events_of(&hub, &study).await;
+    let at = |k: &str| events.iter().find(|e| e.0 == k).unwrap_or_else(|| panic!("no {k}: {events:?}")).1;
+    assert!(at("ready") - at("arrived") < 8_000, "no quiet period after the commitment: {events:?}");
     hub.kill9().await;
 }

@@ -312,6 +312,14 @@ async fn run<S>(
                                     failed = outcome.failed.len(),
                                     "storage commitment"
                                 );
+                                // every instance held: the sender says its studies are complete,
+                                // and they need not wait out a quiet period
+                                if outcome.failed.is_empty() && !outcome.studies.is_empty() {
+                                    match storage::arrival::record_study_complete(&storage.db, &transfer, &outcome.studies).await {
+                                        Ok(()) => handover.wake.notify_one(),
+                                        Err(e) => tracing::warn!(error = %e, "could not record that the studies are complete"),
+                                    }
+                                }
                                 match commitment::event_report(message_id, &ts, &request, &outcome) {
                                     Ok((command, data)) => vec![(pc_id, command, Some(data))],
                                     Err(e) => {

@@ -36,10 +36,12 @@ pub struct Request {
     pub references: Vec<(String, String)>,
 }
 
-/// The answer: committed references, and failed ones with their reason.
+/// The answer: committed references, and failed ones with their reason; and the studies
+/// of the committed ones (when nothing failed, the sender has declared them complete).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub committed: Vec<(String, String)>,
+    pub studies: Vec<readhub_types::StudyPk>,
     pub failed: Vec<(String, String, u16)>,
 }
 
@@ -87,7 +89,12 @@ pub async fn check(storage: &Storage, site: &Site, request: &Request) -> Outcome
     };
     for (class, instance) in &request.references {
         match held.get(instance) {
-            Some(h) if h == class || class.is_empty() => out.committed.push((h.clone(), instance.clone())),
+            Some((h, study)) if h == class || class.is_empty() => {
+                out.committed.push((h.clone(), instance.clone()));
+                if !out.studies.contains(study) {
+                    out.studies.push(*study);
+                }
+            }
             Some(_) => out.failed.push((class.clone(), instance.clone(), CLASS_INSTANCE_CONFLICT)),
             None => out.failed.push((class.clone(), instance.clone(), NO_SUCH_OBJECT_INSTANCE)),
         }
@@ -157,7 +164,7 @@ mod tests {
         data.write_dataset_with_ts(&mut bytes, TransferSyntaxRegistry.get(EXPLICIT_LE).unwrap()).unwrap();
         let r = parse_request(EXPLICIT_LE, &bytes).unwrap();
         assert_eq!(r, Request { transaction_uid: "1.2.3.4".into(), references: vec![("1.2.840.10008.5.1.4.1.1.7".into(), "1.2.3.4.5".into())] });
-        let outcome = Outcome { committed: vec![], failed: vec![("1.2.840.10008.5.1.4.1.1.7".into(), "1.2.3.4.5".into(), NO_SUCH_OBJECT_INSTANCE)] };
+        let outcome = Outcome { committed: vec![], studies: vec![], failed: vec![("1.2.840.10008.5.1.4.1.1.7".into(), "1.2.3.4.5".into(), NO_SUCH_OBJECT_INSTANCE)] };
         let (cmd, data) = event_report(7, EXPLICIT_LE, &r, &outcome).unwrap();
         let parsed = crate::dimse::parse_command(&cmd).unwrap();
         assert_eq!(parsed.field, crate::dimse::N_EVENT_REPORT_RQ);

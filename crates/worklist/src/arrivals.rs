@@ -122,6 +122,7 @@ impl Worklist {
                 Ok(())
             }
             ArrivalKind::TransferEnded => self.transfer_ended(tx, &a.transfer).await,
+            ArrivalKind::StudyComplete { study_pk } => self.study_complete(tx, *study_pk).await,
             ArrivalKind::UidCollision(c) => self.uid_collision(tx, c, a.at).await,
         }
     }
@@ -331,7 +332,8 @@ impl Worklist {
         };
         let mut t = Transition::new(id, &[state], to, event, None, now)
             .set("last_instance_at", now)
-            .set("ready_at", None::<i64>);
+            .set("ready_at", None::<i64>)
+            .set("complete_at", None::<i64>);
         if after_report {
             t = t.set("new_images_after_report", 1);
         }
@@ -357,7 +359,13 @@ impl Worklist {
             .map(|r| r.get(0))
             .collect();
         for pk in studies {
-            let quiet = self.quiet_period_of(tx, pk).await?;
+            let complete: bool = sqlx::query("SELECT complete_at FROM worklist_items WHERE study_id = $1")
+                .bind(pk)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(Error::db("select completeness"))?
+                .is_some_and(|r| r.get::<Option<i64>, _>(0).is_some());
+            let quiet = if complete { std::time::Duration::ZERO } else { self.quiet_period_of(tx, pk).await? };
             let ready_at = now + quiet.as_millis() as i64;
             let item: Option<ItemId> = sqlx::query("UPDATE worklist_items SET ready_at = $1, updated_at = $2 WHERE study_id = $3 RETURNING id")
                 .bind(ready_at)
@@ -376,6 +384,29 @@ impl Worklist {
             if let Some(id) = item.filter(|_| quiet.is_zero() && !others_open) {
                 Transition::new(id, &[ItemState::Receiving], ItemState::Ready, EventKind::Ready, None, now).apply(tx).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The sender declared a study complete (Storage Commitment of all its instances): it is
+    /// ready as soon as no association is sending it, without a quiet period.
+    async fn study_complete(&self, tx: &mut WriteTx<'_>, study: StudyPk) -> Result<(), Error> {
+        let now = self.now();
+        let item: Option<ItemId> = sqlx::query("UPDATE worklist_items SET complete_at = $1, ready_at = $1 WHERE study_id = $2 RETURNING id")
+            .bind(now)
+            .bind(study)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(Error::db("mark study complete"))?
+            .map(|r| r.get(0));
+        let sending = sqlx::query("SELECT 1 FROM open_transfers WHERE study_id = $1")
+            .bind(study)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(Error::db("select open transfers"))?
+            .is_some();
+        if let Some(id) = item.filter(|_| !sending) {
+            Transition::new(id, &[ItemState::Receiving], ItemState::Ready, EventKind::Ready, None, now).apply(tx).await?;
         }
         Ok(())
     }
