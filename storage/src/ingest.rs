@@ -461,10 +461,10 @@ async fn uid_owner(tx: &mut crate::db::WriteTx<'_>, site: SiteId, a: &InstanceAt
     Ok(None)
 }
 
-/// Index one durable instance in one transaction. Returns (study pk, outcome, version).
-/// An instance whose Study, Series or SOP Instance UID already belongs to another site is
-/// refused (its bytes are removed by the caller), and the refusal is recorded for the
-/// admins: one site must never be able to add images to another site's study.
+/// Index one durable instance. Returns (study pk, outcome, version). On SQLite the index
+/// rows of instances acknowledged at about the same time (several associations) are
+/// committed together, one fsync for all (`group_commit`); on PostgreSQL, which groups
+/// commits itself, each in its own transaction.
 #[allow(clippy::too_many_arguments)]
 async fn record(
     storage: &Storage,
@@ -476,12 +476,61 @@ async fn record(
     size: u64,
     sha256: &str,
 ) -> Result<(StudyPk, IngestOutcome, i64), IngestError> {
+    if let Some(committer) = &storage.group_commit {
+        let job = crate::group_commit::Record {
+            site: site.clone(),
+            transfer: transfer.clone(),
+            attrs: a.clone(),
+            ts_uid: ts_uid.to_string(),
+            blob_key: blob_key.to_string(),
+            size,
+            sha256: sha256.to_string(),
+        };
+        return committer.record(job).await;
+    }
+    // PostgreSQL runs senders' transactions side by side: two senders of the same new
+    // instance may both find no current version and both insert version 1. The second is
+    // refused by the unique key; tried again, it sees the first's row (a duplicate, or a
+    // new version).
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = storage.db.begin_write().await?;
+        match record_in(&mut tx, site, transfer, a, ts_uid, blob_key, size, sha256).await {
+            Err(Error::Db { source: sqlx::Error::Database(d), .. }) if d.is_unique_violation() && attempt < 3 => {
+                drop(tx);
+                tracing::debug!(sop_instance_uid = %a.sop_instance_uid, attempt, "another sender indexed the same instance at the same time; again");
+            }
+            Err(e) => return Err(e.into()),
+            Ok(out) => {
+                tx.commit().await?;
+                return out;
+            }
+        }
+    }
+}
+
+/// The index rows of one durable instance, in `tx` (committed by the caller). An instance
+/// whose Study, Series or SOP Instance UID already belongs to another site is refused (its
+/// bytes are removed by the caller), and the refusal is recorded for the admins: one site
+/// must never be able to add images to another site's study. The outer error: the database
+/// failed (roll back); the inner: the instance is refused (what was written stays).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_in(
+    tx: &mut crate::db::WriteTx<'_>,
+    site: &Site,
+    transfer: &Transfer,
+    a: &InstanceAttrs,
+    ts_uid: &str,
+    blob_key: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<Result<(StudyPk, IngestOutcome, i64), IngestError>, Error> {
     let now = now_ms();
     let source = transfer.source.as_str();
     let issuer = a.issuer_of_patient_id.clone().unwrap_or_else(|| site.issuer.clone());
-    let mut tx = storage.db.begin_write().await?;
 
-    if let Some((attribute, uid, owner)) = uid_owner(&mut tx, site.id, a).await? {
+    if let Some((attribute, uid, owner)) = uid_owner(&mut *tx, site.id, a).await? {
         let collision = crate::arrival::UidCollision {
             attribute: attribute.to_string(),
             uid: uid.clone(),
@@ -490,14 +539,13 @@ async fn record(
             owner_site: owner,
             source: source.to_string(),
         };
-        audit(&mut tx, site.id, &a.sop_instance_uid, "refused_uid_collision", 0, sha256, source, now).await?;
-        crate::arrival::record_collision(&mut tx, transfer, &collision, now).await?;
-        tx.commit().await?;
+        audit(&mut *tx, site.id, &a.sop_instance_uid, "refused_uid_collision", 0, sha256, source, now).await?;
+        crate::arrival::record_collision(tx, transfer, &collision, now).await?;
         tracing::warn!(
             site = %site.name, attribute, uid = %uid, owner_site = %owner, sop_instance_uid = %a.sop_instance_uid,
             "instance refused: its UID already belongs to another site"
         );
-        return Err(IngestError::UidCollision { attribute, uid });
+        return Ok(Err(IngestError::UidCollision { attribute, uid }));
     }
 
     // the current version of this SOP instance at this site, if any
@@ -507,7 +555,7 @@ async fn record(
     )
     .bind(site.id)
     .bind(&a.sop_instance_uid)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(Error::db("select instance"))?;
     if let Some(row) = &current {
@@ -515,13 +563,12 @@ async fn record(
         if existing_sha == sha256 {
             let version: i64 = row.get("version");
             let study_id: StudyPk = row.get("study_id");
-            audit(&mut tx, site.id, &a.sop_instance_uid, "duplicate", version, sha256, source, now).await?;
-            tx.commit().await?;
+            audit(tx, site.id, &a.sop_instance_uid, "duplicate", version, sha256, source, now).await?;
             tracing::info!(
                 sop_instance_uid = %a.sop_instance_uid, site = %site.name, version,
                 "duplicate instance: identical bytes already stored, nothing new kept"
             );
-            return Ok((study_id, IngestOutcome::Duplicate, version));
+            return Ok(Ok((study_id, IngestOutcome::Duplicate, version)));
         }
     }
 
@@ -540,7 +587,7 @@ async fn record(
     .bind(a.patient_name.clone())
     .bind(a.patient_birth_date.clone())
     .bind(a.patient_sex.clone())
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(Error::db("upsert patient"))?
     .get(0);
@@ -552,7 +599,7 @@ async fn record(
             )
             .bind(patient_pk)
             .bind(term)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(Error::db("insert name term"))?;
         }
@@ -583,7 +630,7 @@ async fn record(
     .bind(a.referring_physician.clone())
     .bind(now)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(Error::db("upsert study"))?
     .get(0);
@@ -602,7 +649,7 @@ async fn record(
     .bind(a.series_number.clone())
     .bind(a.series_description.clone())
     .bind(a.body_part.clone())
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(Error::db("upsert series"))?
     .get(0);
@@ -613,10 +660,10 @@ async fn record(
             let old_version: i64 = row.get("version");
             sqlx::query("UPDATE instances SET is_current = 0 WHERE id = $1")
                 .bind(old_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(Error::db("retire instance version"))?;
-            audit(&mut tx, site.id, &a.sop_instance_uid, "new_version", old_version + 1, sha256, source, now).await?;
+            audit(&mut *tx, site.id, &a.sop_instance_uid, "new_version", old_version + 1, sha256, source, now).await?;
             tracing::warn!(
                 sop_instance_uid = %a.sop_instance_uid, site = %site.name, version = old_version + 1,
                 "instance re-sent with different bytes: kept as a new version, the old one retained"
@@ -648,7 +695,7 @@ async fn record(
     .bind(now)
     .bind(source)
     .bind(a.metadata_json.clone())
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(Error::db("insert instance"))?
     .get(0);
@@ -660,7 +707,7 @@ async fn record(
     if outcome == IngestOutcome::Stored {
         let n: i64 = sqlx::query("UPDATE series SET num_instances = num_instances + 1 WHERE id = $1 RETURNING num_instances")
             .bind(series_pk)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(Error::db("count series instances"))?
             .get(0);
@@ -674,7 +721,7 @@ async fn record(
     .bind(added)
     .bind(new_series)
     .bind(study_pk)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(Error::db("update study summary"))?;
     let merge = |list: String, value: Option<&str>| -> (String, bool) {
@@ -695,14 +742,13 @@ async fn record(
             .bind(modalities)
             .bind(classes)
             .bind(study_pk)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(Error::db("update study summary"))?;
     }
     // the hand-over to the worklist, durable with the index row (storage::arrival)
-    crate::arrival::record_instance(&mut tx, transfer, study_pk, instance_pk, now).await?;
-    tx.commit().await?;
-    Ok((study_pk, outcome, version))
+    crate::arrival::record_instance(tx, transfer, study_pk, instance_pk, now).await?;
+    Ok(Ok((study_pk, outcome, version)))
 }
 
 #[allow(clippy::too_many_arguments)]

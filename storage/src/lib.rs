@@ -12,6 +12,7 @@ pub mod charset;
 pub mod db;
 pub use dicom_walk as header;
 pub mod ingest;
+mod group_commit;
 mod local_write;
 pub mod query;
 pub mod renditions;
@@ -127,6 +128,8 @@ pub struct Storage {
     /// work (rendering) waits while instances are arriving, so it does not take the CPU
     /// and the disk from the acknowledgements
     last_receipt: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// SQLite: the index rows of instances acknowledged together share one commit
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 impl std::fmt::Debug for Db {
@@ -150,6 +153,7 @@ impl Storage {
     pub async fn open(database_url: &str, object_store_url: &str, limits: Limits) -> Result<Self, Error> {
         let db = Db::connect(database_url).await?;
         let blobs = BlobStore::open(object_store_url)?;
-        Ok(Storage { db, blobs, limits, last_receipt: Default::default() })
+        let group_commit = (db.backend() == Backend::Sqlite).then(|| group_commit::GroupCommit::start(db.clone()));
+        Ok(Storage { db, blobs, limits, last_receipt: Default::default(), group_commit })
     }
 }

@@ -164,6 +164,11 @@ async fn read_report_flow(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(extra_ok.status, 0);
+    // the worklist takes arrivals off the queue in rounds (at most every 100 ms in a burst)
+    hub.eventually("the new image flags the reported study", || async {
+        hub.get_json(&admin, &format!("/api/worklist/{id}")).await["item"]["new_images_after_report"] == true
+    })
+    .await;
     let it = hub.get_json(&admin, &format!("/api/worklist/{id}")).await["item"].clone();
     assert_eq!(it["state"], "reported");
     assert_eq!(it["new_images_after_report"], true);

@@ -214,6 +214,11 @@ async fn results_reach_his_fhir_and_pacs(backend: Backend) {
     assert_eq!((dr["valid"].as_bool(), dr["status"].as_str()), (Some(true), Some("appended")), "{dr}");
 
     // the admins' view: nine delivered; Township-2's HIS down, so pending with its reason
+    // (a peer has the file a moment before the hub has recorded its answer)
+    hub.eventually("nine deliveries recorded", || async {
+        hub.get_json(&admin, "/api/admin/results?state=delivered").await.as_array().unwrap().len() >= 9
+    })
+    .await;
     let delivered = hub.get_json(&admin, "/api/admin/results?state=delivered").await;
     assert_eq!(delivered.as_array().unwrap().len(), 9, "{delivered}");
     hub.eventually("the dead HIS shows as failing", || async {

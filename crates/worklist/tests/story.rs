@@ -141,7 +141,7 @@ macro_rules! on_both {
     )*};
 }
 
-on_both!(from_arrival_to_signature, each_arrival_is_applied_once, a_transfer_cut_off_by_a_crash_ends_at_the_next_start, transitions_start_only_from_their_states);
+on_both!(from_arrival_to_signature, each_arrival_is_applied_once, instances_acknowledged_together_are_indexed_together, a_transfer_cut_off_by_a_crash_ends_at_the_next_start, transitions_start_only_from_their_states);
 
 /// Two instances in one transfer open one item; it stays receiving while the transfer is
 /// open and for the quiet period after it ends; two readers race for it and one wins; the
@@ -211,6 +211,44 @@ async fn each_arrival_is_applied_once(backend: Backend) {
         let trail = b.trail(&item).await;
         assert_eq!(trail, [EventKind::Arrived, EventKind::Routed], "{s}: one item, opened once");
     }
+}
+
+/// Many senders at once (on SQLite their index rows share commits: storage's group commit):
+/// each instance is indexed once with the right outcome, a re-send of the same bytes is a
+/// duplicate, and each new instance has exactly one arrival.
+async fn instances_acknowledged_together_are_indexed_together(backend: Backend) {
+    let Some(b) = bench(backend).await else { return };
+    let b = std::sync::Arc::new(b);
+    let transfers = std::sync::Arc::new(Transfers::new(NodeName::new("story")));
+    let study = "1.2.826.0.1.3680043.8.498.92001";
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let (b, transfers) = (b.clone(), transfers.clone());
+            tokio::spawn(async move {
+                let t = transfers.begin("assoc", format!("dimse:T{i}"));
+                // 32 distinct instances, and 16 sent a second time by another sender
+                let sop = format!("{study}.1.{}", i % 32);
+                let mut w = b.storage.begin_part10(&b.site, &t);
+                w.write(&part10(study, &sop, None)).await.unwrap();
+                let stored = w.finish().await.unwrap();
+                (sop, stored.outcome)
+            })
+        })
+        .collect();
+    let mut outcomes = std::collections::HashMap::<String, Vec<storage::IngestOutcome>>::new();
+    for t in tasks {
+        let (sop, outcome) = t.await.unwrap();
+        outcomes.entry(sop).or_default().push(outcome);
+    }
+    assert_eq!(outcomes.len(), 32);
+    for (sop, o) in &outcomes {
+        let stored = o.iter().filter(|x| **x == storage::IngestOutcome::Stored).count();
+        let duplicates = o.iter().filter(|x| **x == storage::IngestOutcome::Duplicate).count();
+        assert_eq!((stored, duplicates), (1, o.len() - 1), "{sop}: {o:?}");
+    }
+    assert_eq!(storage::arrival::pending(&b.storage.db).await.unwrap(), 32, "one arrival per new instance");
+    assert_eq!(b.wl.consume_arrivals().await.unwrap(), 32);
+    assert_eq!(b.item_of(study).await.num_instances, 32);
 }
 
 /// A process died with a transfer open: at its next start the transfer is ended, and the
