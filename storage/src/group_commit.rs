@@ -1,4 +1,4 @@
-//! Group commit of index rows on SQLite: the instances acknowledged at about the same time
+//! Group commit on SQLite (used for ingest's index rows): the instances acknowledged at about the same time
 //! by several associations (or STOW-RS requests) are indexed in one transaction, so one
 //! fsync of the write-ahead log makes all of them durable, where each took its own before.
 //! SQLite has one writer anyway: the rows were written one transaction after another; now
@@ -8,39 +8,43 @@
 //! is rolled back alone and its sender told, the others are kept. The contract is the
 //! same: an acknowledgement waits for the commit that holds its rows.
 
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::arrival::Transfer;
-use crate::attrs::InstanceAttrs;
-use crate::db::Db;
-use crate::ingest::{IngestError, IngestOutcome};
-use crate::sites::Site;
+use crate::db::{Db, WriteTx};
 use crate::Error;
-use readhub_types::StudyPk;
 
-/// The most instances in one transaction.
+/// The most jobs in one transaction.
 const MAX_GROUP: usize = 64;
 
-/// What indexing one durable instance needs.
-pub(crate) struct Record {
-    pub site: Site,
-    pub transfer: Transfer,
-    pub attrs: InstanceAttrs,
-    pub ts_uid: String,
-    pub blob_key: String,
-    pub size: u64,
-    pub sha256: String,
+/// What one sender has written in the group's transaction (ingest's index rows of one
+/// instance), and what it is told.
+pub trait Job: Send + Sync + 'static {
+    type Answer: Send + 'static;
+    /// Write the rows; the outer error is the database's (this job is rolled back alone).
+    fn write<'a, 'b: 'a>(&'a self, tx: &'a mut WriteTx<'b>) -> BoxFuture<'a, Result<Self::Answer, Error>>;
+    /// What the sender is told when the database failed.
+    fn failed(e: Error) -> Self::Answer;
 }
-
-type Answer = Result<(StudyPk, IngestOutcome, i64), IngestError>;
 
 /// The committer's inbox.
-#[derive(Clone, Debug)]
-pub(crate) struct GroupCommit {
-    tx: mpsc::Sender<(Record, oneshot::Sender<Answer>)>,
+pub struct GroupCommit<J: Job> {
+    tx: mpsc::Sender<(J, oneshot::Sender<J::Answer>)>,
 }
 
-impl GroupCommit {
+impl<J: Job> Clone for GroupCommit<J> {
+    fn clone(&self) -> Self {
+        GroupCommit { tx: self.tx.clone() }
+    }
+}
+
+impl<J: Job> std::fmt::Debug for GroupCommit<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupCommit")
+    }
+}
+
+impl<J: Job> GroupCommit<J> {
     /// Start the committer for `db` (it ends when the last sender is gone).
     pub fn start(db: Db) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
@@ -48,13 +52,13 @@ impl GroupCommit {
         GroupCommit { tx }
     }
 
-    /// Index one instance; returns once the rows are committed (or refused).
-    pub async fn record(&self, r: Record) -> Answer {
+    /// Run one job; returns once its rows are committed (or it failed).
+    pub async fn run(&self, job: J) -> J::Answer {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((r, reply)).await.is_err() {
-            return Err(IngestError::Storage(stopped()));
+        if self.tx.send((job, reply)).await.is_err() {
+            return J::failed(stopped());
         }
-        answer.await.unwrap_or_else(|_| Err(IngestError::Storage(stopped())))
+        answer.await.unwrap_or_else(|_| J::failed(stopped()))
     }
 }
 
@@ -62,7 +66,7 @@ fn stopped() -> Error {
     Error::Db { op: "group commit", source: sqlx::Error::Protocol("the index's committer has stopped".into()) }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<(Record, oneshot::Sender<Answer>)>) {
+async fn run<J: Job>(db: Db, mut rx: mpsc::Receiver<(J, oneshot::Sender<J::Answer>)>) {
     while let Some(first) = rx.recv().await {
         // whatever queued up while the last commit was flushed goes in this one
         let mut group = vec![first];
@@ -72,37 +76,33 @@ async fn run(db: Db, mut rx: mpsc::Receiver<(Record, oneshot::Sender<Answer>)>) 
                 Err(_) => break,
             }
         }
-        let answers = commit_group(&db, &group).await;
-        for ((_, reply), answer) in group.into_iter().zip(answers) {
+        let (jobs, replies): (Vec<J>, Vec<_>) = group.into_iter().unzip();
+        for (reply, answer) in replies.into_iter().zip(commit_group(&db, &jobs).await) {
             let _ = reply.send(answer);
         }
     }
 }
 
-/// One transaction for the group; an answer per record, in order.
-async fn commit_group(db: &Db, group: &[(Record, oneshot::Sender<Answer>)]) -> Vec<Answer> {
-    let failed = |e: &Error| -> Vec<Answer> {
-        group
-            .iter()
-            .map(|_| Err(IngestError::Storage(Error::Db { op: "commit", source: sqlx::Error::Protocol(e.to_string()) })))
-            .collect()
+/// One transaction for the group; an answer per job, in order.
+async fn commit_group<J: Job>(db: &Db, jobs: &[J]) -> Vec<J::Answer> {
+    let failed = |e: &Error| -> Vec<J::Answer> {
+        jobs.iter().map(|_| J::failed(Error::Db { op: "commit", source: sqlx::Error::Protocol(e.to_string()) })).collect()
     };
     let mut tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => return failed(&e),
     };
-    let mut answers = Vec::with_capacity(group.len());
-    for (r, _) in group {
-        if let Err(e) = savepoint(&mut tx, "SAVEPOINT instance").await {
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Err(e) = savepoint(&mut tx, "SAVEPOINT job").await {
             return failed(&e);
         }
-        let written = crate::ingest::record_in(&mut tx, &r.site, &r.transfer, &r.attrs, &r.ts_uid, &r.blob_key, r.size, &r.sha256).await;
-        let (keep, answer) = match written {
+        let (keep, answer) = match job.write(&mut tx).await {
             Ok(answer) => (true, answer),
-            Err(e) => (false, Err(IngestError::Storage(e))),
+            Err(e) => (false, J::failed(e)),
         };
-        let undo = if keep { Ok(()) } else { savepoint(&mut tx, "ROLLBACK TO SAVEPOINT instance").await };
-        if let Err(e) = undo.and(savepoint(&mut tx, "RELEASE SAVEPOINT instance").await) {
+        let undo = if keep { Ok(()) } else { savepoint(&mut tx, "ROLLBACK TO SAVEPOINT job").await };
+        if let Err(e) = undo.and(savepoint(&mut tx, "RELEASE SAVEPOINT job").await) {
             return failed(&e);
         }
         answers.push(answer);
@@ -113,6 +113,6 @@ async fn commit_group(db: &Db, group: &[(Record, oneshot::Sender<Answer>)]) -> V
     }
 }
 
-async fn savepoint(tx: &mut crate::db::WriteTx<'_>, sql: &'static str) -> Result<(), Error> {
+async fn savepoint(tx: &mut WriteTx<'_>, sql: &'static str) -> Result<(), Error> {
     sqlx::query(sql).execute(&mut **tx).await.map(|_| ()).map_err(Error::db("savepoint"))
 }

@@ -477,7 +477,7 @@ async fn record(
     sha256: &str,
 ) -> Result<(StudyPk, IngestOutcome, i64), IngestError> {
     if let Some(committer) = &storage.group_commit {
-        let job = crate::group_commit::Record {
+        let job = IndexRows {
             site: site.clone(),
             transfer: transfer.clone(),
             attrs: a.clone(),
@@ -486,7 +486,7 @@ async fn record(
             size,
             sha256: sha256.to_string(),
         };
-        return committer.record(job).await;
+        return committer.run(job).await;
     }
     // PostgreSQL runs senders' transactions side by side: two senders of the same new
     // instance may both find no current version and both insert version 1. The second is
@@ -507,6 +507,29 @@ async fn record(
                 return out;
             }
         }
+    }
+}
+
+/// What indexing one durable instance needs, as a job of the group commit.
+pub struct IndexRows {
+    site: Site,
+    transfer: Transfer,
+    attrs: InstanceAttrs,
+    ts_uid: String,
+    blob_key: String,
+    size: u64,
+    sha256: String,
+}
+
+impl crate::group_commit::Job for IndexRows {
+    type Answer = Result<(StudyPk, IngestOutcome, i64), IngestError>;
+
+    fn write<'a, 'b: 'a>(&'a self, tx: &'a mut crate::db::WriteTx<'b>) -> futures::future::BoxFuture<'a, Result<Self::Answer, Error>> {
+        Box::pin(record_in(tx, &self.site, &self.transfer, &self.attrs, &self.ts_uid, &self.blob_key, self.size, &self.sha256))
+    }
+
+    fn failed(e: Error) -> Self::Answer {
+        Err(IngestError::Storage(e))
     }
 }
 

@@ -12,7 +12,7 @@ pub mod charset;
 pub mod db;
 pub use dicom_walk as header;
 pub mod ingest;
-mod group_commit;
+pub mod group_commit;
 mod local_write;
 pub mod query;
 pub mod renditions;
@@ -129,7 +129,7 @@ pub struct Storage {
     /// and the disk from the acknowledgements
     last_receipt: std::sync::Arc<std::sync::atomic::AtomicI64>,
     /// SQLite: the index rows of instances acknowledged together share one commit
-    group_commit: Option<group_commit::GroupCommit>,
+    group_commit: Option<group_commit::GroupCommit<ingest::IndexRows>>,
 }
 
 impl std::fmt::Debug for Db {
