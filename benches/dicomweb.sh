@@ -11,25 +11,12 @@ ROUNDS=${ROUNDS:-50}
 WORK=${BENCH_DIR:-/tmp/readhub-dicomweb-bench}
 SERVERS=${SERVERS:-"readhub orthanc"}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need=()
-command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
-command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
-[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
-if [ ${#need[@]} -gt 0 ]; then
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-as_root service orthanc stop >/dev/null 2>&1 || true
-if ! .venv/bin/python -c "import pynetdicom, pydicom, numpy" >/dev/null 2>&1; then
-  python3 -m venv .venv && .venv/bin/pip install -q "pynetdicom==3.0.4" "pydicom==3.0.2" numpy
-fi
+source benches/dicomweb_servers.sh
+install_dicomweb_peers
 PY=$ROOT/.venv/bin/python
 if [ -n "${READHUB_BIN:-}" ]; then READHUB=$READHUB_BIN
 else cargo build --release --locked -q && READHUB=$ROOT/target/release/readhub; fi
 
-source benches/dicomweb_servers.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 mkdir -p "$WORK"

@@ -15,20 +15,8 @@ ROUNDS=${ROUNDS:-20}
 WORK=${BENCH_DIR:-/tmp/readhub-pixels-bench}
 export N_DX=${N_DX:-40} CT_SLICES=${CT_SLICES:-300}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-need=()
-command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
-command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
-[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
-if [ ${#need[@]} -gt 0 ]; then
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-as_root service orthanc stop >/dev/null 2>&1 || true
-if ! .venv/bin/python -c "import pynetdicom, pydicom, numpy" >/dev/null 2>&1; then
-  python3 -m venv .venv && .venv/bin/pip install -q "pynetdicom==3.0.4" "pydicom==3.0.2" numpy
-fi
+source benches/dicomweb_servers.sh
+install_dicomweb_peers
 PY=$ROOT/.venv/bin/python
 if [ -z "${READHUB_BIN:-}" ]; then cargo build --release --locked -q; export READHUB_BIN=$ROOT/target/release/readhub; fi
 READHUB=$READHUB_BIN
@@ -37,7 +25,6 @@ echo "## 1. ingest ($N_DX DX of 15 MB, a $CT_SLICES-slice CT)"
 [ "${SKIP_INGEST:-}" = 1 ] || BENCH_DIR=$WORK/ingest bash benches/ingest.sh | tee "$WORK.ingest.txt"
 
 echo "## 2. pixels"
-source benches/dicomweb_servers.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 mkdir -p "$WORK"

@@ -414,7 +414,10 @@ async function itemView(id) {
 }
 
 // ---- referrer: the site's reports ---------------------------------------------------------
+/** The latest search of the reports: an earlier one answered late must not replace it. */
+let reportsSearch = 0;
 async function reportsView(query = {}) {
+  const mine = ++reportsSearch;
   const q = h('input', { name: 'q', placeholder: `${t('patient')} / ID`, value: query.q || '' });
   const from = h('input', { name: 'from', type: 'date', value: query.from || '' });
   const to = h('input', { name: 'to', type: 'date', value: query.to || '' });
@@ -424,6 +427,7 @@ async function reportsView(query = {}) {
   try {
     [reports, critical] = await Promise.all([api(`/api/reports?${params}`), api('/api/critical').catch(() => [])]);
   } catch (x) { note.textContent = x.message; }
+  if (mine !== reportsSearch) return;
   // what the critical result is, not only that there is one
   const findings = new Map();
   for (const c of critical) findings.set(c.item_id, [...(findings.get(c.item_id) || []), c]);

@@ -220,10 +220,13 @@ try {
   if (align !== 'center') throw new Error(`the print page's stylesheet was blocked (h1 text-align: ${align})`);
   await print.screenshot({ path: `${shots}/07-print.png` });
   await print.close();
-  // the search: by patient ID, and one that finds nothing
+  // the search: by patient ID, and one that finds nothing (the list before the search is
+  // marked, so the wait is for the search's own page, not the one it replaces)
+  await page.evaluate(() => { document.querySelector('table.reports').dataset.before = 'search'; });
   await page.fill('form.search input[name=q]', cfg.filmPatientId);
   await page.click('form.search button[type=submit]');
-  await page.waitForFunction((pid) => [...document.querySelectorAll('table.reports tbody tr')].length >= 1
+  await page.waitForFunction((pid) => document.querySelector('table.reports:not([data-before])')
+    && [...document.querySelectorAll('table.reports tbody tr')].length >= 1
     && [...document.querySelectorAll('table.reports tbody tr')].every((tr) => tr.textContent.includes(pid)), cfg.filmPatientId);
   await page.fill('form.search input[name=q]', 'no-such-patient');
   await page.click('form.search button[type=submit]');
