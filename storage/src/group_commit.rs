@@ -92,6 +92,17 @@ async fn commit_group<J: Job>(db: &Db, jobs: &[J]) -> Vec<J::Answer> {
         Ok(tx) => tx,
         Err(e) => return failed(&e),
     };
+    if let [job] = jobs {
+        // a group of one (one sender): no savepoint needed, the transaction is the job's
+        let answer = match job.write(&mut tx).await {
+            Ok(answer) => answer,
+            Err(e) => return vec![J::failed(e)],
+        };
+        return match tx.commit().await {
+            Ok(()) => vec![answer],
+            Err(e) => failed(&e),
+        };
+    }
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
         if let Err(e) = savepoint(&mut tx, "SAVEPOINT job").await {
