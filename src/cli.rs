@@ -193,6 +193,9 @@ pub struct ServeArgs {
     /// PEM CA of the audit record repository's certificate (syslog over TLS)
     #[arg(long, env = "READHUB_AUDIT_SYSLOG_CA_FILE")]
     pub audit_syslog_ca_file: Option<PathBuf>,
+    /// The bearer token GET /metrics (Prometheus) asks for [default: /metrics off]
+    #[arg(long, env = "READHUB_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
@@ -376,7 +379,7 @@ impl Cli {
             macro_rules! over_opt {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
             }
-            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file, hl7_addr);
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file, hl7_addr, metrics_token);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }

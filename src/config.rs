@@ -132,6 +132,8 @@ pub struct Config {
     pub hl7_addr: Option<String>,
     /// Minutes an order may wait for its study before its site is alerted.
     pub order_overdue_minutes: u64,
+    /// The bearer token `GET /metrics` (Prometheus) asks for. Unset: `/metrics` is off.
+    pub metrics_token: Option<String>,
     /// Test fault injection: the hand-over to the worklist stalls (arrivals wait).
     #[serde(skip)]
     pub hold_arrivals: bool,
@@ -197,6 +199,7 @@ impl Default for Config {
             ecg_watch_interval_secs: 2,
             hl7_addr: None,
             order_overdue_minutes: 24 * 60,
+            metrics_token: None,
             hold_arrivals: false,
         }
     }
@@ -304,6 +307,7 @@ impl Config {
             ecg_rules: self.ecg_critical.clone(),
             ecg_scp_experimental: self.ecg_scp_experimental,
             gzip_instances: self.gzip_instances,
+            metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
         }
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use storage::lease::ClusterJob;
 use storage::Storage;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -109,6 +110,8 @@ pub async fn run_with_clock(
         _ => None,
     };
     config.ecg_critical.check().map_err(anyhow::Error::msg)?;
+    // before anything is counted: the process's one metrics recorder (/metrics)
+    viewer_api::ops::recorder();
     let (storage, worklist, consortium) = open_with_clock(&config, clock).await?;
     tracing::info!(
         database = %storage::db::redact_url(&config.database_url()?),
@@ -155,19 +158,24 @@ pub async fn run_with_clock(
     // applies them, woken by every acknowledgement and on a tick (retries, other nodes)
     let node = config.node_name()?;
     worklist.recover_transfers(&node).await.context("cannot recover the transfers of the last run")?;
-    let transfers = storage::Transfers::new(node);
+    let transfers = storage::Transfers::new(node.clone());
     let wake = Arc::new(Notify::new());
     // the consumer stops after the listeners, so the last instances are applied too
     let (consumer_stop, consumer_stop_rx) = watch::channel(false);
     let consumer = tokio::spawn(consume_arrivals(worklist.clone(), wake.clone(), consumer_stop_rx));
 
+    // jobs that run once per cluster run on the node holding their lease (storage::lease)
+    let lease = |job| storage::lease::Lease::new(storage.db.clone(), job, node.clone());
     // the sites' webhooks (critical results, quality rejections), from the durable outbox
-    let notifier = tokio::spawn(notify::run(worklist.clone(), stop_rx.clone()));
+    let notifier = tokio::spawn(notify::run(worklist.clone(), lease(ClusterJob::Webhooks), stop_rx.clone()));
 
-    // ready promotion: every process runs it; the conditional UPDATE makes that safe
+    // ready promotion, assignment, SLA clocks, escalation, overdue orders: on one node of the
+    // cluster (their conditional UPDATEs would make two safe, but not two alerts' worth of
+    // work); the planner's sweep is of this node's own disk, so every node runs that
     let wl = worklist.clone();
     let mut ticker_stop = stop_rx.clone();
     let blobs = storage.blobs.clone();
+    let mut ticker_lease = lease(ClusterJob::Ticker);
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut planner = tokio::time::interval(Duration::from_secs(3600));
@@ -175,6 +183,9 @@ pub async fn run_with_clock(
         loop {
             tokio::select! {
                 _ = minute.tick() => {
+                    if !ticker_lease.held(storage::now_ms()).await {
+                        continue;
+                    }
                     match wl.flag_overdue_orders(wl.now()).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(orders = n, "orders without their study flagged to their sites"),
@@ -187,6 +198,9 @@ pub async fn run_with_clock(
                     let _ = tokio::task::spawn_blocking(move || blobs.sweep_staging(STAGING_MAX_AGE)).await;
                 }
                 _ = tick.tick() => {
+                    if !ticker_lease.held(storage::now_ms()).await {
+                        continue;
+                    }
                     if let Err(e) = wl.promote_ready(wl.now()).await {
                         tracing::warn!(error = %e, "promoting ready items failed");
                     }
@@ -197,6 +211,8 @@ pub async fn run_with_clock(
                     }
                     match wl.sla_tick().await {
                         Ok(t) if t.breached > 0 || t.leases_expired > 0 || t.critical_escalated > 0 => {
+                            metrics::counter!("readhub_sla_breaches_total").increment(t.breached);
+                            metrics::counter!("readhub_critical_escalations_total").increment(t.critical_escalated);
                             tracing::info!(breached = t.breached, leases_expired = t.leases_expired,
                                 critical_escalated = t.critical_escalated, "SLA tick")
                         }
@@ -248,7 +264,9 @@ pub async fn run_with_clock(
     ));
     // thumbnails and previews, made in the background after ingest (never on the
     // acknowledgement path) and kept beside the instances
-    let renders = config.prerender.then(|| tokio::spawn(viewer_api::renditions::run(state.clone(), stop_rx.clone())));
+    let renders = config
+        .prerender
+        .then(|| tokio::spawn(viewer_api::renditions::run(state.clone(), lease(ClusterJob::Renditions), stop_rx.clone())));
     let app = viewer_api::router(state);
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS
@@ -286,6 +304,10 @@ pub async fn run_with_clock(
     let _ = consumer.await;
     let _ = ticker.await;
     let _ = notifier.await;
+    // another node takes this node's cluster jobs at once, not after the lease lapses
+    if let Err(e) = storage::lease::release_all(&storage.db, &node).await {
+        tracing::warn!(error = %e, "cannot release this node's cluster leases; they lapse in {:?}", storage::lease::LEASE_TTL);
+    }
     storage.db.close().await;
     tracing::info!("readhub stopped");
     http_result.context("HTTP server failed")

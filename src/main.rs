@@ -7,14 +7,27 @@ use readhub::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("READHUB_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,dicom_ul=warn,tower_http=info".into()),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("READHUB_LOG")
+            .unwrap_or_else(|_| "info,sqlx=warn,dicom_ul=warn,tower_http=info".into())
+    };
+    match std::env::var("READHUB_LOG_FORMAT").as_deref() {
+        // one JSON object per line for a log collector; every line carries the fields of
+        // its spans: the association's dimse.id, the request's http.request_id
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter())
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok("text") | Err(_) => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok(other) => anyhow::bail!("READHUB_LOG_FORMAT={other:?}: use json or text"),
+    }
     let config = cli.config()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

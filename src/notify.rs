@@ -1,7 +1,8 @@
 //! Delivers the worklist's webhook outbox (critical results, quality rejections) to the
-//! sites' own systems: POST of the JSON body, retried with backoff until it lands. Every
-//! process runs one; a delivery may then rarely go out twice, so receivers key on the ids
-//! in the body.
+//! sites' own systems: POST of the JSON body, retried with backoff until it lands. One node
+//! of the cluster delivers (the one holding the webhooks lease); a node killed between the
+//! POST and recording it sends that one again after it, so receivers key on the ids in the
+//! body.
 
 use std::time::Duration;
 
@@ -30,12 +31,15 @@ pub async fn deliver_due(wl: &Worklist, client: &reqwest::Client) -> Result<usiz
 }
 
 /// The delivery loop, until `stop` turns true.
-pub async fn run(wl: Worklist, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(wl: Worklist, mut lease: storage::lease::Lease, mut stop: tokio::sync::watch::Receiver<bool>) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                if !lease.held(storage::now_ms()).await {
+                    continue;
+                }
                 if let Err(e) = deliver_due(&wl, &client).await {
                     tracing::warn!(error = %e, "webhook outbox failed");
                 }

@@ -61,6 +61,24 @@ impl std::fmt::Debug for BlobStore {
     }
 }
 
+/// An object store error, counted for the operators (`readhub_object_store_errors_total`):
+/// a missing object is an answer, not an error of the store.
+fn blob_error(key: &str) -> impl FnOnce(object_store::Error) -> Error + '_ {
+    move |source| {
+        if !matches!(source, object_store::Error::NotFound { .. }) {
+            metrics::counter!("readhub_object_store_errors_total").increment(1);
+        }
+        Error::Blob { key: key.to_string(), source }
+    }
+}
+
+fn io_error(key: &str, source: std::io::Error) -> Error {
+    if source.kind() != std::io::ErrorKind::NotFound {
+        metrics::counter!("readhub_object_store_errors_total").increment(1);
+    }
+    Error::BlobIo { key: key.to_string(), source }
+}
+
 /// Parts of this size are uploaded as they fill (S3's minimum part size); smaller objects
 /// go up in one put. This bounds memory per transfer.
 const PART_SIZE: usize = 5 * 1024 * 1024;
@@ -185,7 +203,7 @@ impl BlobStore {
         self.store
             .get(&ObjectPath::from(key))
             .await
-            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+            .map_err(blob_error(key))
     }
 
     /// Stream an object back with its size (for Content-Length). On the local disk the
@@ -194,7 +212,7 @@ impl BlobStore {
     pub async fn stream(&self, key: &str) -> Result<SizedStream, Error> {
         if let Some(root) = &self.local_root {
             let path = root.join(key);
-            let io_err = |source: std::io::Error| Error::BlobIo { key: key.to_string(), source };
+            let io_err = |source: std::io::Error| io_error(key, source);
             match tokio::fs::File::open(&path).await {
                 Ok(file) => {
                     let size = file.metadata().await.map_err(io_err)?.len();
@@ -227,14 +245,23 @@ impl BlobStore {
             .await?
             .bytes()
             .await
-            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+            .map_err(blob_error(key))
+    }
+
+    /// Does the store answer? A HEAD of a key that need not exist: "not found" is an
+    /// answer; a refused connection, a missing bucket or bad credentials are not (`/readyz`).
+    pub async fn check_ready(&self) -> Result<(), String> {
+        match self.store.head(&ObjectPath::from("readyz-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(format!("the object store {} does not answer: {e}", self.description)),
+        }
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
         self.store
             .delete(&ObjectPath::from(key))
             .await
-            .map_err(|e| Error::Blob { key: key.to_string(), source: e })
+            .map_err(blob_error(key))
     }
 }
 
@@ -262,7 +289,7 @@ impl BlobWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match &mut self.inner {
             Writer::Local(w) => w.write(bytes).await,
-            Writer::Store(w) => w.write_all(bytes).await.map_err(|e| Error::BlobIo { key: self.path.clone(), source: e }),
+            Writer::Store(w) => w.write_all(bytes).await.map_err(|e| io_error(&self.path, e)),
         }
     }
 
@@ -270,7 +297,7 @@ impl BlobWriter {
     pub async fn finish(self) -> Result<String, Error> {
         match self.inner {
             Writer::Local(w) => w.finish().await?,
-            Writer::Store(mut w) => w.shutdown().await.map_err(|e| Error::BlobIo { key: self.path.clone(), source: e })?,
+            Writer::Store(mut w) => w.shutdown().await.map_err(|e| io_error(&self.path, e))?,
         }
         Ok(self.path)
     }

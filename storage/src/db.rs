@@ -175,6 +175,32 @@ impl Db {
             .map_err(|e| Error::Config(format!("database migration failed: {e}")))
     }
 
+    /// Is the database answering, with every migration of this build applied? The error
+    /// says which of the two is not so (`/readyz`).
+    pub async fn check_ready(&self) -> Result<(), String> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| format!("the database does not answer: {e}"))?
+            .iter()
+            .map(|r| sqlx::Row::get(r, 0))
+            .collect();
+        let missing: Vec<i64> = migrator.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+        if !missing.is_empty() {
+            return Err(format!("database migrations {missing:?} are not applied (start a node of this version to apply them)"));
+        }
+        Ok(())
+    }
+
+    /// How many connections the pool has open, and how many of them are idle (`/metrics`).
+    pub fn pool_use(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -316,8 +316,26 @@ impl InstanceWriter {
         self.blob.abort().await;
     }
 
-    /// The data set is complete: validate, make durable, index.
+    /// The data set is complete: validate, make durable, index. Counted for the operators
+    /// (`readhub_instances_received_total{site,status}`, `readhub_received_bytes_total`)
+    /// here, the one way in for C-STORE, STOW-RS, ECG uploads and import alike.
     pub async fn finish(self) -> Result<StoredInstance, IngestError> {
+        let site = self.site.name.clone();
+        let result = self.finish_unmetered().await;
+        let status = match &result {
+            Ok(inst) if inst.outcome == IngestOutcome::Duplicate => "duplicate",
+            Ok(_) => "stored",
+            Err(IngestError::Storage(_)) => "failed",
+            Err(_) => "refused",
+        };
+        metrics::counter!("readhub_instances_received_total", "site" => site.clone(), "status" => status).increment(1);
+        if let Ok(inst) = &result {
+            metrics::counter!("readhub_received_bytes_total", "site" => site).increment(inst.size_bytes);
+        }
+        result
+    }
+
+    async fn finish_unmetered(self) -> Result<StoredInstance, IngestError> {
         let InstanceWriter {
             storage,
             site,

@@ -13,6 +13,7 @@ pub mod db;
 pub use dicom_walk as header;
 pub mod ingest;
 pub mod group_commit;
+pub mod lease;
 mod local_write;
 pub mod query;
 pub mod renditions;

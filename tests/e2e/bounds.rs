@@ -189,7 +189,7 @@ async fn try_store_one(port: u16, study: &str, sop: &str) -> Result<u16, String>
 }
 
 /// C-STORE one synthetic instance; its status.
-async fn store_one(port: u16, study: &str, sop: &str) -> u16 {
+pub(crate) async fn store_one(port: u16, study: &str, sop: &str) -> u16 {
     try_store_one(port, study, sop).await.expect("association")
 }
 
@@ -236,14 +236,14 @@ async fn a_full_disk_is_survived_without_a_restart() {
 
 /// A TCP proxy in front of PostgreSQL that the test can take down (every connection cut,
 /// new ones refused) and bring back, as a database restart or a broken link would.
-struct DbLink {
-    addr: std::net::SocketAddr,
+pub(crate) struct DbLink {
+    pub(crate) addr: std::net::SocketAddr,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl DbLink {
-    async fn to(target: String) -> DbLink {
+    pub(crate) async fn to(target: String) -> DbLink {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -270,12 +270,12 @@ impl DbLink {
         DbLink { addr, up, cut }
     }
 
-    fn down(&self) {
+    pub(crate) fn down(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         self.cut.send_modify(|n| *n += 1);
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -43,6 +43,7 @@ mod ecg;
 mod handover;
 mod http;
 mod ingest;
+mod ops;
 mod orders;
 mod query_retrieve;
 mod reports;

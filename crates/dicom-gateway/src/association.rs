@@ -75,6 +75,8 @@ enum Rx {
         pc_id: u8,
         writer: Option<InstanceWriter>,
         error: Option<IngestError>,
+        /// when the C-STORE-RQ arrived (`readhub_cstore_duration_seconds`)
+        started: std::time::Instant,
     },
 }
 
@@ -564,6 +566,7 @@ async fn handle_pdv(
                         pc_id: pdv.presentation_context_id,
                         writer,
                         error,
+                        started: std::time::Instant::now(),
                     };
                     Ok(None)
                 }
@@ -661,7 +664,7 @@ async fn handle_pdv(
             if !pdv.is_last {
                 return Ok(None);
             }
-            let Rx::Data { cmd, pc_id, writer, error } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
+            let Rx::Data { cmd, pc_id, writer, error, started } = std::mem::replace(rx, Rx::Idle { command: Vec::new() }) else {
                 unreachable!()
             };
             let result = match (writer, error) {
@@ -691,6 +694,8 @@ async fn handle_pdv(
                 }
             };
             let rsp = dimse::response(dimse::C_STORE_RSP, &cmd, status, comment.as_deref());
+            let result = if status == Status::Success { "success" } else { "refused" };
+            metrics::histogram!("readhub_cstore_duration_seconds", "status" => result).record(started.elapsed().as_secs_f64());
             Ok(Some((answer(pc_id, rsp), outcome)))
         }
     }

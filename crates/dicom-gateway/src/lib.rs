@@ -145,6 +145,7 @@ pub async fn run(
         let span = tracing::info_span!("association", dimse.id = id, dimse.peer = %peer, dimse.tls = over_tls, dimse.calling_ae = tracing::field::Empty, dimse.transfer = tracing::field::Empty);
         tasks.spawn(
             async move {
+                let _open = OpenAssociation::count();
                 let mut socket = socket;
                 if let Some(tls) = tls {
                     // admitted inside: the request is behind the TLS handshake
@@ -168,4 +169,21 @@ pub async fn run(
     drop(tls_listener);
     tracing::info!("DICOM listener closed; waiting for {} open associations", tasks.len());
     while tasks.join_next().await.is_some() {}
+}
+
+/// One connection on the DICOM ports, counted in `readhub_dicom_associations_open` while it
+/// lasts (however it ends).
+struct OpenAssociation;
+
+impl OpenAssociation {
+    fn count() -> Self {
+        metrics::gauge!("readhub_dicom_associations_open").increment(1.0);
+        OpenAssociation
+    }
+}
+
+impl Drop for OpenAssociation {
+    fn drop(&mut self) {
+        metrics::gauge!("readhub_dicom_associations_open").decrement(1.0);
+    }
 }

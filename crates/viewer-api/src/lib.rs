@@ -12,6 +12,7 @@ pub use api::ecg::{ingest_file as ingest_ecg_file, Ingested as EcgIngested, Refu
 pub mod fuzzing;
 pub mod error;
 pub mod fhir;
+pub mod ops;
 pub mod renditions;
 
 /// A report's PDF as the sites get it (the same document as `GET /api/reports/{id}/pdf`),
@@ -71,6 +72,8 @@ pub struct Config {
     /// (a 15 MB DX: 64 ms with gzip, see BENCHMARKS.md); the viewer's frames are compressed
     /// for the township line on their own.
     pub gzip_instances: bool,
+    /// The bearer token `/metrics` asks for; without one `/metrics` is off.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             ecg_rules: ecg::criteria::Rules::default(),
             ecg_scp_experimental: false,
             gzip_instances: false,
+            metrics_token: None,
         }
     }
 }
@@ -289,7 +293,11 @@ pub fn router(state: AppState) -> Router {
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }));
     let app = table_routes(app)
         // after routing, so the trail knows the route (and the viewer's files stay out of it)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), trail::record));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), trail::record))
+        // the operators' routes show no patient data: outside the trail
+        .merge(ops::routes())
+        // every route counted and timed by its pattern
+        .route_layer(axum::middleware::from_fn(ops::observe));
     let app = if state.config.cors_origins.is_empty() { app } else { app.layer(cors_layer) };
     let idle = state.config.body_idle_timeout;
     let tls = state.config.tls;
@@ -299,10 +307,18 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(move |resp| strict_transport(resp, tls)))
         .layer(compression())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("http", http.request_id = %id, http.method = %req.method(), http.path = %req.uri().path())
+                })
+                // one line per answered request (status, latency): the access log
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
+        // a request id in every log line of the request and in the answer: the load
+        // balancer's (x-request-id) when it sends one, else a new one
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
         .with_state(state)
 }
 

@@ -90,8 +90,16 @@ const AFTER_RECEIPT: Duration = Duration::from_millis(300);
 /// The background worker: renders every new image instance's kept renditions, one
 /// instance at a time (bounded: a burst of CT slices waits its turn, and each takes its
 /// share of the decoding budget like a request), until `stop`.
-pub async fn run(st: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(st: AppState, mut lease: storage::lease::Lease, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
+        // one node of the cluster renders (the one holding the lease); the others wait
+        if !lease.held(storage::now_ms()).await {
+            tokio::select! {
+                _ = tokio::time::sleep(IDLE) => {}
+                _ = stop.changed() => if *stop.borrow() { return },
+            }
+            continue;
+        }
         let found = match storage::renditions::pending(&st.storage.db, BATCH).await {
             Ok(p) => p,
             Err(e) => {

@@ -15,6 +15,7 @@ pub mod critical;
 pub mod directory;
 pub mod ecg;
 pub mod events;
+pub mod gauges;
 pub mod hours;
 pub mod items;
 pub mod orders;

@@ -339,6 +339,9 @@ impl Worklist {
         // to the site's HIS, FHIR server and PACS, with the signature (never without it)
         crate::results::enqueue_results(&mut tx, item.site_id, item_id, id, crate::results::ResultEvent::Signed, now).await?;
         tx.commit().await?;
+        // arrival to signed report, the figure the consortium is judged by
+        metrics::histogram!("readhub_turnaround_seconds", "priority" => item.priority.as_str())
+            .record((now - item.arrived_at).max(0) as f64 / 1000.0);
         self.report(id).await
     }
 

@@ -145,6 +145,14 @@ impl Priority {
         }
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Stat => "stat",
+            Priority::Urgent => "urgent",
+            Priority::Routine => "routine",
+        }
+    }
+
     pub fn from_i64(v: i64) -> Priority {
         match v {
             0 => Priority::Stat,
