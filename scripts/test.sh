@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # readhub's test command (the README's second command). On a fresh Debian machine it
-# installs what the tests need, starts a throwaway PostgreSQL cluster on loopback, and runs
-# the whole test suite against SQLite and PostgreSQL with real peers (DCMTK, pynetdicom).
+# installs what the tests need, starts a throwaway PostgreSQL cluster and a Garage (S3) node on
+# loopback, and runs the whole test suite against SQLite, PostgreSQL and PostgreSQL + S3 with
+# real peers (DCMTK, pynetdicom).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,11 +66,22 @@ else
   pg() { sh -c "$*"; }
 fi
 stop_pg() { pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$PGDIR"; }
-trap stop_pg EXIT
+GARAGE_DIR=$(mktemp -d /tmp/readhub-garage.XXXXXX)
+cleanup() { stop_pg; scripts/garage.sh stop "$GARAGE_DIR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
 log "starting PostgreSQL on 127.0.0.1:$PGPORT"
 pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
 pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -l '$PGDIR/log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$PGDIR' -c fsync=off -c max_connections=400\" start" >/dev/null
 export READHUB_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+
+# 3b. A throwaway Garage node (a real S3-compatible distributed store, AGPL, run beside
+#     readhub like PostgreSQL; built once with cargo install if missing, ~10 min, then
+#     cached in ~/.cache/readhub-peers): the S3 stories and the two-node test put their
+#     instances in its bucket (READHUB_TEST_S3_URL, AWS_* credentials).
+log "starting a 1-node Garage (S3)"
+scripts/garage.sh start "$GARAGE_DIR" 1 readhub-test
+# shellcheck disable=SC1091
+source "$GARAGE_DIR/env"
 
 # 4. The tests: every crate's unit tests and the end-to-end suite, both backends.
 log "cargo test (SQLite and PostgreSQL)"

@@ -19,6 +19,24 @@ use worklist::{Role, Worklist};
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL for the index and a real S3-compatible store (Garage, started by the
+    /// README's test command) for the instances: the scaled-out install
+    S3,
+}
+
+impl Backend {
+    pub fn on_postgres(self) -> bool {
+        matches!(self, Backend::Postgres | Backend::S3)
+    }
+}
+
+/// A prefix of its own in the test bucket (READHUB_TEST_S3_URL, `s3://BUCKET?endpoint=…`),
+/// so tests sharing the bucket never see each other's objects.
+pub fn s3_url() -> String {
+    let base = std::env::var("READHUB_TEST_S3_URL").expect("READHUB_TEST_S3_URL (the README's test command starts Garage)");
+    let mut url = url::Url::parse(&base).expect("READHUB_TEST_S3_URL is a URL");
+    url.set_path(&format!("/t-{}", uuid::Uuid::new_v4().simple()));
+    url.to_string()
 }
 
 pub fn data(rel: &str) -> PathBuf {
@@ -94,8 +112,11 @@ impl Hub {
             quiet_period_secs: 1,
             ..Config::default()
         };
-        if backend == Backend::Postgres {
+        if backend.on_postgres() {
             config.database_url = Some(pg_database().await.expect("READHUB_TEST_PG_URL"));
+        }
+        if backend == Backend::S3 {
+            config.object_store_url = Some(s3_url());
         }
         tweak(&mut config);
         // migrate and create defaults before the server starts, and keep a handle for

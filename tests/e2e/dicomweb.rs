@@ -4,6 +4,7 @@
 use super::*;
 
 on_both!(stow_rs);
+on_s3!(stow_rs);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rendered_cr_keeps_polarity_like_dcmtk() {

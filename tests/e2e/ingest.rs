@@ -4,6 +4,7 @@
 use super::*;
 
 on_both!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions, charsets_and_name_search);
+on_s3!(ingest_every_sample_syntax, byte_identity_duplicates_and_versions);
 
 async fn ingest_every_sample_syntax(backend: Backend) {
     let hub = Hub::start(backend).await;

@@ -32,10 +32,31 @@ macro_rules! on_both {
     )*};
 }
 
+/// `async fn NAME(Backend)` → tests `on_s3::NAME::postgres_s3`: the story again with the
+/// instances in a real S3-compatible store (Garage) and the index in PostgreSQL.
+macro_rules! on_s3 {
+    ($($name:ident),* $(,)?) => {
+        mod on_s3 {$(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres_s3() {
+                    if !super::super::common::peer_present("READHUB_TEST_PG_URL", "the PostgreSQL cluster")
+                        || !super::super::common::peer_present("READHUB_TEST_S3_URL", "the Garage S3 node")
+                    {
+                        return;
+                    }
+                    super::super::$name(super::super::Backend::S3).await
+                }
+            }
+        )*}
+    };
+}
+
 mod accounts;
 mod audit;
 mod authz;
 mod bounds;
+mod cluster;
 mod cli;
 mod crash;
 mod dicomweb;

@@ -173,3 +173,4 @@ async fn workstation_and_sites_query_and_retrieve(backend: Backend) {
 }
 
 on_both!(workstation_and_sites_query_and_retrieve);
+on_s3!(workstation_and_sites_query_and_retrieve);

@@ -4,6 +4,7 @@
 use super::*;
 
 on_both!(sla_clocks_leases_and_supervision, routing_rules_and_fallback, quality_rejection_and_retake, auto_assign_to_on_duty_qualified_readers, claim_next_under_contention, directory_api);
+on_s3!(claim_next_under_contention);
 
 /// SLA targets, deadlines and their breach, claim leases, claim-next order, and the
 /// supervisor's reassignment, on a hand-moved clock (no sleeping for minutes).
@@ -190,7 +191,7 @@ async fn routing_rules_and_fallback(backend: Backend) {
     // a configuration naming an unknown pool does not start, and says why
     let dir = tempfile::tempdir().unwrap();
     let mut config = readhub::Config { data_dir: dir.path().to_path_buf(), ..readhub::Config::default() };
-    if backend == Backend::Postgres {
+    if backend.on_postgres() {
         config.database_url = Some(common::pg_database().await.unwrap());
     }
     config.routing_rules = vec![Rule { name: "lost".into(), pool: "radiology-3".into(), ..Default::default() }];

@@ -4,6 +4,7 @@
 use super::*;
 
 on_both!(read_report_flow, two_level_signoff_addendum_and_correction, critical_result_chain, priors_templates_and_turnaround);
+on_s3!(read_report_flow);
 
 async fn read_report_flow(backend: Backend) {
     let hub = Hub::start(backend).await;

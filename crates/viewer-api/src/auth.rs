@@ -19,9 +19,10 @@ use crate::AppState;
 pub const SESSION_COOKIE: &str = "readhub_session";
 const BASIC_CACHE_TTL: Duration = Duration::from_secs(300);
 
-/// Verified Basic credentials: sha256(user:password) → (user, when verified).
+/// Verified Basic credentials: sha256(user:password) → (user, the password hash it was
+/// verified against, when). Checked against the database on every use (`authenticate`).
 #[derive(Default)]
-pub struct BasicCache(Mutex<HashMap<[u8; 32], (User, Instant)>>);
+pub struct BasicCache(Mutex<HashMap<[u8; 32], (User, String, Instant)>>);
 
 impl BasicCache {
     /// Forget every cached credential (an account was disabled: it must not ride the cache).
@@ -124,9 +125,16 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, Api
                 slot.attempted(user);
             }
             let key: [u8; 32] = Sha256::digest(decoded.as_bytes()).into();
-            if let Some((u, at)) = state.basic_cache.0.lock().expect("cache lock").get(&key) {
-                if at.elapsed() < BASIC_CACHE_TTL {
-                    return Ok(Caller(u.clone()));
+            let cached = state.basic_cache.0.lock().expect("cache lock").get(&key).cloned();
+            if let Some((u, hash, at)) = cached {
+                // the cache spares argon2, not the database: the account as it is now (any
+                // node may have changed it) must still be enabled with the same password
+                match state.worklist.current_account(u.id).await {
+                    Ok(Some((now, h))) if h == hash && at.elapsed() < BASIC_CACHE_TTL => return Ok(Caller(now)),
+                    Err(worklist::Error::Storage(s)) if s.is_unavailable() => return Err(ApiError::from(s)),
+                    _ => {
+                        state.basic_cache.0.lock().expect("cache lock").remove(&key);
+                    }
                 }
             }
             let u = state
@@ -140,7 +148,9 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, Api
                     e @ worklist::Error::Locked { .. } => ApiError::from(e),
                     _ => ApiError::Unauthorized,
                 })?;
-            state.basic_cache.0.lock().expect("cache lock").insert(key, (u.clone(), Instant::now()));
+            if let Ok(Some((_, hash))) = state.worklist.current_account(u.id).await {
+                state.basic_cache.0.lock().expect("cache lock").insert(key, (u.clone(), hash, Instant::now()));
+            }
             return Ok(Caller(u));
         }
         let token = session_token(parts).ok_or(ApiError::Unauthorized)?;

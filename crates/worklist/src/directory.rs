@@ -401,6 +401,22 @@ impl Worklist {
         user_from_row(&r)
     }
 
+    /// The account as it is now, with its password hash, if it is enabled: what a cached
+    /// Basic credential is checked against on every use, so a password changed or an
+    /// account disabled through any node of the cluster ends the credential on every node
+    /// (no argon2: one indexed read).
+    pub async fn current_account(&self, id: UserId) -> Result<Option<(User, String)>, Error> {
+        let r = sqlx::query(
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
+             WHERE id = $1 AND disabled = 0",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(Error::db("select user"))?;
+        r.map(|r| Ok((user_from_row(&r)?, r.get("password_hash")))).transpose()
+    }
+
     /// Open a login session; returns the bearer token (only its hash is stored).
     pub async fn create_session(&self, user_id: UserId) -> Result<String, Error> {
         let mut raw = [0u8; 32];
