@@ -49,6 +49,27 @@ pub enum Command {
     /// Reading pools and their turnaround targets
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// Bring an existing archive in: DICOM files under the paths (folders are walked, a
+    /// DICOMDIR names its media's files), through the same checks as C-STORE; a re-run
+    /// skips what is in
+    Import {
+        /// Files, folders or DICOMDIR files
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The site the studies belong to
+        #[arg(long)]
+        site: String,
+        /// Files imported at once [default: the number of CPUs]
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Queue the studies for reading (default: they are history, the priors of later studies)
+        #[arg(long)]
+        for_reading: bool,
+    },
+    /// Back up an embedded install (index and objects) into an empty folder, while it serves
+    Backup { dest: PathBuf },
+    /// Restore a backup into the configured, empty data directory
+    Restore { src: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,6 +417,9 @@ impl Command {
             Command::Site(_) => Some(audit::Action::SiteChange),
             Command::User(_) => Some(audit::Action::UserChange),
             Command::Pool(_) => Some(audit::Action::SettingsChange),
+            Command::Import { .. } | Command::Restore { .. } => Some(audit::Action::Store),
+            // every patient's data leaves the hub's own storage
+            Command::Backup { .. } => Some(audit::Action::Retrieve),
         }
     }
 }
@@ -403,8 +427,61 @@ impl Command {
 /// Run a non-serve command; what it changed goes into the audit trail, as the command line
 /// (passwords come on standard input, never in it) and the operating-system user who ran it.
 pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result<()> {
+    if let Command::Restore { src } = command {
+        // into an empty data directory: nothing may be opened (created) there before
+        let made = crate::backup::restore(config, src).await?;
+        println!(
+            "restored {} studies, {} instances, {} reports, {} users ({} object files, {} MB) into {} / 恢复完成",
+            made.studies, made.instances, made.reports, made.users, made.object_files, made.bytes / 1_000_000, config.data_dir.display()
+        );
+        let (storage, _, _) = crate::open(config).await.context("the restored install does not open")?;
+        record_cli_event(&storage, command, &Ok(())).await;
+        storage.db.close().await;
+        return Ok(());
+    }
     let (storage, worklist, default_consortium) = crate::open(config).await?;
-    let result = run_admin_command(&storage, &worklist, default_consortium, command).await;
+    let result = match command {
+        Command::Import { paths, site, jobs, for_reading } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let opts = crate::import::Options { paths: paths.clone(), site: site.clone(), jobs, for_reading: *for_reading };
+            crate::import::run(&storage, &config.node_name()?, &opts).await.map(|s| print_import_summary(&s))
+        }
+        Command::Backup { dest } => crate::backup::backup(config, &storage, dest).await.map(|made| {
+            println!(
+                "backed up {} studies, {} instances, {} reports, {} users ({} object files, {} MB) into {} / 备份完成",
+                made.studies, made.instances, made.reports, made.users, made.object_files, made.bytes / 1_000_000, dest.display()
+            )
+        }),
+        _ => run_admin_command(&storage, &worklist, default_consortium, command).await,
+    };
+    record_cli_event(&storage, command, &result).await;
+    storage.db.close().await;
+    result
+}
+
+fn print_import_summary(s: &crate::import::Summary) {
+    let secs = s.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "imported {} new instances and {} new versions ({} MB, {:.1} MB/s); {} already in; {} refused; in {:.1} s / 导入完成",
+        s.stored,
+        s.new_versions,
+        s.bytes / 1_000_000,
+        s.bytes as f64 / 1e6 / secs,
+        s.already_in,
+        s.refused.len(),
+        secs
+    );
+    if !s.refused.is_empty() {
+        println!("refused / 拒收:");
+        for (path, why) in &s.refused {
+            println!("  {}: {why}", path.display());
+        }
+    }
+}
+
+/// What a command changed goes into the audit trail, as the command line (passwords come on
+/// standard input, never in it) and the operating-system user who ran it.
+async fn record_cli_event(storage: &storage::Storage, command: &Command, result: &anyhow::Result<()>) {
     if let Some(action) = command.audit_action() {
         let os_user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into());
         let actor = audit::Actor { username: Some(format!("cli:{os_user}")), role: Some("cli".into()), ..Default::default() };
@@ -415,8 +492,6 @@ pub async fn admin_command(config: &Config, command: &Command) -> anyhow::Result
             eprintln!("warning: the audit trail could not record this command: {e}");
         }
     }
-    storage.db.close().await;
-    result
 }
 
 async fn run_admin_command(
@@ -428,6 +503,7 @@ async fn run_admin_command(
     let db = &storage.db;
     match command {
         Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Import { .. } | Command::Backup { .. } | Command::Restore { .. } => unreachable!("handled by admin_command"),
         Command::Site(SiteCommand::Add { name, ae, charset_fallback, consortium, hl7_sender }) => {
             let cid = match consortium {
                 Some(c) => storage::sites::ensure_consortium(db, c).await?,

@@ -1,8 +1,10 @@
 //! readhub: wiring. [`run`] composes storage, the DICOM gateway, the worklist and the HTTP
 //! API on listeners the caller has bound (so tests use port 0 and need no readiness sleep).
 
+pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod import;
 mod ecg_jobs;
 mod mwl_source;
 mod results_out;

@@ -37,6 +37,9 @@ impl NodeName {
     }
 }
 
+/// The transfer kind of `readhub import` without `--for-reading`.
+pub const ARCHIVE_KIND: &str = "archive";
+
 impl std::fmt::Display for NodeName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -55,6 +58,18 @@ impl TransferId {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// What carried it (`assoc`, `stow`, `import`, `archive`): the last segment's name.
+    pub fn kind(&self) -> &str {
+        let last = self.0.rsplit('/').next().unwrap_or("");
+        last.rsplit_once('-').map_or(last, |(k, _)| k)
+    }
+
+    /// Instances brought from an old archive as history (`readhub import`, the default): they
+    /// are the priors of later studies, not reading work.
+    pub fn is_archive(&self) -> bool {
+        self.kind() == ARCHIVE_KIND
     }
 }
 

@@ -648,3 +648,16 @@ pub async fn patient_of_study(db: &Db, site: SiteId, study_uid: &str) -> Result<
         .map_err(Error::db("select study patient"))?
         .map(|r| r.get(0)))
 }
+
+/// Does the site hold these very bytes of an instance, as any of its versions (`readhub
+/// import` skips such a file: a re-run must not turn an older version into a newer one)?
+pub async fn holds_bytes(db: &Db, site: SiteId, sop_instance_uid: &str, sha256: &str) -> Result<bool, Error> {
+    let row = sqlx::query("SELECT 1 FROM instances WHERE site_id = $1 AND sop_instance_uid = $2 AND sha256 = $3")
+        .bind(site)
+        .bind(sop_instance_uid)
+        .bind(sha256)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(Error::db("select instance hash"))?;
+    Ok(row.is_some())
+}

@@ -53,6 +53,7 @@ macro_rules! on_s3 {
 }
 
 mod accounts;
+mod archive;
 mod audit;
 mod authz;
 mod bounds;

@@ -112,6 +112,8 @@ impl Worklist {
 
     async fn apply(&self, tx: &mut WriteTx<'_>, a: &Arrival) -> Result<(), Error> {
         match &a.kind {
+            // an old archive's instances are history (priors), not reading work
+            ArrivalKind::Instance { .. } if a.transfer.is_archive() => Ok(()),
             ArrivalKind::Instance { instance_pk, .. } => {
                 let facts = facts(tx, *instance_pk, self.config.priority_attribute).await?;
                 let item = self.instance_arrived(tx, &facts, &a.node, &a.transfer).await?;
