@@ -3,6 +3,8 @@
 # readhub, DCMTK's storescp and Orthanc over loopback, one receiver at a time.
 #   corpus: N_DX DX instances (2500x3000, 16-bit, ~15 MB) and a CT_SLICES-slice CT
 #   senders: DCMTK storescu (one association), pynetdicom (four associations)
+#   RECEIVERS="readhub readhub-s3 storescp orthanc": readhub-s3 keeps the instances in a
+#   1-node Garage (S3) on loopback instead of the local disk
 # Reports instances/s, MB/s and the receiver's peak RSS (VmHWM). Figures go in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +41,15 @@ else
 fi
 
 mkdir -p "$WORK"
+# readhub-s3: the same readhub with its instances in a 1-node Garage (S3) on loopback
+if [[ " $RECEIVERS " == *" readhub-s3 "* ]]; then
+  scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true
+  scripts/garage.sh start "$WORK/garage" 1 readhub-bench
+  # shellcheck disable=SC1091
+  source "$WORK/garage/env"
+  S3_ENDPOINT=${READHUB_TEST_S3_ENDPOINTS%% *}
+  trap 'scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true' EXIT
+fi
 if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
   echo "generating corpus ($N_DX DX, $CT_SLICES CT slices) in $WORK/corpus"
   rm -rf "$WORK/corpus"
@@ -62,6 +73,12 @@ start_receiver() { # name port store -> sets RPID, AEC
       export READHUB_DATA_DIR=$store
       "$READHUB" site add Bench --ae BENCH --ae BENCH1 --ae BENCH2 --ae BENCH3 --ae BENCH4 >/dev/null
       READHUB_DICOM_ADDR=127.0.0.1:$port READHUB_HTTP_ADDR=127.0.0.1:0 READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
+      RPID=$!; AEC=READHUB ;;
+    readhub-s3)
+      export READHUB_DATA_DIR=$store
+      "$READHUB" site add Bench --ae BENCH --ae BENCH1 --ae BENCH2 --ae BENCH3 --ae BENCH4 >/dev/null
+      READHUB_OBJECT_STORE_URL="s3://readhub-bench/run-$RANDOM$RANDOM?endpoint=$S3_ENDPOINT" \
+        READHUB_DICOM_ADDR=127.0.0.1:$port READHUB_HTTP_ADDR=127.0.0.1:0 READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
       RPID=$!; AEC=READHUB ;;
     storescp)
       storescp -od "$store" -aet STORESCP "$port" 2>"$store.log" &
