@@ -234,6 +234,19 @@ async fn a_full_disk_is_survived_without_a_restart() {
     hub.kill9().await;
 }
 
+/// A hub on a fresh PostgreSQL database reached through a [`DbLink`], with site
+/// Township-1 (AE TOWNSHIP1).
+pub(crate) async fn hub_behind_a_db_link() -> (Hub, DbLink) {
+    let url = common::pg_database().await.unwrap();
+    let mut proxied = url::Url::parse(&url).unwrap();
+    let target = format!("{}:{}", proxied.host_str().unwrap(), proxied.port().unwrap_or(5432));
+    let link = DbLink::to(target).await;
+    proxied.set_port(Some(link.addr.port())).unwrap();
+    let hub = Hub::start_with(Backend::Sqlite, |c| c.database_url = Some(proxied.to_string())).await;
+    hub.site("Township-1", &["TOWNSHIP1"], None).await;
+    (hub, link)
+}
+
 /// A TCP proxy in front of PostgreSQL that the test can take down (every connection cut,
 /// new ones refused) and bring back, as a database restart or a broken link would.
 pub(crate) struct DbLink {
@@ -288,13 +301,7 @@ async fn the_database_going_away_is_survived() {
     if !common::peer_present("READHUB_TEST_PG_URL", "PostgreSQL") {
         return;
     }
-    let url = common::pg_database().await.unwrap();
-    let mut proxied = url::Url::parse(&url).unwrap();
-    let target = format!("{}:{}", proxied.host_str().unwrap(), proxied.port().unwrap_or(5432));
-    let link = DbLink::to(target).await;
-    proxied.set_port(Some(link.addr.port())).unwrap();
-    let hub = Hub::start_with(Backend::Sqlite, |c| c.database_url = Some(proxied.to_string())).await;
-    hub.site("Township-1", &["TOWNSHIP1"], None).await;
+    let (hub, link) = hub_behind_a_db_link().await;
     let reader = hub.user("rad1", Role::Reader, Some("imaging")).await;
     let http = hub.base.trim_start_matches("http://").to_string();
     let login_as = |who: (String, String)| {

@@ -5,7 +5,7 @@
 
 use super::*;
 
-use super::bounds::{store_one, DbLink};
+use super::bounds::store_one;
 
 /// The value of one sample line (`name{labels} value`) in a Prometheus page; 0 when absent.
 fn sample(page: &str, series: &str) -> f64 {
@@ -102,13 +102,7 @@ async fn readiness_follows_the_database() {
     if !common::peer_present("READHUB_TEST_PG_URL", "PostgreSQL") {
         return;
     }
-    let url = common::pg_database().await.unwrap();
-    let mut proxied = url::Url::parse(&url).unwrap();
-    let target = format!("{}:{}", proxied.host_str().unwrap(), proxied.port().unwrap_or(5432));
-    let link = DbLink::to(target).await;
-    proxied.set_port(Some(link.addr.port())).unwrap();
-    let hub = Hub::start_with(Backend::Sqlite, |c| c.database_url = Some(proxied.to_string())).await;
-    hub.site("Township-1", &["TOWNSHIP1"], None).await;
+    let (hub, link) = super::bounds::hub_behind_a_db_link().await;
     let ready = || async { reqwest::get(format!("{}/readyz", hub.base)).await.unwrap() };
     assert_eq!(ready().await.status(), 200);
 

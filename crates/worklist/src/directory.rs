@@ -378,8 +378,7 @@ impl Worklist {
         }
         self.before_password_check(username, client).await?;
         let row = sqlx::query(
-            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
-             WHERE username = $1 AND disabled = 0",
+            account_select!("WHERE username = $1 AND disabled = 0"),
         )
         .bind(username)
         .fetch_optional(self.db.pool())
@@ -407,8 +406,7 @@ impl Worklist {
     /// (no argon2: one indexed read).
     pub async fn current_account(&self, id: UserId) -> Result<Option<(User, String)>, Error> {
         let r = sqlx::query(
-            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash FROM users \
-             WHERE id = $1 AND disabled = 0",
+            account_select!("WHERE id = $1 AND disabled = 0"),
         )
         .bind(id)
         .fetch_optional(self.db.pool())
@@ -480,6 +478,18 @@ impl Worklist {
         Ok(())
     }
 }
+
+/// An enabled account with its password hash (sign-in, and checking a cached credential).
+macro_rules! account_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, username, display_name, role, site_id, pool_id, seniority, supervisor, modalities, duty_hours, password_hash \
+             FROM users ",
+            $where
+        )
+    };
+}
+use account_select;
 
 fn user_from_row(r: &sqlx::any::AnyRow) -> Result<User, Error> {
     Ok(User {
