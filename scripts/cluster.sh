@@ -4,6 +4,8 @@
 # the balancer (scripts/cluster_load.py: four modalities pushing CT, MR and CR, three readers
 # claiming and signing, QIDO and metadata), and one readhub node killed (kill -9) mid-run.
 # It fails unless every acknowledged instance is in the index and every study was read once.
+# The stall horizon is 60 s here (default 600): a study whose association died with its node
+# is ready once the rest of it, re-sent through another node, has been quiet that long.
 #
 #   scripts/cluster.sh [SECONDS]        (default 60 s of pushing)
 #   READHUB_BIN=target/debug/readhub scripts/cluster.sh   (default: a release build)
@@ -65,7 +67,7 @@ for i in 1 2 3; do
   h=$(free_port); d=$(free_port)
   mkdir -p "$WORK/node$i"
   READHUB_DATA_DIR="$WORK/node$i" READHUB_NODE_NAME="node-$i" READHUB_HTTP_ADDR="127.0.0.1:$h" READHUB_DICOM_ADDR="127.0.0.1:$d" \
-    READHUB_OBJECT_STORE_URL="s3://readhub/cluster?endpoint=${ENDPOINTS[$((i - 1))]}" READHUB_QUIET_PERIOD_SECS=2 \
+    READHUB_OBJECT_STORE_URL="s3://readhub/cluster?endpoint=${ENDPOINTS[$((i - 1))]}" READHUB_QUIET_PERIOD_SECS=2 READHUB_STALL_HORIZON_SECS=60 \
     READHUB_METRICS_TOKEN=metrics-token READHUB_LOG_FORMAT=json READHUB_LOG=warn \
     setsid "$READHUB_BIN" serve > "$WORK/node$i.log" 2>&1 &
   NODE_PIDS+=($!); PIDS+=($!)
@@ -75,9 +77,9 @@ done
 LB_HTTP=$(free_port); LB_DICOM=$(free_port)
 printf "global\n    maxconn 2000\ndefaults\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n    retries 3\n    option redispatch\n\
 frontend http\n    mode http\n    bind 127.0.0.1:$LB_HTTP\n    default_backend readhub_http\n\
-backend readhub_http\n    mode http\n    balance roundrobin\n    option httpchk GET /readyz\n    http-request set-header X-Request-Id %%[uuid()] unless { req.hdr(x-request-id) -m found }\n$HTTP_BACKENDS\
+backend readhub_http\n    mode http\n    balance roundrobin\n    option httpchk GET /readyz\n    http-request set-header X-Request-Id %%[uuid()] unless { req.hdr(x-request-id) -m found }\n${HTTP_BACKENDS}\
 frontend dicom\n    mode tcp\n    bind 127.0.0.1:$LB_DICOM\n    default_backend readhub_dicom\n\
-backend readhub_dicom\n    mode tcp\n    balance leastconn\n$DICOM_BACKENDS" > "$WORK/haproxy.cfg"
+backend readhub_dicom\n    mode tcp\n    balance leastconn\n${DICOM_BACKENDS}" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$LB_HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.2; done

@@ -98,9 +98,27 @@ def call(http, who, method, path, body=None):
         return 0, str(e)
 
 
+def mine(who, http, me):
+    """An item this reader holds a claim on (a claim whose answer a killed node never sent:
+    the viewer lists it as the reader's own, and so does this reader)."""
+    s, queue = call(http, who, "GET", "/api/worklist")
+    if s == 200:
+        for item in queue:
+            if item["state"] == "claimed" and item.get("claimed_by") == me:
+                return item
+    return None
+
+
 def read(who, http, until):
+    me = None
+    while me is None and time.time() < until:
+        s, v = call(http, who, "GET", "/api/me")
+        me = v.get("id") if s == 200 else None
     while time.time() < until:
-        s, item = call(http, who, "POST", "/api/worklist/next")
+        item = mine(who, http, me)
+        s = 200
+        if item is None:
+            s, item = call(http, who, "POST", "/api/worklist/next")
         if s == 204 or s == 0:
             time.sleep(0.3)
             continue
