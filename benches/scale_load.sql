@@ -28,12 +28,14 @@ SELECT se.id, se.study_id, st.site_id, se.series_uid || '.' || k, '1.2.840.10008
 FROM series se JOIN studies st ON st.id = se.study_id CROSS JOIN generate_series(1, 10) k
 WHERE se.series_uid LIKE '1.2.826.0.1.3680043.10.9.77.%' AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_id = se.id);
 -- every study has its item: reported, except the newest :open, which are ready (5% STAT,
--- 15% urgent, the rest routine)
+-- 15% urgent, the rest routine), due within the next day (none breached: the SLA ticker
+-- would otherwise spend the measurement recording breaches)
 INSERT INTO worklist_items (study_id, site_id, pool_id, priority, state, routed_by, last_instance_at, ready_at, created_at,
                             updated_at, deadline_at)
 SELECT st.id, st.site_id, (SELECT id FROM pools WHERE name = 'imaging'),
        CASE WHEN st.id % 20 = 0 THEN 0 WHEN st.id % 20 < 4 THEN 1 ELSE 2 END, 'reported', 'bench',
-       st.last_received_at, st.last_received_at, st.last_received_at, st.last_received_at, st.last_received_at + 86400000
+       st.last_received_at, st.last_received_at, st.last_received_at, st.last_received_at,
+       (extract(epoch FROM now()) * 1000)::bigint + 86400000 + (st.id % 1440) * 60000
 FROM studies st WHERE st.study_uid LIKE '1.2.826.0.1.3680043.10.9.77.%' AND NOT EXISTS (SELECT 1 FROM worklist_items w WHERE w.study_id = st.id);
 UPDATE worklist_items SET state = 'reported' WHERE state = 'ready' AND routed_by = 'bench';
 UPDATE worklist_items SET state = 'ready' WHERE id IN (SELECT id FROM worklist_items WHERE routed_by = 'bench' ORDER BY id DESC LIMIT :open);
