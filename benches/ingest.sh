@@ -3,8 +3,10 @@
 # readhub, DCMTK's storescp and Orthanc over loopback, one receiver at a time.
 #   corpus: N_DX DX instances (2500x3000, 16-bit, ~15 MB) and a CT_SLICES-slice CT
 #   senders: DCMTK storescu (one association), pynetdicom (four associations)
-#   RECEIVERS="readhub readhub-s3 storescp orthanc": readhub-s3 keeps the instances in a
-#   1-node Garage (S3) on loopback instead of the local disk
+#   RECEIVERS="readhub readhub-s3 readhub-s3-direct storescp orthanc": readhub-s3 keeps the
+#   instances in a 1-node Garage (S3) on loopback instead of the local disk, acknowledging
+#   from its receive buffer (the default; the time the buffer took to empty after the last
+#   acknowledgement is printed too); readhub-s3-direct acknowledges after each upload
 # Reports instances/s, MB/s and the receiver's peak RSS (VmHWM). Figures go in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +44,7 @@ fi
 
 mkdir -p "$WORK"
 # readhub-s3: the same readhub with its instances in a 1-node Garage (S3) on loopback
-if [[ " $RECEIVERS " == *" readhub-s3 "* ]]; then
+if [[ " $RECEIVERS " == *" readhub-s3"* ]]; then
   scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true
   scripts/garage.sh start "$WORK/garage" 1 readhub-bench
   # shellcheck disable=SC1091
@@ -74,10 +76,11 @@ start_receiver() { # name port store -> sets RPID, AEC
       "$READHUB" site add Bench --ae BENCH --ae BENCH1 --ae BENCH2 --ae BENCH3 --ae BENCH4 >/dev/null
       READHUB_DICOM_ADDR=127.0.0.1:$port READHUB_HTTP_ADDR=127.0.0.1:0 READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
       RPID=$!; AEC=READHUB ;;
-    readhub-s3)
+    readhub-s3|readhub-s3-direct)
       export READHUB_DATA_DIR=$store
       "$READHUB" site add Bench --ae BENCH --ae BENCH1 --ae BENCH2 --ae BENCH3 --ae BENCH4 >/dev/null
-      READHUB_OBJECT_STORE_URL="s3://readhub-bench/run-$RANDOM$RANDOM?endpoint=$S3_ENDPOINT" \
+      READHUB_RECEIVE_BUFFER=$([ "$name" = readhub-s3 ] && echo "$store/receive-buffer" || echo off) \
+        READHUB_OBJECT_STORE_URL="s3://readhub-bench/run-$RANDOM$RANDOM?endpoint=$S3_ENDPOINT" \
         READHUB_DICOM_ADDR=127.0.0.1:$port READHUB_HTTP_ADDR=127.0.0.1:0 READHUB_LOG=warn "$READHUB" serve 2>"$store.log" &
       RPID=$!; AEC=READHUB ;;
     storescp)
@@ -98,6 +101,7 @@ JSON
 }
 
 results=()
+drains=()
 for corpus in dx ct; do
   files=$(ls "$WORK/corpus/$corpus" | wc -l)
   bytes=$(du -sb "$WORK/corpus/$corpus" | cut -f1)
@@ -112,6 +116,11 @@ for corpus in dx ct; do
         pynetdicom4) "$PY" benches/pynetdicom_send.py --port "$port" --aec "$AEC" --associations 4 "$WORK/corpus/$corpus" 2>>"$store.send.log" || echo "pynetdicom failed" ;;
       esac
       t1=$(date +%s.%N)
+      if [ "$receiver" = readhub-s3 ]; then
+        while [ -n "$(find "$store/receive-buffer" -name '*.dcm' -print -quit 2>/dev/null)" ]; do sleep 0.05; done
+        drained=$(python3 -c "import time; print(f'{time.time()-$t1:.2f}')")
+        drains+=("$corpus $sender: the receive buffer emptied ${drained} s after the last acknowledgement")
+      fi
       rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RPID/status")
       kill "$RPID"; wait "$RPID" 2>/dev/null || true
       secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
@@ -125,3 +134,4 @@ echo
 echo "| corpus | receiver | sender | instances | seconds | instances/s | MB/s | peak RSS MB |"
 echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"
+[ ${#drains[@]} -eq 0 ] || { echo; printf '%s\n' "${drains[@]}"; }

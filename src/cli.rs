@@ -220,6 +220,10 @@ pub struct ServeArgs {
     /// This node's stable name among nodes sharing one database [default: HOSTNAME:DATA_DIR]
     #[arg(long, env = "READHUB_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Receive buffer in front of a remote object store: a directory, or "off"
+    /// [default: DATA_DIR/receive-buffer when object_store_url is not a local directory]
+    #[arg(long, env = "READHUB_RECEIVE_BUFFER")]
+    pub receive_buffer: Option<String>,
     /// Tests only: stall the hand-over to the worklist (arrivals wait in the database)
     #[arg(long, env = "READHUB_TEST_HOLD_ARRIVALS", hide = true)]
     pub test_hold_arrivals: Option<bool>,
@@ -400,7 +404,7 @@ impl Cli {
             macro_rules! over_opt {
                 ($($f:ident),*) => { $( if let Some(v) = &s.$f { c.$f = Some(v.clone()); } )* };
             }
-            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file, hl7_addr, metrics_token);
+            over_opt!(tls_cert_file, tls_key_file, dicom_tls_addr, tls_client_ca_file, audit_syslog_addr, audit_syslog_ca_file, hl7_addr, metrics_token, receive_buffer);
             if let Some(h) = s.test_hold_arrivals {
                 c.hold_arrivals = h;
             }

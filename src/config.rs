@@ -70,6 +70,11 @@ pub struct Config {
     /// was receiving when it died are ended when it starts again). Default:
     /// `<hostname>:<data_dir>`.
     pub node_name: Option<String>,
+    /// In front of a remote object store (S3), instances are acknowledged once durable in
+    /// this directory on the node's own disk and uploaded after (README: receive buffer);
+    /// `"off"` acknowledges only after the upload. Default `<data_dir>/receive-buffer`;
+    /// unused with a local object store.
+    pub receive_buffer: Option<String>,
     /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure);
     /// at most 128, the deepest readhub opens safely.
     pub max_sequence_depth: usize,
@@ -177,6 +182,7 @@ impl Default for Config {
             priority_attribute: "RequestedProcedurePriority".into(),
             routing_rules: Vec::new(),
             node_name: None,
+            receive_buffer: None,
             max_sequence_depth: 64,
             max_associations_per_ae: 16,
             association_request_timeout_secs: 10,
@@ -308,6 +314,19 @@ impl Config {
             ecg_scp_experimental: self.ecg_scp_experimental,
             gzip_instances: self.gzip_instances,
             metrics_token: self.metrics_token.clone().filter(|t| !t.trim().is_empty()),
+        }
+    }
+
+    /// The receive buffer's directory, when there is one: only in front of a remote object
+    /// store, and not when set to "off".
+    pub fn receive_buffer(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.object_store_url()?.starts_with("file:") {
+            return Ok(None);
+        }
+        match self.receive_buffer.as_deref().map(str::trim) {
+            Some("off") => Ok(None),
+            Some(dir) if !dir.is_empty() => Ok(Some(PathBuf::from(dir))),
+            _ => Ok(Some(self.absolute_data_dir()?.join("receive-buffer"))),
         }
     }
 

@@ -114,7 +114,12 @@ pub async fn run_with_clock(
     config.ecg_critical.check().map_err(anyhow::Error::msg)?;
     // before anything is counted: the process's one metrics recorder (/metrics)
     viewer_api::ops::recorder();
-    let (storage, worklist, consortium) = open_with_clock(&config, clock).await?;
+    let (mut storage, worklist, consortium) = open_with_clock(&config, clock).await?;
+    // in front of S3: acknowledged from this node's disk, uploaded after (a CLI command
+    // writes to the store directly: it does not stay to upload)
+    if let Some(dir) = config.receive_buffer()? {
+        storage.blobs = storage.blobs.with_receive_buffer(&dir).context("the receive buffer cannot be opened")?;
+    }
     tracing::info!(
         database = %storage::db::redact_url(&config.database_url()?),
         objects = ?storage.blobs,
@@ -165,6 +170,13 @@ pub async fn run_with_clock(
     // the consumer stops after the listeners, so the last instances are applied too
     let (consumer_stop, consumer_stop_rx) = watch::channel(false);
     let consumer = tokio::spawn(consume_arrivals(worklist.clone(), wake.clone(), consumer_stop_rx));
+    // the receive buffer's uploads: they stop after the listeners, so the last instances
+    // acknowledged go up too (within the drain)
+    let (uploads_stop, uploads_stop_rx) = watch::channel(false);
+    let uploads = storage
+        .blobs
+        .receive_buffer()
+        .map(|b| tokio::spawn(b.clone().run(storage.blobs.inner().clone(), uploads_stop_rx)));
 
     // jobs that run once per cluster run on the node holding their lease (storage::lease)
     let lease = |job| storage::lease::Lease::new(storage.db.clone(), job, node.clone());
@@ -304,6 +316,10 @@ pub async fn run_with_clock(
     // what the last associations stored is applied before the database closes
     let _ = consumer_stop.send(true);
     let _ = consumer.await;
+    let _ = uploads_stop.send(true);
+    if let Some(u) = uploads {
+        let _ = u.await;
+    }
     let _ = ticker.await;
     let _ = notifier.await;
     // another node takes this node's cluster jobs at once, not after the lease lapses

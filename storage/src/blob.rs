@@ -9,6 +9,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+use crate::receive_buffer::ReceiveBuffer;
 use crate::Error;
 
 /// Where a thing lives in the blob store.
@@ -32,6 +33,11 @@ impl BlobKey {
         }
     }
 
+    /// Is `key` an instance's (not a rendition kept beside it)?
+    pub fn is_instance_path(key: &str) -> bool {
+        key.starts_with("instances/") && key.ends_with(".dcm")
+    }
+
     pub fn as_path(&self) -> String {
         match self {
             BlobKey::Instance {
@@ -53,6 +59,12 @@ pub struct BlobStore {
     /// the local disk's filesystem makes a rename durable with the file's fsync
     /// (local_write: ext4, XFS)
     journal_commits_rename: bool,
+    /// a remote store: instances are acknowledged from this node's disk and uploaded after
+    /// (receive_buffer)
+    buffer: Option<Arc<ReceiveBuffer>>,
+    /// how long a read of an instance missing from a shared store waits for the node that
+    /// received it to upload it (zero: a missing object is an answer at once)
+    shared_within: std::time::Duration,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -81,7 +93,7 @@ fn io_error(key: &str, source: std::io::Error) -> Error {
 
 /// Parts of this size are uploaded as they fill (S3's minimum part size); smaller objects
 /// go up in one put. This bounds memory per transfer.
-const PART_SIZE: usize = 5 * 1024 * 1024;
+pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
 
 impl BlobStore {
     /// Open `url`: `file:///abs/path` (fsync on: an acknowledged instance must survive a
@@ -106,6 +118,8 @@ impl BlobStore {
                 description: format!("local:{}", path.display()),
                 local_root: Some(path),
                 journal_commits_rename,
+                buffer: None,
+                shared_within: std::time::Duration::ZERO,
             });
         }
         let opts: Vec<(String, String)> = parsed
@@ -131,7 +145,35 @@ impl BlobStore {
             description: base.to_string(),
             local_root: None,
             journal_commits_rename: false,
+            buffer: None,
+            shared_within: crate::receive_buffer::SHARED_WITHIN,
         })
+    }
+
+    /// Acknowledge instances from a receive buffer in `dir` on this node's disk and upload
+    /// them after (see [`crate::receive_buffer`]; the uploader is
+    /// [`ReceiveBuffer::run`]). Only for a remote store: the local disk needs none.
+    pub fn with_receive_buffer(mut self, dir: &std::path::Path) -> Result<Self, Error> {
+        if self.local_root.is_some() {
+            return Err(Error::Config(format!(
+                "{} is the local disk already: a receive buffer is for a remote object store (set receive_buffer = \"off\")",
+                self.description
+            )));
+        }
+        self.buffer = Some(ReceiveBuffer::open(dir)?);
+        self.description = format!("{} (receive buffer {})", self.description, dir.display());
+        self.shared_within = crate::receive_buffer::SHARED_WITHIN;
+        Ok(self)
+    }
+
+    /// How long a read of a missing instance waits for another node to upload it.
+    pub fn with_shared_within(mut self, wait: std::time::Duration) -> Self {
+        self.shared_within = wait;
+        self
+    }
+
+    pub fn receive_buffer(&self) -> Option<&Arc<ReceiveBuffer>> {
+        self.buffer.as_ref()
     }
 
     /// An in-memory store, for tests.
@@ -141,6 +183,8 @@ impl BlobStore {
             description: "memory".into(),
             local_root: None,
             journal_commits_rename: false,
+            buffer: None,
+            shared_within: std::time::Duration::ZERO,
         }
     }
 
@@ -149,9 +193,6 @@ impl BlobStore {
     /// than `min_age` are touched, so an upload in progress is never disturbed. Returns how
     /// many were removed.
     pub fn sweep_staging(&self, min_age: std::time::Duration) -> usize {
-        fn is_staging(name: &str) -> bool {
-            name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        }
         fn walk(dir: &std::path::Path, min_age: std::time::Duration, removed: &mut usize) {
             let Ok(entries) = std::fs::read_dir(dir) else { return };
             for e in entries.flatten() {
@@ -170,7 +211,7 @@ impl BlobStore {
             }
         }
         let mut removed = 0;
-        if let Some(root) = &self.local_root {
+        for root in self.local_root.as_deref().into_iter().chain(self.buffer.iter().map(|b| b.root())) {
             walk(root, min_age, &mut removed);
         }
         if removed > 0 {
@@ -179,13 +220,20 @@ impl BlobStore {
         removed
     }
 
+    /// The shared store behind the receive buffer, if any.
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
     /// Start a streamed upload to `key`; nothing is visible at the key until `finish`.
+    /// With a receive buffer the instance is durable on this node's disk at `finish` and
+    /// uploaded after.
     pub fn writer(&self, key: &BlobKey) -> BlobWriter {
-        self.writer_at(&key.as_path())
+        let path = key.as_path();
+        match &self.buffer {
+            Some(buffer) => BlobWriter { inner: Writer::Buffered(buffer.writer(&path), buffer.clone()), path },
+            None => self.writer_at(&path),
+        }
     }
 
     /// Start a streamed upload to an object beside the instances (a rendered picture).
@@ -198,20 +246,42 @@ impl BlobStore {
         BlobWriter { inner, path: key.to_string() }
     }
 
-    /// Stream an object back.
-    pub async fn get(&self, key: &str) -> Result<object_store::GetResult, Error> {
-        self.store
-            .get(&ObjectPath::from(key))
-            .await
-            .map_err(blob_error(key))
+    /// An object from the store (not the receive buffer). An instance missing from a shared
+    /// store may be in the receive buffer of the node that received it: the read waits for
+    /// its upload up to `shared_within`.
+    async fn get_stored(&self, key: &str) -> Result<object_store::GetResult, Error> {
+        let path = ObjectPath::from(key);
+        let waited_since = std::time::Instant::now();
+        loop {
+            match self.store.get(&path).await {
+                Err(object_store::Error::NotFound { .. })
+                    if BlobKey::is_instance_path(key) && waited_since.elapsed() < self.shared_within =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(object_store::Error::NotFound { .. }) if BlobKey::is_instance_path(key) && !self.shared_within.is_zero() => {
+                    return Err(Error::NotYetShared { key: key.to_string() });
+                }
+                got => return got.map_err(blob_error(key)),
+            }
+        }
+    }
+
+    /// The file holding `key` on this node's disk: the local store's, or the receive
+    /// buffer's while the instance waits for its upload.
+    fn local_file(&self, key: &str) -> Option<std::path::PathBuf> {
+        match (&self.local_root, &self.buffer) {
+            (Some(root), _) => Some(root.join(key)),
+            (None, Some(buffer)) => Some(buffer.path(key)),
+            (None, None) => None,
+        }
     }
 
     /// Stream an object back with its size (for Content-Length). On the local disk the
     /// file is read in 1 MiB pieces: object_store's stream reads 8 KiB at a time, which made
     /// a 15 MB instance 1,900 reads and chunks (WADO-RS 64 ms against Orthanc's 21).
     pub async fn stream(&self, key: &str) -> Result<SizedStream, Error> {
-        if let Some(root) = &self.local_root {
-            let path = root.join(key);
+        if let Some(path) = self.local_file(key) {
             let io_err = |source: std::io::Error| io_error(key, source);
             match tokio::fs::File::open(&path).await {
                 Ok(file) => {
@@ -224,7 +294,7 @@ impl BlobStore {
                 Err(e) => return Err(io_err(e)),
             }
         }
-        let got = self.get(key).await?;
+        let got = self.get_stored(key).await?;
         let size = got.meta.size;
         let stream = futures::StreamExt::map(got.into_stream(), |c| c.map_err(std::io::Error::other));
         Ok(SizedStream { size, stream: Box::pin(stream) })
@@ -241,7 +311,14 @@ impl BlobStore {
     }
 
     pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, Error> {
-        self.get(key)
+        if let Some(path) = self.buffer.as_ref().map(|b| b.path(key)) {
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => return Ok(bytes.into()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(key, e)),
+            }
+        }
+        self.get_stored(key)
             .await?
             .bytes()
             .await
@@ -257,12 +334,26 @@ impl BlobStore {
         }
     }
 
+    /// Remove an object: from the receive buffer (an upload in progress then removes what
+    /// it put) and from the store.
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        if let Some(buffer) = &self.buffer {
+            match tokio::fs::remove_file(buffer.path(key)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(key, e)),
+            }
+        }
         self.store
             .delete(&ObjectPath::from(key))
             .await
             .map_err(blob_error(key))
     }
+}
+
+/// A staging file (`<key>#<n>`): an upload that has not finished.
+pub(crate) fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// How much one read of a local object takes.
@@ -283,12 +374,14 @@ pub struct BlobWriter {
 enum Writer {
     Local(crate::local_write::LocalWriter),
     Store(Box<BufWriter>),
+    /// to the receive buffer, uploaded after `finish`
+    Buffered(crate::local_write::LocalWriter, Arc<ReceiveBuffer>),
 }
 
 impl BlobWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match &mut self.inner {
-            Writer::Local(w) => w.write(bytes).await,
+            Writer::Local(w) | Writer::Buffered(w, _) => w.write(bytes).await,
             Writer::Store(w) => w.write_all(bytes).await.map_err(|e| io_error(&self.path, e)),
         }
     }
@@ -298,6 +391,10 @@ impl BlobWriter {
         match self.inner {
             Writer::Local(w) => w.finish().await?,
             Writer::Store(mut w) => w.shutdown().await.map_err(|e| io_error(&self.path, e))?,
+            Writer::Buffered(w, buffer) => {
+                w.finish().await?;
+                buffer.finished();
+            }
         }
         Ok(self.path)
     }
@@ -305,7 +402,7 @@ impl BlobWriter {
     /// Give up: nothing becomes visible; staged parts are removed.
     pub async fn abort(self) {
         match self.inner {
-            Writer::Local(w) => w.abort().await,
+            Writer::Local(w) | Writer::Buffered(w, _) => w.abort().await,
             Writer::Store(mut w) => {
                 if let Err(e) = w.abort().await {
                     tracing::warn!(blob.key = %self.path, error = %e, "could not abort blob upload");

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod group_commit;
 pub mod lease;
 mod local_write;
+pub mod receive_buffer;
 pub mod query;
 pub mod renditions;
 pub mod sites;
@@ -54,6 +55,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// an indexed instance the shared store does not hold yet: it waits in the receive
+    /// buffer of the node that received it (or that node is down)
+    #[error("instance {key} is not in the shared object store yet (it waits in the receive buffer of the node that received it); try again shortly")]
+    NotYetShared { key: String },
 }
 
 impl Error {
@@ -91,7 +96,7 @@ impl Error {
                 _ => false,
             },
             Error::Blob { source, .. } => !matches!(source, object_store::Error::NotFound { .. }),
-            Error::BlobIo { .. } => true,
+            Error::BlobIo { .. } | Error::NotYetShared { .. } => true,
             Error::Config(_) | Error::NotFound(_) | Error::Invalid(_) => false,
         }
     }

@@ -20,13 +20,20 @@ pub enum Backend {
     Sqlite,
     Postgres,
     /// PostgreSQL for the index and a real S3-compatible store (Garage, started by the
-    /// README's test command) for the instances: the scaled-out install
+    /// README's test command) for the instances: the scaled-out install, acknowledging
+    /// from the node's receive buffer (the default in front of S3)
     S3,
+    /// the same without a receive buffer: each acknowledgement waits for its upload
+    S3Unbuffered,
 }
 
 impl Backend {
     pub fn on_postgres(self) -> bool {
-        matches!(self, Backend::Postgres | Backend::S3)
+        matches!(self, Backend::Postgres | Backend::S3 | Backend::S3Unbuffered)
+    }
+
+    pub fn on_s3(self) -> bool {
+        matches!(self, Backend::S3 | Backend::S3Unbuffered)
     }
 }
 
@@ -115,8 +122,11 @@ impl Hub {
         if backend.on_postgres() {
             config.database_url = Some(pg_database().await.expect("READHUB_TEST_PG_URL"));
         }
-        if backend == Backend::S3 {
+        if backend.on_s3() {
             config.object_store_url = Some(s3_url());
+        }
+        if backend == Backend::S3Unbuffered {
+            config.receive_buffer = Some("off".into());
         }
         tweak(&mut config);
         // migrate and create defaults before the server starts, and keep a handle for

@@ -166,27 +166,9 @@ async fn killed_at_random_instants_loses_nothing_acknowledged() {
         let hub = serve(dir.path(), &[]).await;
         restart_ms.push(started.elapsed().as_millis());
         let l = std::mem::take(&mut *ledger.lock().unwrap());
-        let studies: std::collections::BTreeSet<String> = l.acknowledged.values().chain(l.in_flight.values()).map(|(s, _)| s.clone()).collect();
-        let mut shown = HashMap::new();
-        for study in &studies {
-            shown.extend(retrieve_study(&hub.http, study).await);
-        }
-        for (sop, (_, sent)) in &l.acknowledged {
-            let got = shown.get(sop).unwrap_or_else(|| panic!("round {round}: acknowledged instance {sop} is lost"));
-            assert!(got == sent, "round {round}: acknowledged instance {sop} differs from what was sent ({} vs {} bytes)", got.len(), sent.len());
-        }
-        for (sop, (_, sent)) in &l.in_flight {
-            match shown.get(sop) {
-                Some(got) => {
-                    assert!(got == sent, "round {round}: in-flight instance {sop} is visible half-written ({} of {} bytes)", got.len(), sent.len());
-                    total_in_flight_whole += 1;
-                }
-                None => total_in_flight_absent += 1,
-            }
-        }
-        for sop in shown.keys() {
-            assert!(l.acknowledged.contains_key(sop) || l.in_flight.contains_key(sop), "round {round}: {sop} was never sent");
-        }
+        let (shown, whole, absent) = check_round(round, &hub.http, &l).await;
+        total_in_flight_whole += whole;
+        total_in_flight_absent += absent;
         // and the worklist has every study with an acknowledged instance (the durable
         // hand-over of issue 10): ready after the quiet period, not lost with the process
         let acked_studies: std::collections::BTreeSet<&String> = l.acknowledged.values().map(|(s, _)| s).collect();
@@ -211,4 +193,119 @@ async fn killed_at_random_instants_loses_nothing_acknowledged() {
         restart_ms.last().unwrap()
     );
     assert!(total_acked > 0, "the senders got acknowledgements before the kills");
+}
+
+/// What the hub shows after a kill, checked against the senders' ledger: every acknowledged
+/// instance byte for byte, every in-flight one whole or absent, nothing never sent. Returns
+/// what it shows and how many in-flight instances were whole and absent.
+async fn check_round(round: u32, http: &str, l: &Ledger) -> (HashMap<String, Vec<u8>>, usize, usize) {
+    let studies: std::collections::BTreeSet<String> = l.acknowledged.values().chain(l.in_flight.values()).map(|(s, _)| s.clone()).collect();
+    let mut shown = HashMap::new();
+    for study in &studies {
+        shown.extend(retrieve_study(http, study).await);
+    }
+    for (sop, (_, sent)) in &l.acknowledged {
+        let got = shown.get(sop).unwrap_or_else(|| panic!("round {round}: acknowledged instance {sop} is lost"));
+        assert!(got == sent, "round {round}: acknowledged instance {sop} differs from what was sent ({} vs {} bytes)", got.len(), sent.len());
+    }
+    let (mut whole, mut absent) = (0, 0);
+    for (sop, (_, sent)) in &l.in_flight {
+        match shown.get(sop) {
+            Some(got) => {
+                assert!(got == sent, "round {round}: in-flight instance {sop} is visible half-written ({} of {} bytes)", got.len(), sent.len());
+                whole += 1;
+            }
+            None => absent += 1,
+        }
+    }
+    for sop in shown.keys() {
+        assert!(l.acknowledged.contains_key(sop) || l.in_flight.contains_key(sop), "round {round}: {sop} was never sent");
+    }
+    (shown, whole, absent)
+}
+
+/// The complete files in a receive buffer (staging files left out).
+fn buffered(dir: &std::path::Path) -> usize {
+    walkdir(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).count()
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// In front of S3 an instance is acknowledged from the node's receive buffer: a node killed
+/// while the store cannot be reached (here: its endpoint refuses connections) holds every
+/// acknowledged instance on its disk only. Started again with the store back, it uploads
+/// them; then a node with no buffer of its own, on another data directory, retrieves every
+/// acknowledged instance byte for byte from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_s3_killed_with_instances_only_in_its_receive_buffer_loses_nothing() {
+    if !common::peer_present("READHUB_TEST_PG_URL", "the PostgreSQL cluster") || !common::peer_present("READHUB_TEST_S3_URL", "the Garage S3 node") {
+        return;
+    }
+    let db = common::pg_database().await.unwrap();
+    let s3 = common::s3_url();
+    let mut unreachable = url::Url::parse(&s3).unwrap();
+    unreachable.set_query(Some("endpoint=http://127.0.0.1:9"));
+    let unreachable = unreachable.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cli_db = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out) = super::readhub_cli(dir.path(), Some(&db), args, stdin);
+        assert!(ok, "readhub {args:?}: {out}");
+    };
+    cli_db(&["site", "add", "Township-1", "--ae", "TOWNSHIP1"], None);
+    cli_db(&["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("radiologist-pw\n"));
+    cli_db(&["user", "add", "tech1", "--role", "technician", "--site", "Township-1", "--password-stdin"], Some("technician-pw\n"));
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut rng = Rng(seed | 1);
+
+    let hub = serve(dir.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &unreachable)]).await;
+    let ledger: Shared = Arc::default();
+    let mut senders = Vec::new();
+    for sender in 1..=2 {
+        let (port, ledger, seed) = (hub.dimse_port, ledger.clone(), rng.next());
+        senders.push(tokio::task::spawn_blocking(move || modality(port, 1, sender, ledger, seed)));
+    }
+    let stow = tokio::spawn(technician(hub.http.clone(), 1, ledger.clone(), rng.next()));
+    tokio::time::sleep(Duration::from_millis(1500 + rng.below(1000))).await;
+    hub.kill9().await;
+    for s in senders {
+        s.await.unwrap();
+    }
+    stow.await.unwrap();
+    let l = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(!l.acknowledged.is_empty(), "acknowledged while the store could not be reached");
+    let buffer = dir.path().join("receive-buffer");
+    let held = buffered(&buffer);
+    assert!(held >= l.acknowledged.len(), "every acknowledged instance is in the buffer: {held} files, {} acknowledged", l.acknowledged.len());
+
+    // the store is back: the node uploads what its buffer holds
+    let hub = serve(dir.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &s3)]).await;
+    let started = Instant::now();
+    while buffered(&buffer) > 0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the buffer was not emptied: {} files left", buffered(&buffer));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{held} buffered instances uploaded in {:?} after the restart", started.elapsed());
+    hub.kill9().await;
+
+    // another node, no buffer: everything acknowledged is in the shared store
+    let other = tempfile::tempdir().unwrap();
+    let hub = serve(other.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &s3), ("READHUB_RECEIVE_BUFFER", "off")]).await;
+    let (_, whole, absent) = check_round(1, &hub.http, &l).await;
+    eprintln!("{} acknowledged, all retrieved from S3 byte for byte; in flight at the kill: {whole} whole, {absent} absent", l.acknowledged.len());
+    let acked_studies: std::collections::BTreeSet<&String> = l.acknowledged.values().map(|(s, _)| s).collect();
+    for study in acked_studies {
+        hub.until_state(READER, study, "ready", Duration::from_secs(60)).await;
+    }
+    hub.kill9().await;
 }

@@ -32,8 +32,9 @@ macro_rules! on_both {
     )*};
 }
 
-/// `async fn NAME(Backend)` → tests `on_s3::NAME::postgres_s3`: the story again with the
-/// instances in a real S3-compatible store (Garage) and the index in PostgreSQL.
+/// `async fn NAME(Backend)` → tests `on_s3::NAME::postgres_s3` and `…::postgres_s3_unbuffered`:
+/// the story again with the instances in a real S3-compatible store (Garage) and the index in
+/// PostgreSQL, acknowledged from the receive buffer (the default) and after the upload.
 macro_rules! on_s3 {
     ($($name:ident),* $(,)?) => {
         mod on_s3 {$(
@@ -46,6 +47,15 @@ macro_rules! on_s3 {
                         return;
                     }
                     super::super::$name(super::super::Backend::S3).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres_s3_unbuffered() {
+                    if !super::super::common::peer_present("READHUB_TEST_PG_URL", "the PostgreSQL cluster")
+                        || !super::super::common::peer_present("READHUB_TEST_S3_URL", "the Garage S3 node")
+                    {
+                        return;
+                    }
+                    super::super::$name(super::super::Backend::S3Unbuffered).await
                 }
             }
         )*}

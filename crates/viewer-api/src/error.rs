@@ -56,6 +56,10 @@ impl From<worklist::Error> for ApiError {
 impl From<storage::Error> for ApiError {
     fn from(e: storage::Error) -> Self {
         match e {
+            e @ storage::Error::NotYetShared { .. } => {
+                tracing::warn!(error = %e, "instance not in the shared store yet");
+                ApiError::Unavailable(format!("{e} / 该实例仍在接收节点的缓冲区中, 请稍后重试"))
+            }
             s if s.is_unavailable() => unavailable(&s),
             storage::Error::NotFound(m) => ApiError::NotFound(m),
             storage::Error::Invalid(m) => ApiError::BadRequest(m),
