@@ -91,9 +91,7 @@ fn io_error(key: &str, source: std::io::Error) -> Error {
     Error::BlobIo { key: key.to_string(), source }
 }
 
-/// Parts of this size are uploaded as they fill (S3's minimum part size); smaller objects
-/// go up in one put. This bounds memory per transfer.
-pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
+use crate::receive_buffer::PART_SIZE;
 
 impl BlobStore {
     /// Open `url`: `file:///abs/path` (fsync on: an acknowledged instance must survive a
@@ -200,7 +198,7 @@ impl BlobStore {
                 let Ok(meta) = e.metadata() else { continue };
                 if meta.is_dir() {
                     walk(&path, min_age, removed);
-                } else if is_staging(&e.file_name().to_string_lossy())
+                } else if crate::local_write::is_staging(&e.file_name().to_string_lossy())
                     && meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age >= min_age)
                 {
                     match std::fs::remove_file(&path) {
@@ -351,11 +349,6 @@ impl BlobStore {
     }
 }
 
-/// A staging file (`<key>#<n>`): an upload that has not finished.
-pub(crate) fn is_staging(name: &str) -> bool {
-    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// How much one read of a local object takes.
 const READ_PIECE: usize = 1 << 20;
 
@@ -415,6 +408,7 @@ impl BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn sweep_removes_only_old_staging_files() {
@@ -429,5 +423,78 @@ mod tests {
         assert_eq!(store.sweep_staging(std::time::Duration::ZERO), 1);
         assert!(!sub.join("a.dcm#1").exists());
         assert!(sub.join("b.dcm").exists());
+    }
+
+    async fn until_empty(buffer: &crate::receive_buffer::ReceiveBuffer) {
+        for _ in 0..200 {
+            if buffer.pending().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the receive buffer was not emptied: {:?}", buffer.pending());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_from_the_buffer_then_uploaded_and_readable_throughout() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = BlobStore::in_memory();
+        let blobs = remote.clone().with_receive_buffer(dir.path()).unwrap();
+        let buffer = blobs.receive_buffer().unwrap().clone();
+
+        // a crash's leftovers: a complete file under its key, and a staging file
+        let left = BlobKey::new_instance(7).as_path();
+        std::fs::create_dir_all(dir.path().join(&left).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(&left), b"left by a crash").unwrap();
+        std::fs::write(dir.path().join(format!("{left}.x#0")), b"half").unwrap();
+        assert_eq!(blobs.sweep_staging(Duration::ZERO), 1, "the staging file of the cut upload goes");
+
+        // written and finished while no uploader runs: durable in the buffer only, readable
+        let key = BlobKey::new_instance(7);
+        let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut w = blobs.writer(&key);
+        for chunk in data.chunks(300_000) {
+            w.write(chunk).await.unwrap();
+        }
+        let path = w.finish().await.unwrap();
+        assert!(dir.path().join(&path).exists());
+        assert!(remote.inner().head(&ObjectPath::from(path.as_str())).await.is_err(), "not uploaded before the uploader runs");
+        assert_eq!(blobs.get_bytes(&path).await.unwrap().len(), data.len());
+        assert_eq!(blobs.stream(&path).await.unwrap().size, data.len() as u64);
+        assert_eq!(buffer.pending(), {
+            let mut v = vec![left.clone(), path.clone()];
+            v.sort();
+            v
+        });
+
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let uploader = tokio::spawn(buffer.clone().run(remote.inner().clone(), stop));
+        until_empty(&buffer).await;
+        assert!(remote.get_bytes(&path).await.unwrap() == data, "uploaded byte for byte (multipart: 12 MB)");
+        assert_eq!(&remote.get_bytes(&left).await.unwrap()[..], b"left by a crash");
+        assert!(blobs.get_bytes(&path).await.unwrap() == data, "read from the store once the local copy is gone");
+
+        // deleted: both copies go
+        let key = BlobKey::new_instance(7);
+        let mut w = blobs.writer(&key);
+        w.write(b"a duplicate").await.unwrap();
+        let dup = w.finish().await.unwrap();
+        blobs.delete(&dup).await.unwrap();
+        until_empty(&buffer).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(remote.inner().head(&ObjectPath::from(dup.as_str())).await.is_err());
+
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), uploader).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_of_an_instance_no_node_has_uploaded_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::in_memory().with_receive_buffer(dir.path()).unwrap().with_shared_within(Duration::from_millis(300));
+        let err = blobs.get_bytes("instances/1/20260101/elsewhere.dcm").await.unwrap_err();
+        assert!(matches!(err, Error::NotYetShared { .. }), "{err}");
+        assert!(matches!(blobs.get_bytes("instances/1/20260101/elsewhere.dcm.512x512.jpg").await.unwrap_err(), Error::Blob { .. }),
+            "a missing rendition is an answer at once");
     }
 }

@@ -43,6 +43,11 @@ pub fn journal_commits_rename(dir: &std::path::Path) -> bool {
     })
 }
 
+/// A staging file (`<key>#<n>`): a write or upload that has not finished.
+pub(crate) fn is_staging(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 enum Piece {
     Bytes(Vec<u8>),
     /// everything arrived: make it durable under its key. Without it (an abort, or the

@@ -45,6 +45,10 @@ const SCAN_EVERY: Duration = Duration::from_secs(2);
 /// How long a stopping node goes on uploading what its buffer holds.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
+/// Parts of this size are uploaded as they fill (S3's minimum part size); smaller objects
+/// go up in one put. This bounds memory per transfer.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+
 /// Bytes read from a buffered file per write to the upload.
 const READ_PIECE: usize = 1 << 20;
 
@@ -107,7 +111,7 @@ impl ReceiveBuffer {
                 let key = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
                 match e.file_type() {
                     Ok(t) if t.is_dir() => walk(&e.path(), &key, out),
-                    Ok(t) if t.is_file() && !crate::blob::is_staging(&name) => out.push(key),
+                    Ok(t) if t.is_file() && !crate::local_write::is_staging(&name) => out.push(key),
                     _ => {}
                 }
             }
@@ -235,7 +239,7 @@ impl ReceiveBuffer {
             Err(e) => return Err(io(e)),
         };
         let object = ObjectPath::from(key);
-        let mut w = BufWriter::with_capacity(store.clone(), object.clone(), crate::blob::PART_SIZE);
+        let mut w = BufWriter::with_capacity(store.clone(), object.clone(), PART_SIZE);
         let mut piece = vec![0u8; READ_PIECE];
         let copied: std::io::Result<()> = async {
             loop {
@@ -271,95 +275,21 @@ impl ReceiveBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BlobKey, BlobStore};
-
-    async fn until_empty(buffer: &ReceiveBuffer) {
-        for _ in 0..200 {
-            if buffer.pending().is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the receive buffer was not emptied: {:?}", buffer.pending());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn acknowledged_from_the_buffer_then_uploaded_and_readable_throughout() {
-        let dir = tempfile::tempdir().unwrap();
-        let remote = BlobStore::in_memory();
-        let blobs = remote.clone().with_receive_buffer(dir.path()).unwrap();
-        let buffer = blobs.receive_buffer().unwrap().clone();
-
-        // a crash's leftovers: a complete file under its key, and a staging file
-        let left = BlobKey::new_instance(7).as_path();
-        std::fs::create_dir_all(dir.path().join(&left).parent().unwrap()).unwrap();
-        std::fs::write(dir.path().join(&left), b"left by a crash").unwrap();
-        std::fs::write(dir.path().join(format!("{left}.x#0")), b"half").unwrap();
-        assert_eq!(blobs.sweep_staging(Duration::ZERO), 1, "the staging file of the cut upload goes");
-
-        // written and finished while no uploader runs: durable in the buffer only, readable
-        let key = BlobKey::new_instance(7);
-        let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 253) as u8).collect();
-        let mut w = blobs.writer(&key);
-        for chunk in data.chunks(300_000) {
-            w.write(chunk).await.unwrap();
-        }
-        let path = w.finish().await.unwrap();
-        assert!(dir.path().join(&path).exists());
-        assert!(remote.inner().head(&ObjectPath::from(path.as_str())).await.is_err(), "not uploaded before the uploader runs");
-        assert_eq!(blobs.get_bytes(&path).await.unwrap().len(), data.len());
-        assert_eq!(blobs.stream(&path).await.unwrap().size, data.len() as u64);
-        assert_eq!(buffer.pending(), {
-            let mut v = vec![left.clone(), path.clone()];
-            v.sort();
-            v
-        });
-
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let uploader = tokio::spawn(buffer.clone().run(remote.inner().clone(), stop));
-        until_empty(&buffer).await;
-        assert!(remote.get_bytes(&path).await.unwrap() == data, "uploaded byte for byte (multipart: 12 MB)");
-        assert_eq!(&remote.get_bytes(&left).await.unwrap()[..], b"left by a crash");
-        assert!(blobs.get_bytes(&path).await.unwrap() == data, "read from the store once the local copy is gone");
-
-        // deleted: both copies go
-        let key = BlobKey::new_instance(7);
-        let mut w = blobs.writer(&key);
-        w.write(b"a duplicate").await.unwrap();
-        let dup = w.finish().await.unwrap();
-        blobs.delete(&dup).await.unwrap();
-        until_empty(&buffer).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(remote.inner().head(&ObjectPath::from(dup.as_str())).await.is_err());
-
-        stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), uploader).await.unwrap().unwrap();
-    }
 
     #[tokio::test]
     async fn an_upload_whose_local_copy_was_deleted_meanwhile_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = BlobStore::in_memory();
+        let remote: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let buffer = ReceiveBuffer::open(dir.path()).unwrap();
-        assert_eq!(buffer.upload(remote.inner(), "instances/1/20260101/nothing.dcm").await.unwrap(), Upload::Gone);
+        assert_eq!(buffer.upload(&remote, "instances/1/20260101/nothing.dcm").await.unwrap(), Upload::Gone);
         let key = "instances/1/20260101/x.dcm";
         std::fs::create_dir_all(dir.path().join("instances/1/20260101")).unwrap();
         std::fs::write(dir.path().join(key), b"bytes").unwrap();
-        assert_eq!(buffer.upload(remote.inner(), key).await.unwrap(), Upload::Done);
+        assert_eq!(buffer.upload(&remote, key).await.unwrap(), Upload::Done);
         assert!(!dir.path().join(key).exists());
-        assert_eq!(&remote.get_bytes(key).await.unwrap()[..], b"bytes");
+        assert_eq!(&remote.get(&ObjectPath::from(key)).await.unwrap().bytes().await.unwrap()[..], b"bytes");
         // the day directory of a past day goes once empty
         buffer.prune_days();
         assert!(!dir.path().join("instances/1/20260101").exists());
-    }
-
-    #[tokio::test]
-    async fn a_read_of_an_instance_no_node_has_uploaded_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::in_memory().with_receive_buffer(dir.path()).unwrap().with_shared_within(Duration::from_millis(300));
-        let err = blobs.get_bytes("instances/1/20260101/elsewhere.dcm").await.unwrap_err();
-        assert!(matches!(err, Error::NotYetShared { .. }), "{err}");
-        assert!(matches!(blobs.get_bytes("instances/1/20260101/elsewhere.dcm.512x512.jpg").await.unwrap_err(), Error::Blob { .. }),
-            "a missing rendition is an answer at once");
     }
 }
