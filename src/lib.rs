@@ -173,10 +173,14 @@ pub async fn run_with_clock(
     // the receive buffer's uploads: they stop after the listeners, so the last instances
     // acknowledged go up too (within the drain)
     let (uploads_stop, uploads_stop_rx) = watch::channel(false);
+    let receiving = {
+        let st = storage.clone();
+        move || st.since_last_receipt() < Duration::from_millis(300)
+    };
     let uploads = storage
         .blobs
         .receive_buffer()
-        .map(|b| tokio::spawn(b.clone().run(storage.blobs.inner().clone(), uploads_stop_rx)));
+        .map(|b| tokio::spawn(b.clone().run(storage.blobs.inner().clone(), uploads_stop_rx, receiving)));
 
     // jobs that run once per cluster run on the node holding their lease (storage::lease)
     let lease = |job| storage::lease::Lease::new(storage.db.clone(), job, node.clone());

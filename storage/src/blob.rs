@@ -468,7 +468,7 @@ mod tests {
         });
 
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let uploader = tokio::spawn(buffer.clone().run(remote.inner().clone(), stop));
+        let uploader = tokio::spawn(buffer.clone().run(remote.inner().clone(), stop, || false));
         until_empty(&buffer).await;
         assert!(remote.get_bytes(&path).await.unwrap() == data, "uploaded byte for byte (multipart: 12 MB)");
         assert_eq!(&remote.get_bytes(&left).await.unwrap()[..], b"left by a crash");
@@ -484,6 +484,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(remote.inner().head(&ObjectPath::from(dup.as_str())).await.is_err());
 
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), uploader).await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uploads_wait_while_instances_arrive() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let remote = BlobStore::in_memory();
+        let blobs = remote.clone().with_receive_buffer(dir.path()).unwrap();
+        let buffer = blobs.receive_buffer().unwrap().clone();
+        let receiving = Arc::new(AtomicBool::new(true));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let r = receiving.clone();
+        let uploader = tokio::spawn(buffer.clone().run(remote.inner().clone(), stop, move || r.load(Ordering::Relaxed)));
+        let mut w = blobs.writer(&BlobKey::new_instance(3));
+        w.write(b"arrived during a burst").await.unwrap();
+        let key = w.finish().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(buffer.pending(), vec![key.clone()], "not uploaded while instances arrive");
+        receiving.store(false, Ordering::Relaxed);
+        until_empty(&buffer).await;
+        assert_eq!(&remote.get_bytes(&key).await.unwrap()[..], b"arrived during a burst");
         stop_tx.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), uploader).await.unwrap().unwrap();
     }

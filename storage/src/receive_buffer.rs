@@ -38,6 +38,12 @@ pub const SHARED_WITHIN: Duration = Duration::from_secs(10);
 /// Uploads at once.
 const UPLOADERS: usize = 4;
 
+/// While instances are arriving, an upload (and the store's work on the same machine) would
+/// take CPU and disk from their acknowledgements: a file younger than this waits for a
+/// pause in the arrivals (renditions wait the same way), an older one goes up regardless, so
+/// a busy day still drains.
+pub const YIELD_UP_TO: Duration = Duration::from_secs(5);
+
 /// How often the buffer is scanned when nothing wakes the uploader (a crash's leftovers,
 /// files of another handle, retries after a failed upload).
 const SCAN_EVERY: Duration = Duration::from_secs(2);
@@ -122,6 +128,11 @@ impl ReceiveBuffer {
         out
     }
 
+    /// How long ago the buffered file of `key` was written.
+    fn age(&self, key: &str) -> Option<Duration> {
+        std::fs::metadata(self.path(key)).ok()?.modified().ok()?.elapsed().ok()
+    }
+
     /// Remove the day directories (`instances/<site>/<day>`) older than yesterday that are
     /// empty: every upload empties one, and a writer only opens today's (or, across
     /// midnight, yesterday's).
@@ -143,8 +154,14 @@ impl ReceiveBuffer {
 
     /// Upload what the buffer holds until `stop` is set; then go on until the buffer is
     /// empty or [`DRAIN`] has passed (a node taken out of a cluster should leave nothing
-    /// behind; what is left waits for its next start).
-    pub async fn run(self: Arc<Self>, store: Arc<dyn ObjectStore>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// behind; what is left waits for its next start). `receiving` says whether instances
+    /// are arriving now (see [`YIELD_UP_TO`]).
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn ObjectStore>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        receiving: impl Fn() -> bool + Send + Sync + 'static,
+    ) {
         let permits = Arc::new(tokio::sync::Semaphore::new(UPLOADERS));
         let mut uploads = tokio::task::JoinSet::new();
         let mut rounds = 0u64;
@@ -161,7 +178,11 @@ impl ReceiveBuffer {
                     break;
                 }
             }
+            let yielding = deadline.is_none() && receiving();
             for key in pending {
+                if yielding && self.age(&key).is_some_and(|age| age < YIELD_UP_TO) {
+                    continue;
+                }
                 if !self.uploading.lock().expect("uploading set").insert(key.clone()) {
                     continue;
                 }
@@ -206,9 +227,11 @@ impl ReceiveBuffer {
                     }
                 }
                 None => {
+                    // while yielding, look again soon: the pause may have begun
+                    let next = if yielding { Duration::from_millis(300) } else { SCAN_EVERY };
                     tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(SCAN_EVERY) => {}
+                        _ = self.wake.notified(), if !yielding => {}
+                        _ = tokio::time::sleep(next) => {}
                         _ = stop.changed() => {}
                     }
                 }
