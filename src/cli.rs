@@ -224,6 +224,9 @@ pub struct ServeArgs {
     /// [default: DATA_DIR/receive-buffer when object_store_url is not a local directory]
     #[arg(long, env = "READHUB_RECEIVE_BUFFER")]
     pub receive_buffer: Option<String>,
+    /// Seconds a cluster node may miss its heartbeat before its transfers are ended [default: 30]
+    #[arg(long, env = "READHUB_NODE_TIMEOUT_SECS")]
+    pub node_timeout_secs: Option<u64>,
     /// Tests only: stall the hand-over to the worklist (arrivals wait in the database)
     #[arg(long, env = "READHUB_TEST_HOLD_ARRIVALS", hide = true)]
     pub test_hold_arrivals: Option<bool>,
@@ -394,7 +397,7 @@ impl Cli {
                   lease_minutes, sla_stat_minutes, sla_urgent_minutes, sla_routine_minutes, utc_offset_hours,
                   critical_ack_minutes, max_sequence_depth, max_associations_per_ae, association_request_timeout_secs,
                   media_memory_mb, body_idle_timeout_secs, login_lock_secs, session_idle_minutes, session_max_hours,
-                  order_overdue_minutes, prerender, gzip_instances);
+                  order_overdue_minutes, prerender, gzip_instances, node_timeout_secs);
             if let Some(u) = &s.public_url {
                 c.public_url = Some(u.clone());
             }

@@ -75,6 +75,9 @@ pub struct Config {
     /// `"off"` acknowledges only after the upload. Default `<data_dir>/receive-buffer`;
     /// unused with a local object store.
     pub receive_buffer: Option<String>,
+    /// Seconds a node of a cluster may miss its heartbeat (written every 5 s) before the
+    /// node running the ticker takes it for dead and ends the transfers it was receiving.
+    pub node_timeout_secs: u64,
     /// Sequences nested deeper than this many levels are refused (0xC000 / STOW failure);
     /// at most 128, the deepest readhub opens safely.
     pub max_sequence_depth: usize,
@@ -183,6 +186,7 @@ impl Default for Config {
             routing_rules: Vec::new(),
             node_name: None,
             receive_buffer: None,
+            node_timeout_secs: 30,
             max_sequence_depth: 64,
             max_associations_per_ae: 16,
             association_request_timeout_secs: 10,

@@ -88,6 +88,9 @@ pub async fn open_with_clock(config: &Config, clock: Arc<dyn worklist::Clock>) -
 /// aborted well before).
 const STAGING_MAX_AGE: Duration = Duration::from_secs(600);
 
+/// How often every node writes its heartbeat (`node_timeout_secs` must be a few of these).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// How long open HTTP connections may finish after a stop is asked for.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
 
@@ -194,12 +197,29 @@ pub async fn run_with_clock(
     let mut ticker_stop = stop_rx.clone();
     let blobs = storage.blobs.clone();
     let mut ticker_lease = lease(ClusterJob::Ticker);
+    let (ticker_db, ticker_node) = (storage.db.clone(), node.clone());
+    let node_timeout = Duration::from_secs(config.node_timeout_secs.max(10));
     let ticker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut planner = tokio::time::interval(Duration::from_secs(3600));
         let mut minute = tokio::time::interval(Duration::from_secs(60));
+        let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             tokio::select! {
+                // every node says it is alive; the ticker's node ends the transfers of nodes
+                // that stopped saying so (they died mid-association)
+                _ = beat.tick() => {
+                    let now = storage::now_ms();
+                    if let Err(e) = storage::lease::heartbeat(&ticker_db, &ticker_node, now).await {
+                        tracing::warn!(error = %e, "cannot write this node's heartbeat");
+                    }
+                    if !ticker_lease.held(now).await {
+                        continue;
+                    }
+                    if let Err(e) = wl.end_transfers_of_lapsed_nodes(&ticker_node, node_timeout).await {
+                        tracing::warn!(error = %e, "ending the transfers of lapsed nodes failed");
+                    }
+                }
                 _ = minute.tick() => {
                     if !ticker_lease.held(storage::now_ms()).await {
                         continue;

@@ -100,13 +100,53 @@ impl Lease {
     }
 }
 
-/// Let go of `node`'s leases (a clean stop: another node takes the jobs at once).
+/// Let go of `node`'s leases (a clean stop: another node takes the jobs at once), and of its
+/// heartbeat (it ended its transfers itself).
 pub async fn release_all(db: &Db, node: &NodeName) -> Result<(), Error> {
     sqlx::query("DELETE FROM cluster_leases WHERE holder = $1")
         .bind(node.to_string())
         .execute(db.pool())
         .await
         .map_err(Error::db("release cluster leases"))?;
+    sqlx::query("DELETE FROM node_heartbeats WHERE node = $1")
+        .bind(node.to_string())
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("remove the node's heartbeat"))?;
+    Ok(())
+}
+
+/// `node` is alive at `now` (every node, every few seconds).
+pub async fn heartbeat(db: &Db, node: &NodeName, now: i64) -> Result<(), Error> {
+    sqlx::query("INSERT INTO node_heartbeats (node, seen_at) VALUES ($1, $2) ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at")
+        .bind(node.to_string())
+        .bind(now)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("write the node's heartbeat"))?;
+    Ok(())
+}
+
+/// The nodes whose last heartbeat is older than `timeout` at `now`: they died without
+/// stopping (a clean stop removes the row).
+pub async fn lapsed_nodes(db: &Db, now: i64, timeout: Duration) -> Result<Vec<NodeName>, Error> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT node FROM node_heartbeats WHERE seen_at < $1 ORDER BY node")
+        .bind(now - timeout.as_millis() as i64)
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("list lapsed nodes"))?;
+    Ok(rows.iter().map(|r| NodeName::new(r.get::<String, _>(0))).collect())
+}
+
+/// Forget a lapsed node once its transfers are ended — unless it came back meanwhile.
+pub async fn forget_node(db: &Db, node: &NodeName, now: i64, timeout: Duration) -> Result<(), Error> {
+    sqlx::query("DELETE FROM node_heartbeats WHERE node = $1 AND seen_at < $2")
+        .bind(node.to_string())
+        .bind(now - timeout.as_millis() as i64)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("forget a lapsed node"))?;
     Ok(())
 }
 
@@ -147,5 +187,26 @@ mod tests {
         assert!(keeper.held(101_000).await, "within half its life: no database round");
         assert!(keeper.held(106_000).await, "past half: renewed (taken again)");
         assert!(!hold(&db, ClusterJob::Renditions, &a, 106_001, ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_node_that_stops_beating_is_lapsed_until_forgotten_or_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/i.db", dir.path().display())).await.unwrap();
+        let (a, b, c) = (NodeName::new("a"), NodeName::new("b"), NodeName::new("c"));
+        let timeout = Duration::from_secs(30);
+        heartbeat(&db, &a, 1_000).await.unwrap();
+        heartbeat(&db, &b, 1_000).await.unwrap();
+        heartbeat(&db, &c, 1_000).await.unwrap();
+        heartbeat(&db, &a, 25_000).await.unwrap();
+        assert!(lapsed_nodes(&db, 30_000, timeout).await.unwrap().is_empty());
+        assert_eq!(lapsed_nodes(&db, 31_001, timeout).await.unwrap(), [b.clone(), c.clone()]);
+        release_all(&db, &c).await.unwrap();
+        assert_eq!(lapsed_nodes(&db, 31_001, timeout).await.unwrap(), [b.clone()], "a clean stop is not a death");
+        heartbeat(&db, &b, 31_500).await.unwrap();
+        forget_node(&db, &b, 31_600, timeout).await.unwrap();
+        assert_eq!(lapsed_nodes(&db, 61_501, timeout).await.unwrap(), [a.clone(), b.clone()], "back before it was forgotten: kept");
+        forget_node(&db, &b, 61_600, timeout).await.unwrap();
+        assert_eq!(lapsed_nodes(&db, 61_700, timeout).await.unwrap(), [a]);
     }
 }

@@ -73,7 +73,12 @@ async fn two_nodes_share_one_database_and_one_bucket() {
     cli_on(dir_a.path(), &db, &["user", "add", "rad1", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("reader-password-1\n"));
     cli_on(dir_a.path(), &db, &["user", "add", "rad2", "--role", "reader", "--pool", "imaging", "--password-stdin"], Some("reader-password-2\n"));
     let env = |name: &'static str| {
-        vec![("READHUB_DATABASE_URL", db.clone()), ("READHUB_OBJECT_STORE_URL", objects.clone()), ("READHUB_NODE_NAME", name.to_string())]
+        vec![
+            ("READHUB_DATABASE_URL", db.clone()),
+            ("READHUB_OBJECT_STORE_URL", objects.clone()),
+            ("READHUB_NODE_NAME", name.to_string()),
+            ("READHUB_NODE_TIMEOUT_SECS", "10".to_string()),
+        ]
     };
     let env_a = env("node-a");
     let env_b = env("node-b");
@@ -190,7 +195,18 @@ async fn two_nodes_share_one_database_and_one_bucket() {
     //    study it then receives becomes ready (the ticker runs there now)
     let ticker_holder = lease_holders(&db).await.into_iter().find(|(j, _)| j == "ticker").unwrap().1;
     let (killed, survivor) = if ticker_holder == "node-a" { (a, b) } else { (b, a) };
+    //    a modality is mid-study on it: one instance acknowledged, the association still open
+    let (open_study, port) = ("1.2.826.0.1.3680043.8.498.16.77".to_string(), killed.dimse_port);
+    let cut_off = synthetic_sc(None, b"Cut^Off", "CUT1", &open_study, "1.2.826.0.1.3680043.8.498.16.77.1");
+    let open_assoc = tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "MODA", &[(SC, &[EXPLICIT_LE])]).expect("association");
+        assert_eq!(a.store(SC, "1.2.826.0.1.3680043.8.498.16.77.1", &cut_off).unwrap().status, 0);
+        a
+    })
+    .await
+    .unwrap();
     killed.kill9().await;
+    drop(open_assoc);
     let started = std::time::Instant::now();
     loop {
         let holders = lease_holders(&db).await;
@@ -202,6 +218,10 @@ async fn two_nodes_share_one_database_and_one_bucket() {
         assert!(started.elapsed() < Duration::from_secs(30), "jobs not taken over: {holders:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // the study whose association died with its node is ended by the survivor (its
+    // heartbeat lapsed), not left for the stall horizon (600 s here)
+    let waited = survivor.until_state(("rad1", "reader-password-new"), &open_study, "ready", Duration::from_secs(60)).await;
+    eprintln!("the study cut off with its node was ready {waited:?} after the kill");
     let ct = data("pydicom-data/MR-SIEMENS-DICOM-WithOverlays.dcm");
     storescu(survivor.dimse_port, std::slice::from_ref(&ct)).await;
     let (ct_study, ..) = sop_of(&ct);

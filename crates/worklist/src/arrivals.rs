@@ -171,9 +171,28 @@ impl Worklist {
         }
         tx.commit().await?;
         if !open.is_empty() {
-            tracing::warn!(node = %node, transfers = open.len(), "transfers cut off by the last stop were ended; their studies become ready after the quiet period");
+            tracing::warn!(node = %node, transfers = open.len(), "transfers the node's last run left open were ended; their studies become ready after the quiet period");
         }
         Ok(open.len())
+    }
+
+    /// On the node running the ticker: end the transfers of the nodes that died (no
+    /// heartbeat for `timeout`), so their studies become ready after the quiet period rather
+    /// than after the stall horizon. Returns how many transfers were ended.
+    pub async fn end_transfers_of_lapsed_nodes(&self, me: &NodeName, timeout: std::time::Duration) -> Result<usize, Error> {
+        let now = storage::now_ms();
+        let mut ended = 0;
+        for node in storage::lease::lapsed_nodes(&self.db, now, timeout).await? {
+            // this node is alive, whatever its row says (a write of it failed)
+            if &node == me {
+                continue;
+            }
+            let n = self.recover_transfers(&node).await?;
+            storage::lease::forget_node(&self.db, &node, now, timeout).await?;
+            tracing::warn!(node = %node, transfers = n, after = ?timeout, "a node stopped beating: the transfers it was receiving were ended");
+            ended += n;
+        }
+        Ok(ended)
     }
 
     /// An instance arrived in `transfer`: open the study's item (routed to a pool) or update it.
