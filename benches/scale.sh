@@ -7,6 +7,8 @@
 # the queue page (benches/scale_measure.py: p50/p95 of 200 requests each).
 #
 #   STEPS="100000 1000000 10000000" OPEN_ITEMS=100000 benches/scale.sh
+#   SCALE_KEEP=1: after the last step keep PostgreSQL and the hub running (to read a query's
+#   plan with EXPLAIN ANALYZE); the script prints how to reach them and waits until killed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -56,3 +58,7 @@ for step in $STEPS; do
   "$PY" benches/scale_measure.py "127.0.0.1:$H" "$step / $to / $open" "$to" "$META_UID"
   from=$to
 done
+if [ -n "${SCALE_KEEP:-}" ]; then
+  echo "kept: psql -h $WORK -p $PGPORT -U postgres (run as postgres); hub http://127.0.0.1:$H (admin / admin-password-1); kill $$ to clean up" >&2
+  while kill -0 "$HUB" 2>/dev/null; do sleep 5; done
+fi

@@ -230,10 +230,29 @@ fn is_dicomdir(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n.eq_ignore_ascii_case("DICOMDIR"))
 }
 
-/// The files a DICOMDIR names (Referenced File ID, relative to its folder).
+/// A DICOMDIR larger than this is not read (one of a full DVD is a few MB).
+const MAX_DICOMDIR: u64 = 256 << 20;
+
+/// Directory records nest no deeper than this (they are a flat sequence; a nested content
+/// sequence inside a record is the most a real one holds).
+const MAX_DICOMDIR_DEPTH: usize = 8;
+
+/// The files a DICOMDIR names (Referenced File ID, relative to its folder). It is walked
+/// with the header walker's bounds (size, nesting) before dicom-object parses it whole.
 fn dicomdir_files(dicomdir: &Path) -> Result<Vec<PathBuf>, String> {
     use dicom_dictionary_std::tags;
-    let obj = dicom_object::open_file(dicomdir).map_err(|e| format!("not a readable DICOMDIR: {e}"))?;
+    let size = std::fs::metadata(dicomdir).map_err(|e| e.to_string())?.len();
+    if size > MAX_DICOMDIR {
+        return Err(format!("a DICOMDIR of {size} bytes: larger than {MAX_DICOMDIR} bytes, not read; import its folder instead"));
+    }
+    let bytes = std::fs::read(dicomdir).map_err(|e| e.to_string())?;
+    let at = storage::header::part10_dataset_offset(&bytes).ok_or("not a DICOM Part-10 file (no DICM preamble and file meta)")?;
+    let mut walk = storage::header::HeaderSniffer::with_max_depth("1.2.840.10008.1.2.1", bytes.len() + 1, MAX_DICOMDIR_DEPTH)
+        .map_err(|e| e.to_string())?;
+    walk.feed(&bytes[at..]).and_then(|()| walk.finish().map(drop)).map_err(|e| format!("not a readable DICOMDIR: {e}"))?;
+    let obj = dicom_object::OpenFileOptions::new()
+        .from_reader(std::io::Cursor::new(&bytes[128..]))
+        .map_err(|e| format!("not a readable DICOMDIR: {e}"))?;
     let root = dicomdir.parent().unwrap_or(Path::new("."));
     let records = obj
         .element(tags::DIRECTORY_RECORD_SEQUENCE)
@@ -251,4 +270,51 @@ fn dicomdir_files(dicomdir: &Path) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DICOMDIR: preamble, file meta, then `body` (explicit VR little endian).
+    fn dicomdir_with(body: &[u8]) -> tempfile::TempDir {
+        let meta = dicom_object::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.1.3.10")
+            .media_storage_sop_instance_uid("1.2.826.0.1.3680043.8.498.1")
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .build()
+            .unwrap();
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        meta.write(&mut file).unwrap();
+        file.extend_from_slice(body);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("DICOMDIR"), file).unwrap();
+        dir
+    }
+
+    /// (0004,1220) Directory Record Sequence holding items nested `depth` deep.
+    fn nested(depth: usize) -> Vec<u8> {
+        let open = [0x04, 0x00, 0x20, 0x12, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
+        let close = [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+        let mut b = Vec::new();
+        for _ in 0..depth {
+            b.extend_from_slice(&open);
+        }
+        for _ in 0..depth {
+            b.extend_from_slice(&close);
+        }
+        b
+    }
+
+    #[test]
+    fn a_hostile_dicomdir_is_refused_before_it_is_parsed_whole() {
+        let deep = dicomdir_with(&nested(10_000));
+        let err = dicomdir_files(&deep.path().join("DICOMDIR")).unwrap_err();
+        assert!(err.contains("not a readable DICOMDIR") && err.to_lowercase().contains("nest"), "{err}");
+        let cut = dicomdir_with(&nested(3)[..30]);
+        assert!(dicomdir_files(&cut.path().join("DICOMDIR")).unwrap_err().contains("not a readable DICOMDIR"));
+        let fine = dicomdir_with(&nested(2));
+        assert_eq!(dicomdir_files(&fine.path().join("DICOMDIR")).unwrap(), Vec::<PathBuf>::new(), "records without files name none");
+    }
 }

@@ -262,7 +262,9 @@ impl ReceiveBuffer {
             Err(e) => return Err(io(e)),
         };
         let object = ObjectPath::from(key);
-        let mut w = BufWriter::with_capacity(store.clone(), object.clone(), PART_SIZE);
+        // two parts in flight per upload (object_store's default is eight: with four uploads
+        // of 15 MB films at once that was 160 MB of parts)
+        let mut w = BufWriter::with_capacity(store.clone(), object.clone(), PART_SIZE).with_max_concurrency(2);
         let mut piece = vec![0u8; READ_PIECE];
         let copied: std::io::Result<()> = async {
             loop {

@@ -105,6 +105,8 @@ pub struct AppState {
     pub media_budget: budget::MediaBudget,
     /// who read or changed which patient's data (see `trail`)
     pub audit: audit::AuditLog,
+    /// the last readiness answer (`/readyz` asks the database at most once a second)
+    pub readiness: Arc<ops::Readiness>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             config: Arc::new(config),
             basic_cache: Arc::new(auth::BasicCache::default()),
             transfers,
+            readiness: Arc::default(),
         }
     }
 

@@ -53,9 +53,37 @@ async fn healthz() -> &'static str {
 /// every few seconds and must hear "no" rather than time out.
 const READY_WITHIN: Duration = Duration::from_secs(3);
 
+/// How long one readiness answer is given again: `/readyz` needs no login, so without it any
+/// peer could make the database and the object store answer as fast as it asks.
+const READY_FOR: Duration = Duration::from_secs(1);
+
+/// The last readiness check: what was wrong (nothing: ready), and when it was asked.
+#[derive(Default)]
+pub struct Readiness(tokio::sync::Mutex<Option<(Instant, Vec<String>)>>);
+
 /// Ready to take work: the database answers with every migration applied, and the object
-/// store answers. 503 with what is not, in plain words, otherwise.
+/// store answers. 503 with what is not, in plain words, otherwise. Checked at most once per
+/// [`READY_FOR`]; requests meanwhile wait for the check in progress and share its answer.
 async fn readyz(State(st): State<AppState>) -> Response {
+    let problems = {
+        let mut last = st.readiness.0.lock().await;
+        match &*last {
+            Some((at, problems)) if at.elapsed() < READY_FOR => problems.clone(),
+            _ => {
+                let problems = check_ready(&st).await;
+                *last = Some((Instant::now(), problems.clone()));
+                problems
+            }
+        }
+    };
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready / 未就绪:\n{}\n", problems.join("\n"))).into_response()
+    }
+}
+
+async fn check_ready(st: &AppState) -> Vec<String> {
     let db = tokio::time::timeout(READY_WITHIN, st.storage.db.check_ready());
     let blobs = tokio::time::timeout(READY_WITHIN, st.storage.blobs.check_ready());
     let (db, blobs) = tokio::join!(db, blobs);
@@ -70,12 +98,10 @@ async fn readyz(State(st): State<AppState>) -> Response {
         Ok(Err(e)) => problems.push(format!("object store: {e}")),
         Err(_) => problems.push(format!("object store: no answer within {} s", READY_WITHIN.as_secs())),
     }
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
+    if !problems.is_empty() {
         tracing::warn!(problems = ?problems, "not ready");
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready / 未就绪:\n{}\n", problems.join("\n"))).into_response()
     }
+    problems
 }
 
 /// Prometheus text format. Off (404) unless `metrics_token` is set; then only with
