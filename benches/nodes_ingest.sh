@@ -20,19 +20,17 @@ if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
   touch "$WORK/corpus/.done-$N_DX-$CT_SLICES"
 fi
 RUN=$(mktemp -d /tmp/readhub-nodes.XXXXXX)
-PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-if [ "$(id -u)" = 0 ]; then chown postgres "$RUN"; pg() { su postgres -s /bin/sh -c "$*"; }; else pg() { sh -c "$*"; }; fi
+. scripts/pg.sh
 NODES=()
 cleanup() {
   for p in "${NODES[@]}"; do kill "$p" 2>/dev/null || true; done
-  pg "'$PGBIN/pg_ctl' -D '$RUN/pg' -m immediate stop" >/dev/null 2>&1 || true
+  pg_stop "$RUN"
   scripts/garage.sh stop "$RUN/garage" >/dev/null 2>&1 || true
   rm -rf "$RUN"
 }
 trap cleanup EXIT
 PGPORT=$(free_port)
-pg "'$PGBIN/initdb' -D '$RUN/pg' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
-pg "'$PGBIN/pg_ctl' -D '$RUN/pg' -l '$RUN/pg.log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$RUN' -c max_connections=200\" start" >/dev/null
+pg_start "$RUN" "$PGPORT" -c max_connections=200
 export READHUB_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 mkdir -p "$RUN/garage" && chmod 777 "$RUN/garage"
 scripts/garage.sh start "$RUN/garage" 3 readhub-nodes

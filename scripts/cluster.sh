@@ -27,11 +27,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 WORK=$(mktemp -d /tmp/readhub-cluster.XXXXXX)
 PIDS=()
-PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; pg() { su postgres -s /bin/sh -c "$*"; }; else pg() { sh -c "$*"; }; fi
+. scripts/pg.sh
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  pg "'$PGBIN/pg_ctl' -D '$WORK/pg' -m immediate stop" >/dev/null 2>&1 || true
+  pg_stop "$WORK"
   scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -39,8 +38,7 @@ trap cleanup EXIT
 
 log "PostgreSQL"
 PGPORT=$(free_port)
-pg "'$PGBIN/initdb' -D '$WORK/pg' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
-pg "'$PGBIN/pg_ctl' -D '$WORK/pg' -l '$WORK/pg.log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$WORK' -c max_connections=200\" start" >/dev/null
+pg_start "$WORK" "$PGPORT" -c max_connections=200
 export READHUB_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
 log "a 3-node Garage"

@@ -54,24 +54,17 @@ if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/n
 fi
 export READHUB_TEST_BROWSER=1
 
-# 3. A throwaway PostgreSQL cluster from the binaries on the machine, loopback only.
-#    initdb refuses to run as root, so as root the cluster belongs to the postgres user.
-PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+# 3. A throwaway PostgreSQL cluster from the binaries on the machine, loopback only
+#    (scripts/pg.sh).
+. scripts/pg.sh
 PGDIR=$(mktemp -d /tmp/readhub-pg.XXXXXX)
 PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$PGDIR"
-  pg() { su postgres -s /bin/sh -c "$*"; }
-else
-  pg() { sh -c "$*"; }
-fi
-stop_pg() { pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$PGDIR"; }
+stop_pg() { pg_stop "$PGDIR"; rm -rf "$PGDIR"; }
 GARAGE_DIR=$(mktemp -d /tmp/readhub-garage.XXXXXX)
 cleanup() { stop_pg; scripts/garage.sh stop "$GARAGE_DIR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 log "starting PostgreSQL on 127.0.0.1:$PGPORT"
-pg "'$PGBIN/initdb' -D '$PGDIR/data' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
-pg "'$PGBIN/pg_ctl' -D '$PGDIR/data' -l '$PGDIR/log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$PGDIR' -c fsync=off -c max_connections=400\" start" >/dev/null
+pg_start "$PGDIR" "$PGPORT" -c fsync=off -c max_connections=400
 export READHUB_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
 # 3b. A throwaway Garage node (a real S3-compatible distributed store, AGPL, run beside
