@@ -3,7 +3,9 @@
 # nodes behind HAProxy (HTTP with /readyz health checks, DICOM as TCP), a mixed load through
 # the balancer (scripts/cluster_load.py: four modalities pushing CT, MR and CR, three readers
 # claiming and signing, QIDO and metadata), and one readhub node killed (kill -9) mid-run.
-# It fails unless every acknowledged instance is in the index and every study was read once.
+# node-2 comes back 10 s later (as a supervisor would restart it) and uploads what its receive
+# buffer held. It fails unless every acknowledged instance is in the index and retrievable
+# through the balancer, and every study was read once.
 # The stall horizon is 60 s here (default 600): a study whose association died with its node
 # is ready once the rest of it, re-sent through another node, has been quiet that long.
 #
@@ -30,6 +32,7 @@ PIDS=()
 . scripts/pg.sh
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$WORK"/node*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   pg_stop "$WORK"
   scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -61,16 +64,23 @@ for i in 1 2 3; do echo "reader-pw-$i" | cli user add "rad$i" --role reader --po
 log "three readhub nodes, each on its own Garage endpoint"
 HTTP_BACKENDS="" DICOM_BACKENDS=""
 NODE_PIDS=()
-for i in 1 2 3; do
-  h=$(free_port); d=$(free_port)
-  mkdir -p "$WORK/node$i"
-  READHUB_DATA_DIR="$WORK/node$i" READHUB_NODE_NAME="node-$i" READHUB_HTTP_ADDR="127.0.0.1:$h" READHUB_DICOM_ADDR="127.0.0.1:$d" \
+HTTP_PORTS=() DICOM_PORTS=()
+start_node() { # i: node-i on its ports, its own data dir (and receive buffer), its own Garage endpoint
+  local i=$1
+  READHUB_DATA_DIR="$WORK/node$i" READHUB_NODE_NAME="node-$i" READHUB_HTTP_ADDR="127.0.0.1:${HTTP_PORTS[$i]}" \
+    READHUB_DICOM_ADDR="127.0.0.1:${DICOM_PORTS[$i]}" \
     READHUB_OBJECT_STORE_URL="s3://readhub/cluster?endpoint=${ENDPOINTS[$((i - 1))]}" READHUB_QUIET_PERIOD_SECS=2 READHUB_STALL_HORIZON_SECS=60 \
     READHUB_METRICS_TOKEN=metrics-token READHUB_LOG_FORMAT=json READHUB_LOG=warn \
-    setsid "$READHUB_BIN" serve > "$WORK/node$i.log" 2>&1 &
-  NODE_PIDS+=($!); PIDS+=($!)
-  HTTP_BACKENDS+="    server node$i 127.0.0.1:$h check\n"
-  DICOM_BACKENDS+="    server node$i 127.0.0.1:$d check\n"
+    setsid "$READHUB_BIN" serve >> "$WORK/node$i.log" 2>&1 &
+  echo $! > "$WORK/node$i.pid"
+}
+for i in 1 2 3; do
+  HTTP_PORTS[$i]=$(free_port); DICOM_PORTS[$i]=$(free_port)
+  mkdir -p "$WORK/node$i"
+  start_node "$i"
+  NODE_PIDS+=("$(cat "$WORK/node$i.pid")")
+  HTTP_BACKENDS+="    server node$i 127.0.0.1:${HTTP_PORTS[$i]} check\n"
+  DICOM_BACKENDS+="    server node$i 127.0.0.1:${DICOM_PORTS[$i]} check\n"
 done
 LB_HTTP=$(free_port); LB_DICOM=$(free_port)
 printf "global\n    maxconn 2000\ndefaults\n    timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n    retries 3\n    option redispatch\n\
@@ -82,8 +92,14 @@ haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 150); do curl -fs "http://127.0.0.1:$LB_HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 
-log "mixed load for ${SECONDS_OF_LOAD} s through HAProxy; node-2 is killed half-way"
-( sleep "$(( SECONDS_OF_LOAD / 2 ))"; kill -9 "${NODE_PIDS[1]}"; echo "   (node-2 killed at $(date +%T))" ) &
+log "mixed load for ${SECONDS_OF_LOAD} s through HAProxy; node-2 is killed half-way and restarted 10 s later"
+# as its supervisor (systemd Restart=always) would: the node comes back on its own disk and
+# uploads what its receive buffer held, acknowledged but not yet in the bucket
+(
+  sleep "$(( SECONDS_OF_LOAD / 2 ))"; kill -9 "${NODE_PIDS[1]}"
+  echo "   (node-2 killed at $(date +%T); its receive buffer holds $(find "$WORK/node2/receive-buffer" -name '*.dcm' 2>/dev/null | wc -l) instances)"
+  sleep 10; start_node 2; echo "   (node-2 restarted at $(date +%T))"
+) &
 set +e
 "$PY" scripts/cluster_load.py --dicom "127.0.0.1:$LB_DICOM" --http "http://127.0.0.1:$LB_HTTP" --seconds "$SECONDS_OF_LOAD" \
   --readers 3 --admin admin:admin-password-1 | tee "$WORK/result.json"

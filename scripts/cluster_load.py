@@ -1,7 +1,8 @@
 """Mixed load for scripts/cluster.sh, through the load balancer: modalities of several sites
 push studies (CT series, MR series, CR films) over DICOM, readers claim-next, report and sign,
 a browser-like client runs QIDO and WADO. After the load: every acknowledged instance must
-be in the index and retrievable, and every study read exactly once.
+be in the index and retrievable (WADO-RS, its bytes a Part-10 file), and every study read
+exactly once.
 
 usage: cluster_load.py --dicom HOST:PORT --http URL --seconds S --readers N --admin USER:PW
 """
@@ -98,6 +99,25 @@ def call(http, who, method, path, body=None):
         return 0, str(e)
 
 
+def retrievable(http, who, study, series, sop):
+    """WADO-RS of one instance answers its Part-10 bytes (503, "not in the shared store yet",
+    is asked again for a minute: the node holding it in its receive buffer may be restarting)."""
+    url = f"{http}/dicom-web/studies/{study}/series/{series}/instances/{sop}"
+    until = time.time() + 60
+    while True:
+        req = urllib.request.Request(url)
+        req.add_header("Authorization", "Basic " + base64.b64encode(who.encode()).decode())
+        req.add_header("Accept", "application/dicom; transfer-syntax=*")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                data = r.read()
+                return r.status == 200 and data[128:132] == b"DICM"
+        except Exception:
+            if time.time() > until:
+                return False
+            time.sleep(1)
+
+
 def mine(who, http, me):
     """An item this reader holds a claim on (a claim whose answer a killed node never sent:
     the viewer lists it as the reader's own, and so does this reader)."""
@@ -180,11 +200,15 @@ def main():
                 break
         time.sleep(1)
     # the checks: nothing acknowledged lost, every study read once
-    lost = []
+    lost, unretrievable = [], []
     for study, sops in acked.items():
         s, inst = call(a.http, a.admin, "GET", f"/dicom-web/studies/{study}/instances")
         held = {i["00080018"]["Value"][0] for i in inst} if s == 200 else set()
         lost += [f"{study}/{sop}" for sop in sops - held]
+        for i in inst if s == 200 else []:
+            sop = i["00080018"]["Value"][0]
+            if sop in sops and not retrievable(a.http, a.admin, study, i["0020000E"]["Value"][0], sop):
+                unretrievable.append(f"{study}/{sop}")
     unread = [s for s in acked if signed.get(s, 0) == 0]
     twice = [s for s, n in signed.items() if n > 1]
     result = {
@@ -192,6 +216,7 @@ def main():
         "studies_acknowledged": len(acked),
         "instances_acknowledged": sum(len(v) for v in acked.values()),
         "instances_lost": len(lost),
+        "instances_not_retrievable": len(unretrievable),
         "studies_unread": len(unread),
         "studies_read_twice": len(twice),
         "claims": stats["claims"],
@@ -204,8 +229,8 @@ def main():
     print(json.dumps(result, indent=1))
     for e in errors[:10]:
         print("  seen:", e, file=sys.stderr)
-    if lost or unread or twice:
-        print("FAILED: lost", lost[:5], "unread", unread[:5], "twice", twice[:5], file=sys.stderr)
+    if lost or unretrievable or unread or twice:
+        print("FAILED: lost", lost[:5], "not retrievable", unretrievable[:5], "unread", unread[:5], "twice", twice[:5], file=sys.stderr)
         sys.exit(1)
 
 

@@ -312,7 +312,15 @@ impl InstanceWriter {
     }
 
     /// Give up on this instance (connection lost, association aborted): nothing is kept.
+    /// Counted too: as refused or failed when it already was (too large, not DICOM, a write
+    /// error) before the connection ended, as aborted otherwise.
     pub async fn abort(self) {
+        let status = match &self.failed {
+            Some(IngestError::Storage(_)) => "failed",
+            Some(_) => "refused",
+            None => "aborted",
+        };
+        metrics::counter!("readhub_instances_received_total", "site" => self.site.name.clone(), "status" => status).increment(1);
         self.blob.abort().await;
     }
 

@@ -61,6 +61,25 @@ async fn health_readiness_and_metrics() {
     // HTTP by route pattern: never a study UID (patient data, unbounded) in a label
     assert!(after.contains(r#"readhub_http_requests_total{method="GET",route="/api/worklist",status="200"}"#), "{after}");
     assert!(!after.contains(study), "a study UID in the metrics");
+
+    // an instance cut off mid-way (the modality aborts the association) is counted as aborted
+    let port = hub.dimse_port;
+    tokio::task::spawn_blocking(move || {
+        let mut a = scu::connect(port, "TOWNSHIPM", &[(SC, &[EXPLICIT_LE])]).unwrap();
+        let (pc, _) = a.context(SC).unwrap();
+        let data = synthetic_sc(None, b"Cut^Short", "CUT2", "1.2.826.0.1.3680043.8.498.160003", "1.2.826.0.1.3680043.8.498.160003.1");
+        a.send_store(pc, SC, "1.2.826.0.1.3680043.8.498.160003.1", &data[..data.len() / 2], false).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        a.abort();
+    })
+    .await
+    .unwrap();
+    let aborted = r#"readhub_instances_received_total{site="Township-M",status="aborted"}"#;
+    let started = std::time::Instant::now();
+    while sample(&metrics_page(&hub, token).await, aborted) < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the cut-off instance was not counted as aborted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(!after.contains("Disk^Full"), "a patient name in the metrics");
 
     // a signed report: the queue empties and the turnaround histogram counts it
