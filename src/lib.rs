@@ -304,7 +304,7 @@ pub async fn run_with_clock(
     // acknowledgement path) and kept beside the instances
     let renders = config
         .prerender
-        .then(|| tokio::spawn(viewer_api::renditions::run(state.clone(), lease(ClusterJob::Renditions), stop_rx.clone())));
+        .then(|| tokio::spawn(viewer_api::renditions::run(state.clone(), stop_rx.clone())));
     let app = viewer_api::router(state);
     let mut http = tokio::spawn(http::serve(listeners.http, app, https, stopped(stop_rx.clone())));
     // Graceful, but bounded: a client that stopped reading a large response (a WADO-RS

@@ -1,5 +1,6 @@
 //! Cluster leases: a job that must run once per cluster (the SLA ticker, the webhook
-//! outbox, pre-rendering) runs on the node that holds its lease. Every node asks before each
+//! outbox) runs on the node that holds its lease (pre-rendering is spread over the nodes by
+//! claims instead: storage::renditions). Every node asks before each
 //! round; the holder renews, the others are told no until the lease lapses (its holder died
 //! or stopped), and then the first to ask takes it over. One upsert decides, so two nodes
 //! never both hold a lease, on SQLite or PostgreSQL.
@@ -16,18 +17,15 @@ pub enum ClusterJob {
     Ticker,
     /// the sites' webhooks
     Webhooks,
-    /// thumbnails and previews after ingest
-    Renditions,
 }
 
 impl ClusterJob {
-    pub const ALL: [ClusterJob; 3] = [ClusterJob::Ticker, ClusterJob::Webhooks, ClusterJob::Renditions];
+    pub const ALL: [ClusterJob; 2] = [ClusterJob::Ticker, ClusterJob::Webhooks];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterJob::Ticker => "ticker",
             ClusterJob::Webhooks => "webhooks",
-            ClusterJob::Renditions => "renditions",
         }
     }
 }
@@ -180,13 +178,14 @@ mod tests {
         release_all(&db, &b).await.unwrap();
         assert!(hold(&db, ClusterJob::Ticker, &a, 15_003, ttl).await.unwrap(), "released: taken at once");
         // the keeper asks again only past half the lease's life
-        let mut keeper = Lease::new(db.clone(), ClusterJob::Renditions, b.clone());
+        sqlx::query("DELETE FROM cluster_leases").execute(db.pool()).await.unwrap();
+        let mut keeper = Lease::new(db.clone(), ClusterJob::Webhooks, b.clone());
         assert!(keeper.held(100_000).await);
-        assert!(!hold(&db, ClusterJob::Renditions, &a, 100_001, ttl).await.unwrap());
+        assert!(!hold(&db, ClusterJob::Webhooks, &a, 100_001, ttl).await.unwrap());
         sqlx::query("DELETE FROM cluster_leases").execute(db.pool()).await.unwrap();
         assert!(keeper.held(101_000).await, "within half its life: no database round");
         assert!(keeper.held(106_000).await, "past half: renewed (taken again)");
-        assert!(!hold(&db, ClusterJob::Renditions, &a, 106_001, ttl).await.unwrap());
+        assert!(!hold(&db, ClusterJob::Webhooks, &a, 106_001, ttl).await.unwrap());
     }
 
     #[tokio::test]

@@ -515,7 +515,7 @@ async fn renditions_are_not_made_on_the_acknowledgement_path() {
     for v in viewer_api::renditions::VIEWPORTS {
         assert!(hub.storage.blobs.get_bytes(&viewer_api::renditions::key(&key, v)).await.is_err(), "nothing rendered for {v:?}");
     }
-    let pending = storage::renditions::pending(&hub.storage.db, 10).await.unwrap();
+    let pending = storage::renditions::claim(&hub.storage.db, storage::now_ms(), Duration::from_secs(1), 10).await.unwrap();
     assert!(pending.iter().any(|p| p.blob_key == key), "recorded as wanting its pictures: {pending:?}");
     let base = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
     let served = hub.get(&admin, &format!("{base}/rendered?viewport=1024,1024")).await;

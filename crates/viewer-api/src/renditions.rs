@@ -79,6 +79,10 @@ async fn put_bytes(blobs: &storage::BlobStore, key: &str, bytes: &[u8]) -> Resul
 /// Instances rendered per pass.
 const BATCH: i64 = 16;
 
+/// How long a node's claim on a batch lasts: far longer than rendering 16 instances takes
+/// (under a second each), so a claim lapses only when its node died.
+const CLAIM_FOR: Duration = Duration::from_secs(120);
+
 /// How often the worker looks for new instances when it found none.
 const IDLE: Duration = Duration::from_millis(500);
 
@@ -90,17 +94,10 @@ const AFTER_RECEIPT: Duration = Duration::from_millis(300);
 /// The background worker: renders every new image instance's kept renditions, one
 /// instance at a time (bounded: a burst of CT slices waits its turn, and each takes its
 /// share of the decoding budget like a request), until `stop`.
-pub async fn run(st: AppState, mut lease: storage::lease::Lease, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(st: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        // one node of the cluster renders (the one holding the lease); the others wait
-        if !lease.held(storage::now_ms()).await {
-            tokio::select! {
-                _ = tokio::time::sleep(IDLE) => {}
-                _ = stop.changed() => if *stop.borrow() { return },
-            }
-            continue;
-        }
-        let found = match storage::renditions::pending(&st.storage.db, BATCH).await {
+        // every node of a cluster renders; each claims its own batch (storage::renditions)
+        let found = match storage::renditions::claim(&st.storage.db, storage::now_ms(), CLAIM_FOR, BATCH).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "looking for instances to render failed");
