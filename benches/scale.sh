@@ -18,14 +18,12 @@ PY=${READHUB_TEST_PYTHON:-$ROOT/.venv/bin/python}
 if [ -z "${READHUB_BIN:-}" ]; then cargo build --release --locked -q; READHUB_BIN=$ROOT/target/release/readhub; fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 WORK=$(mktemp -d /tmp/readhub-scale.XXXXXX)
-PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; pg() { su postgres -s /bin/sh -c "$*"; }; else pg() { sh -c "$*"; }; fi
+. scripts/pg.sh
 HUB=""
-cleanup() { [ -n "$HUB" ] && kill "$HUB" 2>/dev/null; pg "'$PGBIN/pg_ctl' -D '$WORK/pg' -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+cleanup() { [ -n "$HUB" ] && kill "$HUB" 2>/dev/null; pg_stop "$WORK"; rm -rf "$WORK"; }
 trap cleanup EXIT
 PGPORT=$(free_port)
-pg "'$PGBIN/initdb' -D '$WORK/pg' -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8" >/dev/null
-pg "'$PGBIN/pg_ctl' -D '$WORK/pg' -l '$WORK/pg.log' -w -o \"-c listen_addresses=127.0.0.1 -p $PGPORT -k '$WORK' -c shared_buffers=2GB -c max_wal_size=8GB -c work_mem=64MB\" start" >/dev/null
+pg_start "$WORK" "$PGPORT" -c shared_buffers=2GB -c max_wal_size=8GB -c work_mem=64MB
 export READHUB_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export READHUB_DATA_DIR=$WORK/data
 psql_() { pg "psql -q -h '$WORK' -p $PGPORT -U postgres -v ON_ERROR_STOP=1 $*"; }

@@ -39,4 +39,5 @@ SELECT st.id, st.site_id, (SELECT id FROM pools WHERE name = 'imaging'),
 FROM studies st WHERE st.study_uid LIKE '1.2.826.0.1.3680043.10.9.77.%' AND NOT EXISTS (SELECT 1 FROM worklist_items w WHERE w.study_id = st.id);
 UPDATE worklist_items SET state = 'reported' WHERE state = 'ready' AND routed_by = 'bench';
 UPDATE worklist_items SET state = 'ready' WHERE id IN (SELECT id FROM worklist_items WHERE routed_by = 'bench' ORDER BY id DESC LIMIT :open);
-ANALYZE;
+-- VACUUM, not only ANALYZE: otherwise autovacuum visits the new rows during the measurement
+VACUUM ANALYZE;
