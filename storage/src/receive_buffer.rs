@@ -39,9 +39,11 @@ pub const SHARED_WITHIN: Duration = Duration::from_secs(10);
 const UPLOADERS: usize = 4;
 
 /// While instances are arriving, an upload (and the store's work on the same machine) would
-/// take CPU and disk from their acknowledgements: a file younger than this waits for a
-/// pause in the arrivals (renditions wait the same way), an older one goes up regardless, so
-/// a busy day still drains.
+/// take CPU and disk from their acknowledgements: uploads wait for a pause in the arrivals
+/// (renditions wait the same way), but no longer than this from the start of a burst, so a
+/// busy day still drains. (The wait is decided once per burst, not per file: with a backlog
+/// of 10^5 files a check of each file's age every few hundred milliseconds would take the CPU
+/// it was meant to leave to the acknowledgements.)
 pub const YIELD_UP_TO: Duration = Duration::from_secs(5);
 
 /// How often the buffer is scanned when nothing wakes the uploader (a crash's leftovers,
@@ -128,11 +130,6 @@ impl ReceiveBuffer {
         out
     }
 
-    /// How long ago the buffered file of `key` was written.
-    fn age(&self, key: &str) -> Option<Duration> {
-        std::fs::metadata(self.path(key)).ok()?.modified().ok()?.elapsed().ok()
-    }
-
     /// Remove the day directories (`instances/<site>/<day>`) older than yesterday that are
     /// empty: every upload empties one, and a writer only opens today's (or, across
     /// midnight, yesterday's).
@@ -166,9 +163,24 @@ impl ReceiveBuffer {
         let mut uploads = tokio::task::JoinSet::new();
         let mut rounds = 0u64;
         let mut deadline: Option<tokio::time::Instant> = None;
+        // when the arrivals of the current burst began (None: no burst)
+        let mut burst_since: Option<tokio::time::Instant> = None;
         loop {
             if deadline.is_none() && *stop.borrow() {
                 deadline = Some(tokio::time::Instant::now() + DRAIN);
+            }
+            if deadline.is_none() && receiving() {
+                let since = *burst_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() < YIELD_UP_TO {
+                    // a burst: look again soon, the pause may have begun
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            } else {
+                burst_since = None;
             }
             let buffer = self.clone();
             let pending = tokio::task::spawn_blocking(move || buffer.pending()).await.unwrap_or_default();
@@ -178,11 +190,7 @@ impl ReceiveBuffer {
                     break;
                 }
             }
-            let yielding = deadline.is_none() && receiving();
             for key in pending {
-                if yielding && self.age(&key).is_some_and(|age| age < YIELD_UP_TO) {
-                    continue;
-                }
                 if !self.uploading.lock().expect("uploading set").insert(key.clone()) {
                     continue;
                 }
@@ -227,11 +235,9 @@ impl ReceiveBuffer {
                     }
                 }
                 None => {
-                    // while yielding, look again soon: the pause may have begun
-                    let next = if yielding { Duration::from_millis(300) } else { SCAN_EVERY };
                     tokio::select! {
-                        _ = self.wake.notified(), if !yielding => {}
-                        _ = tokio::time::sleep(next) => {}
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(SCAN_EVERY) => {}
                         _ = stop.changed() => {}
                     }
                 }
