@@ -288,6 +288,32 @@ async fn on_s3_killed_with_instances_only_in_its_receive_buffer_loses_nothing() 
     let held = buffered(&buffer);
     assert!(held >= l.acknowledged.len(), "every acknowledged instance is in the buffer: {held} files, {} acknowledged", l.acknowledged.len());
 
+    // another node, no buffer of its own: an acknowledged instance still on the dead node's
+    // disk is "not there yet, try again" (503), never "not found"
+    let other = tempfile::tempdir().unwrap();
+    let reader = serve(other.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &s3), ("READHUB_RECEIVE_BUFFER", "off")]).await;
+    let (sop, (study, _)) = l.acknowledged.iter().next().unwrap();
+    let listed: Vec<Value> = reqwest::Client::new()
+        .get(format!("http://{}/dicom-web/studies/{study}/instances", reader.http))
+        .basic_auth(READER.0, Some(READER.1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let series = listed.iter().find(|i| i["00080018"]["Value"][0] == sop.as_str()).expect("indexed")["0020000E"]["Value"][0].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/dicom-web/studies/{study}/series/{series}/instances/{sop}", reader.http))
+        .header("accept", "application/dicom; transfer-syntax=*")
+        .basic_auth(READER.0, Some(READER.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "an instance in a dead node's buffer is unavailable for now, not missing");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("receive buffer"), "says why: {body}");
+
     // the store is back: the node uploads what its buffer holds
     let hub = serve(dir.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &s3)]).await;
     let started = Instant::now();
@@ -298,9 +324,8 @@ async fn on_s3_killed_with_instances_only_in_its_receive_buffer_loses_nothing() 
     eprintln!("{held} buffered instances uploaded in {:?} after the restart", started.elapsed());
     hub.kill9().await;
 
-    // another node, no buffer: everything acknowledged is in the shared store
-    let other = tempfile::tempdir().unwrap();
-    let hub = serve(other.path(), &[("READHUB_DATABASE_URL", &db), ("READHUB_OBJECT_STORE_URL", &s3), ("READHUB_RECEIVE_BUFFER", "off")]).await;
+    // the node with no buffer: everything acknowledged is in the shared store now
+    let hub = reader;
     let (_, whole, absent) = check_round(1, &hub.http, &l).await;
     eprintln!("{} acknowledged, all retrieved from S3 byte for byte; in flight at the kill: {whole} whole, {absent} absent", l.acknowledged.len());
     let acked_studies: std::collections::BTreeSet<&String> = l.acknowledged.values().map(|(s, _)| s).collect();
