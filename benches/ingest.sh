@@ -52,12 +52,8 @@ if [[ " $RECEIVERS " == *" readhub-s3"* ]]; then
   S3_ENDPOINT=${READHUB_TEST_S3_ENDPOINTS%% *}
   trap 'scripts/garage.sh stop "$WORK/garage" >/dev/null 2>&1 || true' EXIT
 fi
-if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
-  echo "generating corpus ($N_DX DX, $CT_SLICES CT slices) in $WORK/corpus"
-  rm -rf "$WORK/corpus"
-  "$PY" benches/gen_corpus.py --out "$WORK/corpus" --dx "$N_DX" --ct "$CT_SLICES"
-  touch "$WORK/corpus/.done-$N_DX-$CT_SLICES"
-fi
+. benches/corpus.sh
+ensure_corpus "$WORK" "$N_DX" "$CT_SLICES" "$PY"
 
 # DCMTK leaves Nagle's algorithm on unless told: without this, every C-STORE-RSP of storescp
 # (and every small PDU of storescu) waits ~40 ms for a delayed ACK, and the comparison would

@@ -14,11 +14,8 @@ PY=${READHUB_TEST_PYTHON:-$ROOT/.venv/bin/python}
 if [ -z "${READHUB_BIN:-}" ]; then cargo build --release --locked -q; READHUB_BIN=$ROOT/target/release/readhub; fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 mkdir -p "$WORK"
-if [ ! -f "$WORK/corpus/.done-$N_DX-$CT_SLICES" ]; then
-  rm -rf "$WORK/corpus"
-  "$PY" benches/gen_corpus.py --out "$WORK/corpus" --dx "$N_DX" --ct "$CT_SLICES"
-  touch "$WORK/corpus/.done-$N_DX-$CT_SLICES"
-fi
+. benches/corpus.sh
+ensure_corpus "$WORK" "$N_DX" "$CT_SLICES" "$PY"
 RUN=$(mktemp -d /tmp/readhub-nodes.XXXXXX)
 . scripts/pg.sh
 NODES=()
