@@ -178,7 +178,7 @@ pub async fn run_with_clock(
     let (uploads_stop, uploads_stop_rx) = watch::channel(false);
     let receiving = {
         let st = storage.clone();
-        move || st.since_last_receipt() < Duration::from_millis(300)
+        move || st.receiving()
     };
     let uploads = storage
         .blobs
@@ -209,6 +209,10 @@ pub async fn run_with_clock(
                 // every node says it is alive; the ticker's node ends the transfers of nodes
                 // that stopped saying so (they died mid-association)
                 _ = beat.tick() => {
+                    // (SQLite is one node's database: nobody to tell, and a commit saved)
+                    if ticker_db.backend() == storage::Backend::Sqlite {
+                        continue;
+                    }
                     let now = storage::now_ms();
                     if let Err(e) = storage::lease::heartbeat(&ticker_db, &ticker_node, now).await {
                         tracing::warn!(error = %e, "cannot write this node's heartbeat");

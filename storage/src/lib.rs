@@ -102,6 +102,10 @@ impl Error {
     }
 }
 
+/// Instances count as arriving for this long after their last bytes: the gap between the
+/// slices of a CT pushed back to back is well under it.
+pub const RECEIVING_WITHIN: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Size limits applied to every incoming instance.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -154,6 +158,13 @@ impl Storage {
     pub fn since_last_receipt(&self) -> std::time::Duration {
         let ms = now_ms() - self.last_receipt.load(std::sync::atomic::Ordering::Relaxed);
         std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+
+    /// Are instances arriving now (bytes within [`RECEIVING_WITHIN`])? Background work that
+    /// would take the CPU and the disk from their acknowledgements (rendering, uploads from
+    /// the receive buffer) waits while they are.
+    pub fn receiving(&self) -> bool {
+        self.since_last_receipt() < RECEIVING_WITHIN
     }
 
     pub async fn open(database_url: &str, object_store_url: &str, limits: Limits) -> Result<Self, Error> {

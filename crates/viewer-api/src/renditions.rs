@@ -86,10 +86,9 @@ const CLAIM_FOR: Duration = Duration::from_secs(120);
 /// How often the worker looks for new instances when it found none.
 const IDLE: Duration = Duration::from_millis(500);
 
-/// The worker waits until instances have stopped arriving for this long: rendering a CT's
-/// slices while they arrive took the CPU from their acknowledgements (on 2 cores, CT
-/// ingest ran at 0.41× DCMTK storescp with it, see BENCHMARKS.md).
-const AFTER_RECEIPT: Duration = Duration::from_millis(300);
+// The worker waits while instances arrive (`Storage::receiving`): rendering a CT's slices
+// while they arrive took the CPU from their acknowledgements (on 2 cores, CT ingest ran at
+// 0.41× DCMTK storescp with it, see BENCHMARKS.md).
 
 /// The background worker: renders every new image instance's kept renditions, one
 /// instance at a time (bounded: a burst of CT slices waits its turn, and each takes its
@@ -106,11 +105,11 @@ pub async fn run(st: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
         };
         let idle = found.is_empty();
         for inst in found {
-            while st.storage.since_last_receipt() < AFTER_RECEIPT {
+            while st.storage.receiving() {
                 if *stop.borrow() {
                     return;
                 }
-                tokio::time::sleep(AFTER_RECEIPT).await;
+                tokio::time::sleep(storage::RECEIVING_WITHIN).await;
             }
             if *stop.borrow() {
                 return;
