@@ -9,45 +9,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
+pub use crate::blob_key::BlobKey;
 use crate::receive_buffer::ReceiveBuffer;
 use crate::Error;
-
-/// Where a thing lives in the blob store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BlobKey {
-    /// One stored version of an instance. The token makes every received copy its own
-    /// object, so a re-send never overwrites what was acknowledged before.
-    Instance {
-        site_id: i64,
-        day: String,
-        token: String,
-    },
-}
-
-impl BlobKey {
-    pub fn new_instance(site_id: i64) -> Self {
-        BlobKey::Instance {
-            site_id,
-            day: chrono::Utc::now().format("%Y%m%d").to_string(),
-            token: uuid::Uuid::new_v4().simple().to_string(),
-        }
-    }
-
-    /// Is `key` an instance's (not a rendition kept beside it)?
-    pub fn is_instance_path(key: &str) -> bool {
-        key.starts_with("instances/") && key.ends_with(".dcm")
-    }
-
-    pub fn as_path(&self) -> String {
-        match self {
-            BlobKey::Instance {
-                site_id,
-                day,
-                token,
-            } => format!("instances/{site_id}/{day}/{token}.dcm"),
-        }
-    }
-}
 
 /// The object store behind a typed facade.
 #[derive(Clone)]

@@ -8,6 +8,7 @@
 pub mod arrival;
 pub mod attrs;
 pub mod blob;
+mod blob_key;
 pub mod charset;
 pub mod db;
 pub use dicom_walk as header;

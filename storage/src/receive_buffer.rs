@@ -119,7 +119,10 @@ impl ReceiveBuffer {
                 let key = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
                 match e.file_type() {
                     Ok(t) if t.is_dir() => walk(&e.path(), &key, out),
-                    Ok(t) if t.is_file() && !crate::local_write::is_staging(&name) => out.push(key),
+                    // only instances: a stray file someone left here is neither uploaded nor removed
+                    Ok(t) if t.is_file() && !crate::local_write::is_staging(&name) && crate::blob_key::BlobKey::is_instance_path(&key) => {
+                        out.push(key)
+                    }
                     _ => {}
                 }
             }
@@ -313,6 +316,8 @@ mod tests {
         let remote: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let buffer = ReceiveBuffer::open(dir.path()).unwrap();
         assert_eq!(buffer.upload(&remote, "instances/1/20260101/nothing.dcm").await.unwrap(), Upload::Gone);
+        std::fs::write(dir.path().join("notes.txt"), b"an operator's file").unwrap();
+        assert!(buffer.pending().is_empty(), "only instances are buffered work");
         let key = "instances/1/20260101/x.dcm";
         std::fs::create_dir_all(dir.path().join("instances/1/20260101")).unwrap();
         std::fs::write(dir.path().join(key), b"bytes").unwrap();
