@@ -419,11 +419,13 @@ async fn auto_assign_to_on_duty_qualified_readers(backend: Backend) {
     assert_eq!(code, 403, "not qualified for this modality: {v}");
     let (code, _) = hub.send(&cr_only, Method::POST, "/api/worklist/next", None).await;
     assert_eq!(code, 204, "nothing this reader may read");
-    // evening: "day" finishes and goes off duty; the next item goes to "night"
+    // evening: "day" goes off duty and finishes; the next item goes to "night". (The clock
+    // moves first: signing at 10:00 freed "day", and a tick between the signature and the
+    // clock's move could push the item to them, still on duty.)
     let first = claimed[0]["id"].as_i64().unwrap();
+    clock.advance(11 * 60 * MIN); // 21:00
     hub.send(&day, Method::PUT, &format!("/api/worklist/{first}/report"), Some(json!({ "impression": "未见异常。" }))).await;
     assert_eq!(hub.send(&day, Method::POST, &format!("/api/worklist/{first}/report/sign"), None).await.0, 200);
-    clock.advance(11 * 60 * MIN); // 21:00
     let mut holder = Value::Null;
     for _ in 0..50 {
         holder = hub.get_json(&admin, &format!("/api/worklist/{other}")).await["item"]["claimed_by"].clone();
